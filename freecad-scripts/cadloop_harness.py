@@ -1,0 +1,354 @@
+"""cadloop's harness inside the embedded interpreter of a `cadloop worker`.
+
+The worker (src/freecad.rs) imports this module once, after FreeCAD, and calls
+`run_job` for every job. A job runs generated code in a fresh document and a
+fresh namespace, finds the result shape, measures it, exports STEP and FCStd
+into a staging folder and returns the tessellation as packed little-endian
+arrays. Writing model.stl and moving the files into place is the worker's part.
+
+Failures of the generated code are returned as data (kind + message for the
+LLM), never raised: only a bug in this file raises.
+"""
+
+import array
+import builtins
+import difflib
+import json
+import os
+import sys
+import time
+import traceback
+
+import FreeCAD  # must come before Part: a bare `import Part` crashes the interpreter
+import Part
+
+CODE_NAME = "code.py"
+STAGING = ".staging"
+# A part is tessellated with a chord deviation of this share of its bounding-box
+# diagonal, so that small and large parts get the same visual quality.
+RELATIVE_DEFLECTION = 0.001
+MIN_DEFLECTION = 0.001
+
+
+class JobFailure(Exception):
+    """A failure of the generated code, with the kind the executor reports."""
+
+    def __init__(self, kind, message, line=None, facts=None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.line = line
+        self.facts = facts
+
+
+def versions():
+    """FreeCAD and Python versions, for the worker's ready message."""
+    v = FreeCAD.Version()
+    return json.dumps({"freecad": ".".join(v[:3]).rstrip("."), "python": sys.version.split()[0]})
+
+
+def run_job(code, job_dir):
+    """Run one job; returns (report JSON, vertex bytes, index bytes)."""
+    started = time.perf_counter()
+    timings = {}
+    lines = code.splitlines()
+    staging = os.path.join(job_dir, STAGING)
+    os.makedirs(staging, exist_ok=True)
+    docs_before = set(FreeCAD.listDocuments())
+    doc = FreeCAD.newDocument("cadloop_job")
+    FreeCAD.setActiveDocument(doc.Name)
+    vertices = indices = b""
+    try:
+        namespace = fresh_namespace()
+        compiled = compile_code(code, lines)
+        run_code(compiled, namespace, lines)
+        timings["exec_ms"] = ms_since(started)
+        shape, added = resolve_result(doc, namespace)
+        facts = measure(shape)
+        check_shape(shape, facts)
+        mark = time.perf_counter()
+        if added:
+            feature = doc.addObject("Part::Feature", "Result")
+            feature.Shape = shape
+        shape.exportStep(os.path.join(staging, "model.step"))
+        doc.saveAs(os.path.join(staging, "model.FCStd"))
+        vertices, indices, deflection = tessellate(shape, facts)
+        facts["tessellation"] = {
+            "deflection_mm": deflection,
+            "triangles": len(indices) // 12,
+        }
+        timings["export_ms"] = ms_since(mark)
+        report = {"outcome": "ok", "facts": facts}
+    except JobFailure as failure:
+        report = {"outcome": "error", "kind": failure.kind, "message": failure.message}
+        if failure.line is not None:
+            report["line"] = failure.line
+        if failure.facts is not None:
+            report["facts"] = failure.facts
+        timings.setdefault("exec_ms", ms_since(started))
+    finally:
+        for name in set(FreeCAD.listDocuments()) - docs_before:
+            FreeCAD.closeDocument(name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    report["timings"] = timings
+    return json.dumps(report), vertices, indices
+
+
+def ms_since(start):
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+def fresh_namespace():
+    # The modules every FreeCAD script assumes are there; the code may import more.
+    return {
+        "__name__": "__main__",
+        "__file__": CODE_NAME,
+        "__builtins__": builtins,
+        "FreeCAD": FreeCAD,
+        "App": FreeCAD,
+        "Part": Part,
+    }
+
+
+def compile_code(code, lines):
+    try:
+        return compile(code, CODE_NAME, "exec", dont_inherit=True)
+    except SyntaxError as err:
+        lineno = err.lineno or 0
+        text = source_line(lines, lineno) or (err.text or "").rstrip("\n")
+        message = f"{CODE_NAME}, line {lineno}: {type(err).__name__}: {err.msg}"
+        if text:
+            message += f"\n    {text.strip()}"
+            if err.offset:
+                indent = len(text) - len(text.lstrip())
+                message += "\n    " + " " * max(err.offset - 1 - indent, 0) + "^"
+        raise JobFailure("syntax", message, lineno or None) from None
+    except ValueError as err:  # e.g. a NUL byte in the source
+        raise JobFailure("syntax", f"{CODE_NAME}: {err}") from None
+
+
+def run_code(compiled, namespace, lines):
+    try:
+        exec(compiled, namespace)
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            raise JobFailure(
+                "exception",
+                f"the script called sys.exit({stop.code!r}); a script must end normally and leave its solid in `result`",
+            ) from None
+    except MemoryError as err:
+        message, line = describe_exception(err, lines, namespace)
+        raise JobFailure(
+            "out-of-memory",
+            message + "\nThe script ran out of memory: build the part with fewer or simpler operations.",
+            line,
+        ) from None
+    except BaseException as err:  # noqa: BLE001 - everything the code raises is data
+        message, line = describe_exception(err, lines, namespace)
+        raise JobFailure("exception", message, line) from None
+
+
+def source_line(lines, lineno):
+    if lineno and 0 < lineno <= len(lines):
+        return lines[lineno - 1]
+    return ""
+
+
+def describe_exception(err, lines, namespace):
+    """The traceback cut to the generated code's own frames, and its last line number."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == CODE_NAME]
+    out = []
+    if frames:
+        out.append(f"Traceback ({CODE_NAME} frames, most recent call last):")
+        for frame in frames:
+            where = "" if frame.name == "<module>" else f", in {frame.name}"
+            out.append(f"  {CODE_NAME}, line {frame.lineno}{where}: {source_line(lines, frame.lineno).strip()}")
+    detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+    hint = suggestion(err, namespace)
+    out.append(detail + (f" Did you mean: {hint}?" if hint else ""))
+    return "\n".join(out), (frames[-1].lineno if frames else None)
+
+
+def suggestion(err, namespace):
+    """A close name for a NameError or AttributeError, as newer Pythons print."""
+    try:
+        if isinstance(err, NameError) and getattr(err, "name", None):
+            pool = list(namespace) + dir(builtins)
+            name = err.name
+        elif isinstance(err, AttributeError) and getattr(err, "name", None) and getattr(err, "obj", None) is not None:
+            pool = dir(err.obj)
+            name = err.name
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - a best-effort hint
+        return None
+    matches = difflib.get_close_matches(name, [p for p in pool if isinstance(p, str)], n=1, cutoff=0.7)
+    return repr(matches[0]) if matches else None
+
+
+def recompute_errors(doc, objects=None):
+    doc.recompute()
+    errors = []
+    for obj in objects if objects is not None else doc.Objects:
+        state = obj.State
+        if "Invalid" in state or "Error" in state:
+            status = obj.getStatusString() if hasattr(obj, "getStatusString") else "invalid"
+            errors.append(f"{obj.Label} ({obj.TypeId}): {status}")
+    return errors
+
+
+def raise_recompute(errors):
+    raise JobFailure(
+        "exception",
+        "FreeCAD could not recompute the document:\n  " + "\n  ".join(errors)
+        + "\nFix the parameters of these features (e.g. a fillet radius larger than the edge allows).",
+    )
+
+
+def resolve_result(doc, namespace):
+    """The shape to export and whether it must be added to the document."""
+    if "result" in namespace:
+        value = namespace["result"]
+        if isinstance(value, Part.Shape):
+            return value, True
+        shape = getattr(value, "Shape", None)
+        if isinstance(shape, Part.Shape) and hasattr(value, "TypeId"):
+            errors = recompute_errors(doc, [value] + list(getattr(value, "OutListRecursive", [])))
+            if errors:
+                raise_recompute(errors)
+            return shape, False
+        raise JobFailure(
+            "no-solid",
+            f"`result` is a {type(value).__name__}; set it to a Part.Shape (e.g. a solid) or a document object with a Shape",
+        )
+    errors = recompute_errors(doc)
+    if errors:
+        raise_recompute(errors)
+    leaves = result_objects(doc)
+    if not leaves:
+        raise JobFailure(
+            "no-solid",
+            "the script left no solid: set `result` to the finished Part.Shape "
+            "or add it to the document (e.g. Part.show(shape))",
+        )
+    if len(leaves) == 1:
+        return leaves[0].Shape, False
+    shapes = [o.Shape for o in leaves]
+    try:
+        union = shapes[0].fuse(shapes[1:])
+        union = union.removeSplitter()
+    except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
+        union = Part.makeCompound(shapes)
+    return union, True
+
+
+def has_solid(obj):
+    shape = getattr(obj, "Shape", None)
+    return isinstance(shape, Part.Shape) and not shape.isNull() and len(shape.Solids) > 0
+
+
+def result_objects(doc):
+    """Visible objects with solids that no other solid-bearing object consumes."""
+    solid_objects = [o for o in doc.Objects if has_solid(o)]
+    names = {o.Name for o in solid_objects}
+    leaves = []
+    for obj in solid_objects:
+        if not getattr(obj, "Visibility", True):
+            continue
+        if any(user.Name in names for user in obj.InList):
+            continue
+        leaves.append(obj)
+    return leaves
+
+
+def measure(shape):
+    solids = shape.Solids
+    box = shape.BoundBox
+    facts = {
+        "valid": bool(shape.isValid()),
+        "solids": len(solids),
+        "shells": len(shape.Shells),
+        "faces": len(shape.Faces),
+        "edges": len(shape.Edges),
+        "vertices": len(shape.Vertexes),
+        "volume": shape.Volume,
+        "area": shape.Area,
+        "bbox": {
+            "min": [box.XMin, box.YMin, box.ZMin],
+            "max": [box.XMax, box.YMax, box.ZMax],
+            "size": [box.XLength, box.YLength, box.ZLength],
+        },
+        "center_of_mass": center_of_mass(shape, solids),
+        "face_types": face_types(shape),
+    }
+    return facts
+
+
+def center_of_mass(shape, solids):
+    weight = sum(s.Volume for s in solids)
+    if solids and weight > 0:
+        acc = FreeCAD.Vector(0, 0, 0)
+        for solid in solids:
+            acc += solid.CenterOfMass * solid.Volume
+        acc = acc * (1.0 / weight)
+        return [acc.x, acc.y, acc.z]
+    box = shape.BoundBox
+    return [box.Center.x, box.Center.y, box.Center.z]
+
+
+def face_types(shape):
+    counts = {}
+    for face in shape.Faces:
+        try:
+            name = type(face.Surface).__name__
+        except Exception:  # noqa: BLE001 - an unusual surface still counts
+            name = "Other"
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_shape(shape, facts):
+    if shape.isNull():
+        raise JobFailure("no-solid", "the result shape is empty (null)")
+    if not facts["solids"]:
+        raise JobFailure(
+            "no-solid",
+            f"the result has no solid, only {facts['faces']} faces in {facts['shells']} shells: "
+            "extrude a closed profile, or close the shell and make a solid (Part.Solid(Part.Shell(faces)))",
+            facts=facts,
+        )
+    if not facts["valid"]:
+        raise JobFailure("invalid-shape", "the result is not a valid solid: " + shape_problems(shape), facts=facts)
+    if facts["volume"] <= 0:
+        raise JobFailure(
+            "invalid-shape",
+            f"the result has volume {facts['volume']:.6g} mm^3: the solid is inside out or flat; "
+            "check face orientations and that every extrusion has a non-zero length",
+            facts=facts,
+        )
+
+
+def shape_problems(shape):
+    try:
+        shape.check(True)
+    except Exception as err:  # noqa: BLE001 - the check's text is the message
+        text = str(err).strip()
+        return text[:2000] if text else "the geometry check failed"
+    return "the geometry check failed"
+
+
+def tessellate(shape, facts):
+    diagonal = shape.BoundBox.DiagonalLength
+    deflection = max(diagonal * RELATIVE_DEFLECTION, MIN_DEFLECTION)
+    points, triangles = shape.tessellate(deflection)
+    flat = array.array("f")
+    for p in points:
+        flat.extend((p.x, p.y, p.z))
+    idx = array.array("I")
+    for tri in triangles:
+        idx.extend(tri)
+    if sys.byteorder != "little":
+        flat.byteswap()
+        idx.byteswap()
+    return flat.tobytes(), idx.tobytes(), deflection

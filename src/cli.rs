@@ -1,0 +1,64 @@
+//! The command line, as clap types only; `config` turns them into checked settings.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Text to CAD: an LLM writes FreeCAD Python, cadloop runs it, looks at the
+/// result and refines it.
+#[derive(Debug, Parser)]
+#[command(name = "cadloop", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Settings file [default: ./cadloop.toml when it exists].
+    #[arg(long, env = "CADLOOP_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a FreeCAD Python script in a sandboxed worker and export its solid.
+    ///
+    /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
+    /// and on success DIR/model.step, DIR/model.stl and DIR/model.FCStd.
+    /// Exit status: 0 ok, 1 the script failed, 2 usage or environment error.
+    Exec(ExecArgs),
+    /// Check FreeCAD, the embedded interpreter, ONNX Runtime, the captioner
+    /// model and the LLM settings; say how to fix what is missing.
+    Doctor,
+    /// Serve jobs to a supervisor over stdin/stdout (internal).
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The FreeCAD Python script to run.
+    #[arg(value_name = "SCRIPT.py")]
+    pub script: PathBuf,
+    /// Folder for result.json and the models (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Wall-clock limit for the script, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Address-space limit of the worker, in MiB [default: 4096].
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<u64>,
+    /// Print result.json on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,158 @@
+//! What each subcommand does, at the command level: checked settings in,
+//! files and a summary out. Errors here are `anyhow` with context; the exit
+//! code rules are in `main.rs`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{ExecArgs, GlobalArgs};
+use crate::config::{self, ExecutorFlags};
+use crate::executor::{ExecReport, Job, Outcome, Pool, MODEL_FILES};
+
+/// Exit status of a script (or a generated part) that failed.
+pub const EXIT_FAILED: u8 = 1;
+
+/// `cadloop exec SCRIPT --out DIR`.
+pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let code = read_script(&args.script)?;
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let flags = ExecutorFlags {
+        workers: Some(1),
+        timeout_secs: args.timeout,
+        memory_limit_mib: args.memory_limit,
+    };
+    let settings = config::executor_settings(&file.executor, &flags)?;
+    let out = prepare_out_dir(&args.out)?;
+
+    let pool = Pool::start(settings).await?;
+    let output = pool
+        .run(Job {
+            code,
+            dir: out.clone(),
+            timeout: None,
+        })
+        .await?;
+    pool.shutdown().await;
+
+    let report = output.report;
+    write_json_atomically(&out.join("result.json"), &report)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", summary(&args.script, &out, &report))?;
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn read_script(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the script {}", path.display()))?;
+    match String::from_utf8(bytes) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            let line = err.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            bail!(
+                "{} is not UTF-8 text (bad byte at offset {at}, line {line}); save it as UTF-8",
+                path.display()
+            )
+        }
+    }
+}
+
+/// Creates the output folder and returns its absolute path (workers run elsewhere).
+pub fn prepare_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} exists and is not a folder; choose another path", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve the folder {}", dir.display()))
+}
+
+/// Writes JSON through a temporary file and a rename, so a reader never sees half of it.
+pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    serde_json::to_writer_pretty(&mut tmp, value)?;
+    writeln!(tmp)?;
+    // Temporary files are private; the result is an ordinary file.
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The one-screen summary `exec` prints.
+pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
+    let mut text = String::new();
+    let secs = report.timings.total_ms.unwrap_or(0.0) / 1000.0;
+    match &report.outcome {
+        Outcome::Ok { facts } => {
+            let _ = writeln!(text, "ok: {} → {} ({secs:.2} s)", script.display(), out.display());
+            let [x, y, z] = facts.bbox.size;
+            let _ = writeln!(
+                text,
+                "  solid       {} {} solid{}, volume {:.2} mm³, area {:.2} mm²",
+                facts.solids,
+                if facts.valid { "valid" } else { "INVALID" },
+                if facts.solids == 1 { "" } else { "s" },
+                facts.volume,
+                facts.area
+            );
+            let [mx, my, mz] = facts.bbox.min;
+            let _ = writeln!(text, "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})");
+            let [cx, cy, cz] = facts.center_of_mass;
+            let _ = writeln!(text, "  centre      {cx:.2}, {cy:.2}, {cz:.2}");
+            let types: Vec<String> = facts.face_types.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                text,
+                "  topology    {} faces ({}), {} edges, {} vertices",
+                facts.faces,
+                types.join(", "),
+                facts.edges,
+                facts.vertices
+            );
+            let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
+            let _ = writeln!(
+                text,
+                "  files       {} ({triangles} triangles), result.json",
+                MODEL_FILES.join(", ")
+            );
+        }
+        Outcome::Error {
+            kind,
+            message,
+            line,
+            ..
+        } => {
+            let at = line.map(|l| format!(" at code.py line {l}")).unwrap_or_default();
+            let _ = writeln!(text, "failed ({kind}){at}: {} ({secs:.2} s)", script.display());
+            for line in message.lines() {
+                let _ = writeln!(text, "  {line}");
+            }
+            let _ = writeln!(text, "  details     {}", out.join("result.json").display());
+        }
+    }
+    if report.output.bytes > 0 {
+        let _ = writeln!(
+            text,
+            "  output      {} bytes printed, in {}",
+            report.output.bytes,
+            out.join(crate::executor::OUTPUT_FILE).display()
+        );
+    }
+    text
+}

@@ -1,0 +1,221 @@
+//! Checked settings: command-line flags over `cadloop.toml` over defaults.
+//! Nothing runs until these checks pass, so a bad value is reported before any
+//! work starts, naming the flag or the file and line it came from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::executor::ExecutorSettings;
+use crate::freecad::DEFAULT_FREECAD_LIB;
+
+/// The settings file looked for in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "cadloop.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the settings file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    #[error("cannot find the cadloop binary to start workers")]
+    Exe(#[source] std::io::Error),
+}
+
+/// `cadloop.toml` as written by the user; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub executor: ExecutorFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorFile {
+    pub workers: Option<usize>,
+    pub timeout_secs: Option<f64>,
+    pub memory_limit_mib: Option<u64>,
+    pub jobs_per_worker: Option<u32>,
+    pub freecad_lib: Option<PathBuf>,
+}
+
+/// Executor values given on the command line; `None` falls back to the file, then defaults.
+#[derive(Debug, Default, Clone)]
+pub struct ExecutorFlags {
+    pub workers: Option<usize>,
+    pub timeout_secs: Option<f64>,
+    pub memory_limit_mib: Option<u64>,
+}
+
+/// Reads the settings file: the named one (which must exist), else
+/// `./cadloop.toml` when present, else defaults.
+pub fn load_file(named: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+    let path = match named {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let local = PathBuf::from(DEFAULT_CONFIG_FILE);
+            if !local.exists() {
+                return Ok((FileConfig::default(), None));
+            }
+            local
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let parsed = toml::from_str(&text).map_err(|err| ConfigError::Parse {
+        path: path.clone(),
+        message: err.to_string(),
+    })?;
+    Ok((parsed, Some(path)))
+}
+
+fn invalid(what: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        what: what.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Merges flags over the file over defaults and checks every value.
+pub fn executor_settings(
+    file: &ExecutorFile,
+    flags: &ExecutorFlags,
+) -> Result<ExecutorSettings, ConfigError> {
+    let workers = flags
+        .workers
+        .or(file.workers)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    if !(1..=256).contains(&workers) {
+        return Err(invalid("workers", format!("{workers} is out of range; use 1 to 256")));
+    }
+    let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(60.0);
+    if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= 86_400.0) {
+        return Err(invalid(
+            "timeout",
+            format!("{timeout_secs} s is not a usable time limit; give seconds between 0 and 86400"),
+        ));
+    }
+    let memory_limit_mib = flags.memory_limit_mib.or(file.memory_limit_mib).unwrap_or(4096);
+    if memory_limit_mib < 256 {
+        return Err(invalid(
+            "memory limit",
+            format!("{memory_limit_mib} MiB is too small to start FreeCAD; give at least 256"),
+        ));
+    }
+    let jobs_per_worker = file.jobs_per_worker.unwrap_or(200);
+    if jobs_per_worker == 0 {
+        return Err(invalid("jobs_per_worker", "must be at least 1"));
+    }
+    let worker_exe = std::env::current_exe().map_err(ConfigError::Exe)?;
+    Ok(ExecutorSettings {
+        workers,
+        timeout: Duration::from_secs_f64(timeout_secs),
+        memory_limit_mib,
+        jobs_per_worker,
+        freecad_lib: file
+            .freecad_lib
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_FREECAD_LIB)),
+        worker_exe,
+        startup_timeout: Duration::from_secs(60),
+    })
+}
+
+/// Finds ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the PyPI
+/// `onnxruntime` wheel in a `.venv` of the working directory or of a folder
+/// above the cadloop binary (where the project's set-up puts it).
+pub fn find_onnxruntime() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("ORT_DYLIB_PATH names {}, which does not exist", path.display()))
+        };
+    }
+    let mut roots = vec![std::env::current_dir().unwrap_or_default()];
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for root in roots {
+        let lib = root.join(".venv/lib");
+        let Ok(pythons) = std::fs::read_dir(&lib) else {
+            continue;
+        };
+        for python in pythons.flatten() {
+            let capi = python.path().join("site-packages/onnxruntime/capi");
+            let Ok(files) = std::fs::read_dir(&capi) else {
+                continue;
+            };
+            let mut found: Vec<PathBuf> = files
+                .flatten()
+                .map(|f| f.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+                .collect();
+            found.sort();
+            if let Some(path) = found.pop() {
+                return Ok(path);
+            }
+        }
+    }
+    Err("libonnxruntime.so was not found: run the README's set-up (it installs the PyPI onnxruntime wheel \
+         into .venv) or set ORT_DYLIB_PATH"
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_bad_values_name_themselves() {
+        let file: FileConfig =
+            toml::from_str("[executor]\nworkers = 3\ntimeout_secs = 5\nmemory_limit_mib = 1024\n").unwrap();
+        let flags = ExecutorFlags {
+            timeout_secs: Some(2.5),
+            ..Default::default()
+        };
+        let settings = executor_settings(&file.executor, &flags).unwrap();
+        assert_eq!(settings.workers, 3);
+        assert_eq!(settings.timeout, Duration::from_millis(2500));
+        assert_eq!(settings.memory_limit_mib, 1024);
+
+        let zero = ExecutorFlags {
+            timeout_secs: Some(0.0),
+            ..Default::default()
+        };
+        let err = executor_settings(&file.executor, &zero).unwrap_err().to_string();
+        assert!(err.starts_with("timeout:"), "{err}");
+        let tiny = ExecutorFlags {
+            memory_limit_mib: Some(10),
+            ..Default::default()
+        };
+        let err = executor_settings(&file.executor, &tiny).unwrap_err().to_string();
+        assert!(err.contains("at least 256"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cadloop.toml");
+        std::fs::write(&path, "[executor]\nworkers = 2\ntimeout = 5\n").unwrap();
+        let err = load_file(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("cadloop.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("unknown field `timeout`"), "{err}");
+    }
+}

@@ -1,0 +1,161 @@
+//! `cadloop doctor`: checks each part of the environment and, for what is
+//! missing, prints the command that fixes it. Required parts fail the check
+//! (exit 2); optional ones only warn.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::cli::GlobalArgs;
+use crate::config::{self, ExecutorFlags};
+use crate::executor::Pool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        })
+    }
+}
+
+/// One line of the doctor's report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub part: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+fn check(part: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        part,
+        status,
+        detail: detail.into(),
+    }
+}
+
+/// Runs every check; starting a real worker is part of it.
+pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
+    let mut out = Vec::new();
+    let settings = config::load_file(global.config.as_deref())
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|(file, _)| {
+            let flags = ExecutorFlags {
+                workers: Some(1),
+                ..Default::default()
+            };
+            config::executor_settings(&file.executor, &flags).map_err(|e| e.to_string())
+        });
+    match settings {
+        Err(message) => out.push(check("settings", Status::Fail, message)),
+        Ok(settings) => {
+            let module = settings.freecad_lib.join("FreeCAD.so");
+            if module.is_file() {
+                out.push(check("FreeCAD", Status::Ok, format!("modules in {}", settings.freecad_lib.display())));
+                let started = Instant::now();
+                match Pool::start(settings).await {
+                    Ok(pool) => {
+                        let (freecad, python) = pool.versions();
+                        out.push(check(
+                            "interpreter",
+                            Status::Ok,
+                            format!(
+                                "FreeCAD {freecad} on embedded Python {python}; a worker started in {:.2} s",
+                                started.elapsed().as_secs_f64()
+                            ),
+                        ));
+                        pool.shutdown().await;
+                    }
+                    Err(err) => out.push(check("interpreter", Status::Fail, format!("{err}"))),
+                }
+            } else {
+                out.push(check(
+                    "FreeCAD",
+                    Status::Fail,
+                    format!(
+                        "{} not found; install it with `sudo apt-get install freecad-python3`",
+                        module.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out.push(match config::find_onnxruntime() {
+        Ok(path) => check("onnxruntime", Status::Ok, path.display().to_string()),
+        Err(message) => check("onnxruntime", Status::Fail, message),
+    });
+    out.push(captioner_check());
+    out.push(llm_check());
+    out
+}
+
+fn captioner_check() -> Check {
+    match std::env::var_os("CADLOOP_CAPTIONER") {
+        None => check(
+            "captioner",
+            Status::Warn,
+            "no captioner model configured; set CADLOOP_CAPTIONER to a model folder",
+        ),
+        Some(dir) => {
+            let manifest = Path::new(&dir).join("cadloop-captioner.json");
+            if manifest.is_file() {
+                check("captioner", Status::Ok, Path::new(&dir).display().to_string())
+            } else {
+                check(
+                    "captioner",
+                    Status::Fail,
+                    format!("CADLOOP_CAPTIONER names {}, which has no cadloop-captioner.json", manifest.display()),
+                )
+            }
+        }
+    }
+}
+
+fn llm_check() -> Check {
+    let base = std::env::var("OPENAI_BASE_URL").ok();
+    let model = std::env::var("CADLOOP_MODEL").ok();
+    let key = std::env::var_os("OPENAI_API_KEY").is_some();
+    let endpoint = base.clone().unwrap_or_else(|| "https://api.openai.com/v1 (default)".into());
+    let mut missing = Vec::new();
+    if model.is_none() {
+        missing.push("set CADLOOP_MODEL to the model's name".to_string());
+    }
+    if base.is_none() && !key {
+        missing.push("set OPENAI_API_KEY, or OPENAI_BASE_URL to a local server (e.g. http://127.0.0.1:11434/v1)".into());
+    }
+    let detail = format!(
+        "endpoint {endpoint}, model {}, API key {}",
+        model.as_deref().unwrap_or("unset"),
+        if key { "set" } else { "unset" }
+    );
+    if missing.is_empty() {
+        check("LLM", Status::Ok, detail)
+    } else {
+        check("LLM", Status::Warn, format!("{detail}; {}", missing.join("; ")))
+    }
+}
+
+/// `cadloop doctor`.
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let checks = checks(global).await;
+    let mut stdout = std::io::stdout().lock();
+    for c in &checks {
+        writeln!(stdout, "{:<5} {:<12} {}", c.status, c.part, c.detail)?;
+    }
+    Ok(if checks.iter().any(|c| c.status == Status::Fail) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

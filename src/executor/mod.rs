@@ -1,0 +1,294 @@
+//! The executor, supervisor side: runs generated FreeCAD Python in a pool of
+//! `cadloop worker` processes and turns whatever happens into an [`ExecReport`].
+//!
+//! Stage in the flow: `llm` hands code to [`Pool::run`]; the report (ok with
+//! geometry facts and a mesh, or an error an LLM can act on) goes on to the
+//! renderer or back to the LLM for repair.
+//!
+//! - [`protocol`]: the length-prefixed frames on the worker's pipes.
+//! - [`worker`]: one worker process: spawn with limits, send a job, time out, kill.
+//! - [`pool`]: the pool: bounded concurrency, restart of dead workers, recycling.
+//!
+//! A failing script is data (an [`Outcome::Error`]), never an `Err`; `Err` is
+//! kept for the executor itself failing (FreeCAD missing, a job folder that
+//! cannot be written).
+
+pub mod pool;
+pub mod protocol;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use pool::Pool;
+
+use crate::mesh::Mesh;
+
+/// The file in a job folder that receives everything the code prints (stdout and stderr).
+pub const OUTPUT_FILE: &str = "output.txt";
+/// The generated code as it ran, written into the job folder.
+pub const CODE_FILE: &str = "code.py";
+/// The models a successful job leaves in its folder.
+pub const MODEL_FILES: [&str; 3] = ["model.step", "model.stl", "model.FCStd"];
+/// Where the worker stages exports before moving them into place.
+pub const STAGING_DIR: &str = ".staging";
+/// How much of the captured output a report carries (head and tail, each half).
+pub const OUTPUT_KEEP_BYTES: u64 = 8 * 1024;
+
+/// What an executor needs to start workers.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    /// Worker processes kept warm.
+    pub workers: usize,
+    /// Wall-clock limit for one job, unless the job sets its own.
+    pub timeout: Duration,
+    /// Address-space limit of each worker process, in MiB.
+    pub memory_limit_mib: u64,
+    /// A worker is replaced after this many jobs, to shed whatever state scripts leave behind.
+    pub jobs_per_worker: u32,
+    /// FreeCAD's Python modules (FreeCAD.so, Part.so).
+    pub freecad_lib: PathBuf,
+    /// The `cadloop` binary that serves `cadloop worker`.
+    pub worker_exe: PathBuf,
+    /// How long a new worker may take to import FreeCAD and report ready.
+    pub startup_timeout: Duration,
+}
+
+/// One piece of code to run, and the folder its files go to.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub code: String,
+    pub dir: PathBuf,
+    /// Overrides [`ExecutorSettings::timeout`].
+    pub timeout: Option<Duration>,
+}
+
+/// A finished job: the report, and the tessellated result when it succeeded.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub report: ExecReport,
+    pub mesh: Option<Mesh>,
+}
+
+/// Everything known about one run of generated code; serialised as `result.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecReport {
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub timings: Timings,
+    #[serde(default)]
+    pub output: CapturedOutput,
+}
+
+impl ExecReport {
+    pub fn is_ok(&self) -> bool {
+        matches!(self.outcome, Outcome::Ok { .. })
+    }
+
+    /// The error kind, when the job failed.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        match &self.outcome {
+            Outcome::Ok { .. } => None,
+            Outcome::Error { kind, .. } => Some(*kind),
+        }
+    }
+
+    pub fn facts(&self) -> Option<&GeometryFacts> {
+        match &self.outcome {
+            Outcome::Ok { facts } => Some(facts),
+            Outcome::Error { facts, .. } => facts.as_ref(),
+        }
+    }
+}
+
+/// How the job ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The code produced a valid solid; models were exported.
+    Ok { facts: GeometryFacts },
+    /// The code failed; `message` is written for an LLM to repair it.
+    Error {
+        kind: ErrorKind,
+        message: String,
+        /// The line of code.py the failure points at, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+        /// Measurements of a shape that exists but failed a check.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        facts: Option<GeometryFacts>,
+    },
+}
+
+/// Why generated code failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    Syntax,
+    Exception,
+    NoSolid,
+    InvalidShape,
+    Timeout,
+    OutOfMemory,
+    Crashed,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax",
+            ErrorKind::Exception => "exception",
+            ErrorKind::NoSolid => "no-solid",
+            ErrorKind::InvalidShape => "invalid-shape",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::OutOfMemory => "out-of-memory",
+            ErrorKind::Crashed => "crashed",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Measurements of the result shape, in mm, mm² and mm³.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeometryFacts {
+    pub valid: bool,
+    pub solids: u32,
+    pub shells: u32,
+    pub faces: u32,
+    pub edges: u32,
+    pub vertices: u32,
+    pub volume: f64,
+    pub area: f64,
+    pub bbox: BoundingBox,
+    pub center_of_mass: [f64; 3],
+    /// Faces by surface type (Plane, Cylinder, Cone, Sphere, Toroid, BSplineSurface, …).
+    pub face_types: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tessellation: Option<Tessellation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    pub min: [f64; 3],
+    pub max: [f64; 3],
+    pub size: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tessellation {
+    /// Largest chord deviation of the mesh from the exact surface.
+    pub deflection_mm: f64,
+    pub triangles: u64,
+}
+
+/// Milliseconds spent in each stage of a job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Running the generated code (inside the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_ms: Option<f64>,
+    /// Measuring, exporting and tessellating (inside the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_ms: Option<f64>,
+    /// The whole job as the supervisor saw it, waiting for a worker included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<f64>,
+}
+
+/// What the code printed, cut to its head and tail when long; the whole of it
+/// stays in the job folder's `output.txt`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapturedOutput {
+    pub text: String,
+    pub bytes: u64,
+    pub truncated: bool,
+}
+
+impl CapturedOutput {
+    /// Reads a capture file, keeping at most [`OUTPUT_KEEP_BYTES`] (head and tail).
+    /// A missing file is an empty capture.
+    pub fn read(path: &Path) -> std::io::Result<CapturedOutput> {
+        let mut file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CapturedOutput::default())
+            }
+            Err(err) => return Err(err),
+        };
+        let bytes = file.metadata()?.len();
+        if bytes <= OUTPUT_KEEP_BYTES {
+            let mut raw = Vec::with_capacity(bytes as usize);
+            file.read_to_end(&mut raw)?;
+            return Ok(CapturedOutput {
+                text: String::from_utf8_lossy(&raw).into_owned(),
+                bytes,
+                truncated: false,
+            });
+        }
+        let half = OUTPUT_KEEP_BYTES / 2;
+        let mut head = vec![0; half as usize];
+        file.read_exact(&mut head)?;
+        file.seek(SeekFrom::End(-(half as i64)))?;
+        let mut tail = vec![0; half as usize];
+        file.read_exact(&mut tail)?;
+        let text = format!(
+            "{}\n[… {} bytes left out; the whole output is in {OUTPUT_FILE} …]\n{}",
+            String::from_utf8_lossy(&head),
+            bytes - 2 * half,
+            String::from_utf8_lossy(&tail)
+        );
+        Ok(CapturedOutput {
+            text,
+            bytes,
+            truncated: true,
+        })
+    }
+}
+
+/// The executor itself failed (not the code it ran).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("could not start `{exe} worker`", exe = exe.display())]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the FreeCAD worker did not start: {message}")]
+    Startup { message: String },
+    #[error("the FreeCAD worker did not report ready within {0:?}")]
+    StartupTimeout(Duration),
+    #[error("could not prepare the job folder {}", dir.display())]
+    JobDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the worker broke the protocol: {0}")]
+    Protocol(String),
+    #[error("the executor pool is shut down")]
+    Closed,
+}
+
+impl ExecutorError {
+    /// True when the environment (FreeCAD, the binary) rather than a job is at fault.
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            ExecutorError::Spawn { .. }
+                | ExecutorError::Startup { .. }
+                | ExecutorError::StartupTimeout(_)
+        )
+    }
+}

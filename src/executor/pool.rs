@@ -1,0 +1,247 @@
+//! The pool of warm workers: at most `workers` jobs at once (a semaphore),
+//! idle workers reused, a dead or worn-out worker replaced in the background
+//! while its slot stays taken, so the next job finds a warm one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::worker::{describe_status, Finished, Lost, Worker};
+use super::{
+    CapturedOutput, ErrorKind, ExecReport, ExecutorError, ExecutorSettings, Job, JobOutput,
+    Outcome, Timings, CODE_FILE, OUTPUT_FILE,
+};
+use crate::mesh::Mesh;
+
+/// A pool of FreeCAD worker processes. Cheap to share behind an `Arc`.
+pub struct Pool {
+    settings: ExecutorSettings,
+    idle: Arc<Mutex<Vec<Worker>>>,
+    slots: Arc<Semaphore>,
+    next_id: Arc<AtomicU64>,
+    versions: (String, String),
+}
+
+impl Pool {
+    /// Starts `settings.workers` workers at once and waits until all are ready.
+    pub async fn start(settings: ExecutorSettings) -> Result<Pool, ExecutorError> {
+        let count = settings.workers.max(1);
+        let mut starting = JoinSet::new();
+        for id in 0..count as u64 {
+            let settings = settings.clone();
+            starting.spawn(async move { Worker::spawn(&settings, id).await });
+        }
+        let mut workers = Vec::with_capacity(count);
+        while let Some(joined) = starting.join_next().await {
+            let worker = joined.map_err(|e| ExecutorError::Protocol(e.to_string()))??;
+            workers.push(worker);
+        }
+        let versions = (
+            workers[0].freecad_version.clone(),
+            workers[0].python_version.clone(),
+        );
+        tracing::info!(workers = count, freecad = %versions.0, python = %versions.1, "executor pool ready");
+        Ok(Pool {
+            slots: Arc::new(Semaphore::new(count)),
+            idle: Arc::new(Mutex::new(workers)),
+            next_id: Arc::new(AtomicU64::new(count as u64)),
+            settings,
+            versions,
+        })
+    }
+
+    /// FreeCAD's and the embedded Python's versions, as the workers report them.
+    pub fn versions(&self) -> (&str, &str) {
+        (&self.versions.0, &self.versions.1)
+    }
+
+    pub fn settings(&self) -> &ExecutorSettings {
+        &self.settings
+    }
+
+    /// Runs a job on a warm worker. Writes `code.py` into the job folder first.
+    /// Whatever the code does, the result is a report; `Err` means the executor
+    /// itself could not work (job folder unwritable, no worker could start).
+    pub async fn run(&self, job: Job) -> Result<JobOutput, ExecutorError> {
+        let started = Instant::now();
+        prepare_dir(&job)?;
+        let permit = self.slots.clone().acquire_owned().await.map_err(|_| ExecutorError::Closed)?;
+        let pooled = self.idle.lock().expect("pool lock").pop();
+        let mut worker = match pooled {
+            Some(worker) => worker,
+            None => Worker::spawn(&self.settings, self.next_id.fetch_add(1, Ordering::Relaxed)).await?,
+        };
+        let timeout = job.timeout.unwrap_or(self.settings.timeout);
+        let span = tracing::debug_span!("job", worker = worker.id, dir = %job.dir.display());
+        let result = worker.run(&job.code, &job.dir, timeout).instrument(span).await;
+        let output = match result {
+            Ok(Finished {
+                report,
+                vertices,
+                indices,
+            }) => {
+                let recycle = worker.jobs >= self.settings.jobs_per_worker
+                    || report.error_kind() == Some(ErrorKind::OutOfMemory);
+                if recycle {
+                    self.replace(worker, permit);
+                } else {
+                    self.idle.lock().expect("pool lock").push(worker);
+                    drop(permit);
+                }
+                let mesh = if report.is_ok() {
+                    Some(Mesh::from_le_bytes(&vertices, &indices).map_err(|e| ExecutorError::Protocol(e.to_string()))?)
+                } else {
+                    None
+                };
+                JobOutput { report, mesh }
+            }
+            Err(lost) => {
+                tracing::warn!(worker = worker.id, ?lost, "worker lost; starting a replacement");
+                self.replace(worker, permit);
+                JobOutput {
+                    report: lost_report(&lost, &job, timeout),
+                    mesh: None,
+                }
+            }
+        };
+        let mut output = output;
+        output.report.timings.total_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        Ok(output)
+    }
+
+    /// Retires a worker and starts its successor; the slot stays taken until it is ready.
+    fn replace(&self, old: Worker, permit: OwnedSemaphorePermit) {
+        let settings = self.settings.clone();
+        let idle = self.idle.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            old.shutdown().await;
+            match Worker::spawn(&settings, id).await {
+                Ok(worker) => idle.lock().expect("pool lock").push(worker),
+                // The next job will try to start one itself and report the error.
+                Err(err) => tracing::warn!(worker = id, "could not start a replacement worker: {err}"),
+            }
+            drop(permit);
+        });
+    }
+
+    /// Stops every idle worker. Jobs still running finish first.
+    pub async fn shutdown(&self) {
+        let all = self.slots.acquire_many(self.settings.workers.max(1) as u32).await;
+        let workers: Vec<Worker> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for worker in workers {
+            worker.shutdown().await;
+        }
+        drop(all);
+        self.slots.close();
+    }
+}
+
+fn prepare_dir(job: &Job) -> Result<(), ExecutorError> {
+    let err = |source| ExecutorError::JobDir {
+        dir: job.dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&job.dir).map_err(err)?;
+    std::fs::write(job.dir.join(CODE_FILE), &job.code).map_err(err)
+}
+
+/// The report for a job whose worker timed out, crashed or broke the protocol.
+fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
+    let output = CapturedOutput::read(&job.dir.join(OUTPUT_FILE)).unwrap_or_default();
+    let line = innermost_code_line(&output.text);
+    let at = line
+        .map(|n| format!(" (it was at {CODE_FILE} line {n}: {})", source_line(&job.code, n)))
+        .unwrap_or_default();
+    let (kind, message) = match lost {
+        Lost::TimedOut => (
+            ErrorKind::Timeout,
+            format!(
+                "the script did not finish within {:.0} s and was stopped{at}; look for an endless loop \
+                 or an operation that is far too expensive (thousands of booleans or fillets)",
+                timeout.as_secs_f64()
+            ),
+        ),
+        Lost::Died(Some(status)) if status_is_sigkill(*status) => (
+            ErrorKind::OutOfMemory,
+            format!(
+                "the worker was killed by SIGKILL{at}, most likely by the kernel for using too much memory; \
+                 build the part with fewer or simpler operations"
+            ),
+        ),
+        Lost::Died(Some(status)) if std::os::unix::process::ExitStatusExt::signal(status).is_some() => (
+            ErrorKind::Crashed,
+            format!(
+                "the FreeCAD interpreter crashed ({}){at}; avoid ctypes and low-level calls, \
+                 and check the inputs of the operation on that line",
+                describe_status(*status)
+            ),
+        ),
+        Lost::Died(Some(status)) => (
+            ErrorKind::Crashed,
+            format!(
+                "the script ended the interpreter process ({}){at}; do not call os._exit or \
+                 similar: let the script end and leave the part in `result`",
+                describe_status(*status)
+            ),
+        ),
+        Lost::Died(None) => (
+            ErrorKind::Crashed,
+            format!("the worker process stopped answering{at}"),
+        ),
+        Lost::Protocol(detail) => (
+            ErrorKind::Crashed,
+            format!("the worker sent a broken reply ({detail}){at}"),
+        ),
+    };
+    ExecReport {
+        outcome: Outcome::Error {
+            kind,
+            message,
+            line,
+            facts: None,
+        },
+        timings: Timings::default(),
+        output,
+    }
+}
+
+fn status_is_sigkill(status: std::process::ExitStatus) -> bool {
+    std::os::unix::process::ExitStatusExt::signal(&status) == Some(nix::libc::SIGKILL)
+}
+
+/// The innermost `code.py` frame of a faulthandler dump (it prints innermost first).
+fn innermost_code_line(output: &str) -> Option<u32> {
+    let marker = format!("File \"{CODE_FILE}\", line ");
+    let start = output.rfind("most recent call first")?;
+    let rest = &output[start..];
+    let at = rest.find(&marker)? + marker.len();
+    let digits: String = rest[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn source_line(code: &str, line: u32) -> String {
+    code.lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_innermost_code_frame_of_the_last_dump_is_found() {
+        let dump = "hello\nFatal Python error: Segmentation fault\n\nCurrent thread 0x01 (most recent call first):\n  \
+                    File \"/usr/lib/python3.11/ctypes/__init__.py\", line 519 in string_at\n  \
+                    File \"code.py\", line 7 in crash\n  File \"code.py\", line 9 in <module>\n";
+        assert_eq!(innermost_code_line(dump), Some(7));
+        assert_eq!(innermost_code_line("no dump here, File \"code.py\", line 3"), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! The worker side of the executor: `cadloop worker` embeds Python through
+//! pyo3, imports FreeCAD once and serves jobs from the supervisor until told to
+//! stop or its pipe closes.
+//!
+//! Before Python starts, the protocol pipes are moved off fds 0 and 1 to
+//! close-on-exec descriptors; fd 0 becomes /dev/null and, during a job, fds 1
+//! and 2 point at the job folder's `output.txt`. So whatever the generated code
+//! (or FreeCAD, or a C library) prints lands in that file and can never corrupt
+//! a frame. One thread (this one) owns the interpreter for the process's life.
+//!
+//! The Python half lives in `freecad-scripts/cadloop_harness.py`, compiled into
+//! the binary so a worker needs no source tree.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use pyo3::exceptions::PyMemoryError;
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use crate::executor::protocol::{read_frame, write_frame, FrameError, Reply, Request};
+use crate::executor::{
+    CapturedOutput, ErrorKind, ExecReport, Outcome, Timings, MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
+};
+use crate::mesh::Mesh;
+
+const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
+/// Environment variable through which the supervisor names FreeCAD's module folder.
+pub const FREECAD_LIB_ENV: &str = "CADLOOP_FREECAD_LIB";
+/// Debian's `freecad-python3` puts FreeCAD.so and Part.so here.
+pub const DEFAULT_FREECAD_LIB: &str = "/usr/lib/freecad-python3/lib";
+
+/// The descriptors a worker keeps for itself.
+struct Channels {
+    requests: BufReader<File>,
+    replies: BufWriter<File>,
+    /// The worker's own stderr, restored onto fds 1 and 2 after each job.
+    log: OwnedFd,
+}
+
+impl Channels {
+    /// Moves the pipes off fds 0/1 and points fd 0 at /dev/null, fd 1 at the log.
+    fn take() -> std::io::Result<Channels> {
+        let requests = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let replies = std::io::stdout().as_fd().try_clone_to_owned()?;
+        let log = std::io::stderr().as_fd().try_clone_to_owned()?;
+        let null = File::open("/dev/null")?;
+        nix::unistd::dup2_stdin(&null)?;
+        nix::unistd::dup2_stdout(&log)?;
+        Ok(Channels {
+            requests: BufReader::new(File::from(requests)),
+            replies: BufWriter::new(File::from(replies)),
+            log,
+        })
+    }
+
+    fn capture_into(&self, file: &File) -> std::io::Result<()> {
+        nix::unistd::dup2_stdout(file)?;
+        nix::unistd::dup2_stderr(file)?;
+        Ok(())
+    }
+
+    fn restore(&self) {
+        // Failing to point fds back at our own stderr only loses log lines.
+        let _ = nix::unistd::dup2_stdout(&self.log);
+        let _ = nix::unistd::dup2_stderr(&self.log);
+    }
+
+    fn reply(&mut self, reply: &Reply, payload: &[&[u8]]) -> Result<(), FrameError> {
+        write_frame(&mut self.replies, reply, payload)
+    }
+}
+
+/// The entry point of `cadloop worker`.
+pub fn serve() -> ExitCode {
+    let mut channels = match Channels::take() {
+        Ok(channels) => channels,
+        Err(err) => {
+            eprintln!("cadloop worker: cannot set up its pipes: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    Python::attach(|py| {
+        let harness = match start_interpreter(py) {
+            Ok(started) => started,
+            Err(message) => {
+                let _ = channels.reply(&Reply::Fatal { message }, &[]);
+                return ExitCode::from(2);
+            }
+        };
+        let (freecad, python) = harness.versions;
+        if channels.reply(&Reply::Ready { freecad, python }, &[]).is_err() {
+            return ExitCode::from(2);
+        }
+        loop {
+            let request = match read_frame::<Request>(&mut channels.requests) {
+                Ok((request, _)) => request,
+                Err(FrameError::Closed) => return ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("cadloop worker: bad request: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            match request {
+                Request::Shutdown => return ExitCode::SUCCESS,
+                Request::Run { code, dir } => {
+                    let (report, vertices, indices) =
+                        run_job(py, &harness.module, &channels, &code, &dir);
+                    let done = Reply::Done {
+                        report,
+                        vertex_bytes: vertices.len() as u64,
+                        index_bytes: indices.len() as u64,
+                    };
+                    if channels.reply(&done, &[&vertices, &indices]).is_err() {
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+        }
+    })
+}
+
+struct Harness<'py> {
+    module: Bound<'py, PyModule>,
+    versions: (String, String),
+}
+
+/// Imports FreeCAD (before anything else: a bare `import Part` crashes) and the harness.
+fn start_interpreter(py: Python<'_>) -> Result<Harness<'_>, String> {
+    let lib = std::env::var_os(FREECAD_LIB_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FREECAD_LIB));
+    let describe = |err: PyErr| python_error_text(py, &err);
+    let sys = py.import("sys").map_err(describe)?;
+    sys.getattr("path")
+        .and_then(|path| path.call_method1("append", (lib.to_string_lossy().as_ref(),)))
+        .map_err(describe)?;
+    sys.setattr("argv", vec!["code.py"]).map_err(describe)?;
+    if let Err(err) = py.import("FreeCAD") {
+        return Err(format!(
+            "cannot import FreeCAD from {}: {}; install it with `sudo apt-get install freecad-python3` \
+             (or set [executor] freecad_lib in cadloop.toml)",
+            lib.display(),
+            python_error_text(py, &err).trim()
+        ));
+    }
+    // Tracebacks of fatal signals (and of SIGUSR1, sent before a timeout kill)
+    // go to fd 2, the job's output file, so the supervisor can say where it was.
+    py.run(
+        c"import faulthandler, signal\nfaulthandler.enable()\nfaulthandler.register(signal.SIGUSR1, all_threads=False)\n",
+        None,
+        None,
+    )
+    .map_err(describe)?;
+    let source = CString::new(HARNESS_SOURCE).map_err(|e| e.to_string())?;
+    let module = PyModule::from_code(py, &source, c"cadloop_harness.py", c"cadloop_harness")
+        .map_err(describe)?;
+    let versions_json: String = module
+        .call_method0("versions")
+        .and_then(|v| v.extract())
+        .map_err(describe)?;
+    let versions: serde_json::Value =
+        serde_json::from_str(&versions_json).map_err(|e| e.to_string())?;
+    let field = |name: &str| versions[name].as_str().unwrap_or("unknown").to_string();
+    Ok(Harness {
+        versions: (field("freecad"), field("python")),
+        module,
+    })
+}
+
+/// A Python exception as the text Python would print.
+fn python_error_text(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py.import("traceback").and_then(|tb| {
+        tb.call_method1(
+            "format_exception",
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )
+        .and_then(|lines| lines.extract::<Vec<String>>())
+    });
+    match formatted {
+        Ok(lines) => lines.concat(),
+        Err(_) => err.to_string(),
+    }
+}
+
+fn error_report(kind: ErrorKind, message: String) -> ExecReport {
+    ExecReport {
+        outcome: Outcome::Error {
+            kind,
+            message,
+            line: None,
+            facts: None,
+        },
+        timings: Timings::default(),
+        output: CapturedOutput::default(),
+    }
+}
+
+/// Runs one job in the harness; never fails: every failure becomes a report.
+fn run_job(
+    py: Python<'_>,
+    harness: &Bound<'_, PyModule>,
+    channels: &Channels,
+    code: &str,
+    dir: &Path,
+) -> (ExecReport, Vec<u8>, Vec<u8>) {
+    let staging = dir.join(STAGING_DIR);
+    let output_path = dir.join(OUTPUT_FILE);
+    for name in MODEL_FILES {
+        let _ = fs::remove_file(dir.join(name));
+    }
+    let _ = fs::remove_dir_all(&staging);
+    let capture = match File::create(&output_path) {
+        Ok(file) => file,
+        Err(err) => {
+            let message = format!("cannot write {}: {err}", output_path.display());
+            return (error_report(ErrorKind::Crashed, message), Vec::new(), Vec::new());
+        }
+    };
+    let called = channels.capture_into(&capture).map_err(|e| e.to_string()).and_then(|()| {
+        harness
+            .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
+            .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
+            .map_err(|err| {
+                if err.is_instance_of::<PyMemoryError>(py) {
+                    "MemoryError".to_string()
+                } else {
+                    python_error_text(py, &err)
+                }
+            })
+    });
+    channels.restore();
+    drop(capture);
+
+    let (mut report, vertices, indices) = match called {
+        Ok((json, vertices, indices)) => match serde_json::from_str::<ExecReport>(&json) {
+            Ok(report) => (report, vertices, indices),
+            Err(err) => (
+                error_report(ErrorKind::Crashed, format!("the harness sent a bad report: {err}")),
+                Vec::new(),
+                Vec::new(),
+            ),
+        },
+        Err(text) if text == "MemoryError" => (
+            error_report(
+                ErrorKind::OutOfMemory,
+                "the worker ran out of memory while measuring or exporting the result; \
+                 build a simpler part"
+                    .into(),
+            ),
+            Vec::new(),
+            Vec::new(),
+        ),
+        Err(text) => (
+            error_report(ErrorKind::Crashed, format!("the harness failed:\n{text}")),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    report.output = CapturedOutput::read(&output_path).unwrap_or_default();
+    if report.output.bytes == 0 {
+        let _ = fs::remove_file(&output_path);
+    }
+    if report.is_ok() {
+        if let Err(message) = finish_exports(&staging, dir, &vertices, &indices) {
+            report.outcome = Outcome::Error {
+                kind: ErrorKind::Crashed,
+                message,
+                line: None,
+                facts: report.facts().cloned(),
+            };
+        }
+    }
+    let _ = fs::remove_dir_all(&staging);
+    if report.is_ok() {
+        (report, vertices, indices)
+    } else {
+        (report, Vec::new(), Vec::new())
+    }
+}
+
+/// Writes model.stl next to the staged STEP and FCStd, then moves all three into place.
+fn finish_exports(staging: &Path, dir: &Path, vertices: &[u8], indices: &[u8]) -> Result<(), String> {
+    let mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
+    mesh.write_stl(&staging.join("model.stl")).map_err(|e| {
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        format!("{e}: {}", cause.unwrap_or_default())
+    })?;
+    for name in MODEL_FILES {
+        fs::rename(staging.join(name), dir.join(name))
+            .map_err(|e| format!("could not move {name} into {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! cadloop turns a sentence into a CAD model and checks its own work: an LLM
+//! writes FreeCAD Python, worker processes run it, the result is rendered,
+//! captioned and compared with the prompt, and the loop refines it.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap types only).
+//! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
+//! - [`commands`]: what each subcommand does, on top of the modules below.
+//! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
+//! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
+//! - [`mesh`]: the triangle mesh passed from the executor onwards.
+//! - [`doctor`]: checks of the environment, each with the command that fixes it.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod doctor;
+pub mod executor;
+pub mod freecad;
+pub mod mesh;

@@ -1,0 +1,167 @@
+//! The triangle mesh that flows from the executor to the renderer (and later
+//! the metrics): indexed vertices in mm, read from the worker's packed arrays,
+//! written as binary STL.
+
+use std::io::Write;
+use std::path::Path;
+
+/// An indexed triangle mesh.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mesh {
+    pub vertices: Vec<[f32; 3]>,
+    pub triangles: Vec<[u32; 3]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("vertex data is {0} bytes, not a multiple of 12 (three f32 per vertex)")]
+    VertexBytes(usize),
+    #[error("index data is {0} bytes, not a multiple of 12 (three u32 per triangle)")]
+    IndexBytes(usize),
+    #[error("triangle {triangle} refers to vertex {index}, but there are only {vertices}")]
+    IndexOutOfRange {
+        triangle: usize,
+        index: u32,
+        vertices: usize,
+    },
+    #[error("could not write {}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Mesh {
+    /// Builds a mesh from little-endian packed arrays (f32 xyz, u32 triangle indices).
+    pub fn from_le_bytes(vertex_bytes: &[u8], index_bytes: &[u8]) -> Result<Mesh, MeshError> {
+        if vertex_bytes.len() % 12 != 0 {
+            return Err(MeshError::VertexBytes(vertex_bytes.len()));
+        }
+        if index_bytes.len() % 12 != 0 {
+            return Err(MeshError::IndexBytes(index_bytes.len()));
+        }
+        let f32_at = |b: &[u8], i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let vertices: Vec<[f32; 3]> = vertex_bytes
+            .chunks_exact(12)
+            .map(|c| [f32_at(c, 0), f32_at(c, 4), f32_at(c, 8)])
+            .collect();
+        let triangles: Vec<[u32; 3]> = index_bytes
+            .chunks_exact(12)
+            .map(|c| [u32_at(c, 0), u32_at(c, 4), u32_at(c, 8)])
+            .collect();
+        for (triangle, tri) in triangles.iter().enumerate() {
+            if let Some(&index) = tri.iter().find(|&&i| i as usize >= vertices.len()) {
+                return Err(MeshError::IndexOutOfRange {
+                    triangle,
+                    index,
+                    vertices: vertices.len(),
+                });
+            }
+        }
+        Ok(Mesh {
+            vertices,
+            triangles,
+        })
+    }
+
+    /// The packed little-endian arrays [`Mesh::from_le_bytes`] reads.
+    pub fn to_le_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        let vertex_bytes = self
+            .vertices
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let index_bytes = self
+            .triangles
+            .iter()
+            .flatten()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        (vertex_bytes, index_bytes)
+    }
+
+    /// Writes a binary STL with per-facet normals.
+    pub fn write_stl(&self, path: &Path) -> Result<(), MeshError> {
+        let io_err = |source| MeshError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io_err)?;
+        let mut out = std::io::BufWriter::new(file);
+        let facets = self.triangles.iter().map(|tri| {
+            let [a, b, c] = tri.map(|i| self.vertices[i as usize]);
+            stl_io::Triangle {
+                normal: stl_io::Normal::new(facet_normal(a, b, c)),
+                vertices: [a, b, c].map(stl_io::Vertex::new),
+            }
+        });
+        stl_io::write_stl(&mut out, facets).map_err(io_err)?;
+        out.flush().map_err(io_err)
+    }
+}
+
+/// Unit normal of a triangle by the right-hand rule; zero for a degenerate one.
+fn facet_normal(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [f32; 3] {
+    let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+    let n = [
+        u[1] * v[2] - u[2] * v[1],
+        u[2] * v[0] - u[0] * v[2],
+        u[0] * v[1] - u[1] * v[0],
+    ];
+    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+    if len > 0.0 && len.is_finite() {
+        n.map(|x| x / len)
+    } else {
+        [0.0; 3]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square() -> Mesh {
+        Mesh {
+            vertices: vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]],
+            triangles: vec![[0, 1, 2], [0, 2, 3]],
+        }
+    }
+
+    #[test]
+    fn packed_bytes_round_trip() {
+        let mesh = square();
+        let (v, i) = mesh.to_le_bytes();
+        assert_eq!(v.len(), 48);
+        assert_eq!(Mesh::from_le_bytes(&v, &i).unwrap(), mesh);
+    }
+
+    #[test]
+    fn bad_packing_and_dangling_indices_are_refused() {
+        let (v, i) = square().to_le_bytes();
+        assert!(matches!(
+            Mesh::from_le_bytes(&v[..47], &i),
+            Err(MeshError::VertexBytes(47))
+        ));
+        assert!(matches!(
+            Mesh::from_le_bytes(&v[..36], &i),
+            Err(MeshError::IndexOutOfRange { index: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn stl_has_one_facet_per_triangle_and_upward_normals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sq.stl");
+        square().write_stl(&path).unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        let read = stl_io::read_stl(&mut file).unwrap();
+        assert_eq!(read.faces.len(), 2);
+        for face in &read.faces {
+            assert_eq!(face.normal.0, [0.0, 0.0, 1.0]);
+        }
+    }
+}
