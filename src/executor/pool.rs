@@ -173,14 +173,19 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
                  build the part with fewer or simpler operations"
             ),
         ),
-        Lost::Died(Some(status)) if std::os::unix::process::ExitStatusExt::signal(status).is_some() => (
-            ErrorKind::Crashed,
-            format!(
-                "the FreeCAD interpreter crashed ({}){at}; avoid ctypes and low-level calls, \
-                 and check the inputs of the operation on that line",
-                describe_status(*status)
-            ),
-        ),
+        Lost::Died(Some(status))
+            if std::os::unix::process::ExitStatusExt::signal(status).is_some()
+                || fatal_error(&output.text).is_some() =>
+        {
+            let cause = fatal_error(&output.text).unwrap_or_else(|| describe_status(*status));
+            (
+                ErrorKind::Crashed,
+                format!(
+                    "the FreeCAD interpreter crashed ({cause}){at}; avoid ctypes and low-level calls, \
+                     and check the inputs of the operation on that line"
+                ),
+            )
+        }
         Lost::Died(Some(status)) => (
             ErrorKind::Crashed,
             format!(
@@ -212,6 +217,14 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
 
 fn status_is_sigkill(status: std::process::ExitStatus) -> bool {
     std::os::unix::process::ExitStatusExt::signal(&status) == Some(nix::libc::SIGKILL)
+}
+
+/// What faulthandler says killed the interpreter ("Segmentation fault", "Aborted").
+/// FreeCAD's own crash handler turns signals into `exit(1)`, so the status alone hides them.
+fn fatal_error(output: &str) -> Option<String> {
+    let marker = "Fatal Python error: ";
+    let at = output.rfind(marker)? + marker.len();
+    Some(output[at..].lines().next()?.trim().to_string())
 }
 
 /// The innermost `code.py` frame of a faulthandler dump (it prints innermost first).
