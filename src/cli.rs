@@ -30,7 +30,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a FreeCAD Python script in a sandboxed worker and export its solid.
+    /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
     /// and on success DIR/model.step, DIR/model.stl and DIR/model.FCStd.

@@ -56,7 +56,8 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
 }
 
 fn read_script(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the script {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the script {}", path.display()))?;
     match String::from_utf8(bytes) {
         Ok(code) => Ok(code),
         Err(err) => {
@@ -73,9 +74,13 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 /// Creates the output folder and returns its absolute path (workers run elsewhere).
 pub fn prepare_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
-        bail!("--out {} exists and is not a folder; choose another path", dir.display());
+        bail!(
+            "--out {} exists and is not a folder; choose another path",
+            dir.display()
+        );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     dir.canonicalize()
         .with_context(|| format!("cannot resolve the folder {}", dir.display()))
 }
@@ -88,7 +93,8 @@ pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> anyh
     serde_json::to_writer_pretty(&mut tmp, value)?;
     writeln!(tmp)?;
     // Temporary files are private; the result is an ordinary file.
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -101,7 +107,12 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
     let secs = report.timings.total_ms.unwrap_or(0.0) / 1000.0;
     match &report.outcome {
         Outcome::Ok { facts } => {
-            let _ = writeln!(text, "ok: {} → {} ({secs:.2} s)", script.display(), out.display());
+            let _ = writeln!(
+                text,
+                "ok: {} → {} ({secs:.2} s)",
+                script.display(),
+                out.display()
+            );
             let [x, y, z] = facts.bbox.size;
             let _ = writeln!(
                 text,
@@ -113,10 +124,17 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
                 facts.area
             );
             let [mx, my, mz] = facts.bbox.min;
-            let _ = writeln!(text, "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})");
+            let _ = writeln!(
+                text,
+                "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})"
+            );
             let [cx, cy, cz] = facts.center_of_mass;
             let _ = writeln!(text, "  centre      {cx:.2}, {cy:.2}, {cz:.2}");
-            let types: Vec<String> = facts.face_types.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let types: Vec<String> = facts
+                .face_types
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             let _ = writeln!(
                 text,
                 "  topology    {} faces ({}), {} edges, {} vertices",
@@ -138,8 +156,14 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
             line,
             ..
         } => {
-            let at = line.map(|l| format!(" at code.py line {l}")).unwrap_or_default();
-            let _ = writeln!(text, "failed ({kind}){at}: {} ({secs:.2} s)", script.display());
+            let at = line
+                .map(|l| format!(" at code.py line {l}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                text,
+                "failed ({kind}){at}: {} ({secs:.2} s)",
+                script.display()
+            );
             for line in message.lines() {
                 let _ = writeln!(text, "  {line}");
             }

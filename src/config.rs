@@ -96,16 +96,24 @@ pub fn executor_settings(
         .or(file.workers)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     if !(1..=256).contains(&workers) {
-        return Err(invalid("workers", format!("{workers} is out of range; use 1 to 256")));
+        return Err(invalid(
+            "workers",
+            format!("{workers} is out of range; use 1 to 256"),
+        ));
     }
     let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(60.0);
     if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= 86_400.0) {
         return Err(invalid(
             "timeout",
-            format!("{timeout_secs} s is not a usable time limit; give seconds between 0 and 86400"),
+            format!(
+                "{timeout_secs} s is not a usable time limit; give seconds between 0 and 86400"
+            ),
         ));
     }
-    let memory_limit_mib = flags.memory_limit_mib.or(file.memory_limit_mib).unwrap_or(4096);
+    let memory_limit_mib = flags
+        .memory_limit_mib
+        .or(file.memory_limit_mib)
+        .unwrap_or(4096);
     if memory_limit_mib < 256 {
         return Err(invalid(
             "memory limit",
@@ -140,7 +148,10 @@ pub fn find_onnxruntime() -> Result<PathBuf, String> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("ORT_DYLIB_PATH names {}, which does not exist", path.display()))
+            Err(format!(
+                "ORT_DYLIB_PATH names {}, which does not exist",
+                path.display()
+            ))
         };
     }
     let mut roots = vec![std::env::current_dir().unwrap_or_default()];
@@ -184,7 +195,8 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_bad_values_name_themselves() {
         let file: FileConfig =
-            toml::from_str("[executor]\nworkers = 3\ntimeout_secs = 5\nmemory_limit_mib = 1024\n").unwrap();
+            toml::from_str("[executor]\nworkers = 3\ntimeout_secs = 5\nmemory_limit_mib = 1024\n")
+                .unwrap();
         let flags = ExecutorFlags {
             timeout_secs: Some(2.5),
             ..Default::default()
@@ -198,13 +210,17 @@ mod tests {
             timeout_secs: Some(0.0),
             ..Default::default()
         };
-        let err = executor_settings(&file.executor, &zero).unwrap_err().to_string();
+        let err = executor_settings(&file.executor, &zero)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("timeout:"), "{err}");
         let tiny = ExecutorFlags {
             memory_limit_mib: Some(10),
             ..Default::default()
         };
-        let err = executor_settings(&file.executor, &tiny).unwrap_err().to_string();
+        let err = executor_settings(&file.executor, &tiny)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 256"), "{err}");
     }
 

@@ -21,7 +21,7 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
@@ -62,7 +62,11 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
         Ok(settings) => {
             let module = settings.freecad_lib.join("FreeCAD.so");
             if module.is_file() {
-                out.push(check("FreeCAD", Status::Ok, format!("modules in {}", settings.freecad_lib.display())));
+                out.push(check(
+                    "FreeCAD",
+                    Status::Ok,
+                    format!("modules in {}", settings.freecad_lib.display()),
+                ));
                 let started = Instant::now();
                 match Pool::start(settings).await {
                     Ok(pool) => {
@@ -110,12 +114,19 @@ fn captioner_check() -> Check {
         Some(dir) => {
             let manifest = Path::new(&dir).join("cadloop-captioner.json");
             if manifest.is_file() {
-                check("captioner", Status::Ok, Path::new(&dir).display().to_string())
+                check(
+                    "captioner",
+                    Status::Ok,
+                    Path::new(&dir).display().to_string(),
+                )
             } else {
                 check(
                     "captioner",
                     Status::Fail,
-                    format!("CADLOOP_CAPTIONER names {}, which has no cadloop-captioner.json", manifest.display()),
+                    format!(
+                        "CADLOOP_CAPTIONER names {}, which has no cadloop-captioner.json",
+                        manifest.display()
+                    ),
                 )
             }
         }
@@ -126,7 +137,9 @@ fn llm_check() -> Check {
     let base = std::env::var("OPENAI_BASE_URL").ok();
     let model = std::env::var("CADLOOP_MODEL").ok();
     let key = std::env::var_os("OPENAI_API_KEY").is_some();
-    let endpoint = base.clone().unwrap_or_else(|| "https://api.openai.com/v1 (default)".into());
+    let endpoint = base
+        .clone()
+        .unwrap_or_else(|| "https://api.openai.com/v1 (default)".into());
     let mut missing = Vec::new();
     if model.is_none() {
         missing.push("set CADLOOP_MODEL to the model's name".to_string());
@@ -142,7 +155,11 @@ fn llm_check() -> Check {
     if missing.is_empty() {
         check("LLM", Status::Ok, detail)
     } else {
-        check("LLM", Status::Warn, format!("{detail}; {}", missing.join("; ")))
+        check(
+            "LLM",
+            Status::Warn,
+            format!("{detail}; {}", missing.join("; ")),
+        )
     }
 }
 

@@ -93,7 +93,10 @@ pub fn serve() -> ExitCode {
             }
         };
         let (freecad, python) = harness.versions;
-        if channels.reply(&Reply::Ready { freecad, python }, &[]).is_err() {
+        if channels
+            .reply(&Reply::Ready { freecad, python }, &[])
+            .is_err()
+        {
             return ExitCode::from(2);
         }
         loop {
@@ -218,21 +221,28 @@ fn run_job(
         Ok(file) => file,
         Err(err) => {
             let message = format!("cannot write {}: {err}", output_path.display());
-            return (error_report(ErrorKind::Crashed, message), Vec::new(), Vec::new());
+            return (
+                error_report(ErrorKind::Crashed, message),
+                Vec::new(),
+                Vec::new(),
+            );
         }
     };
-    let called = channels.capture_into(&capture).map_err(|e| e.to_string()).and_then(|()| {
-        harness
-            .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
-            .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
-            .map_err(|err| {
-                if err.is_instance_of::<PyMemoryError>(py) {
-                    "MemoryError".to_string()
-                } else {
-                    python_error_text(py, &err)
-                }
-            })
-    });
+    let called = channels
+        .capture_into(&capture)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            harness
+                .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
+                .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
+                .map_err(|err| {
+                    if err.is_instance_of::<PyMemoryError>(py) {
+                        "MemoryError".to_string()
+                    } else {
+                        python_error_text(py, &err)
+                    }
+                })
+        });
     channels.restore();
     drop(capture);
 
@@ -240,7 +250,10 @@ fn run_job(
         Ok((json, vertices, indices)) => match serde_json::from_str::<ExecReport>(&json) {
             Ok(report) => (report, vertices, indices),
             Err(err) => (
-                error_report(ErrorKind::Crashed, format!("the harness sent a bad report: {err}")),
+                error_report(
+                    ErrorKind::Crashed,
+                    format!("the harness sent a bad report: {err}"),
+                ),
                 Vec::new(),
                 Vec::new(),
             ),
@@ -284,7 +297,12 @@ fn run_job(
 }
 
 /// Writes model.stl next to the staged STEP and FCStd, then moves all three into place.
-fn finish_exports(staging: &Path, dir: &Path, vertices: &[u8], indices: &[u8]) -> Result<(), String> {
+fn finish_exports(
+    staging: &Path,
+    dir: &Path,
+    vertices: &[u8],
+    indices: &[u8],
+) -> Result<(), String> {
     let mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
     mesh.write_stl(&staging.join("model.stl")).map_err(|e| {
         let cause = std::error::Error::source(&e).map(ToString::to_string);

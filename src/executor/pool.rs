@@ -69,15 +69,25 @@ impl Pool {
     pub async fn run(&self, job: Job) -> Result<JobOutput, ExecutorError> {
         let started = Instant::now();
         prepare_dir(&job)?;
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| ExecutorError::Closed)?;
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Closed)?;
         let pooled = self.idle.lock().expect("pool lock").pop();
         let mut worker = match pooled {
             Some(worker) => worker,
-            None => Worker::spawn(&self.settings, self.next_id.fetch_add(1, Ordering::Relaxed)).await?,
+            None => {
+                Worker::spawn(&self.settings, self.next_id.fetch_add(1, Ordering::Relaxed)).await?
+            }
         };
         let timeout = job.timeout.unwrap_or(self.settings.timeout);
         let span = tracing::debug_span!("job", worker = worker.id, dir = %job.dir.display());
-        let result = worker.run(&job.code, &job.dir, timeout).instrument(span).await;
+        let result = worker
+            .run(&job.code, &job.dir, timeout)
+            .instrument(span)
+            .await;
         let output = match result {
             Ok(Finished {
                 report,
@@ -93,14 +103,21 @@ impl Pool {
                     drop(permit);
                 }
                 let mesh = if report.is_ok() {
-                    Some(Mesh::from_le_bytes(&vertices, &indices).map_err(|e| ExecutorError::Protocol(e.to_string()))?)
+                    Some(
+                        Mesh::from_le_bytes(&vertices, &indices)
+                            .map_err(|e| ExecutorError::Protocol(e.to_string()))?,
+                    )
                 } else {
                     None
                 };
                 JobOutput { report, mesh }
             }
             Err(lost) => {
-                tracing::warn!(worker = worker.id, ?lost, "worker lost; starting a replacement");
+                tracing::warn!(
+                    worker = worker.id,
+                    ?lost,
+                    "worker lost; starting a replacement"
+                );
                 self.replace(worker, permit);
                 JobOutput {
                     report: lost_report(&lost, &job, timeout),
@@ -123,7 +140,9 @@ impl Pool {
             match Worker::spawn(&settings, id).await {
                 Ok(worker) => idle.lock().expect("pool lock").push(worker),
                 // The next job will try to start one itself and report the error.
-                Err(err) => tracing::warn!(worker = id, "could not start a replacement worker: {err}"),
+                Err(err) => {
+                    tracing::warn!(worker = id, "could not start a replacement worker: {err}")
+                }
             }
             drop(permit);
         });
@@ -131,7 +150,10 @@ impl Pool {
 
     /// Stops every idle worker. Jobs still running finish first.
     pub async fn shutdown(&self) {
-        let all = self.slots.acquire_many(self.settings.workers.max(1) as u32).await;
+        let all = self
+            .slots
+            .acquire_many(self.settings.workers.max(1) as u32)
+            .await;
         let workers: Vec<Worker> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
         for worker in workers {
             worker.shutdown().await;
@@ -155,7 +177,12 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
     let output = CapturedOutput::read(&job.dir.join(OUTPUT_FILE)).unwrap_or_default();
     let line = innermost_code_line(&output.text);
     let at = line
-        .map(|n| format!(" (it was at {CODE_FILE} line {n}: {})", source_line(&job.code, n)))
+        .map(|n| {
+            format!(
+                " (it was at {CODE_FILE} line {n}: {})",
+                source_line(&job.code, n)
+            )
+        })
         .unwrap_or_default();
     let (kind, message) = match lost {
         Lost::TimedOut => (
@@ -233,7 +260,10 @@ fn innermost_code_line(output: &str) -> Option<u32> {
     let start = output.rfind("most recent call first")?;
     let rest = &output[start..];
     let at = rest.find(&marker)? + marker.len();
-    let digits: String = rest[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = rest[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -255,6 +285,9 @@ mod tests {
                     File \"/usr/lib/python3.11/ctypes/__init__.py\", line 519 in string_at\n  \
                     File \"code.py\", line 7 in crash\n  File \"code.py\", line 9 in <module>\n";
         assert_eq!(innermost_code_line(dump), Some(7));
-        assert_eq!(innermost_code_line("no dump here, File \"code.py\", line 3"), None);
+        assert_eq!(
+            innermost_code_line("no dump here, File \"code.py\", line 3"),
+            None
+        );
     }
 }

@@ -146,7 +146,10 @@ pub async fn receive<T: for<'de> Deserialize<'de>>(
     let payload_len = input.read_u64_le().await.map_err(closed_on_eof)?;
     check_sizes(header_len, Some(payload_len))?;
     let mut payload = vec![0u8; payload_len as usize];
-    input.read_exact(&mut payload).await.map_err(closed_on_eof)?;
+    input
+        .read_exact(&mut payload)
+        .await
+        .map_err(closed_on_eof)?;
     Ok((serde_json::from_slice(&json)?, payload))
 }
 

@@ -88,7 +88,11 @@ impl Worker {
             .env("PYTHONNOUSERSITE", "1")
             .env("PYTHONHASHSEED", "0")
             .env(FREECAD_LIB_ENV, &settings.freecad_lib)
-            .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
+            .envs(
+                INHERITED_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+            )
             .current_dir(home.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,17 +128,23 @@ impl Worker {
                 return Err(ExecutorError::Startup { message });
             }
             Ok(Ok((other, _))) => {
-                return Err(ExecutorError::Protocol(format!("expected ready, got {other:?}")))
+                return Err(ExecutorError::Protocol(format!(
+                    "expected ready, got {other:?}"
+                )))
             }
             Ok(Err(err)) => {
                 let status = child.wait().await.ok();
                 let message = match status {
                     Some(status) => {
-                        format!("the worker exited ({}) before it was ready: {err}", describe_status(status))
+                        format!(
+                            "the worker exited ({}) before it was ready: {err}",
+                            describe_status(status)
+                        )
                     }
                     None => format!("the worker's pipe failed: {err}"),
                 };
-                let hint = if status.and_then(|s| s.signal()).is_some() || memory_bytes < 512 << 20 {
+                let hint = if status.and_then(|s| s.signal()).is_some() || memory_bytes < 512 << 20
+                {
                     "; if the memory limit is small, raise it (--memory-limit)"
                 } else {
                     ""
@@ -163,7 +173,12 @@ impl Worker {
     }
 
     /// Sends a job and waits for it, at most `timeout`. On any loss the worker is dead.
-    pub async fn run(&mut self, code: &str, dir: &Path, timeout: Duration) -> Result<Finished, Lost> {
+    pub async fn run(
+        &mut self,
+        code: &str,
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<Finished, Lost> {
         self.jobs += 1;
         let request = Request::Run {
             code: code.to_string(),
@@ -174,7 +189,14 @@ impl Worker {
             protocol::receive::<Reply>(&mut self.replies).await
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok((Reply::Done { report, vertex_bytes, index_bytes }, mut payload))) => {
+            Ok(Ok((
+                Reply::Done {
+                    report,
+                    vertex_bytes,
+                    index_bytes,
+                },
+                mut payload,
+            ))) => {
                 if payload.len() as u64 != vertex_bytes + index_bytes {
                     self.kill().await;
                     return Err(Lost::Protocol(format!(
@@ -192,7 +214,9 @@ impl Worker {
             }
             Ok(Ok((other, _))) => {
                 self.kill().await;
-                Err(Lost::Protocol(format!("expected a finished job, got {other:?}")))
+                Err(Lost::Protocol(format!(
+                    "expected a finished job, got {other:?}"
+                )))
             }
             Ok(Err(FrameError::Closed | FrameError::Io(_))) => Err(Lost::Died(self.reap().await)),
             Ok(Err(err)) => {
@@ -213,7 +237,10 @@ impl Worker {
     /// Asks the worker to exit; kills it if it does not within a second.
     pub async fn shutdown(mut self) {
         let _ = protocol::send(&mut self.requests, &Request::Shutdown).await;
-        if tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(1), self.child.wait())
+            .await
+            .is_err()
+        {
             self.kill().await;
         }
     }

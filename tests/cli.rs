@@ -1,0 +1,208 @@
+//! The `cadloop` binary as a user runs it: exit codes, files, messages.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cadloop(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cadloop runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn exec_writes_result_and_models_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("part.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    let out = cadloop(dir.path(), &["exec", "part.py", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("volume 937.17 mm³"), "{stdout}");
+    assert!(stdout.contains("20.00 × 10.00 × 5.00 mm"), "{stdout}");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["outcome"], "ok");
+    assert_eq!(result["facts"]["solids"], 1);
+    for name in ["model.step", "model.stl", "model.FCStd", "code.py"] {
+        assert!(dir.path().join("run").join(name).is_file(), "{name}");
+    }
+}
+
+#[test]
+fn a_failing_script_exits_one_and_clears_the_previous_models() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    std::fs::write(
+        dir.path().join("bad.py"),
+        "import Part\nresult = Part.makeBox(1, 2)\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cadloop(dir.path(), &["exec", "good.py", "--out", "run"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = cadloop(dir.path(), &["exec", "bad.py", "--out", "run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints the report");
+    assert_eq!(printed["outcome"], "error");
+    assert_eq!(printed["kind"], "exception");
+    assert_eq!(printed["line"], 2);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["kind"], "exception");
+    assert!(
+        !dir.path().join("run/model.step").exists(),
+        "a stale model would contradict result.json"
+    );
+}
+
+#[test]
+fn a_timeout_flag_stops_a_slow_script() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slow.py"), "import time\ntime.sleep(30)\n").unwrap();
+    let out = cadloop(
+        dir.path(),
+        &["exec", "slow.py", "--out", "run", "--timeout", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("failed (timeout) at code.py line 2"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn usage_and_environment_errors_exit_two_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cadloop(dir.path(), &["exec", "missing.py", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot read the script missing.py"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("run").exists(),
+        "nothing is written for a bad invocation"
+    );
+
+    std::fs::write(dir.path().join("latin1.py"), b"# caf\xe9\nimport Part\n").unwrap();
+    let out = cadloop(dir.path(), &["exec", "latin1.py", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not UTF-8 text (bad byte at offset 5, line 1)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(dir.path().join("ok.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    let out = cadloop(
+        dir.path(),
+        &["exec", "ok.py", "--out", "run", "--memory-limit", "64"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("at least 256"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = cadloop(dir.path(), &["exec", "ok.py"]);
+    assert_eq!(out.status.code(), Some(2), "clap reports the missing --out");
+}
+
+#[test]
+fn a_missing_freecad_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    std::fs::write(
+        dir.path().join("cadloop.toml"),
+        "[executor]\nfreecad_lib = \"/nonexistent/freecad\"\n",
+    )
+    .unwrap();
+    let out = cadloop(dir.path(), &["exec", "ok.py", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot import FreeCAD from /nonexistent/freecad"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apt-get install freecad-python3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_settings_file_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    std::fs::write(
+        dir.path().join("cadloop.toml"),
+        "[executor]\nworkers = \"two\"\n",
+    )
+    .unwrap();
+    let out = cadloop(dir.path(), &["exec", "ok.py", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cadloop.toml") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn doctor_reports_each_part_and_fails_on_a_missing_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .arg("doctor")
+        .current_dir(dir.path())
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok    FreeCAD"), "{stdout}");
+    assert!(
+        stdout.contains("ok    interpreter  FreeCAD 0.20"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL  onnxruntime  ORT_DYLIB_PATH names /nonexistent"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("captioner") && stdout.contains("LLM"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_lists_the_commands_but_not_the_internal_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cadloop(dir.path(), &["--help"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("exec") && stdout.contains("doctor"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.trim_start().starts_with("worker")),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests: a real pool of real FreeCAD
+//! workers (the `cadloop` binary under test), each job in its own temp dir.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cadloop::executor::{ExecutorSettings, Job, JobOutput, Pool};
+
+pub fn settings(workers: usize) -> ExecutorSettings {
+    ExecutorSettings {
+        workers,
+        timeout: Duration::from_secs(60),
+        memory_limit_mib: 2048,
+        jobs_per_worker: 200,
+        freecad_lib: PathBuf::from(cadloop::freecad::DEFAULT_FREECAD_LIB),
+        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_cadloop")),
+        startup_timeout: Duration::from_secs(60),
+    }
+}
+
+pub async fn pool(workers: usize) -> Pool {
+    Pool::start(settings(workers))
+        .await
+        .expect("the pool starts (is FreeCAD installed?)")
+}
+
+/// Runs `code` in a fresh temp folder; the folder lives as long as the returned guard.
+pub async fn run(pool: &Pool, code: &str) -> (JobOutput, tempfile::TempDir) {
+    run_with_timeout(pool, code, None).await
+}
+
+pub async fn run_with_timeout(
+    pool: &Pool,
+    code: &str,
+    timeout: Option<Duration>,
+) -> (JobOutput, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pool
+        .run(Job {
+            code: code.to_string(),
+            dir: dir.path().to_path_buf(),
+            timeout,
+        })
+        .await
+        .expect("the executor itself works");
+    (output, dir)
+}
+
+pub const BOX_MINUS_CYLINDER: &str = "\
+import FreeCAD as App
+import Part
+box = Part.makeBox(20, 10, 5)
+hole = Part.makeCylinder(2, 5, App.Vector(10, 5, 0))
+result = box.cut(hole)
+";
