@@ -114,7 +114,7 @@ pub fn serve() -> ExitCode {
                     let (report, vertices, indices) =
                         run_job(py, &harness.module, &channels, &code, &dir);
                     let done = Reply::Done {
-                        report,
+                        report: Box::new(report),
                         vertex_bytes: vertices.len() as u64,
                         index_bytes: indices.len() as u64,
                     };

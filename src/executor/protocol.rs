@@ -37,7 +37,7 @@ pub enum Reply {
     Ready { freecad: String, python: String },
     /// A job finished; the payload holds `vertex_bytes` then `index_bytes` of mesh.
     Done {
-        report: ExecReport,
+        report: Box<ExecReport>,
         vertex_bytes: u64,
         index_bytes: u64,
     },

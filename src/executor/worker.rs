@@ -207,7 +207,7 @@ impl Worker {
                 }
                 let indices = payload.split_off(vertex_bytes as usize);
                 Ok(Finished {
-                    report,
+                    report: *report,
                     vertices: payload,
                     indices,
                 })
