@@ -27,9 +27,11 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
         memory_limit_mib: args.memory_limit,
     };
     let settings = config::executor_settings(&file.executor, &flags)?;
-    let out = prepare_out_dir(&args.out)?;
+    check_out_dir(&args.out)?;
 
+    // FreeCAD starts before the folder is made, so a broken set-up leaves nothing behind.
     let pool = Pool::start(settings).await?;
+    let out = create_out_dir(&args.out)?;
     let output = pool
         .run(Job {
             code,
@@ -71,14 +73,31 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Creates the output folder and returns its absolute path (workers run elsewhere).
-pub fn prepare_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+/// Checks that `--out` may be used: a new folder, an empty one, or an earlier
+/// output (it has a result.json), so no file of the user's is overwritten.
+pub fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "--out {} exists and is not a folder; choose another path",
             dir.display()
         );
     }
+    if dir.is_dir() && !dir.join("result.json").exists() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "--out {} already holds files and is not an earlier cadloop output (no result.json); \
+                 choose a new or empty folder",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates the (checked) output folder and returns its absolute path: workers run elsewhere.
+pub fn create_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     dir.canonicalize()

@@ -124,6 +124,16 @@ fn usage_and_environment_errors_exit_two_with_a_fix() {
 
     let out = cadloop(dir.path(), &["exec", "ok.py"]);
     assert_eq!(out.status.code(), Some(2), "clap reports the missing --out");
+
+    // The working folder holds the user's own files: it is not an output folder.
+    let out = cadloop(dir.path(), &["exec", "ok.py", "--out", "."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not an earlier cadloop output"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("code.py").exists() && !dir.path().join("result.json").exists());
 }
 
 #[test]
