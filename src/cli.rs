@@ -33,9 +33,15 @@ pub enum Command {
     /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
-    /// and on success DIR/model.step, DIR/model.stl and DIR/model.FCStd.
+    /// and on success DIR/model.step, DIR/model.stl, DIR/model.FCStd, the seven
+    /// views in DIR/views/ and DIR/sheet.png.
     /// Exit status: 0 ok, 1 the script failed, 2 usage or environment error.
     Exec(ExecArgs),
+    /// Render the seven standard views of a model and a contact sheet.
+    ///
+    /// Writes DIR/views/{front,back,left,right,top,bottom,iso}.png and DIR/sheet.png.
+    /// STL files are read directly; STEP and FCStd files are meshed by FreeCAD.
+    Render(RenderArgs),
     /// Check FreeCAD, the embedded interpreter, ONNX Runtime, the captioner
     /// model and the LLM settings; say how to fix what is missing.
     Doctor,
@@ -61,4 +67,20 @@ pub struct ExecArgs {
     /// Print result.json on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Width and height of each rendered view, in pixels [default: 384].
+    #[arg(long, value_name = "PX")]
+    pub size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The model: .stl (binary or ASCII), .step/.stp or .FCStd.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Folder for views/ and sheet.png (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Width and height of each view, in pixels [default: 384].
+    #[arg(long, value_name = "PX")]
+    pub size: Option<u32>,
 }

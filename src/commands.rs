@@ -10,9 +10,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{ExecArgs, GlobalArgs};
+use crate::cli::{ExecArgs, GlobalArgs, RenderArgs};
 use crate::config::{self, ExecutorFlags};
-use crate::executor::{ExecReport, Job, Outcome, Pool, MODEL_FILES};
+use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
+use crate::mesh::Mesh;
+use crate::render;
 
 /// Exit status of a script (or a generated part) that failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -27,11 +29,14 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
         memory_limit_mib: args.memory_limit,
     };
     let settings = config::executor_settings(&file.executor, &flags)?;
+    let render_settings = config::render_settings(&file.render, args.size)?;
+    let font = render::load_font()?;
     check_out_dir(&args.out)?;
 
     // FreeCAD starts before the folder is made, so a broken set-up leaves nothing behind.
     let pool = Pool::start(settings).await?;
     let out = create_out_dir(&args.out)?;
+    remove_views(&out)?;
     let output = pool
         .run(Job {
             code,
@@ -42,6 +47,10 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
     pool.shutdown().await;
 
     let report = output.report;
+    if let Some(mesh) = &output.mesh {
+        let views = render::render(mesh, &render_settings)?;
+        render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
+    }
     write_json_atomically(&out.join("result.json"), &report)?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -55,6 +64,108 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+/// `cadloop render MODEL --out DIR`.
+pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let settings = config::render_settings(&file.render, args.size)?;
+    let font = render::load_font()?;
+    let extension = args
+        .model
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let mesh = match extension.as_str() {
+        "stl" => render::read_stl(&args.model)?,
+        "step" | "stp" | "fcstd" => {
+            let flags = ExecutorFlags {
+                workers: Some(1),
+                ..Default::default()
+            };
+            mesh_with_freecad(
+                &args.model,
+                config::executor_settings(&file.executor, &flags)?,
+            )
+            .await?
+        }
+        _ => bail!(
+            "{}: cannot render a .{extension} file; give an .stl, .step/.stp or .FCStd model",
+            args.model.display()
+        ),
+    };
+    let started = std::time::Instant::now();
+    let views = render::render(&mesh, &settings)?;
+    let elapsed = started.elapsed();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the folder {}", args.out.display()))?;
+    render::write_views(&args.out, &views, &render::contact_sheet(&views, &font))?;
+    println!(
+        "rendered 7 views of {} ({} triangles) in {:.0} ms → {}, {}",
+        args.model.display(),
+        mesh.triangles.len(),
+        elapsed.as_secs_f64() * 1000.0,
+        args.out.join("views").display(),
+        args.out.join("sheet.png").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Meshes a STEP or FCStd file by running a small import script on a worker.
+async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::Result<Mesh> {
+    let path = model
+        .canonicalize()
+        .with_context(|| format!("cannot read the model {}", model.display()))?;
+    let literal = serde_json::to_string(&path.to_string_lossy())?;
+    let code = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("fcstd"))
+    {
+        format!(
+            "import FreeCAD, Part\nsource = FreeCAD.openDocument({literal})\n\
+             solid = [o for o in source.Objects if hasattr(o, 'Shape') and o.Shape.Solids]\n\
+             names = {{o.Name for o in solid}}\n\
+             result = Part.makeCompound([o.Shape for o in solid if not any(u.Name in names for u in o.InList)])\n"
+        )
+    } else {
+        format!("import Part\nresult = Part.read({literal})\n")
+    };
+    let scratch = tempfile::tempdir()?;
+    let pool = Pool::start(settings).await?;
+    let output = pool
+        .run(Job {
+            code,
+            dir: scratch.path().to_path_buf(),
+            timeout: None,
+        })
+        .await?;
+    pool.shutdown().await;
+    match (output.mesh, output.report.outcome) {
+        (Some(mesh), _) => Ok(mesh),
+        (None, Outcome::Error { kind, message, .. }) => {
+            bail!(
+                "FreeCAD could not mesh {} ({kind}): {message}",
+                model.display()
+            )
+        }
+        (None, Outcome::Ok { .. }) => bail!("FreeCAD returned no mesh for {}", model.display()),
+    }
+}
+
+/// Removes views left by an earlier run in the same folder, so they never
+/// describe a different part than result.json.
+fn remove_views(out: &Path) -> anyhow::Result<()> {
+    let views = render::View::ALL.map(|v| out.join("views").join(format!("{}.png", v.name())));
+    for path in views.iter().chain([&out.join("sheet.png")]) {
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn read_script(path: &Path) -> anyhow::Result<String> {
@@ -165,7 +276,7 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
             let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
             let _ = writeln!(
                 text,
-                "  files       {} ({triangles} triangles), result.json",
+                "  files       {} ({triangles} triangles), result.json, views/, sheet.png",
                 MODEL_FILES.join(", ")
             );
         }

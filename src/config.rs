@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::executor::ExecutorSettings;
 use crate::freecad::DEFAULT_FREECAD_LIB;
+use crate::render::{self, RenderSettings};
 
 /// The settings file looked for in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "cadloop.toml";
@@ -35,6 +36,16 @@ pub enum ConfigError {
 pub struct FileConfig {
     #[serde(default)]
     pub executor: ExecutorFile,
+    #[serde(default)]
+    pub render: RenderFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderFile {
+    pub size: Option<u32>,
+    pub supersample: Option<u32>,
+    pub margin: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +148,48 @@ pub fn executor_settings(
         worker_exe,
         startup_timeout: Duration::from_secs(60),
     })
+}
+
+/// Merges the view size flag over the file over defaults and checks the values.
+pub fn render_settings(
+    file: &RenderFile,
+    size: Option<u32>,
+) -> Result<RenderSettings, ConfigError> {
+    let defaults = RenderSettings::default();
+    let settings = RenderSettings {
+        size: size.or(file.size).unwrap_or(defaults.size),
+        supersample: file.supersample.unwrap_or(defaults.supersample),
+        margin: file.margin.unwrap_or(defaults.margin),
+    };
+    if !(16..=render::MAX_SIZE).contains(&settings.size) {
+        return Err(invalid(
+            "view size",
+            format!(
+                "{} px is out of range; use 16 to {}",
+                settings.size,
+                render::MAX_SIZE
+            ),
+        ));
+    }
+    if !(1..=4).contains(&settings.supersample)
+        || settings.size * settings.supersample > render::MAX_SAMPLED_SIDE
+    {
+        return Err(invalid(
+            "render.supersample",
+            format!(
+                "{} is out of range; use 1 to 4, with size × supersample ≤ {}",
+                settings.supersample,
+                render::MAX_SAMPLED_SIDE
+            ),
+        ));
+    }
+    if !(0.0..0.4).contains(&settings.margin) {
+        return Err(invalid(
+            "render.margin",
+            format!("{} is out of range; use 0 to 0.4", settings.margin),
+        ));
+    }
+    Ok(settings)
 }
 
 /// Finds ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the PyPI

@@ -9,6 +9,7 @@
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
+//! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
 //! - [`doctor`]: checks of the environment, each with the command that fixes it.
 
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod doctor;
 pub mod executor;
 pub mod freecad;
 pub mod mesh;
+pub mod render;

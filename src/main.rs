@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Exec(args) => commands::exec(&cli.global, args).await,
+            Command::Render(args) => commands::render(&cli.global, args).await,
             Command::Doctor => doctor::run(&cli.global).await,
             Command::Worker => unreachable!("served above"),
         }

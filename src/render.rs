@@ -1,0 +1,1008 @@
+//! The renderer: seven orthographic views of a mesh and a contact sheet,
+//! headless, on the CPU, deterministic (same input, byte-identical PNGs).
+//!
+//! Stage in the flow: the executor's mesh comes in; the views go to the
+//! captioner and, with the sheet, into the run directory for people.
+//!
+//! # Camera conventions (FreeCAD's standard views)
+//! Each view is a direction the camera looks along and the world axis that is
+//! "up" on screen; screen-right is `look × up`.
+//!
+//! | view   | looks along   | up  | right on screen |
+//! |--------|---------------|-----|-----------------|
+//! | front  | +Y            | +Z  | +X              |
+//! | back   | −Y            | +Z  | −X              |
+//! | left   | +X            | +Z  | −Y              |
+//! | right  | −X            | +Z  | +Y              |
+//! | top    | −Z            | +Y  | +X              |
+//! | bottom | +Z            | −Y  | +X              |
+//! | iso    | (−1, +1, −1)  | +Z  | (+1, +1, 0)/√2  |
+//!
+//! So back is front mirrored left-right, left is right mirrored, bottom is top
+//! mirrored top-to-bottom, and iso (FreeCAD's isometric) shows the front,
+//! right and top faces.
+//!
+//! # How a view is drawn
+//! Vertices are projected and the view is fitted to the image with a margin.
+//! Triangles are rasterised into a depth buffer and a triangle-id buffer at
+//! `supersample`× the output size. Each sample is then shaded (flat, two
+//! lights) or, where it sits on a feature line, drawn dark: next to the
+//! background (silhouette), at a depth jump (an occluding edge), or between
+//! faces meeting at more than [`CREASE_DEGREES`] (box edges, hole rims, steps;
+//! not the facets of a tessellated curve). Samples are box-filtered down to
+//! the output size with integer sums. Views render in parallel; buffers are
+//! allocated once per view.
+
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+use rayon::prelude::*;
+
+use crate::mesh::Mesh;
+
+/// Faces meeting at more than this angle get a line between them.
+pub const CREASE_DEGREES: f32 = 35.0;
+/// A depth step of more than this many samples' width is an occluding edge.
+const DEPTH_JUMP_SAMPLES: f32 = 4.0;
+const BACKGROUND: [u8; 3] = [255, 255, 255];
+const LINE: [u8; 3] = [40, 40, 48];
+const BASE: [f32; 3] = [150.0, 172.0, 205.0];
+/// Output images are at most this many pixels on a side.
+pub const MAX_SIZE: u32 = 2048;
+/// The sampled image (size × supersample) is at most this many samples on a side,
+/// which bounds a view's buffers to 128 MiB.
+pub const MAX_SAMPLED_SIDE: u32 = 4096;
+
+/// The seven standard views, in the order they are written and tiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Front,
+    Back,
+    Left,
+    Right,
+    Top,
+    Bottom,
+    Iso,
+}
+
+impl View {
+    pub const ALL: [View; 7] = [
+        View::Front,
+        View::Back,
+        View::Left,
+        View::Right,
+        View::Top,
+        View::Bottom,
+        View::Iso,
+    ];
+
+    /// The file stem: `front`, …, `iso`.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Front => "front",
+            View::Back => "back",
+            View::Left => "left",
+            View::Right => "right",
+            View::Top => "top",
+            View::Bottom => "bottom",
+            View::Iso => "iso",
+        }
+    }
+
+    /// The label on the contact sheet.
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Front => "Front",
+            View::Back => "Back",
+            View::Left => "Left",
+            View::Right => "Right",
+            View::Top => "Top",
+            View::Bottom => "Bottom",
+            View::Iso => "Isometric",
+        }
+    }
+
+    /// (look direction, screen up, screen right), unit vectors.
+    pub fn camera(self) -> Camera {
+        let (look, up_hint): ([f32; 3], [f32; 3]) = match self {
+            View::Front => ([0., 1., 0.], [0., 0., 1.]),
+            View::Back => ([0., -1., 0.], [0., 0., 1.]),
+            View::Left => ([1., 0., 0.], [0., 0., 1.]),
+            View::Right => ([-1., 0., 0.], [0., 0., 1.]),
+            View::Top => ([0., 0., -1.], [0., 1., 0.]),
+            View::Bottom => ([0., 0., 1.], [0., -1., 0.]),
+            View::Iso => ([-1., 1., -1.], [0., 0., 1.]),
+        };
+        let look = normalize(look);
+        let right = normalize(cross(look, up_hint));
+        let up = cross(right, look);
+        Camera { look, up, right }
+    }
+}
+
+/// An orthographic camera's axes in world coordinates.
+#[derive(Debug, Clone, Copy)]
+pub struct Camera {
+    pub look: [f32; 3],
+    pub up: [f32; 3],
+    pub right: [f32; 3],
+}
+
+/// How views are drawn.
+#[derive(Debug, Clone)]
+pub struct RenderSettings {
+    /// Width and height of each view in pixels (384 is BLIP's input size).
+    pub size: u32,
+    /// Empty border on each side, as a share of the size.
+    pub margin: f32,
+    /// Samples per pixel along each axis (2 = 4 samples per pixel).
+    pub supersample: u32,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings {
+            size: 384,
+            margin: 0.06,
+            supersample: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the mesh is empty: it has no triangles")]
+    Empty,
+    #[error("vertex {index} has a coordinate that is not a finite number ({value:?})")]
+    NotFinite { index: usize, value: [f32; 3] },
+    #[error("triangle {triangle} refers to vertex {index}, but there are only {vertices}")]
+    BadIndex {
+        triangle: usize,
+        index: u32,
+        vertices: usize,
+    },
+    #[error("none of the {0} triangles has an area: there is nothing to draw")]
+    AllDegenerate(usize),
+    #[error("image size {0} is out of range; use 16 to {MAX_SIZE}")]
+    Size(u32),
+    #[error("supersampling {0} is out of range for this size; use 1 to 4, with size × supersampling ≤ {MAX_SAMPLED_SIDE}")]
+    Supersample(u32),
+    #[error("cannot read the STL file {}", path.display())]
+    ReadStl {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    BadStl { path: PathBuf, message: String },
+    #[error("no font for the sheet's labels: install Debian's fonts-dejavu-core or set CADLOOP_FONT to a .ttf file")]
+    NoFont,
+    #[error("the font {} cannot be used", path.display())]
+    BadFont { path: PathBuf },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode {}", path.display())]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+}
+
+/// Seven rendered views, in [`View::ALL`] order.
+#[derive(Debug, Clone)]
+pub struct Views {
+    pub images: Vec<(View, RgbImage)>,
+}
+
+impl Views {
+    pub fn get(&self, view: View) -> &RgbImage {
+        &self
+            .images
+            .iter()
+            .find(|(v, _)| *v == view)
+            .expect("all views")
+            .1
+    }
+}
+
+/// Renders the seven views of `mesh`.
+pub fn render(mesh: &Mesh, settings: &RenderSettings) -> Result<Views, RenderError> {
+    if !(16..=MAX_SIZE).contains(&settings.size) {
+        return Err(RenderError::Size(settings.size));
+    }
+    if !(1..=4).contains(&settings.supersample)
+        || settings.size * settings.supersample > MAX_SAMPLED_SIDE
+    {
+        return Err(RenderError::Supersample(settings.supersample));
+    }
+    let prepared = Prepared::new(mesh)?;
+    let images = View::ALL
+        .par_iter()
+        .map(|&view| (view, render_view(&prepared, view, settings)))
+        .collect();
+    Ok(Views { images })
+}
+
+/// A checked mesh with unit face normals (`None` for a triangle without area).
+struct Prepared<'a> {
+    mesh: &'a Mesh,
+    normals: Vec<Option<[f32; 3]>>,
+    used: Vec<bool>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(mesh: &'a Mesh) -> Result<Prepared<'a>, RenderError> {
+        if mesh.triangles.is_empty() {
+            return Err(RenderError::Empty);
+        }
+        if let Some((index, value)) = mesh
+            .vertices
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.iter().all(|c| c.is_finite()))
+        {
+            return Err(RenderError::NotFinite {
+                index,
+                value: *value,
+            });
+        }
+        let mut used = vec![false; mesh.vertices.len()];
+        let mut normals = Vec::with_capacity(mesh.triangles.len());
+        for (triangle, tri) in mesh.triangles.iter().enumerate() {
+            for &index in tri {
+                match used.get_mut(index as usize) {
+                    Some(flag) => *flag = true,
+                    None => {
+                        return Err(RenderError::BadIndex {
+                            triangle,
+                            index,
+                            vertices: mesh.vertices.len(),
+                        })
+                    }
+                }
+            }
+            let [a, b, c] = tri.map(|i| mesh.vertices[i as usize]);
+            let n = cross(sub(b, a), sub(c, a));
+            let len = dot(n, n).sqrt();
+            normals.push((len > 0.0 && len.is_finite()).then(|| scale(n, 1.0 / len)));
+        }
+        if normals.iter().all(Option::is_none) {
+            return Err(RenderError::AllDegenerate(normals.len()));
+        }
+        Ok(Prepared {
+            mesh,
+            normals,
+            used,
+        })
+    }
+}
+
+/// Per-view buffers at the sampled resolution.
+struct Samples {
+    side: usize,
+    depth: Vec<f32>,
+    triangle: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -> RgbImage {
+    let camera = view.camera();
+    let ss = settings.supersample as usize;
+    let side = settings.size as usize * ss;
+    let mesh = prepared.mesh;
+
+    // Project: x right, y up, z along the look direction (larger is farther).
+    let projected: Vec<[f32; 3]> = mesh
+        .vertices
+        .iter()
+        .map(|&v| [dot(v, camera.right), dot(v, camera.up), dot(v, camera.look)])
+        .collect();
+    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+    for (p, _) in projected.iter().zip(&prepared.used).filter(|(_, &u)| u) {
+        for k in 0..2 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    let extent = (hi[0] - lo[0]).max(hi[1] - lo[1]);
+    let usable = side as f32 * (1.0 - 2.0 * settings.margin);
+    let pixels_per_unit = if extent > 0.0 { usable / extent } else { 1.0 };
+    let centre = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
+    let half = side as f32 / 2.0;
+    let screen: Vec<[f32; 3]> = projected
+        .iter()
+        .map(|p| {
+            [
+                (p[0] - centre[0]) * pixels_per_unit + half,
+                half - (p[1] - centre[1]) * pixels_per_unit,
+                p[2],
+            ]
+        })
+        .collect();
+
+    let mut samples = Samples {
+        side,
+        depth: vec![f32::INFINITY; side * side],
+        triangle: vec![NONE; side * side],
+    };
+    for (t, tri) in mesh.triangles.iter().enumerate() {
+        if prepared.normals[t].is_some() {
+            rasterize(&mut samples, tri.map(|i| screen[i as usize]), t as u32);
+        }
+    }
+
+    let shades: Vec<[u8; 3]> = prepared
+        .normals
+        .iter()
+        .map(|n| n.map_or(LINE, |n| shade(n, &camera)))
+        .collect();
+    let depth_jump = DEPTH_JUMP_SAMPLES / pixels_per_unit;
+    let crease_cos = CREASE_DEGREES.to_radians().cos();
+    resolve(&samples, settings.size, ss, |i, neighbours| {
+        let t = samples.triangle[i];
+        let on_line = neighbours.iter().any(|&j| {
+            let u = samples.triangle[j];
+            if t == u {
+                return false;
+            }
+            if t == NONE || u == NONE {
+                return true;
+            }
+            if (samples.depth[i] - samples.depth[j]).abs() > depth_jump {
+                return true;
+            }
+            match (prepared.normals[t as usize], prepared.normals[u as usize]) {
+                (Some(a), Some(b)) => dot(a, b) < crease_cos,
+                _ => false,
+            }
+        });
+        if on_line {
+            LINE
+        } else if t == NONE {
+            BACKGROUND
+        } else {
+            shades[t as usize]
+        }
+    })
+}
+
+/// Fills the samples a triangle covers (sample centres at +0.5), nearest wins.
+fn rasterize(samples: &mut Samples, [a, b, c]: [[f32; 3]; 3], id: u32) {
+    let area = edge(a, b, c);
+    if area == 0.0 || !area.is_finite() {
+        return;
+    }
+    // Either winding: the mesh may be seen from inside or be open.
+    let (b, c, area) = if area < 0.0 {
+        (c, b, -area)
+    } else {
+        (b, c, area)
+    };
+    let side = samples.side as f32;
+    let x0 = a[0].min(b[0]).min(c[0]).floor().max(0.0);
+    let x1 = a[0].max(b[0]).max(c[0]).ceil().min(side - 1.0);
+    let y0 = a[1].min(b[1]).min(c[1]).floor().max(0.0);
+    let y1 = a[1].max(b[1]).max(c[1]).ceil().min(side - 1.0);
+    if x0 > x1 || y0 > y1 {
+        return;
+    }
+    let inv = 1.0 / area;
+    for y in y0 as usize..=y1 as usize {
+        let py = y as f32 + 0.5;
+        let row = y * samples.side;
+        for x in x0 as usize..=x1 as usize {
+            let p = [x as f32 + 0.5, py, 0.0];
+            let w0 = edge(b, c, p);
+            let w1 = edge(c, a, p);
+            let w2 = edge(a, b, p);
+            if w0 < 0.0 || w1 < 0.0 || w2 < 0.0 {
+                continue;
+            }
+            let z = (w0 * a[2] + w1 * b[2] + w2 * c[2]) * inv;
+            let i = row + x;
+            if z < samples.depth[i] {
+                samples.depth[i] = z;
+                samples.triangle[i] = id;
+            }
+        }
+    }
+}
+
+/// Twice the signed area of (a, b, p) in screen space.
+fn edge(a: [f32; 3], b: [f32; 3], p: [f32; 3]) -> f32 {
+    (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+}
+
+/// Flat shading: ambient, a key light from the upper left, a headlight.
+fn shade(normal: [f32; 3], camera: &Camera) -> [u8; 3] {
+    let towards_viewer = scale(camera.look, -1.0);
+    let n = if dot(normal, towards_viewer) < 0.0 {
+        scale(normal, -1.0)
+    } else {
+        normal
+    };
+    let key = normalize(add(
+        add(towards_viewer, scale(camera.up, 0.6)),
+        scale(camera.right, -0.4),
+    ));
+    let light = 0.45 + 0.35 * dot(n, key).max(0.0) + 0.25 * dot(n, towards_viewer).max(0.0);
+    BASE.map(|c| (c * light).round().clamp(0.0, 255.0) as u8)
+}
+
+/// Colours every sample with `colour(index, 4-neighbour indices)` and
+/// box-filters ss×ss samples into each output pixel.
+fn resolve(
+    samples: &Samples,
+    size: u32,
+    ss: usize,
+    colour: impl Fn(usize, &[usize]) -> [u8; 3],
+) -> RgbImage {
+    let side = samples.side;
+    let mut image = RgbImage::new(size, size);
+    let divisor = (ss * ss) as u32;
+    let mut neighbours = [0usize; 4];
+    for (py, row) in image.rows_mut().enumerate() {
+        for (px, pixel) in row.enumerate() {
+            let mut sum = [0u32; 3];
+            for sy in py * ss..(py + 1) * ss {
+                for sx in px * ss..(px + 1) * ss {
+                    let mut count = 0;
+                    if sx > 0 {
+                        neighbours[count] = sy * side + sx - 1;
+                        count += 1;
+                    }
+                    if sx + 1 < side {
+                        neighbours[count] = sy * side + sx + 1;
+                        count += 1;
+                    }
+                    if sy > 0 {
+                        neighbours[count] = (sy - 1) * side + sx;
+                        count += 1;
+                    }
+                    if sy + 1 < side {
+                        neighbours[count] = (sy + 1) * side + sx;
+                        count += 1;
+                    }
+                    let c = colour(sy * side + sx, &neighbours[..count]);
+                    for k in 0..3 {
+                        sum[k] += c[k] as u32;
+                    }
+                }
+            }
+            *pixel = Rgb(sum.map(|s| ((s + divisor / 2) / divisor) as u8));
+        }
+    }
+    image
+}
+
+/// Height of the label band above each tile of the sheet.
+const LABEL_BAND: u32 = 30;
+const SHEET_COLUMNS: u32 = 4;
+const SHEET_ROWS: u32 = 2;
+
+/// Fonts tried for the sheet's labels, after `CADLOOP_FONT`.
+const FONT_PATHS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Loads the labels' font: `CADLOOP_FONT`, else a Debian font.
+pub fn load_font() -> Result<ab_glyph::FontVec, RenderError> {
+    let candidates: Vec<PathBuf> = std::env::var_os("CADLOOP_FONT")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(FONT_PATHS.iter().map(PathBuf::from))
+        .collect();
+    for path in candidates {
+        if let Ok(bytes) = std::fs::read(&path) {
+            return ab_glyph::FontVec::try_from_vec(bytes)
+                .map_err(|_| RenderError::BadFont { path });
+        }
+    }
+    Err(RenderError::NoFont)
+}
+
+/// A 4×2 contact sheet: the seven views, each under its label.
+pub fn contact_sheet(views: &Views, font: &ab_glyph::FontVec) -> RgbImage {
+    let tile = views.images.first().map_or(384, |(_, img)| img.width());
+    let width = tile * SHEET_COLUMNS + (SHEET_COLUMNS + 1);
+    let height = (tile + LABEL_BAND) * SHEET_ROWS + (SHEET_ROWS + 1);
+    let mut sheet = RgbImage::from_pixel(width, height, Rgb([200, 200, 205]));
+    for (k, (view, image)) in views.images.iter().enumerate() {
+        let k = k as u32;
+        let x0 = 1 + (k % SHEET_COLUMNS) * (tile + 1);
+        let y0 = 1 + (k / SHEET_COLUMNS) * (tile + LABEL_BAND + 1);
+        for y in 0..LABEL_BAND {
+            for x in 0..tile {
+                sheet.put_pixel(x0 + x, y0 + y, Rgb([238, 238, 242]));
+            }
+        }
+        draw_label(&mut sheet, font, view.title(), x0 + 10, y0, LABEL_BAND);
+        image::imageops::replace(&mut sheet, image, x0 as i64, (y0 + LABEL_BAND) as i64);
+    }
+    // The eighth tile stays a plain panel.
+    let x0 = 1 + 3 * (tile + 1);
+    let y0 = 1 + (tile + LABEL_BAND + 1);
+    for y in y0..y0 + tile + LABEL_BAND {
+        for x in x0..x0 + tile {
+            sheet.put_pixel(x, y, Rgb([245, 245, 248]));
+        }
+    }
+    sheet
+}
+
+/// Draws `text` in dark grey, vertically centred in a band of height `band`.
+fn draw_label(
+    image: &mut RgbImage,
+    font: &ab_glyph::FontVec,
+    text: &str,
+    x: u32,
+    y: u32,
+    band: u32,
+) {
+    use ab_glyph::{Font, ScaleFont};
+    let scale = ab_glyph::PxScale::from(band as f32 * 0.62);
+    let scaled = font.as_scaled(scale);
+    let baseline = y as f32 + (band as f32 + scaled.ascent() + scaled.descent()) / 2.0;
+    let mut caret = x as f32;
+    let mut previous = None;
+    for ch in text.chars() {
+        let id = font.glyph_id(ch);
+        if let Some(prev) = previous {
+            caret += scaled.kern(prev, id);
+        }
+        let glyph = id.with_scale_and_position(scale, ab_glyph::point(caret, baseline));
+        caret += scaled.h_advance(id);
+        previous = Some(id);
+        let Some(outline) = font.outline_glyph(glyph) else {
+            continue;
+        };
+        let bounds = outline.px_bounds();
+        outline.draw(|gx, gy, coverage| {
+            let px = bounds.min.x as i64 + gx as i64;
+            let py = bounds.min.y as i64 + gy as i64;
+            if px < 0 || py < 0 || px >= image.width() as i64 || py >= image.height() as i64 {
+                return;
+            }
+            let pixel = image.get_pixel_mut(px as u32, py as u32);
+            let c = coverage.clamp(0.0, 1.0);
+            for k in 0..3 {
+                let ink = 30.0;
+                pixel.0[k] = (pixel.0[k] as f32 * (1.0 - c) + ink * c).round() as u8;
+            }
+        });
+    }
+}
+
+/// Writes `DIR/views/<name>.png` and `DIR/sheet.png`, each through a
+/// temporary file and a rename so no reader sees half a PNG.
+pub fn write_views(dir: &Path, views: &Views, sheet: &RgbImage) -> Result<(), RenderError> {
+    let views_dir = dir.join("views");
+    std::fs::create_dir_all(&views_dir).map_err(|source| RenderError::Write {
+        path: views_dir.clone(),
+        source,
+    })?;
+    for (view, image) in &views.images {
+        write_png(&views_dir.join(format!("{}.png", view.name())), image)?;
+    }
+    write_png(&dir.join("sheet.png"), sheet)
+}
+
+/// Encodes a PNG atomically (temporary file in the same folder, then rename).
+pub fn write_png(path: &Path, image: &RgbImage) -> Result<(), RenderError> {
+    let write_err = |source| RenderError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    {
+        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+        image
+            .write_to(&mut out, image::ImageFormat::Png)
+            .map_err(|source| RenderError::Encode {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        std::io::Write::flush(&mut out).map_err(write_err)?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+/// Reads an STL file (binary or ASCII) into a mesh, one vertex per corner.
+/// A binary file must be exactly as long as its triangle count says.
+pub fn read_stl(path: &Path) -> Result<Mesh, RenderError> {
+    let read_err = |source| RenderError::ReadStl {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |message: String| RenderError::BadStl {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let length = file.metadata().map_err(read_err)?.len();
+    let mut head = [0u8; 84];
+    let got = read_up_to(&mut file, &mut head).map_err(read_err)?;
+    let looks_ascii = head[..got.min(5)] == *b"solid" && {
+        // Binary files may also begin with "solid"; the size rule tells them apart.
+        got < 84
+            || 84 + 50 * u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64
+                != length
+    };
+    if !looks_ascii {
+        if got < 84 {
+            return Err(bad(format!(
+                "{length} bytes is too short for an STL file (binary needs 84 or more)"
+            )));
+        }
+        let count = u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64;
+        if 84 + 50 * count != length {
+            return Err(bad(format!(
+                "the binary header promises {count} triangles ({} bytes) but the file has {length} bytes: \
+                 it is truncated or not an STL file",
+                84 + 50 * count
+            )));
+        }
+    }
+    file.rewind().map_err(read_err)?;
+    let mut reader = std::io::BufReader::new(file);
+    let triangles = stl_io::create_stl_reader(&mut reader).map_err(|e| bad(e.to_string()))?;
+    let mut mesh = Mesh::default();
+    for (n, triangle) in triangles.enumerate() {
+        let triangle = triangle.map_err(|e| bad(format!("triangle {}: {e}", n + 1)))?;
+        let base = mesh.vertices.len() as u32;
+        mesh.vertices.extend(triangle.vertices.iter().map(|v| v.0));
+        mesh.triangles.push([base, base + 1, base + 2]);
+    }
+    Ok(mesh)
+}
+
+fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+fn add(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+fn scale(a: [f32; 3], s: f32) -> [f32; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+
+fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn normalize(a: [f32; 3]) -> [f32; 3] {
+    scale(a, 1.0 / dot(a, a).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An axis-aligned box as 12 outward-facing triangles.
+    fn cuboid(min: [f32; 3], max: [f32; 3]) -> Mesh {
+        let corner = |i: usize| {
+            [
+                if i & 1 == 0 { min[0] } else { max[0] },
+                if i & 2 == 0 { min[1] } else { max[1] },
+                if i & 4 == 0 { min[2] } else { max[2] },
+            ]
+        };
+        let quads = [
+            [0, 2, 3, 1], // z min
+            [4, 5, 7, 6], // z max
+            [0, 1, 5, 4], // y min
+            [2, 6, 7, 3], // y max
+            [0, 4, 6, 2], // x min
+            [1, 3, 7, 5], // x max
+        ];
+        let mut triangles = Vec::new();
+        for q in quads {
+            triangles.push([q[0], q[1], q[2]]);
+            triangles.push([q[0], q[2], q[3]]);
+        }
+        Mesh {
+            vertices: (0..8).map(corner).collect(),
+            triangles,
+        }
+    }
+
+    fn merge(parts: &[Mesh]) -> Mesh {
+        let mut mesh = Mesh::default();
+        for part in parts {
+            let base = mesh.vertices.len() as u32;
+            mesh.vertices.extend(&part.vertices);
+            mesh.triangles
+                .extend(part.triangles.iter().map(|t| t.map(|i| i + base)));
+        }
+        mesh
+    }
+
+    fn l_bracket() -> Mesh {
+        merge(&[
+            cuboid([0., 0., 0.], [50., 30., 5.]),
+            cuboid([0., 0., 0.], [5., 30., 50.]),
+        ])
+    }
+
+    fn mask(image: &RgbImage) -> Vec<bool> {
+        image.pixels().map(|p| p.0 != BACKGROUND).collect()
+    }
+
+    /// (min x, min y, max x, max y) of the non-background pixels.
+    fn extent(image: &RgbImage) -> (u32, u32, u32, u32) {
+        let mut e = (u32::MAX, u32::MAX, 0, 0);
+        for (x, y, p) in image.enumerate_pixels() {
+            if p.0 != BACKGROUND {
+                e = (e.0.min(x), e.1.min(y), e.2.max(x), e.3.max(y));
+            }
+        }
+        e
+    }
+
+    fn mirrored(image: &RgbImage, horizontal: bool) -> RgbImage {
+        if horizontal {
+            image::imageops::flip_horizontal(image)
+        } else {
+            image::imageops::flip_vertical(image)
+        }
+    }
+
+    fn differing(a: &[bool], b: &[bool]) -> usize {
+        a.iter().zip(b).filter(|(x, y)| x != y).count()
+    }
+
+    #[test]
+    fn camera_axes_follow_freecads_standard_views() {
+        let c = View::Front.camera();
+        assert_eq!(
+            (c.look, c.up, c.right),
+            ([0., 1., 0.], [0., 0., 1.], [1., 0., 0.])
+        );
+        assert_eq!(View::Left.camera().right, [0., -1., 0.]);
+        assert_eq!(View::Right.camera().right, [0., 1., 0.]);
+        assert_eq!(View::Bottom.camera().up, [0., -1., 0.]);
+        let iso = View::Iso.camera();
+        assert!((iso.right[0] - iso.right[1]).abs() < 1e-6 && iso.right[0] > 0.0);
+        assert!(iso.up[2] > 0.0);
+    }
+
+    #[test]
+    fn a_40_by_20_by_10_box_is_4_to_1_from_the_front_and_2_to_1_from_the_top() {
+        let views = render(
+            &cuboid([0., 0., 0.], [40., 20., 10.]),
+            &RenderSettings::default(),
+        )
+        .unwrap();
+        for (view, ratio) in [(View::Front, 4.0), (View::Top, 2.0)] {
+            let (x0, y0, x1, y1) = extent(views.get(view));
+            let (w, h) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+            assert!((h - w / ratio).abs() <= 2.0, "{view:?}: {w} × {h}");
+            assert!(w > 384.0 * 0.8, "{view:?} fills the frame: {w}");
+            let (cx, cy) = ((x0 + x1) as f32 / 2.0, (y0 + y1) as f32 / 2.0);
+            assert!(
+                (cx - 191.5).abs() <= 2.0 && (cy - 191.5).abs() <= 2.0,
+                "{view:?} centred: {cx}, {cy}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_views_of_an_l_bracket_differ_as_the_conventions_say() {
+        let views = render(&l_bracket(), &RenderSettings::default()).unwrap();
+        let m = |v| mask(views.get(v));
+        let total = 384 * 384;
+        for (a, b, horizontal) in [
+            (View::Left, View::Right, true),
+            (View::Back, View::Front, true),
+            (View::Bottom, View::Top, false),
+        ] {
+            let diff = differing(&m(a), &mask(&mirrored(views.get(b), horizontal)));
+            assert!(
+                diff * 200 < total,
+                "{a:?} is {b:?} mirrored: {diff} pixels differ"
+            );
+        }
+        // Front (right = +X): the upright stands on the left, so the upper right is empty.
+        let front = views.get(View::Front);
+        assert_ne!(
+            front.get_pixel(35, 60).0,
+            BACKGROUND,
+            "upright at the upper left"
+        );
+        assert_eq!(
+            front.get_pixel(320, 60).0,
+            BACKGROUND,
+            "nothing at the upper right"
+        );
+        // Back mirrors it; right and left see the full 30 × 50 side.
+        assert_eq!(views.get(View::Back).get_pixel(35, 60).0, BACKGROUND);
+        assert_ne!(views.get(View::Back).get_pixel(384 - 36, 60).0, BACKGROUND);
+        assert!(
+            differing(&m(View::Front), &m(View::Right)) * 10 > total / 10,
+            "front and right differ"
+        );
+        // Iso sees the front, right and top faces: three distinct shades.
+        let mut shades: Vec<[u8; 3]> = views.get(View::Iso).pixels().map(|p| p.0).collect();
+        shades.sort();
+        shades.dedup();
+        assert!(
+            shades.len() >= 4,
+            "iso has several shades: {}",
+            shades.len()
+        );
+    }
+
+    #[test]
+    fn feature_edges_are_drawn_between_the_faces_of_a_box() {
+        let views = render(
+            &cuboid([0., 0., 0.], [10., 10., 10.]),
+            &RenderSettings::default(),
+        )
+        .unwrap();
+        let iso = views.get(View::Iso);
+        let dark = iso.pixels().filter(|p| p.0.iter().all(|&c| c < 90)).count();
+        assert!(
+            dark > 384 * 3,
+            "outline and the three inner edges are dark: {dark} pixels"
+        );
+        // The centre of the iso view is the corner where three faces meet: on a line.
+        let (x0, y0, x1, y1) = extent(iso);
+        let centre = iso.get_pixel((x0 + x1) / 2, (y0 + y1) / 2).0;
+        assert!(
+            centre.iter().all(|&c| c < 140),
+            "centre corner is dark: {centre:?}"
+        );
+    }
+
+    #[test]
+    fn the_same_mesh_gives_byte_identical_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mesh = l_bracket();
+        let mut bytes = Vec::new();
+        for run in 0..2 {
+            let views = render(&mesh, &RenderSettings::default()).unwrap();
+            let path = dir.path().join(format!("iso{run}.png"));
+            write_png(&path, views.get(View::Iso)).unwrap();
+            bytes.push(std::fs::read(&path).unwrap());
+        }
+        assert_eq!(bytes[0], bytes[1]);
+    }
+
+    #[test]
+    fn bad_meshes_get_clear_errors_and_degenerate_triangles_are_skipped() {
+        let settings = RenderSettings::default();
+        assert!(matches!(
+            render(&Mesh::default(), &settings),
+            Err(RenderError::Empty)
+        ));
+        let mut nan = cuboid([0.; 3], [1.; 3]);
+        nan.vertices[3][1] = f32::NAN;
+        assert!(matches!(
+            render(&nan, &settings),
+            Err(RenderError::NotFinite { index: 3, .. })
+        ));
+        let mut dangling = cuboid([0.; 3], [1.; 3]);
+        dangling.triangles[5][2] = 99;
+        assert!(matches!(
+            render(&dangling, &settings),
+            Err(RenderError::BadIndex { triangle: 5, .. })
+        ));
+        let flat = Mesh {
+            vertices: vec![[0.; 3], [1., 1., 1.], [2., 2., 2.]],
+            triangles: vec![[0, 1, 2], [0, 0, 1]],
+        };
+        assert!(matches!(
+            render(&flat, &settings),
+            Err(RenderError::AllDegenerate(2))
+        ));
+        let mut with_slivers = cuboid([0.; 3], [2., 1., 1.]);
+        with_slivers.triangles.push([0, 0, 0]);
+        with_slivers.triangles.push([1, 2, 1]);
+        let views = render(&with_slivers, &settings).unwrap();
+        let (x0, _, x1, _) = extent(views.get(View::Front));
+        assert!(x1 > x0 + 300);
+        let big = RenderSettings {
+            size: 4000,
+            ..RenderSettings::default()
+        };
+        assert!(matches!(
+            render(&with_slivers, &big),
+            Err(RenderError::Size(4000))
+        ));
+    }
+
+    #[test]
+    fn stl_files_read_back_and_truncated_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box.stl");
+        cuboid([0., 0., 0.], [40., 20., 10.])
+            .write_stl(&path)
+            .unwrap();
+        let mesh = read_stl(&path).unwrap();
+        assert_eq!(mesh.triangles.len(), 12);
+        assert!(render(&mesh, &RenderSettings::default()).is_ok());
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = read_stl(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        std::fs::write(&path, b"tiny").unwrap();
+        assert!(read_stl(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
+
+        let ascii =
+            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\n\
+                     endloop\nendfacet\nendsolid t\n";
+        std::fs::write(&path, ascii).unwrap();
+        assert_eq!(read_stl(&path).unwrap().triangles.len(), 1);
+        std::fs::write(
+            &path,
+            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0\n",
+        )
+        .unwrap();
+        assert!(matches!(read_stl(&path), Err(RenderError::BadStl { .. })));
+    }
+
+    #[test]
+    fn the_sheet_has_seven_labelled_tiles() {
+        let views = render(&l_bracket(), &RenderSettings::default()).unwrap();
+        let font = load_font().expect("fonts-dejavu-core is installed by the set-up");
+        let sheet = contact_sheet(&views, &font);
+        assert_eq!(
+            sheet.dimensions(),
+            (4 * 384 + 5, 2 * (384 + LABEL_BAND) + 3)
+        );
+        for k in 0..8u32 {
+            let x0 = 1 + (k % 4) * 385;
+            let y0 = 1 + (k / 4) * (384 + LABEL_BAND + 1);
+            let ink = (x0..x0 + 150)
+                .flat_map(|x| (y0..y0 + LABEL_BAND).map(move |y| (x, y)))
+                .filter(|&(x, y)| sheet.get_pixel(x, y).0[0] < 100)
+                .count();
+            let tile = image::imageops::crop_imm(&sheet, x0, y0 + LABEL_BAND, 384, 384).to_image();
+            if k < 7 {
+                assert!(ink > 20, "tile {k} has a label: {ink} ink pixels");
+                assert_eq!(tile, views.images[k as usize].1, "tile {k} is its view");
+            } else {
+                assert_eq!(ink, 0, "the eighth tile is empty");
+            }
+        }
+    }
+}
