@@ -10,6 +10,9 @@ use std::path::Path;
 pub struct Mesh {
     pub vertices: Vec<[f32; 3]>,
     pub triangles: Vec<[u32; 3]>,
+    /// The triangles enclose a solid and face outwards (true for the executor's
+    /// meshes of valid solids), so faces turned away from a viewer are hidden.
+    pub closed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,7 @@ impl Mesh {
         Ok(Mesh {
             vertices,
             triangles,
+            closed: false,
         })
     }
 
@@ -128,6 +132,7 @@ mod tests {
         Mesh {
             vertices: vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]],
             triangles: vec![[0, 1, 2], [0, 2, 3]],
+            closed: false,
         }
     }
 

@@ -316,14 +316,13 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
     let pixels_per_unit = if extent > 0.0 { usable / extent } else { 1.0 };
     let centre = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
     let half = side as f32 / 2.0;
-    let screen: Vec<[f32; 3]> = projected
+    let to_fixed = |v: f32| (v * ONE as f32).round() as i64;
+    let screen: Vec<ScreenVertex> = projected
         .iter()
-        .map(|p| {
-            [
-                (p[0] - centre[0]) * pixels_per_unit + half,
-                half - (p[1] - centre[1]) * pixels_per_unit,
-                p[2],
-            ]
+        .map(|p| ScreenVertex {
+            x: to_fixed((p[0] - centre[0]) * pixels_per_unit + half),
+            y: to_fixed(half - (p[1] - centre[1]) * pixels_per_unit),
+            z: p[2],
         })
         .collect();
 
@@ -333,9 +332,14 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         triangle: vec![NONE; side * side],
     };
     for (t, tri) in mesh.triangles.iter().enumerate() {
-        if prepared.normals[t].is_some() {
-            rasterize(&mut samples, tri.map(|i| screen[i as usize]), t as u32);
+        let Some(normal) = prepared.normals[t] else {
+            continue;
+        };
+        // A closed solid's faces turned away from the camera are always hidden.
+        if mesh.closed && dot(normal, camera.look) > 0.0 {
+            continue;
         }
+        rasterize(&mut samples, tri.map(|i| screen[i as usize]), t as u32);
     }
 
     let shades: Vec<[u8; 3]> = prepared
@@ -373,51 +377,81 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
     })
 }
 
-/// Fills the samples a triangle covers (sample centres at +0.5), nearest wins.
-fn rasterize(samples: &mut Samples, [a, b, c]: [[f32; 3]; 3], id: u32) {
-    let area = edge(a, b, c);
-    if area == 0.0 || !area.is_finite() {
+/// Sub-sample precision of the rasteriser: vertices snap to 1/16 of a sample.
+const SUBSAMPLE_BITS: u32 = 4;
+const ONE: i64 = 1 << SUBSAMPLE_BITS;
+
+/// A vertex on screen: fixed-point x and y (in 1/16 samples), depth.
+#[derive(Clone, Copy)]
+struct ScreenVertex {
+    x: i64,
+    y: i64,
+    z: f32,
+}
+
+/// Twice the signed area of (a, b, p), exact in fixed point.
+fn orient(a: ScreenVertex, b: ScreenVertex, px: i64, py: i64) -> i64 {
+    (b.x - a.x) * (py - a.y) - (b.y - a.y) * (px - a.x)
+}
+
+/// Whether samples exactly on the edge a→b belong to this triangle. Two
+/// triangles sharing an edge walk it in opposite directions, so exactly one
+/// of them owns it: no sample is drawn twice and none falls through a crack.
+fn owns_edge(a: ScreenVertex, b: ScreenVertex) -> bool {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    dy > 0 || (dy == 0 && dx < 0)
+}
+
+/// Fills the samples whose centres a triangle covers; nearest wins.
+/// Edge functions are integers stepped exactly across the bounding box.
+fn rasterize(samples: &mut Samples, [a, b, c]: [ScreenVertex; 3], id: u32) {
+    let area = orient(a, b, c.x, c.y);
+    if area == 0 {
         return;
     }
     // Either winding: the mesh may be seen from inside or be open.
-    let (b, c, area) = if area < 0.0 {
+    let (b, c, area) = if area < 0 {
         (c, b, -area)
     } else {
         (b, c, area)
     };
-    let side = samples.side as f32;
-    let x0 = a[0].min(b[0]).min(c[0]).floor().max(0.0);
-    let x1 = a[0].max(b[0]).max(c[0]).ceil().min(side - 1.0);
-    let y0 = a[1].min(b[1]).min(c[1]).floor().max(0.0);
-    let y1 = a[1].max(b[1]).max(c[1]).ceil().min(side - 1.0);
+    let last = samples.side as i64 - 1;
+    let x0 = (a.x.min(b.x).min(c.x) >> SUBSAMPLE_BITS).max(0);
+    let x1 = (a.x.max(b.x).max(c.x) >> SUBSAMPLE_BITS).min(last);
+    let y0 = (a.y.min(b.y).min(c.y) >> SUBSAMPLE_BITS).max(0);
+    let y1 = (a.y.max(b.y).max(c.y) >> SUBSAMPLE_BITS).min(last);
     if x0 > x1 || y0 > y1 {
         return;
     }
-    let inv = 1.0 / area;
-    for y in y0 as usize..=y1 as usize {
-        let py = y as f32 + 0.5;
-        let row = y * samples.side;
-        for x in x0 as usize..=x1 as usize {
-            let p = [x as f32 + 0.5, py, 0.0];
-            let w0 = edge(b, c, p);
-            let w1 = edge(c, a, p);
-            let w2 = edge(a, b, p);
-            if w0 < 0.0 || w1 < 0.0 || w2 < 0.0 {
-                continue;
+    // Sample (x, y) has its centre at ((x + ½)·ONE, (y + ½)·ONE).
+    let (px, py) = (x0 * ONE + ONE / 2, y0 * ONE + ONE / 2);
+    let edges = [(b, c), (c, a), (a, b)];
+    let bias = edges.map(|(p, q)| if owns_edge(p, q) { 0 } else { -1 });
+    let mut row_w = edges.map(|(p, q)| orient(p, q, px, py));
+    let step_x = edges.map(|(p, q)| -(q.y - p.y) * ONE);
+    let step_y = edges.map(|(p, q)| (q.x - p.x) * ONE);
+    let inv = 1.0 / area as f32;
+    let (za, zb, zc) = (a.z * inv, b.z * inv, c.z * inv);
+    for y in y0..=y1 {
+        let row = y as usize * samples.side;
+        let mut w = row_w;
+        for x in x0..=x1 {
+            if (w[0] + bias[0]) | (w[1] + bias[1]) | (w[2] + bias[2]) >= 0 {
+                let z = w[0] as f32 * za + w[1] as f32 * zb + w[2] as f32 * zc;
+                let i = row + x as usize;
+                if z < samples.depth[i] {
+                    samples.depth[i] = z;
+                    samples.triangle[i] = id;
+                }
             }
-            let z = (w0 * a[2] + w1 * b[2] + w2 * c[2]) * inv;
-            let i = row + x;
-            if z < samples.depth[i] {
-                samples.depth[i] = z;
-                samples.triangle[i] = id;
+            for k in 0..3 {
+                w[k] += step_x[k];
             }
         }
+        for k in 0..3 {
+            row_w[k] += step_y[k];
+        }
     }
-}
-
-/// Twice the signed area of (a, b, p) in screen space.
-fn edge(a: [f32; 3], b: [f32; 3], p: [f32; 3]) -> f32 {
-    (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
 }
 
 /// Flat shading: ambient, a key light from the upper left, a headlight.
@@ -738,11 +772,15 @@ mod tests {
         Mesh {
             vertices: (0..8).map(corner).collect(),
             triangles,
+            closed: true,
         }
     }
 
     fn merge(parts: &[Mesh]) -> Mesh {
-        let mut mesh = Mesh::default();
+        let mut mesh = Mesh {
+            closed: parts.iter().all(|p| p.closed),
+            ..Mesh::default()
+        };
         for part in parts {
             let base = mesh.vertices.len() as u32;
             mesh.vertices.extend(&part.vertices);
@@ -868,6 +906,32 @@ mod tests {
     }
 
     #[test]
+    fn skipping_hidden_faces_of_a_closed_mesh_changes_no_pixel() {
+        let closed = cuboid([0., 0., 0.], [30., 20., 10.]);
+        let signed_volume: f32 = closed
+            .triangles
+            .iter()
+            .map(|t| {
+                let [a, b, c] = t.map(|i| closed.vertices[i as usize]);
+                dot(a, cross(b, c)) / 6.0
+            })
+            .sum();
+        assert!(signed_volume > 0.0, "the test boxes face outwards");
+        let open = Mesh {
+            closed: false,
+            ..closed.clone()
+        };
+        let settings = RenderSettings::default();
+        let (culled, full) = (
+            render(&closed, &settings).unwrap(),
+            render(&open, &settings).unwrap(),
+        );
+        for view in View::ALL {
+            assert!(culled.get(view) == full.get(view), "{view:?} differs");
+        }
+    }
+
+    #[test]
     fn feature_edges_are_drawn_between_the_faces_of_a_box() {
         let views = render(
             &cuboid([0., 0., 0.], [10., 10., 10.]),
@@ -875,17 +939,28 @@ mod tests {
         )
         .unwrap();
         let iso = views.get(View::Iso);
-        let dark = iso.pixels().filter(|p| p.0.iter().all(|&c| c < 90)).count();
-        assert!(
-            dark > 384 * 3,
-            "outline and the three inner edges are dark: {dark} pixels"
-        );
-        // The centre of the iso view is the corner where three faces meet: on a line.
+        let luminance =
+            |x: u32, y: u32| iso.get_pixel(x, y).0.iter().map(|&c| c as i32).sum::<i32>();
+        // The cube's near vertical edge runs down from the centre of the iso view,
+        // between the front and the right face: darker than both faces beside it.
         let (x0, y0, x1, y1) = extent(iso);
-        let centre = iso.get_pixel((x0 + x1) / 2, (y0 + y1) / 2).0;
+        let (cx, cy) = ((x0 + x1) / 2, (y0 + y1) / 2);
+        for y in (cy + 20..y1 - 20).step_by(10) {
+            let line = (cx - 1..=cx + 1).map(|x| luminance(x, y)).min().unwrap();
+            assert!(
+                line + 45 < luminance(cx - 10, y),
+                "edge at y={y} darker than the front face"
+            );
+            assert!(
+                line + 45 < luminance(cx + 10, y),
+                "edge at y={y} darker than the right face"
+            );
+        }
+        // The silhouette is outlined: darker than the face just inside it.
+        let outline = (x0..x0 + 3).map(|x| luminance(x, cy + 40)).min().unwrap();
         assert!(
-            centre.iter().all(|&c| c < 140),
-            "centre corner is dark: {centre:?}"
+            outline + 45 < luminance(x0 + 10, cy + 40),
+            "outline at the left"
         );
     }
 
@@ -925,6 +1000,7 @@ mod tests {
         let flat = Mesh {
             vertices: vec![[0.; 3], [1., 1., 1.], [2., 2., 2.]],
             triangles: vec![[0, 1, 2], [0, 0, 1]],
+            closed: false,
         };
         assert!(matches!(
             render(&flat, &settings),

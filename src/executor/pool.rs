@@ -103,10 +103,11 @@ impl Pool {
                     drop(permit);
                 }
                 let mesh = if report.is_ok() {
-                    Some(
-                        Mesh::from_le_bytes(&vertices, &indices)
-                            .map_err(|e| ExecutorError::Protocol(e.to_string()))?,
-                    )
+                    let mut mesh = Mesh::from_le_bytes(&vertices, &indices)
+                        .map_err(|e| ExecutorError::Protocol(e.to_string()))?;
+                    // An ok report means a valid solid, tessellated with outward normals.
+                    mesh.closed = true;
+                    Some(mesh)
                 } else {
                     None
                 };
