@@ -229,10 +229,11 @@ pub fn render(mesh: &Mesh, settings: &RenderSettings) -> Result<Views, RenderErr
     Ok(Views { images })
 }
 
-/// A checked mesh with unit face normals (`None` for a triangle without area).
+/// A checked mesh with unit face normals (zero for a triangle without area,
+/// which is never drawn).
 struct Prepared<'a> {
     mesh: &'a Mesh,
-    normals: Vec<Option<[f32; 3]>>,
+    normals: Vec<[f32; 3]>,
     used: Vec<bool>,
 }
 
@@ -270,9 +271,13 @@ impl<'a> Prepared<'a> {
             let [a, b, c] = tri.map(|i| mesh.vertices[i as usize]);
             let n = cross(sub(b, a), sub(c, a));
             let len = dot(n, n).sqrt();
-            normals.push((len > 0.0 && len.is_finite()).then(|| scale(n, 1.0 / len)));
+            normals.push(if len > 0.0 && len.is_finite() {
+                scale(n, 1.0 / len)
+            } else {
+                [0.0; 3]
+            });
         }
-        if normals.iter().all(Option::is_none) {
+        if normals.iter().all(|n| *n == [0.0; 3]) {
             return Err(RenderError::AllDegenerate(normals.len()));
         }
         Ok(Prepared {
@@ -332,9 +337,10 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         triangle: vec![NONE; side * side],
     };
     for (t, tri) in mesh.triangles.iter().enumerate() {
-        let Some(normal) = prepared.normals[t] else {
+        let normal = prepared.normals[t];
+        if normal == [0.0; 3] {
             continue;
-        };
+        }
         // A closed solid's faces turned away from the camera are always hidden.
         if mesh.closed && dot(normal, camera.look) > 0.0 {
             continue;
@@ -345,29 +351,23 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
     let shades: Vec<[u8; 3]> = prepared
         .normals
         .iter()
-        .map(|n| n.map_or(LINE, |n| shade(n, &camera)))
+        .map(|&n| shade(n, &camera))
         .collect();
     let depth_jump = DEPTH_JUMP_SAMPLES / pixels_per_unit;
     let crease_cos = CREASE_DEGREES.to_radians().cos();
-    resolve(&samples, settings.size, ss, |i, neighbours| {
+    let lines = feature_lines(&samples, |i, j| {
+        let (t, u) = (samples.triangle[i], samples.triangle[j]);
+        if t == NONE || u == NONE {
+            return true;
+        }
+        if (samples.depth[i] - samples.depth[j]).abs() > depth_jump {
+            return true;
+        }
+        dot(prepared.normals[t as usize], prepared.normals[u as usize]) < crease_cos
+    });
+    downsample(settings.size, ss, side, |i| {
         let t = samples.triangle[i];
-        let on_line = neighbours.iter().any(|&j| {
-            let u = samples.triangle[j];
-            if t == u {
-                return false;
-            }
-            if t == NONE || u == NONE {
-                return true;
-            }
-            if (samples.depth[i] - samples.depth[j]).abs() > depth_jump {
-                return true;
-            }
-            match (prepared.normals[t as usize], prepared.normals[u as usize]) {
-                (Some(a), Some(b)) => dot(a, b) < crease_cos,
-                _ => false,
-            }
-        });
-        if on_line {
+        if lines[i] {
             LINE
         } else if t == NONE {
             BACKGROUND
@@ -470,49 +470,84 @@ fn shade(normal: [f32; 3], camera: &Camera) -> [u8; 3] {
     BASE.map(|c| (c * light).round().clamp(0.0, 255.0) as u8)
 }
 
-/// Colours every sample with `colour(index, 4-neighbour indices)` and
-/// box-filters ss×ss samples into each output pixel.
-fn resolve(
+/// Marks both samples of every horizontally or vertically adjacent pair that
+/// lies on different triangles and across a `break_between` discontinuity.
+/// Each pair is tested once (pairs on one triangle are skipped outright),
+/// row by row in parallel: a row's own flags for its pairs with the row below
+/// go to `below`, merged into both rows afterwards.
+fn feature_lines(
     samples: &Samples,
-    size: u32,
-    ss: usize,
-    colour: impl Fn(usize, &[usize]) -> [u8; 3],
-) -> RgbImage {
+    break_between: impl Fn(usize, usize) -> bool + Sync,
+) -> Vec<bool> {
     let side = samples.side;
-    let mut image = RgbImage::new(size, size);
-    let divisor = (ss * ss) as u32;
-    let mut neighbours = [0usize; 4];
-    for (py, row) in image.rows_mut().enumerate() {
-        for (px, pixel) in row.enumerate() {
-            let mut sum = [0u32; 3];
-            for sy in py * ss..(py + 1) * ss {
-                for sx in px * ss..(px + 1) * ss {
-                    let mut count = 0;
-                    if sx > 0 {
-                        neighbours[count] = sy * side + sx - 1;
-                        count += 1;
-                    }
-                    if sx + 1 < side {
-                        neighbours[count] = sy * side + sx + 1;
-                        count += 1;
-                    }
-                    if sy > 0 {
-                        neighbours[count] = (sy - 1) * side + sx;
-                        count += 1;
-                    }
-                    if sy + 1 < side {
-                        neighbours[count] = (sy + 1) * side + sx;
-                        count += 1;
-                    }
-                    let c = colour(sy * side + sx, &neighbours[..count]);
-                    for k in 0..3 {
-                        sum[k] += c[k] as u32;
+    let ids = &samples.triangle;
+    let mut lines = vec![false; side * side];
+    let mut below = vec![false; side * side];
+    lines
+        .par_chunks_mut(side)
+        .zip(below.par_chunks_mut(side))
+        .enumerate()
+        .for_each(|(y, (line_row, below_row))| {
+            let start = y * side;
+            let row = &ids[start..start + side];
+            for x in 0..side - 1 {
+                if row[x] != row[x + 1] && break_between(start + x, start + x + 1) {
+                    line_row[x] = true;
+                    line_row[x + 1] = true;
+                }
+            }
+            if y + 1 < side {
+                let next = &ids[start + side..start + 2 * side];
+                for x in 0..side {
+                    if row[x] != next[x] && break_between(start + x, start + side + x) {
+                        below_row[x] = true;
                     }
                 }
             }
-            *pixel = Rgb(sum.map(|s| ((s + divisor / 2) / divisor) as u8));
-        }
-    }
+        });
+    lines
+        .par_chunks_mut(side)
+        .enumerate()
+        .for_each(|(y, line_row)| {
+            let own = &below[y * side..(y + 1) * side];
+            let above = (y > 0).then(|| &below[(y - 1) * side..y * side]);
+            for x in 0..side {
+                line_row[x] |= own[x] || above.is_some_and(|a| a[x]);
+            }
+        });
+    lines
+}
+
+/// Box-filters ss×ss samples, coloured by `colour(sample index)`, into each
+/// pixel; rows in parallel.
+fn downsample(
+    size: u32,
+    ss: usize,
+    side: usize,
+    colour: impl Fn(usize) -> [u8; 3] + Sync,
+) -> RgbImage {
+    let mut image = RgbImage::new(size, size);
+    let divisor = (ss * ss) as u32;
+    let width = size as usize;
+    image
+        .par_chunks_mut(width * 3)
+        .enumerate()
+        .for_each(|(py, row)| {
+            for (px, pixel) in row.chunks_exact_mut(3).enumerate() {
+                let mut sum = [0u32; 3];
+                for sy in py * ss..(py + 1) * ss {
+                    for sx in px * ss..(px + 1) * ss {
+                        let c = colour(sy * side + sx);
+                        for k in 0..3 {
+                            sum[k] += c[k] as u32;
+                        }
+                    }
+                }
+                for k in 0..3 {
+                    pixel[k] = ((sum[k] + divisor / 2) / divisor) as u8;
+                }
+            }
+        });
     image
 }
 
