@@ -1,6 +1,7 @@
-//! `cadloop doctor`: checks each part of the environment and, for what is
-//! missing, prints the command that fixes it. Required parts fail the check
-//! (exit 2); optional ones only warn.
+//! `cadloop doctor`: checks each part of the environment (FreeCAD, the
+//! embedded interpreter, ONNX Runtime, the sheet's font, the captioner, the
+//! LLM settings) and, for what is missing, prints the command that fixes it.
+//! Required parts fail the check (exit 2); optional ones only warn.
 
 use std::fmt;
 use std::io::Write as _;
@@ -98,6 +99,10 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
     out.push(match config::find_onnxruntime() {
         Ok(path) => check("onnxruntime", Status::Ok, path.display().to_string()),
         Err(message) => check("onnxruntime", Status::Fail, message),
+    });
+    out.push(match crate::render::load_font() {
+        Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
+        Err(err) => check("font", Status::Fail, err.to_string()),
     });
     out.push(captioner_check());
     out.push(llm_check());
