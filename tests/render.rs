@@ -2,10 +2,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use cadloop::render::{self, RenderSettings, View};
+use common::{assert_exit, cadloop, refusal};
 
 const BLOCK_WITH_HOLE: &str = include_str!("../freecad-scripts/examples/block_with_hole.py");
 
@@ -41,15 +39,6 @@ async fn a_through_hole_shows_the_background_along_its_axis_only() {
     }
 }
 
-fn cadloop(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cadloop"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CADLOOP_CONFIG")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn exec_renders_views_and_render_reads_step_and_stl() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,46 +60,21 @@ fn exec_renders_views_and_render_reads_step_and_stl() {
     }
     assert!(run.join("sheet.png").is_file());
 
-    let from_stl = dir.path().join("stl");
-    let out = cadloop(
-        dir.path(),
-        &["render", "run/model.stl", "--out", "stl", "--size", "128"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cadloop(
-        dir.path(),
-        &["render", "run/model.step", "--out", "step", "--size", "128"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cadloop(
-        dir.path(),
-        &[
-            "render",
-            "run/model.FCStd",
-            "--out",
-            "fcstd",
-            "--size",
-            "128",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (model, folder) in [
+        ("run/model.stl", "stl"),
+        ("run/model.step", "step"),
+        ("run/model.FCStd", "fcstd"),
+    ] {
+        assert_exit(
+            &cadloop(
+                dir.path(),
+                &["render", model, "--out", folder, "--size", "128"],
+            ),
+            0,
+        );
+    }
     // The same part from three files: the top views agree (the hole is see-through in each).
-    for folder in [from_stl, dir.path().join("step"), dir.path().join("fcstd")] {
+    for folder in ["stl", "step", "fcstd"].map(|f| dir.path().join(f)) {
         let top = image::open(folder.join("views/top.png")).unwrap().to_rgb8();
         assert!(is_background(&top, 64, 64), "{}", folder.display());
         assert!(!is_background(&top, 64 + 20, 64), "{}", folder.display());
@@ -131,30 +95,22 @@ fn exec_renders_views_and_render_reads_step_and_stl() {
 fn bad_models_are_refused_with_exit_two_and_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cut.stl"), [0u8; 90]).unwrap();
-    let out = cadloop(dir.path(), &["render", "cut.stl", "--out", "views"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refusal(dir.path(), &["render", "cut.stl", "--out", "views"]);
     assert!(
         stderr.contains("cut.stl") && stderr.contains("truncated"),
         "{stderr}"
     );
 
     std::fs::write(dir.path().join("part.obj"), "v 0 0 0\n").unwrap();
-    let out = cadloop(dir.path(), &["render", "part.obj", "--out", "views"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot render a .obj file"));
+    let stderr = refusal(dir.path(), &["render", "part.obj", "--out", "views"]);
+    assert!(stderr.contains("cannot render a .obj file"), "{stderr}");
 
     std::fs::write(
         dir.path().join("broken.step"),
         "ISO-10303-21;\nnot really\n",
     )
     .unwrap();
-    let out = cadloop(dir.path(), &["render", "broken.step", "--out", "views"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("FreeCAD could not mesh"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = refusal(dir.path(), &["render", "broken.step", "--out", "views"]);
+    assert!(stderr.contains("FreeCAD could not mesh"), "{stderr}");
     assert!(!dir.path().join("views").exists());
 }

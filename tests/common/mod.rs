@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use cadloop::executor::{ExecutorSettings, Job, JobOutput, Pool};
@@ -55,3 +56,35 @@ box = Part.makeBox(20, 10, 5)
 hole = Part.makeCylinder(2, 5, App.Vector(10, 5, 0))
 result = box.cut(hole)
 ";
+
+/// Runs the `cadloop` binary in `dir`, free of the caller's settings.
+pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cadloop runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit status, showing stderr when it differs.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs a command that must be refused (exit 2) and returns its stderr.
+pub fn refusal(dir: &Path, args: &[&str]) -> String {
+    let out = cadloop(dir, args);
+    assert_exit(&out, 2);
+    text(&out.stderr)
+}
