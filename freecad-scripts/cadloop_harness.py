@@ -11,8 +11,10 @@ LLM), never raised: only a bug in this file raises.
 """
 
 import array
+import ast
 import builtins
 import difflib
+import errno
 import json
 import os
 import sys
@@ -32,6 +34,16 @@ STAGING = ".staging"
 RELATIVE_DEFLECTION = 0.001
 MIN_DEFLECTION = 0.001
 ANGULAR_DEFLECTION = 0.3
+
+
+# Top-level modules generated code may import, from the supervisor's settings;
+# an empty list turns the check off. The check gives the LLM an early, clear
+# message; the OS-level sandbox holds whether or not code gets past it.
+ALLOWED_IMPORTS = frozenset(m for m in os.environ.get("CADLOOP_ALLOWED_IMPORTS", "").split(",") if m)
+SANDBOX_HINT = (
+    "Generated code may only build geometry: it cannot read or write files outside its job folder, "
+    "use the network or start processes. Build the part with FreeCAD's API and leave it in `result`."
+)
 
 
 class JobFailure(Exception):
@@ -117,7 +129,9 @@ def fresh_namespace():
 
 def compile_code(code, lines):
     try:
-        return compile(code, CODE_NAME, "exec", dont_inherit=True)
+        tree = compile(code, CODE_NAME, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        check_imports(tree, lines)
+        return compile(tree, CODE_NAME, "exec", dont_inherit=True)
     except SyntaxError as err:
         lineno = err.lineno or 0
         text = source_line(lines, lineno) or (err.text or "").rstrip("\n")
@@ -130,6 +144,29 @@ def compile_code(code, lines):
         raise JobFailure("syntax", message, lineno or None) from None
     except ValueError as err:  # e.g. a NUL byte in the source
         raise JobFailure("syntax", f"{CODE_NAME}: {err}") from None
+
+
+def check_imports(tree, lines):
+    """Refuses imports of modules outside ALLOWED_IMPORTS, naming the line."""
+    if not ALLOWED_IMPORTS:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = ["." * node.level + (node.module or "")]
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            if top not in ALLOWED_IMPORTS:
+                raise JobFailure(
+                    "sandbox",
+                    f"{CODE_NAME}, line {node.lineno}: {source_line(lines, node.lineno).strip()}\n"
+                    f"module {module!r} is not allowed in generated code; use FreeCAD's API. "
+                    f"Allowed modules: {', '.join(sorted(ALLOWED_IMPORTS))}.",
+                    node.lineno,
+                )
 
 
 def run_code(compiled, namespace, lines):
@@ -148,6 +185,11 @@ def run_code(compiled, namespace, lines):
             message + "\nThe script ran out of memory: build the part with fewer or simpler operations.",
             line,
         ) from None
+    except OSError as err:
+        message, line = describe_exception(err, lines, namespace)
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise JobFailure("sandbox", message + "\n" + SANDBOX_HINT, line) from None
+        raise JobFailure("exception", message, line) from None
     except BaseException as err:  # noqa: BLE001 - everything the code raises is data
         message, line = describe_exception(err, lines, namespace)
         raise JobFailure("exception", message, line) from None

@@ -42,6 +42,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
             code,
             dir: out.clone(),
             timeout: None,
+            inputs: Vec::new(),
         })
         .await?;
     pool.shutdown().await;
@@ -117,7 +118,11 @@ async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::
     let path = model
         .canonicalize()
         .with_context(|| format!("cannot read the model {}", model.display()))?;
-    let literal = serde_json::to_string(&path.to_string_lossy())?;
+    // The job reads its own copy of the model, by file name.
+    let name = path
+        .file_name()
+        .context("the model path has no file name")?;
+    let literal = serde_json::to_string(&name.to_string_lossy())?;
     let code = if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("fcstd"))
@@ -138,6 +143,7 @@ async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::
             code,
             dir: scratch.path().to_path_buf(),
             timeout: None,
+            inputs: vec![path.clone()],
         })
         .await?;
     pool.shutdown().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::executor::ExecutorSettings;
+use crate::executor::{ExecutorSettings, DEFAULT_ALLOWED_IMPORTS};
 use crate::freecad::DEFAULT_FREECAD_LIB;
 use crate::render::{self, RenderSettings};
 
@@ -56,6 +56,10 @@ pub struct ExecutorFile {
     pub memory_limit_mib: Option<u64>,
     pub jobs_per_worker: Option<u32>,
     pub freecad_lib: Option<PathBuf>,
+    /// Check generated code's imports against the allowed modules before it runs.
+    pub import_check: Option<bool>,
+    /// Modules allowed on top of the defaults.
+    pub extra_imports: Option<Vec<String>>,
 }
 
 /// Executor values given on the command line; `None` falls back to the file, then defaults.
@@ -135,6 +139,25 @@ pub fn executor_settings(
     if jobs_per_worker == 0 {
         return Err(invalid("jobs_per_worker", "must be at least 1"));
     }
+    let extra = file.extra_imports.clone().unwrap_or_default();
+    if let Some(bad) = extra
+        .iter()
+        .find(|m| m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(invalid(
+            "executor.extra_imports",
+            format!("{bad:?} is not a top-level module name (letters, digits, _)"),
+        ));
+    }
+    let allowed_imports = if file.import_check.unwrap_or(true) {
+        DEFAULT_ALLOWED_IMPORTS
+            .iter()
+            .map(|m| m.to_string())
+            .chain(extra)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let worker_exe = std::env::current_exe().map_err(ConfigError::Exe)?;
     Ok(ExecutorSettings {
         workers,
@@ -147,6 +170,7 @@ pub fn executor_settings(
             .unwrap_or_else(|| PathBuf::from(DEFAULT_FREECAD_LIB)),
         worker_exe,
         startup_timeout: Duration::from_secs(60),
+        allowed_imports,
     })
 }
 

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use crate::executor::protocol::{read_frame, write_frame, FrameError, Reply, Request};
+use crate::executor::sandbox;
 use crate::executor::{
     CapturedOutput, ErrorKind, ExecReport, Outcome, Timings, MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
 };
@@ -31,6 +32,10 @@ use crate::mesh::Mesh;
 const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
 /// Environment variable through which the supervisor names FreeCAD's module folder.
 pub const FREECAD_LIB_ENV: &str = "CADLOOP_FREECAD_LIB";
+/// The worker's own folder (jobs, HOME, TMPDIR): the only place it may write.
+pub const AREA_ENV: &str = "CADLOOP_WORKER_AREA";
+/// The modules generated code may import, comma-separated; empty turns the check off.
+pub const ALLOWED_IMPORTS_ENV: &str = "CADLOOP_ALLOWED_IMPORTS";
 /// Debian's `freecad-python3` puts FreeCAD.so and Part.so here.
 pub const DEFAULT_FREECAD_LIB: &str = "/usr/lib/freecad-python3/lib";
 
@@ -77,6 +82,9 @@ impl Channels {
 
 /// The entry point of `cadloop worker`.
 pub fn serve() -> ExitCode {
+    // Only the pipes (fds 0 and 1) and the log (fd 2) may come from the parent.
+    // SAFETY: close_range only closes descriptors; none above 2 is in use yet.
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let mut channels = match Channels::take() {
         Ok(channels) => channels,
         Err(err) => {
@@ -84,6 +92,12 @@ pub fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let Some(area) = std::env::var_os(AREA_ENV) else {
+        let message = format!("{AREA_ENV} is not set: workers are started by cadloop itself");
+        let _ = channels.reply(&Reply::Fatal { message }, &[]);
+        return ExitCode::from(2);
+    };
+    let protections = sandbox::enter(Path::new(&area));
     Python::attach(|py| {
         let harness = match start_interpreter(py) {
             Ok(started) => started,
@@ -93,10 +107,12 @@ pub fn serve() -> ExitCode {
             }
         };
         let (freecad, python) = harness.versions;
-        if channels
-            .reply(&Reply::Ready { freecad, python }, &[])
-            .is_err()
-        {
+        let ready = Reply::Ready {
+            freecad,
+            python,
+            sandbox: protections.to_string(),
+        };
+        if channels.reply(&ready, &[]).is_err() {
             return ExitCode::from(2);
         }
         loop {
@@ -213,9 +229,8 @@ fn run_job(
 ) -> (ExecReport, Vec<u8>, Vec<u8>) {
     let staging = dir.join(STAGING_DIR);
     let output_path = dir.join(OUTPUT_FILE);
-    for name in MODEL_FILES {
-        let _ = fs::remove_file(dir.join(name));
-    }
+    // The supervisor empties the folder before each job (inputs may then be
+    // copied in, even under a model's name); only a stale staging area goes.
     let _ = fs::remove_dir_all(&staging);
     let capture = match File::create(&output_path) {
         Ok(file) => file,

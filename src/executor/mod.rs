@@ -8,6 +8,7 @@
 //! - [`protocol`]: the length-prefixed frames on the worker's pipes.
 //! - [`worker`]: one worker process: spawn with limits, send a job, time out, kill.
 //! - [`pool`]: the pool: bounded concurrency, restart of dead workers, recycling.
+//! - [`sandbox`]: Landlock and seccomp, entered by each worker before Python starts.
 //!
 //! A failing script is data (an [`Outcome::Error`]), never an `Err`; `Err` is
 //! kept for the executor itself failing (FreeCAD missing, a job folder that
@@ -15,6 +16,7 @@
 
 pub mod pool;
 pub mod protocol;
+pub mod sandbox;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -57,7 +59,48 @@ pub struct ExecutorSettings {
     pub worker_exe: PathBuf,
     /// How long a new worker may take to import FreeCAD and report ready.
     pub startup_timeout: Duration,
+    /// Top-level modules generated code may import (checked before it runs);
+    /// empty turns the check off. The OS-level sandbox holds either way.
+    pub allowed_imports: Vec<String>,
 }
+
+/// The modules generated code may import unless the settings say otherwise:
+/// FreeCAD's modeling modules and pure-computation standard modules.
+pub const DEFAULT_ALLOWED_IMPORTS: &[&str] = &[
+    "FreeCAD",
+    "App",
+    "Part",
+    "Sketcher",
+    "PartDesign",
+    "Mesh",
+    "MeshPart",
+    "Draft",
+    "DraftGeomUtils",
+    "DraftVecUtils",
+    "BOPTools",
+    "CompoundTools",
+    "Import",
+    "math",
+    "cmath",
+    "numpy",
+    "random",
+    "itertools",
+    "functools",
+    "collections",
+    "dataclasses",
+    "typing",
+    "enum",
+    "copy",
+    "fractions",
+    "decimal",
+    "statistics",
+    "operator",
+    "bisect",
+    "heapq",
+    "string",
+    "re",
+    "time",
+];
 
 /// One piece of code to run, and the folder its files go to.
 #[derive(Debug, Clone)]
@@ -66,6 +109,9 @@ pub struct Job {
     pub dir: PathBuf,
     /// Overrides [`ExecutorSettings::timeout`].
     pub timeout: Option<Duration>,
+    /// Files the code may read, copied into its folder under their file names
+    /// (the sandbox lets a job read nothing else of the user's).
+    pub inputs: Vec<PathBuf>,
 }
 
 /// A finished job: the report, and the tessellated result when it succeeded.
@@ -137,6 +183,9 @@ pub enum ErrorKind {
     Timeout,
     OutOfMemory,
     Crashed,
+    /// The code tried something the sandbox forbids: a forbidden import, a
+    /// file outside its job folder, the network, a new process.
+    Sandbox,
 }
 
 impl ErrorKind {
@@ -149,6 +198,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::OutOfMemory => "out-of-memory",
             ErrorKind::Crashed => "crashed",
+            ErrorKind::Sandbox => "sandbox",
         }
     }
 }
@@ -272,6 +322,12 @@ pub enum ExecutorError {
     #[error("could not prepare the job folder {}", dir.display())]
     JobDir {
         dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot give the job its input {}", path.display())]
+    Input {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -2,6 +2,7 @@
 //! idle workers reused, a dead or worn-out worker replaced in the background
 //! while its slot stays taken, so the next job finds a warm one.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use tracing::Instrument;
 use super::worker::{describe_status, Finished, Lost, Worker};
 use super::{
     CapturedOutput, ErrorKind, ExecReport, ExecutorError, ExecutorSettings, Job, JobOutput,
-    Outcome, Timings, CODE_FILE, OUTPUT_FILE,
+    Outcome, Timings, CODE_FILE, MODEL_FILES, OUTPUT_FILE,
 };
 use crate::mesh::Mesh;
 
@@ -84,10 +85,16 @@ impl Pool {
         };
         let timeout = job.timeout.unwrap_or(self.settings.timeout);
         let span = tracing::debug_span!("job", worker = worker.id, dir = %job.dir.display());
-        let result = worker
-            .run(&job.code, &job.dir, timeout)
-            .instrument(span)
-            .await;
+        let area = worker.job_area();
+        let result = match clear_dir(&area).and_then(|()| copy_inputs(&job.inputs, &area)) {
+            Ok(()) => worker.run(&job.code, &area, timeout).instrument(span).await,
+            Err(err) => {
+                self.idle.lock().expect("pool lock").push(worker);
+                return Err(err);
+            }
+        };
+        // The worker made the files in its own area; they move to the job's folder.
+        let collected = collect_outputs(&area, &job.dir);
         let output = match result {
             Ok(Finished {
                 report,
@@ -126,6 +133,7 @@ impl Pool {
                 }
             }
         };
+        collected?;
         let mut output = output;
         output.report.timings.total_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         Ok(output)
@@ -164,13 +172,82 @@ impl Pool {
     }
 }
 
+/// Creates the job's folder, writes code.py and removes the models and output
+/// of an earlier job there, so the folder never mixes two runs.
 fn prepare_dir(job: &Job) -> Result<(), ExecutorError> {
     let err = |source| ExecutorError::JobDir {
         dir: job.dir.clone(),
         source,
     };
     std::fs::create_dir_all(&job.dir).map_err(err)?;
+    for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
+        match std::fs::remove_file(job.dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+            _ => {}
+        }
+    }
     std::fs::write(job.dir.join(CODE_FILE), &job.code).map_err(err)
+}
+
+/// Empties a worker's job area before a job. The folder itself stays: it is
+/// the worker's working directory.
+fn clear_dir(dir: &Path) -> Result<(), ExecutorError> {
+    let err = |source| ExecutorError::JobDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let path = entry.map_err(err)?.path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Copies a job's input files into the worker's area, under their file names.
+fn copy_inputs(inputs: &[PathBuf], area: &Path) -> Result<(), ExecutorError> {
+    for input in inputs {
+        let err = |source| ExecutorError::Input {
+            path: input.clone(),
+            source,
+        };
+        let name = input.file_name().ok_or_else(|| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file name",
+            ))
+        })?;
+        std::fs::copy(input, area.join(name)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Moves the files a job leaves (models, printed output) from the worker's
+/// area into the job's folder; anything else the code wrote stays behind and
+/// goes with the area. A rename where possible, else a copy through a
+/// temporary name, so no half-copied model appears under its real name.
+fn collect_outputs(area: &Path, dir: &Path) -> Result<(), ExecutorError> {
+    let err = |source| ExecutorError::JobDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
+        let from = area.join(name);
+        if !from.is_file() {
+            continue;
+        }
+        let to = dir.join(name);
+        if std::fs::rename(&from, &to).is_err() {
+            let partial = dir.join(format!(".{name}.partial"));
+            std::fs::copy(&from, &partial).map_err(err)?;
+            std::fs::rename(&partial, &to).map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// The report for a job whose worker timed out, crashed or broke the protocol.
@@ -194,7 +271,14 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
                 timeout.as_secs_f64()
             ),
         ),
-        Lost::Died(Some(status)) if status_is_sigkill(*status) => (
+        Lost::Died(Some(status)) if killed_by(*status, nix::libc::SIGSYS) => (
+            ErrorKind::Sandbox,
+            format!(
+                "the script tried to start a process or open a network connection{at}, which the sandbox \
+                 forbids: generated code may only build geometry with FreeCAD"
+            ),
+        ),
+        Lost::Died(Some(status)) if killed_by(*status, nix::libc::SIGKILL) => (
             ErrorKind::OutOfMemory,
             format!(
                 "the worker was killed by SIGKILL{at}, most likely by the kernel for using too much memory; \
@@ -243,8 +327,8 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
     }
 }
 
-fn status_is_sigkill(status: std::process::ExitStatus) -> bool {
-    std::os::unix::process::ExitStatusExt::signal(&status) == Some(nix::libc::SIGKILL)
+fn killed_by(status: std::process::ExitStatus, signal: i32) -> bool {
+    std::os::unix::process::ExitStatusExt::signal(&status) == Some(signal)
 }
 
 /// What faulthandler says killed the interpreter ("Segmentation fault", "Aborted").

@@ -33,8 +33,13 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Reply {
-    /// FreeCAD is imported; jobs may come.
-    Ready { freecad: String, python: String },
+    /// FreeCAD is imported and the sandbox entered; jobs may come.
+    Ready {
+        freecad: String,
+        python: String,
+        /// What the kernel enforced of the sandbox, in words.
+        sandbox: String,
+    },
     /// A job finished; the payload holds `vertex_bytes` then `index_bytes` of mesh.
     Done {
         report: Box<ExecReport>,

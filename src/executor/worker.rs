@@ -7,7 +7,7 @@
 //! group so a kill also takes anything the code started.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -19,7 +19,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::protocol::{self, FrameError, Reply, Request};
 use super::{ExecReport, ExecutorError, ExecutorSettings};
-use crate::freecad::FREECAD_LIB_ENV;
+use crate::freecad::{ALLOWED_IMPORTS_ENV, AREA_ENV, FREECAD_LIB_ENV};
+
+/// The folders of a worker's area.
+const AREA_DIRS: [&str; 3] = ["job", "home", "tmp"];
 
 /// No single file a script writes (its printed output included) may exceed this.
 const FILE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
@@ -34,12 +37,15 @@ pub struct Worker {
     pub jobs: u32,
     pub freecad_version: String,
     pub python_version: String,
+    /// What the kernel enforced of the sandbox, as the worker reported it.
+    pub sandbox: String,
     child: Child,
     pid: i32,
     requests: ChildStdin,
     replies: ChildStdout,
-    /// The worker's HOME and TMPDIR, removed when the worker goes.
-    _home: tempfile::TempDir,
+    /// The worker's area: `job/` (where each job's files are made), `home/`
+    /// and `tmp/`; the only place the sandbox lets it write. Removed with the worker.
+    area: tempfile::TempDir,
 }
 
 /// A finished exchange: the worker's report and mesh bytes.
@@ -63,37 +69,38 @@ pub enum Lost {
 impl Worker {
     /// Starts a worker and waits until FreeCAD is imported.
     pub async fn spawn(settings: &ExecutorSettings, id: u64) -> Result<Worker, ExecutorError> {
-        let home = tempfile::Builder::new()
-            .prefix("cadloop-worker-")
-            .tempdir()
-            .map_err(|source| ExecutorError::Spawn {
-                exe: settings.worker_exe.clone(),
-                source,
-            })?;
-        let tmp = home.path().join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|source| ExecutorError::Spawn {
+        let spawn_err = |source| ExecutorError::Spawn {
             exe: settings.worker_exe.clone(),
             source,
-        })?;
+        };
+        let area = tempfile::Builder::new()
+            .prefix("cadloop-worker-")
+            .tempdir()
+            .map_err(spawn_err)?;
+        for sub in AREA_DIRS {
+            std::fs::create_dir_all(area.path().join(sub)).map_err(spawn_err)?;
+        }
         let mut command = Command::new(&settings.worker_exe);
         command
             .arg("worker")
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", home.path())
-            .env("TMPDIR", &tmp)
+            .env(AREA_ENV, area.path())
+            .env("HOME", area.path().join("home"))
+            .env("TMPDIR", area.path().join("tmp"))
             .env("LANG", "C.UTF-8")
             .env("LC_ALL", "C.UTF-8")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONNOUSERSITE", "1")
             .env("PYTHONHASHSEED", "0")
             .env(FREECAD_LIB_ENV, &settings.freecad_lib)
+            .env(ALLOWED_IMPORTS_ENV, settings.allowed_imports.join(","))
             .envs(
                 INHERITED_ENV
                     .iter()
                     .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
             )
-            .current_dir(home.path())
+            .current_dir(area.path().join("job"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,8 +129,15 @@ impl Worker {
         tokio::spawn(forward_log(id, stderr));
 
         let ready = tokio::time::timeout(settings.startup_timeout, protocol::receive(&mut replies));
-        let (freecad_version, python_version) = match ready.await {
-            Ok(Ok((Reply::Ready { freecad, python }, _))) => (freecad, python),
+        let (freecad_version, python_version, sandbox) = match ready.await {
+            Ok(Ok((
+                Reply::Ready {
+                    freecad,
+                    python,
+                    sandbox,
+                },
+                _,
+            ))) => (freecad, python, sandbox),
             Ok(Ok((Reply::Fatal { message }, _))) => {
                 return Err(ExecutorError::Startup { message });
             }
@@ -168,8 +182,14 @@ impl Worker {
             pid,
             requests,
             replies,
-            _home: home,
+            sandbox,
+            area,
         })
+    }
+
+    /// The folder where the worker makes a job's files.
+    pub fn job_area(&self) -> PathBuf {
+        self.area.path().join("job")
     }
 
     /// Sends a job and waits for it, at most `timeout`. On any loss the worker is dead.

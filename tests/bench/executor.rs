@@ -87,6 +87,10 @@ fn main() {
         freecad_lib: PathBuf::from(cadloop::freecad::DEFAULT_FREECAD_LIB),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_cadloop")),
         startup_timeout: Duration::from_secs(60),
+        allowed_imports: cadloop::executor::DEFAULT_ALLOWED_IMPORTS
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
     };
     let mut warm = Vec::new();
     let mut warm_by_script = vec![Vec::new(); scripts.len()];
@@ -102,6 +106,7 @@ fn main() {
                         code,
                         dir,
                         timeout: None,
+                        inputs: Vec::new(),
                     })
                     .await
                     .unwrap();

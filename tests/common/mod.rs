@@ -18,6 +18,10 @@ pub fn settings(workers: usize) -> ExecutorSettings {
         freecad_lib: PathBuf::from(cadloop::freecad::DEFAULT_FREECAD_LIB),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_cadloop")),
         startup_timeout: Duration::from_secs(60),
+        allowed_imports: cadloop::executor::DEFAULT_ALLOWED_IMPORTS
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
     }
 }
 
@@ -25,6 +29,16 @@ pub async fn pool(workers: usize) -> Pool {
     Pool::start(settings(workers))
         .await
         .expect("the pool starts (is FreeCAD installed?)")
+}
+
+/// A pool whose harness lets any import through, to test what the OS-level
+/// sandbox and the supervisor do with code that uses os, sys or ctypes.
+pub async fn pool_without_import_check(workers: usize) -> Pool {
+    let settings = ExecutorSettings {
+        allowed_imports: Vec::new(),
+        ..settings(workers)
+    };
+    Pool::start(settings).await.expect("the pool starts")
 }
 
 /// Runs `code` in a fresh temp folder; the folder lives as long as the returned guard.
@@ -43,6 +57,7 @@ pub async fn run_with_timeout(
             code: code.to_string(),
             dir: dir.path().to_path_buf(),
             timeout,
+            inputs: Vec::new(),
         })
         .await
         .expect("the executor itself works");
