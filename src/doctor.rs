@@ -80,6 +80,14 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
                                 started.elapsed().as_secs_f64()
                             ),
                         ));
+                        let sandbox = pool.sandbox().to_string();
+                        let complete = sandbox.contains("landlock: fully enforced")
+                            && !sandbox.contains("seccomp: failed");
+                        out.push(check(
+                            "sandbox",
+                            if complete { Status::Ok } else { Status::Warn },
+                            sandbox,
+                        ));
                         pool.shutdown().await;
                     }
                     Err(err) => out.push(check("interpreter", Status::Fail, format!("{err}"))),

@@ -25,6 +25,7 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     next_id: Arc<AtomicU64>,
     versions: (String, String),
+    sandbox: String,
 }
 
 impl Pool {
@@ -45,19 +46,27 @@ impl Pool {
             workers[0].freecad_version.clone(),
             workers[0].python_version.clone(),
         );
+        let sandbox = workers[0].sandbox.clone();
         tracing::info!(workers = count, freecad = %versions.0, python = %versions.1, "executor pool ready");
+        tracing::info!("worker sandbox: {sandbox}");
         Ok(Pool {
             slots: Arc::new(Semaphore::new(count)),
             idle: Arc::new(Mutex::new(workers)),
             next_id: Arc::new(AtomicU64::new(count as u64)),
             settings,
             versions,
+            sandbox,
         })
     }
 
     /// FreeCAD's and the embedded Python's versions, as the workers report them.
     pub fn versions(&self) -> (&str, &str) {
         (&self.versions.0, &self.versions.1)
+    }
+
+    /// What the kernel enforced of the workers' sandbox, in words.
+    pub fn sandbox(&self) -> &str {
+        &self.sandbox
     }
 
     pub fn settings(&self) -> &ExecutorSettings {
