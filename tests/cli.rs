@@ -168,6 +168,10 @@ fn doctor_reports_each_part_and_fails_on_a_missing_onnxruntime() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("ok    sandbox      landlock: fully enforced"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("captioner") && stdout.contains("LLM"),
         "{stdout}"
     );
