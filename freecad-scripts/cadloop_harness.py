@@ -25,6 +25,21 @@ import FreeCAD  # must come before Part: a bare `import Part` crashes the interp
 import MeshPart
 import Part
 
+def add_module_paths():
+    """Puts FreeCAD's Python workbenches (PartDesign, Sketcher, Draft, BOPTools, …)
+    and their helper packages on sys.path, as FreeCAD's own start-up does."""
+    resources = FreeCAD.getResourceDir()
+    mods = os.path.join(resources, "Mod")
+    paths = [os.path.join(resources, "Ext"), mods]
+    if os.path.isdir(mods):
+        paths += [os.path.join(mods, d) for d in sorted(os.listdir(mods))]
+    for path in paths:
+        if os.path.isdir(path) and path not in sys.path:
+            sys.path.append(path)
+
+
+add_module_paths()
+
 CODE_NAME = "code.py"
 STAGING = ".staging"
 # A part is tessellated with a chord deviation of this share of its bounding-box

@@ -297,3 +297,29 @@ async fn jobs_do_not_see_each_others_names_or_documents() {
     assert!(output.report.is_ok(), "{:?}", output.report.outcome);
     pool.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_partdesign_body_padded_from_a_sketch_is_the_result() {
+    let pool = pool(1).await;
+    let code = "\
+import FreeCAD as App
+import Part, Sketcher, PartDesign
+doc = App.ActiveDocument
+body = doc.addObject('PartDesign::Body', 'Body')
+sketch = body.newObject('Sketcher::SketchObject', 'Profile')
+sketch.Support = (doc.getObject('XY_Plane'), [''])
+sketch.MapMode = 'FlatFace'
+corners = [App.Vector(0, 0, 0), App.Vector(20, 0, 0), App.Vector(20, 10, 0), App.Vector(0, 10, 0)]
+for i in range(4):
+    sketch.addGeometry(Part.LineSegment(corners[i], corners[(i + 1) % 4]), False)
+pad = body.newObject('PartDesign::Pad', 'Pad')
+pad.Profile = sketch
+pad.Length = 5
+doc.recompute()
+";
+    let (output, _dir) = run(&pool, code).await;
+    let facts = output.report.facts().unwrap_or_else(|| panic!("{:?}", output.report.outcome));
+    assert!((facts.volume - 1000.0).abs() < 1e-6, "volume {}", facts.volume);
+    assert_eq!(facts.bbox.size, [20.0, 10.0, 5.0]);
+    pool.shutdown().await;
+}
