@@ -318,8 +318,15 @@ pad.Length = 5
 doc.recompute()
 ";
     let (output, _dir) = run(&pool, code).await;
-    let facts = output.report.facts().unwrap_or_else(|| panic!("{:?}", output.report.outcome));
-    assert!((facts.volume - 1000.0).abs() < 1e-6, "volume {}", facts.volume);
+    let facts = output
+        .report
+        .facts()
+        .unwrap_or_else(|| panic!("{:?}", output.report.outcome));
+    assert!(
+        (facts.volume - 1000.0).abs() < 1e-6,
+        "volume {}",
+        facts.volume
+    );
     assert_eq!(facts.bbox.size, [20.0, 10.0, 5.0]);
     pool.shutdown().await;
 }

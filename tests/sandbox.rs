@@ -195,3 +195,21 @@ async fn a_normal_script_still_builds_exports_and_prints() {
     );
     pool.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_symlink_planted_in_the_job_folder_never_reaches_the_users_folder() {
+    let pool = pool_without_import_check(1).await;
+    let code =
+        "import os, Part\nos.remove('output.txt')\nos.symlink('/etc/passwd', 'output.txt')\n\
+                os.symlink('/etc/passwd', 'model.FCStd.link')\nresult = Part.makeBox(1, 1, 1)\n";
+    let (output, dir) = run(&pool, code).await;
+    assert!(output.report.is_ok(), "{:?}", output.report.outcome);
+    let planted = dir.path().join("output.txt");
+    assert!(
+        std::fs::symlink_metadata(&planted).is_err(),
+        "the planted link was moved"
+    );
+    assert!(!dir.path().join("model.FCStd.link").exists());
+    assert!(dir.path().join("model.FCStd").is_file());
+    pool.shutdown().await;
+}

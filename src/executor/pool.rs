@@ -246,8 +246,11 @@ fn collect_outputs(area: &Path, dir: &Path) -> Result<(), ExecutorError> {
     };
     for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
         let from = area.join(name);
-        if !from.is_file() {
-            continue;
+        // Only regular files: a symlink the code planted (say to a secret)
+        // must not turn into a copy of its target in the user's folder.
+        match std::fs::symlink_metadata(&from) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            _ => continue,
         }
         let to = dir.join(name);
         if std::fs::rename(&from, &to).is_err() {
