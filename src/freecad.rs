@@ -243,51 +243,46 @@ fn run_job(
             );
         }
     };
+    // Err: the harness itself failed (not the code), as (kind, message).
     let called = channels
         .capture_into(&capture)
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            (
+                ErrorKind::Crashed,
+                format!("cannot capture the output: {e}"),
+            )
+        })
         .and_then(|()| {
             harness
                 .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
                 .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
                 .map_err(|err| {
                     if err.is_instance_of::<PyMemoryError>(py) {
-                        "MemoryError".to_string()
+                        let message = "the worker ran out of memory while measuring or exporting \
+                                       the result; build a simpler part";
+                        (ErrorKind::OutOfMemory, message.to_string())
                     } else {
-                        python_error_text(py, &err)
+                        let text = python_error_text(py, &err);
+                        (ErrorKind::Crashed, format!("the harness failed:\n{text}"))
                     }
+                })
+        })
+        .and_then(|(json, vertices, indices)| {
+            serde_json::from_str::<ExecReport>(&json)
+                .map(|report| (report, vertices, indices))
+                .map_err(|e| {
+                    (
+                        ErrorKind::Crashed,
+                        format!("the harness sent a bad report: {e}"),
+                    )
                 })
         });
     channels.restore();
     drop(capture);
 
     let (mut report, vertices, indices) = match called {
-        Ok((json, vertices, indices)) => match serde_json::from_str::<ExecReport>(&json) {
-            Ok(report) => (report, vertices, indices),
-            Err(err) => (
-                error_report(
-                    ErrorKind::Crashed,
-                    format!("the harness sent a bad report: {err}"),
-                ),
-                Vec::new(),
-                Vec::new(),
-            ),
-        },
-        Err(text) if text == "MemoryError" => (
-            error_report(
-                ErrorKind::OutOfMemory,
-                "the worker ran out of memory while measuring or exporting the result; \
-                 build a simpler part"
-                    .into(),
-            ),
-            Vec::new(),
-            Vec::new(),
-        ),
-        Err(text) => (
-            error_report(ErrorKind::Crashed, format!("the harness failed:\n{text}")),
-            Vec::new(),
-            Vec::new(),
-        ),
+        Ok(finished) => finished,
+        Err((kind, message)) => (error_report(kind, message), Vec::new(), Vec::new()),
     };
     report.output = CapturedOutput::read(&output_path).unwrap_or_default();
     if report.output.bytes == 0 {
