@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::executor::{ExecutorSettings, DEFAULT_ALLOWED_IMPORTS};
-use crate::freecad::DEFAULT_FREECAD_LIB;
+use crate::executor::ExecutorSettings;
 use crate::render::{self, RenderSettings};
 
 /// The settings file looked for in the working directory.
@@ -106,17 +105,19 @@ pub fn executor_settings(
     file: &ExecutorFile,
     flags: &ExecutorFlags,
 ) -> Result<ExecutorSettings, ConfigError> {
-    let workers = flags
-        .workers
-        .or(file.workers)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let defaults =
+        ExecutorSettings::with_defaults(std::env::current_exe().map_err(ConfigError::Exe)?);
+    let workers = flags.workers.or(file.workers).unwrap_or(defaults.workers);
     if !(1..=256).contains(&workers) {
         return Err(invalid(
             "workers",
             format!("{workers} is out of range; use 1 to 256"),
         ));
     }
-    let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(60.0);
+    let timeout_secs = flags
+        .timeout_secs
+        .or(file.timeout_secs)
+        .unwrap_or(defaults.timeout.as_secs_f64());
     if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= 86_400.0) {
         return Err(invalid(
             "timeout",
@@ -128,14 +129,14 @@ pub fn executor_settings(
     let memory_limit_mib = flags
         .memory_limit_mib
         .or(file.memory_limit_mib)
-        .unwrap_or(4096);
+        .unwrap_or(defaults.memory_limit_mib);
     if memory_limit_mib < 256 {
         return Err(invalid(
             "memory limit",
             format!("{memory_limit_mib} MiB is too small to start FreeCAD; give at least 256"),
         ));
     }
-    let jobs_per_worker = file.jobs_per_worker.unwrap_or(200);
+    let jobs_per_worker = file.jobs_per_worker.unwrap_or(defaults.jobs_per_worker);
     if jobs_per_worker == 0 {
         return Err(invalid("jobs_per_worker", "must be at least 1"));
     }
@@ -150,27 +151,23 @@ pub fn executor_settings(
         ));
     }
     let allowed_imports = if file.import_check.unwrap_or(true) {
-        DEFAULT_ALLOWED_IMPORTS
+        defaults
+            .allowed_imports
             .iter()
-            .map(|m| m.to_string())
+            .cloned()
             .chain(extra)
             .collect()
     } else {
         Vec::new()
     };
-    let worker_exe = std::env::current_exe().map_err(ConfigError::Exe)?;
     Ok(ExecutorSettings {
         workers,
         timeout: Duration::from_secs_f64(timeout_secs),
         memory_limit_mib,
         jobs_per_worker,
-        freecad_lib: file
-            .freecad_lib
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_FREECAD_LIB)),
-        worker_exe,
-        startup_timeout: Duration::from_secs(60),
+        freecad_lib: file.freecad_lib.clone().unwrap_or(defaults.freecad_lib),
         allowed_imports,
+        ..defaults
     })
 }
 

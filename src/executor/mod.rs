@@ -64,6 +64,26 @@ pub struct ExecutorSettings {
     pub allowed_imports: Vec<String>,
 }
 
+impl ExecutorSettings {
+    /// The defaults: a worker per core, 60 s per job, 4 GiB of address space,
+    /// 200 jobs per worker, Debian's FreeCAD, the default import allow-list.
+    pub fn with_defaults(worker_exe: PathBuf) -> ExecutorSettings {
+        ExecutorSettings {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timeout: Duration::from_secs(60),
+            memory_limit_mib: 4096,
+            jobs_per_worker: 200,
+            freecad_lib: PathBuf::from(crate::freecad::DEFAULT_FREECAD_LIB),
+            worker_exe,
+            startup_timeout: Duration::from_secs(60),
+            allowed_imports: DEFAULT_ALLOWED_IMPORTS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+        }
+    }
+}
+
 /// The modules generated code may import unless the settings say otherwise:
 /// FreeCAD's modeling modules and pure-computation standard modules.
 pub const DEFAULT_ALLOWED_IMPORTS: &[&str] = &[

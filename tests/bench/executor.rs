@@ -82,15 +82,8 @@ fn main() {
     let settings = ExecutorSettings {
         workers: 1,
         timeout: Duration::from_secs(120),
-        memory_limit_mib: 4096,
         jobs_per_worker: 10_000,
-        freecad_lib: PathBuf::from(cadloop::freecad::DEFAULT_FREECAD_LIB),
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_cadloop")),
-        startup_timeout: Duration::from_secs(60),
-        allowed_imports: cadloop::executor::DEFAULT_ALLOWED_IMPORTS
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
+        ..ExecutorSettings::with_defaults(PathBuf::from(env!("CARGO_BIN_EXE_cadloop")))
     };
     let mut warm = Vec::new();
     let mut warm_by_script = vec![Vec::new(); scripts.len()];

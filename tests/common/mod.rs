@@ -12,16 +12,8 @@ use cadloop::executor::{ExecutorSettings, Job, JobOutput, Pool};
 pub fn settings(workers: usize) -> ExecutorSettings {
     ExecutorSettings {
         workers,
-        timeout: Duration::from_secs(60),
         memory_limit_mib: 2048,
-        jobs_per_worker: 200,
-        freecad_lib: PathBuf::from(cadloop::freecad::DEFAULT_FREECAD_LIB),
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_cadloop")),
-        startup_timeout: Duration::from_secs(60),
-        allowed_imports: cadloop::executor::DEFAULT_ALLOWED_IMPORTS
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
+        ..ExecutorSettings::with_defaults(PathBuf::from(env!("CARGO_BIN_EXE_cadloop")))
     }
 }
 
