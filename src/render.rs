@@ -321,7 +321,9 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
     let pixels_per_unit = if extent > 0.0 { usable / extent } else { 1.0 };
     let centre = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
     let half = side as f32 / 2.0;
-    let to_fixed = |v: f32| (v * ONE as f32).round() as i64;
+    // Used vertices lie inside the image (non-negative), where adding ½ and
+    // truncating rounds; `f32::round` is a slow library call on baseline x86-64.
+    let to_fixed = |v: f32| (v * ONE as f32 + 0.5) as i64;
     let screen: Vec<ScreenVertex> = projected
         .iter()
         .map(|p| ScreenVertex {
@@ -348,15 +350,11 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         rasterize(&mut samples, tri.map(|i| screen[i as usize]), t as u32);
     }
 
-    let shades: Vec<[u8; 3]> = prepared
-        .normals
-        .iter()
-        .map(|&n| shade(n, &camera))
-        .collect();
+    let lights = Lights::new(&camera);
+    let shades: Vec<[u8; 3]> = prepared.normals.iter().map(|&n| lights.shade(n)).collect();
     let depth_jump = DEPTH_JUMP_SAMPLES / pixels_per_unit;
     let crease_cos = CREASE_DEGREES.to_radians().cos();
-    let lines = feature_lines(&samples, |i, j| {
-        let (t, u) = (samples.triangle[i], samples.triangle[j]);
+    let lines = feature_lines(&samples, |i, j, t, u| {
         if t == NONE || u == NONE {
             return true;
         }
@@ -365,16 +363,7 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         }
         dot(prepared.normals[t as usize], prepared.normals[u as usize]) < crease_cos
     });
-    downsample(settings.size, ss, side, |i| {
-        let t = samples.triangle[i];
-        if lines[i] {
-            LINE
-        } else if t == NONE {
-            BACKGROUND
-        } else {
-            shades[t as usize]
-        }
-    })
+    downsample(settings.size, ss, &samples, &lines, &shades)
 }
 
 /// Sub-sample precision of the rasteriser: vertices snap to 1/16 of a sample.
@@ -454,30 +443,47 @@ fn rasterize(samples: &mut Samples, [a, b, c]: [ScreenVertex; 3], id: u32) {
     }
 }
 
-/// Flat shading: ambient, a key light from the upper left, a headlight.
-fn shade(normal: [f32; 3], camera: &Camera) -> [u8; 3] {
-    let towards_viewer = scale(camera.look, -1.0);
-    let n = if dot(normal, towards_viewer) < 0.0 {
-        scale(normal, -1.0)
-    } else {
-        normal
-    };
-    let key = normalize(add(
-        add(towards_viewer, scale(camera.up, 0.6)),
-        scale(camera.right, -0.4),
-    ));
-    let light = 0.45 + 0.35 * dot(n, key).max(0.0) + 0.25 * dot(n, towards_viewer).max(0.0);
-    BASE.map(|c| (c * light).round().clamp(0.0, 255.0) as u8)
+/// Flat shading of one view: ambient, a key light from the upper left, a headlight.
+struct Lights {
+    towards_viewer: [f32; 3],
+    key: [f32; 3],
+}
+
+impl Lights {
+    fn new(camera: &Camera) -> Lights {
+        let towards_viewer = scale(camera.look, -1.0);
+        let key = normalize(add(
+            add(towards_viewer, scale(camera.up, 0.6)),
+            scale(camera.right, -0.4),
+        ));
+        Lights {
+            towards_viewer,
+            key,
+        }
+    }
+
+    /// The colour of a face with this unit normal (either side faces the viewer).
+    fn shade(&self, normal: [f32; 3]) -> [u8; 3] {
+        let facing = dot(normal, self.towards_viewer);
+        let n = if facing < 0.0 {
+            scale(normal, -1.0)
+        } else {
+            normal
+        };
+        let light = 0.45 + 0.35 * dot(n, self.key).max(0.0) + 0.25 * facing.abs();
+        // Non-negative, so adding ½ and truncating rounds.
+        BASE.map(|c| (c * light + 0.5).min(255.0) as u8)
+    }
 }
 
 /// Marks both samples of every horizontally or vertically adjacent pair that
-/// lies on different triangles and across a `break_between` discontinuity.
-/// Each pair is tested once (pairs on one triangle are skipped outright),
-/// row by row in parallel: a row's own flags for its pairs with the row below
-/// go to `below`, merged into both rows afterwards.
+/// lies on different triangles (`t` ≠ `u`) and across a
+/// `break_between(i, j, t, u)` discontinuity. Each pair is tested once,
+/// row by row in parallel: a row's flags for its pairs with the row below go
+/// to `below`, merged into both rows afterwards.
 fn feature_lines(
     samples: &Samples,
-    break_between: impl Fn(usize, usize) -> bool + Sync,
+    break_between: impl Fn(usize, usize, u32, u32) -> bool + Sync,
 ) -> Vec<bool> {
     let side = samples.side;
     let ids = &samples.triangle;
@@ -490,17 +496,19 @@ fn feature_lines(
         .for_each(|(y, (line_row, below_row))| {
             let start = y * side;
             let row = &ids[start..start + side];
-            for x in 0..side - 1 {
-                if row[x] != row[x + 1] && break_between(start + x, start + x + 1) {
+            for (x, pair) in row.windows(2).enumerate() {
+                if pair[0] != pair[1] && break_between(start + x, start + x + 1, pair[0], pair[1]) {
                     line_row[x] = true;
                     line_row[x + 1] = true;
                 }
             }
             if y + 1 < side {
                 let next = &ids[start + side..start + 2 * side];
-                for x in 0..side {
-                    if row[x] != next[x] && break_between(start + x, start + side + x) {
-                        below_row[x] = true;
+                for (x, ((&t, &u), flag)) in
+                    row.iter().zip(next).zip(below_row.iter_mut()).enumerate()
+                {
+                    if t != u && break_between(start + x, start + side + x, t, u) {
+                        *flag = true;
                     }
                 }
             }
@@ -510,24 +518,33 @@ fn feature_lines(
         .enumerate()
         .for_each(|(y, line_row)| {
             let own = &below[y * side..(y + 1) * side];
-            let above = (y > 0).then(|| &below[(y - 1) * side..y * side]);
-            for x in 0..side {
-                line_row[x] |= own[x] || above.is_some_and(|a| a[x]);
+            if y == 0 {
+                line_row.iter_mut().zip(own).for_each(|(l, &o)| *l |= o);
+            } else {
+                let above = &below[(y - 1) * side..y * side];
+                for ((l, &o), &a) in line_row.iter_mut().zip(own).zip(above) {
+                    *l |= o | a;
+                }
             }
         });
     lines
 }
 
-/// Box-filters ss×ss samples, coloured by `colour(sample index)`, into each
-/// pixel; rows in parallel.
+/// Box-filters ss×ss samples into each pixel, rows in parallel. A sample is
+/// a line, the background, or its triangle's shade.
 fn downsample(
     size: u32,
     ss: usize,
-    side: usize,
-    colour: impl Fn(usize) -> [u8; 3] + Sync,
+    samples: &Samples,
+    lines: &[bool],
+    shades: &[[u8; 3]],
 ) -> RgbImage {
+    let side = samples.side;
+    let ids = &samples.triangle;
     let mut image = RgbImage::new(size, size);
     let divisor = (ss * ss) as u32;
+    // Averaging 4 or 16 samples is a shift; a division costs far more per pixel.
+    let shift = divisor.is_power_of_two().then(|| divisor.trailing_zeros());
     let width = size as usize;
     image
         .par_chunks_mut(width * 3)
@@ -536,15 +553,26 @@ fn downsample(
             for (px, pixel) in row.chunks_exact_mut(3).enumerate() {
                 let mut sum = [0u32; 3];
                 for sy in py * ss..(py + 1) * ss {
-                    for sx in px * ss..(px + 1) * ss {
-                        let c = colour(sy * side + sx);
+                    let base = sy * side + px * ss;
+                    for (&id, &line) in ids[base..base + ss].iter().zip(&lines[base..base + ss]) {
+                        let c = if line {
+                            LINE
+                        } else if id == NONE {
+                            BACKGROUND
+                        } else {
+                            shades[id as usize]
+                        };
                         for k in 0..3 {
                             sum[k] += c[k] as u32;
                         }
                     }
                 }
                 for k in 0..3 {
-                    pixel[k] = ((sum[k] + divisor / 2) / divisor) as u8;
+                    let rounded = sum[k] + divisor / 2;
+                    pixel[k] = match shift {
+                        Some(bits) => rounded >> bits,
+                        None => rounded / divisor,
+                    } as u8;
                 }
             }
         });
