@@ -1,0 +1,187 @@
+//! The captioner on the committed tiny BLIP (made by captioner/make_tiny.py):
+//! preprocessing and decoding against transformers' reference outputs, with
+//! the real ONNX Runtime library from the project's venv.
+
+use std::path::{Path, PathBuf};
+
+use cadloop::caption::{self, CaptionError, Captioner, Decoding};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip")
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture().join("reference.json")).unwrap()).unwrap()
+}
+
+fn load() -> Captioner {
+    Captioner::load(&fixture(), 1)
+        .expect("the fixture loads (is the venv with onnxruntime set up?)")
+}
+
+fn images() -> Vec<image::RgbImage> {
+    ["test.png", "green.png"]
+        .iter()
+        .map(|name| caption::load_image(&fixture().join(name)).unwrap())
+        .collect()
+}
+
+#[test]
+fn preprocessing_matches_transformers_within_one_8_bit_level() {
+    let model = load();
+    let m = model.manifest().clone();
+    let image = caption::load_image(&fixture().join("test.png")).unwrap();
+    assert_eq!(
+        image.dimensions(),
+        (500, 300),
+        "the test image needs resizing"
+    );
+    let ours = caption::preprocess(&image, m.image_size, m.mean, m.std, m.rescale);
+    let raw = std::fs::read(fixture().join("pixels.f32")).unwrap();
+    let theirs: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(ours.len(), theirs.len());
+    let plane = (m.image_size * m.image_size) as usize;
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let level = 1.0 / 255.0 / m.std[i / plane];
+        assert!(
+            (a - b).abs() <= level + 1e-5,
+            "value {i}: {a} vs {b} (one level is {level})"
+        );
+    }
+}
+
+#[test]
+fn decoding_matches_transformers_token_for_token() {
+    let mut model = load();
+    let reference = reference();
+    let images = images();
+    for (name, case) in reference["cases"].as_object().unwrap() {
+        let decoding = Decoding {
+            beams: case["beams"].as_u64().unwrap() as usize,
+            max_length: Some(case["max_length"].as_u64().unwrap() as usize),
+            repetition_penalty: case["repetition_penalty"].as_f64().unwrap() as f32,
+            prefix: case["prefix"].as_str().map(String::from),
+        };
+        let captions = model.caption(&images, &decoding).unwrap();
+        for (i, caption) in captions.iter().enumerate() {
+            let expected: Vec<u32> = case["ids"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(caption.ids, expected, "{name}, image {i}");
+            assert!(
+                caption.score <= 0.0 && caption.score.is_finite(),
+                "{name}: score {}",
+                caption.score
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_and_one_image_at_a_time_agree() {
+    let mut model = load();
+    let images = images();
+    let decoding = Decoding {
+        repetition_penalty: 1.5,
+        ..Decoding::default()
+    };
+    let batched = model.caption(&images, &decoding).unwrap();
+    for (i, image) in images.iter().enumerate() {
+        let alone = model
+            .caption(std::slice::from_ref(image), &decoding)
+            .unwrap();
+        assert_eq!(alone[0].ids, batched[i].ids, "image {i}");
+        assert!((alone[0].score - batched[i].score).abs() < 1e-4);
+    }
+    assert_ne!(
+        batched[0].ids, batched[1].ids,
+        "different images, different captions"
+    );
+    assert!(!batched[0].text.is_empty());
+}
+
+#[test]
+fn broken_models_and_images_are_named_with_a_fix() {
+    let missing = Captioner::load(Path::new("/nonexistent/captioner"), 1)
+        .err()
+        .unwrap();
+    assert!(matches!(missing, CaptionError::NoModel(_)), "{missing}");
+    assert!(missing.to_string().contains("captioner/export.py"));
+
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("decoder_step.onnx"), b"not a graph").unwrap();
+    let corrupt = Captioner::load(dir.path(), 1).err().unwrap();
+    assert!(matches!(corrupt, CaptionError::Graph { .. }), "{corrupt}");
+    assert!(
+        corrupt.to_string().contains("decoder_step.onnx"),
+        "{corrupt}"
+    );
+
+    std::fs::remove_file(dir.path().join("decoder_step.onnx")).unwrap();
+    let gone = Captioner::load(dir.path(), 1).err().unwrap();
+    assert!(matches!(gone, CaptionError::MissingFile(_)), "{gone}");
+
+    std::fs::copy(
+        fixture().join("decoder_init.onnx"),
+        dir.path().join("decoder_step.onnx"),
+    )
+    .unwrap();
+    let swapped = Captioner::load(dir.path(), 1).err().unwrap();
+    assert!(
+        matches!(swapped, CaptionError::Mismatch { .. }),
+        "{swapped}"
+    );
+
+    std::fs::write(dir.path().join("cadloop-captioner.json"), "{\"format\": 1}").unwrap();
+    let manifest = Captioner::load(dir.path(), 1).err().unwrap();
+    assert!(
+        manifest.to_string().contains("cadloop-captioner.json"),
+        "{manifest}"
+    );
+
+    std::fs::write(dir.path().join("broken.png"), b"\x89PNG\r\n\x1a\nnope").unwrap();
+    let unreadable = caption::load_image(&dir.path().join("broken.png"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(unreadable, CaptionError::Image { .. }),
+        "{unreadable}"
+    );
+
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, png_header(10_000, 10_000)).unwrap();
+    let too_large = caption::load_image(&huge).err().unwrap();
+    assert!(
+        matches!(too_large, CaptionError::ImageTooLarge { width: 10_000, .. }),
+        "{too_large}"
+    );
+}
+
+/// A PNG signature and header claiming `width` × `height` (no pixel data).
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend(width.to_be_bytes());
+    chunk.extend(height.to_be_bytes());
+    chunk.extend([8, 2, 0, 0, 0]);
+    let crc = crc32fast::hash(&chunk);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&chunk);
+    png.extend(crc.to_be_bytes());
+    for name in [&b"IDAT"[..], &b"IEND"[..]] {
+        png.extend(0u32.to_be_bytes());
+        png.extend(name);
+        png.extend(crc32fast::hash(name).to_be_bytes());
+    }
+    png
+}
