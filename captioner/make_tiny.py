@@ -55,6 +55,7 @@ def write_tokenizer(vocab, path):
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
     tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens(SPECIAL)
     tokenizer.save(path, pretty=True)
     return tokenizer
 

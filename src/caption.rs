@@ -267,9 +267,17 @@ impl Captioner {
         generated
             .into_iter()
             .map(|(ids, score)| {
+                // The start and end tokens are structure, not words, whatever
+                // the tokenizer file marks as special.
+                let m = &self.manifest;
+                let words: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&t| t != m.bos_token_id && t != m.sep_token_id && t != m.pad_token_id)
+                    .collect();
                 let text = self
                     .tokenizer
-                    .decode(&ids, true)
+                    .decode(&words, true)
                     .map_err(|e| CaptionError::Run {
                         graph: "tokenizer",
                         message: e.to_string(),

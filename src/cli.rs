@@ -42,6 +42,11 @@ pub enum Command {
     /// Writes DIR/views/{front,back,left,right,top,bottom,iso}.png and DIR/sheet.png.
     /// STL files are read directly; STEP and FCStd files are meshed by FreeCAD.
     Render(RenderArgs),
+    /// Caption images with the BLIP model in --captioner DIR.
+    ///
+    /// Prints one caption per image, in the order given; --json prints a list of
+    /// {"image", "caption", "score"} objects instead.
+    Caption(CaptionArgs),
     /// Check FreeCAD, the embedded interpreter, ONNX Runtime, the captioner
     /// model and the LLM settings; say how to fix what is missing.
     Doctor,
@@ -83,4 +88,29 @@ pub struct RenderArgs {
     /// Width and height of each view, in pixels [default: 384].
     #[arg(long, value_name = "PX")]
     pub size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    /// The images (PNG or JPEG).
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// The captioner model folder (made by captioner/export.py).
+    #[arg(long, env = "CADLOOP_CAPTIONER", value_name = "DIR")]
+    pub captioner: Option<PathBuf>,
+    /// Beams for beam search; 1 decodes greedily [default: 3].
+    #[arg(long, value_name = "N")]
+    pub beams: Option<usize>,
+    /// Tokens per caption, the start token and prefix included [default: the model's].
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+    /// Above 1 discourages repeated words [default: 1].
+    #[arg(long, value_name = "X")]
+    pub repetition_penalty: Option<f32>,
+    /// Text every caption starts with, e.g. "a cad model of".
+    #[arg(long, value_name = "TEXT")]
+    pub prefix: Option<String>,
+    /// Print JSON instead of plain text.
+    #[arg(long)]
+    pub json: bool,
 }

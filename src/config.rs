@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::caption::Decoding;
 use crate::executor::ExecutorSettings;
 use crate::render::{self, RenderSettings};
 
@@ -37,6 +38,20 @@ pub struct FileConfig {
     pub executor: ExecutorFile,
     #[serde(default)]
     pub render: RenderFile,
+    #[serde(default)]
+    pub captioner: CaptionerFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionerFile {
+    /// The model folder, when neither --captioner nor CADLOOP_CAPTIONER names one.
+    pub model: Option<PathBuf>,
+    /// Threads per ONNX Runtime session [default: number of cores].
+    pub threads: Option<usize>,
+    pub beams: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +226,49 @@ pub fn render_settings(
         ));
     }
     Ok(settings)
+}
+
+/// The captioner model folder: the flag (or CADLOOP_CAPTIONER), else the file's.
+pub fn captioner_dir(flag: Option<&Path>, file: &CaptionerFile) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf).or_else(|| file.model.clone())
+}
+
+/// Decoding settings: flags over the file over defaults, checked.
+pub fn decoding(
+    file: &CaptionerFile,
+    beams: Option<usize>,
+    max_length: Option<usize>,
+    repetition_penalty: Option<f32>,
+    prefix: Option<String>,
+) -> Result<Decoding, ConfigError> {
+    let defaults = Decoding::default();
+    let decoding = Decoding {
+        beams: beams.or(file.beams).unwrap_or(defaults.beams),
+        max_length,
+        repetition_penalty: repetition_penalty
+            .or(file.repetition_penalty)
+            .unwrap_or(defaults.repetition_penalty),
+        prefix: prefix.or_else(|| file.prefix.clone()),
+    };
+    if !(1..=16).contains(&decoding.beams) {
+        return Err(invalid(
+            "beams",
+            format!("{} is out of range; use 1 to 16", decoding.beams),
+        ));
+    }
+    if !(decoding.repetition_penalty.is_finite() && decoding.repetition_penalty > 0.0) {
+        return Err(invalid(
+            "repetition penalty",
+            format!(
+                "{} is not usable; give a positive number (1 = none)",
+                decoding.repetition_penalty
+            ),
+        ));
+    }
+    if matches!(decoding.max_length, Some(n) if !(2..=512).contains(&n)) {
+        return Err(invalid("max length", "use 2 to 512 tokens"));
+    }
+    Ok(decoding)
 }
 
 /// Finds ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the PyPI

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -112,37 +111,41 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
         Err(err) => check("font", Status::Fail, err.to_string()),
     });
-    out.push(captioner_check());
+    out.push(captioner_check(global));
     out.push(llm_check());
     out
 }
 
-fn captioner_check() -> Check {
-    match std::env::var_os("CADLOOP_CAPTIONER") {
-        None => check(
+/// Loads the configured captioner model for real (ONNX Runtime included).
+fn captioner_check(global: &GlobalArgs) -> Check {
+    let file = config::load_file(global.config.as_deref())
+        .map(|(file, _)| file.captioner)
+        .unwrap_or_default();
+    let flag = std::env::var_os("CADLOOP_CAPTIONER").map(std::path::PathBuf::from);
+    let Some(dir) = config::captioner_dir(flag.as_deref(), &file) else {
+        return check(
             "captioner",
             Status::Warn,
-            "no captioner model configured; set CADLOOP_CAPTIONER to a model folder",
-        ),
-        Some(dir) => {
-            let manifest = Path::new(&dir).join("cadloop-captioner.json");
-            if manifest.is_file() {
-                check(
-                    "captioner",
-                    Status::Ok,
-                    Path::new(&dir).display().to_string(),
-                )
-            } else {
-                check(
-                    "captioner",
-                    Status::Fail,
-                    format!(
-                        "CADLOOP_CAPTIONER names {}, which has no cadloop-captioner.json",
-                        manifest.display()
-                    ),
-                )
-            }
+            "no captioner model configured (CADLOOP_CAPTIONER or [captioner] model); \
+             make one with captioner/export.py, see captioner/README.md",
+        );
+    };
+    match crate::caption::Captioner::load(&dir, 1) {
+        Ok(model) => {
+            let m = model.manifest();
+            check(
+                "captioner",
+                Status::Ok,
+                format!(
+                    "{} ({} decoder layers, {}² images, vocabulary {})",
+                    dir.display(),
+                    m.layers,
+                    m.image_size,
+                    m.vocab_size
+                ),
+            )
         }
+        Err(err) => check("captioner", Status::Fail, err.to_string()),
     }
 }
 

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Exec(args) => commands::exec(&cli.global, args).await,
             Command::Render(args) => commands::render(&cli.global, args).await,
+            Command::Caption(args) => commands::caption(&cli.global, args),
             Command::Doctor => doctor::run(&cli.global).await,
             Command::Worker => unreachable!("served above"),
         }

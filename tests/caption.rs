@@ -185,3 +185,79 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     }
     png
 }
+
+fn cadloop(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(args)
+        .env_remove("CADLOOP_CAPTIONER")
+        .env_remove("CADLOOP_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
+    let dir = fixture();
+    let (test, green) = (dir.join("test.png"), dir.join("green.png"));
+    let args = |first: &Path, second: &Path| {
+        vec![
+            "caption".to_string(),
+            first.display().to_string(),
+            second.display().to_string(),
+            "--captioner".into(),
+            dir.display().to_string(),
+            "--beams".into(),
+            "1".into(),
+            "--repetition-penalty".into(),
+            "1.5".into(),
+            "--json".into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = cadloop(&refs);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let forward = run(args(&test, &green));
+    let backward = run(args(&green, &test));
+    assert_eq!(forward[0]["image"], test.display().to_string());
+    assert_eq!(forward[0]["caption"], backward[1]["caption"]);
+    assert_eq!(forward[1]["caption"], backward[0]["caption"]);
+    assert_ne!(forward[0]["caption"], forward[1]["caption"]);
+    assert!(forward[0]["score"].as_f64().unwrap() < 0.0);
+
+    let out = cadloop(&["caption", test.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--captioner"));
+
+    let out = cadloop(&[
+        "caption",
+        test.to_str().unwrap(),
+        "/nonexistent.png",
+        "--captioner",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.png"));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is captioned when one image is bad"
+    );
+
+    let out = cadloop(&[
+        "caption",
+        test.to_str().unwrap(),
+        "--captioner",
+        dir.to_str().unwrap(),
+        "--beams",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("beams"));
+}

@@ -1,0 +1,99 @@
+"""Exports a BLIP captioning checkpoint into a cadloop captioner folder.
+
+    python captioner/export.py OUT [--model Salesforce/blip-image-captioning-base]
+    python captioner/export.py OUT --random          # BLIP-base shapes, random weights, offline
+    python captioner/export.py OUT --quantize int8   # dynamic int8 graphs, for CPU speed
+
+Downloading a checkpoint needs internet and torch/transformers on this
+machine (see captioner/README.md). --random needs neither a download nor a
+hub: it builds the same architecture from a config written here, for
+benchmarks. Before writing anything the exported decoder is checked against
+transformers' own forward pass.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import blip_onnx  # noqa: E402
+import make_tiny  # noqa: E402
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def random_base():
+    """BLIP-base's shapes (ViT-B/16 at 384 px, a 12-layer BERT decoder) with random weights."""
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    vocab = make_tiny.vocabulary()
+    size = 30524
+    tokens = sorted(vocab, key=vocab.get)
+    tokens += [f"[unused{i}]" for i in range(size - len(tokens))]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    config = BlipConfig(
+        text_config=dict(vocab_size=size, bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"],
+                         pad_token_id=vocab["[PAD]"], eos_token_id=vocab["[CLS]"]),
+        vision_config=dict(image_size=384),
+    )
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(config).eval()
+    return model, vocab, 384, CLIP_MEAN, CLIP_STD
+
+
+def pretrained(name):
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    processor = BlipProcessor.from_pretrained(name)
+    model = BlipForConditionalGeneration.from_pretrained(name).eval()
+    image = processor.image_processor
+    size = image.size["height"] if isinstance(image.size, dict) else image.size
+    return model, processor.tokenizer, size, tuple(image.image_mean), tuple(image.image_std)
+
+
+def quantize(out_dir):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for name in ("vision.onnx", "decoder_init.onnx", "decoder_step.onnx"):
+        path = os.path.join(out_dir, name)
+        tmp = path + ".fp32"
+        shutil.move(path, tmp)
+        quantize_dynamic(tmp, path, weight_type=QuantType.QInt8)
+        os.remove(tmp)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="the model folder to write")
+    parser.add_argument("--model", default="Salesforce/blip-image-captioning-base",
+                        help="a Hugging Face BLIP captioning checkpoint (name or local folder)")
+    parser.add_argument("--random", action="store_true", help="BLIP-base shapes with random weights, offline")
+    parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation of the graphs")
+    parser.add_argument("--max-length", type=int, default=20, help="default caption length in tokens")
+    args = parser.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    if args.random:
+        model, vocab, size, mean, std = random_base()
+        make_tiny.write_tokenizer(vocab, os.path.join(args.out, "tokenizer.json"))
+    else:
+        model, tokenizer, size, mean, std = pretrained(args.model)
+        tokenizer.backend_tokenizer.save(os.path.join(args.out, "tokenizer.json"))
+    bos = model.config.text_config.bos_token_id
+    check = torch.tensor([[bos, 1037, 2000, 2003]]) % model.config.text_config.vocab_size
+    check[0, 0] = bos
+    worst = blip_onnx.check_decoder(model, torch.zeros(1, 3, size, size), check, atol=1e-3)
+    print(f"decoder check: largest logit difference {worst:.2e}")
+    blip_onnx.export_model(model, args.out, size)
+    blip_onnx.write_manifest(model, args.out, size, mean, std, args.max_length)
+    if args.quantize == "int8":
+        quantize(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
