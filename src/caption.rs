@@ -219,6 +219,20 @@ impl Captioner {
                 });
             }
         }
+        // The image size is fixed in the vision graph; it must be the manifest's.
+        let pixel_shape = vision.inputs()[0]
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.to_vec());
+        let side = manifest.image_size as i64;
+        if !matches!(pixel_shape.as_deref(), Some([_, 3, h, w]) if *h == side && *w == side) {
+            return Err(CaptionError::Mismatch {
+                path: dir.join(&manifest.graphs.vision),
+                message: format!(
+                    "pixel_values has shape {pixel_shape:?}, the manifest says {side}² RGB images"
+                ),
+            });
+        }
         let tokenizer_path = dir.join(&manifest.tokenizer);
         if !tokenizer_path.is_file() {
             return Err(CaptionError::MissingFile(tokenizer_path));
@@ -508,6 +522,16 @@ impl Search {
             .run(ort::inputs!["input_ids" => ids, "image_embeds" => embeds])
             .map_err(|e| run_err("decoder_init", e))?;
         let logits = logits_rows(&out["logits"], "decoder_init")?;
+        if logits[0].len() != model.manifest.vocab_size {
+            return Err(CaptionError::Run {
+                graph: "decoder_init",
+                message: format!(
+                    "the decoder scores {} tokens, the manifest says {}; export the model again",
+                    logits[0].len(),
+                    model.manifest.vocab_size
+                ),
+            });
+        }
         let mut take = |name: &str| {
             out.remove(name)
                 .ok_or_else(|| run_err_text("decoder_init", "missing output"))

@@ -142,6 +142,22 @@ fn broken_models_and_images_are_named_with_a_fix() {
         "{swapped}"
     );
 
+    std::fs::copy(
+        fixture().join("decoder_step.onnx"),
+        dir.path().join("decoder_step.onnx"),
+    )
+    .unwrap();
+    let manifest_path = dir.path().join("cadloop-captioner.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(
+        &manifest_path,
+        manifest.replace("\"image_size\": 384", "\"image_size\": 224"),
+    )
+    .unwrap();
+    let sized = Captioner::load(dir.path(), 1).err().unwrap();
+    assert!(matches!(sized, CaptionError::Mismatch { .. }), "{sized}");
+    assert!(sized.to_string().contains("224"), "{sized}");
+
     std::fs::write(dir.path().join("cadloop-captioner.json"), "{\"format\": 1}").unwrap();
     let manifest = Captioner::load(dir.path(), 1).err().unwrap();
     assert!(
