@@ -18,6 +18,7 @@ transformers' own forward pass before anything is written.
 Used by export.py (real or random weights) and make_tiny.py (the test fixture).
 """
 
+import copy
 import json
 import math
 import os
@@ -145,7 +146,12 @@ def check_decoder(model, pixel_values, input_ids, atol=1e-4):
 def export_model(model, out_dir, image_size, batch=2):
     """Writes the three ONNX graphs; shapes are dynamic in batch and length."""
     os.makedirs(out_dir, exist_ok=True)
-    model = model.eval()
+    # BLIP ties the output layer to the word embeddings; as one ONNX
+    # initializer read by a Gather and a MatMul it breaks int8 quantisation,
+    # so the exported graphs get their own copy (the numbers do not change).
+    model = copy.deepcopy(model).eval()
+    head = model.text_decoder.cls.predictions.decoder
+    head.weight = torch.nn.Parameter(head.weight.detach().clone())
     decoder = Decoder(model.text_decoder).eval()
     text = model.config.text_config
     pixels = torch.zeros(batch, 3, image_size, image_size)

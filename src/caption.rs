@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use image::RgbImage;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use serde::Deserialize;
@@ -188,6 +189,8 @@ impl Captioner {
             };
             Session::builder(environment)
                 .map_err(graph_err)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(|e| graph_err(e.into()))?
                 .with_intra_threads(threads.max(1))
                 .map_err(|e| graph_err(e.into()))?
                 .with_inter_threads(1)
