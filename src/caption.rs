@@ -632,8 +632,6 @@ impl Search {
         let k = self.beams;
         let keep = 2 * k;
         let prompt = self.start.len();
-        let expanded: Vec<usize> = (0..batch).flat_map(|b| std::iter::repeat_n(b, k)).collect();
-        let embeds = gather_axis(&embeds, 0, &expanded, "vision")?;
         // running[b][j]: sequence and accumulated log-probability of beam j of image b.
         let mut running: Vec<Vec<(Vec<u32>, f32)>> = (0..batch)
             .map(|_| {
@@ -650,7 +648,19 @@ impl Search {
                 .flat_map(|beams| beams.iter().map(|(s, _)| s.clone()))
                 .collect()
         };
-        let (mut logits, mut cache) = self.first(model, &flat(&running), &embeds)?;
+        // All beams of an image start alike: one first pass per image (its
+        // cross-attention keys/values are the costly part), then copies.
+        let (first_logits, first_cache) =
+            self.first(model, &vec![self.start.clone(); batch], &embeds)?;
+        let expanded: Vec<usize> = (0..batch).flat_map(|b| std::iter::repeat_n(b, k)).collect();
+        let mut logits: Vec<Vec<f32>> = expanded.iter().map(|&b| first_logits[b].clone()).collect();
+        let mut cache = Cache {
+            self_k: gather_axis(&first_cache.self_k, 1, &expanded, "decoder_init")?,
+            self_v: gather_axis(&first_cache.self_v, 1, &expanded, "decoder_init")?,
+            cross_k: gather_axis(&first_cache.cross_k, 1, &expanded, "decoder_init")?,
+            cross_v: gather_axis(&first_cache.cross_v, 1, &expanded, "decoder_init")?,
+        };
+        drop(first_cache);
         let mut cur_len = prompt;
         loop {
             let mut order = Vec::with_capacity(batch * k);
