@@ -2,6 +2,8 @@
 //! preprocessing and decoding against transformers' reference outputs, with
 //! the real ONNX Runtime library from the project's venv.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cadloop::caption::{self, CaptionError, Captioner, Decoding};
@@ -203,12 +205,7 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
 }
 
 fn cadloop(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cadloop"))
-        .args(args)
-        .env_remove("CADLOOP_CAPTIONER")
-        .env_remove("CADLOOP_CONFIG")
-        .output()
-        .unwrap()
+    common::cadloop(&fixture(), args)
 }
 
 #[test]

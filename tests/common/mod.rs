@@ -70,6 +70,7 @@ pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
         .env_remove("RUST_LOG")
         .output()
         .expect("cadloop runs")
