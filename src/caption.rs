@@ -598,12 +598,13 @@ impl Search {
         let (mut logits, mut cache) = self.first(model, &rows, &embeds)?;
         loop {
             for (b, row) in rows.iter_mut().enumerate() {
-                let mut scores = logits[b].clone();
-                apply_repetition_penalty(&mut scores, row, self.penalty);
+                // A finished row still runs with the batch; it only grows padding.
                 if done[b] {
                     row.push(self.pad);
                     continue;
                 }
+                let mut scores = logits[b].clone();
+                apply_repetition_penalty(&mut scores, row, self.penalty);
                 let token = argmax(&scores) as u32;
                 sums[b] += log_softmax(&scores)[token as usize];
                 counts[b] += 1;
