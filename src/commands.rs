@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,6 +13,7 @@ use crate::caption;
 use crate::cli::{CaptionArgs, ExecArgs, GlobalArgs, RenderArgs};
 use crate::config::{self, ExecutorFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
+use crate::files;
 use crate::mesh::Mesh;
 use crate::render;
 
@@ -282,18 +282,9 @@ pub fn create_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Writes JSON through a temporary file and a rename, so a reader never sees half of it.
 pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write into {}", dir.display()))?;
-    serde_json::to_writer_pretty(&mut tmp, value)?;
-    writeln!(tmp)?;
-    // Temporary files are private; the result is an ordinary file.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let mut json = serde_json::to_vec_pretty(value)?;
+    json.push(b'\n');
+    files::write_atomically(path, &json).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The one-screen summary `exec` prints.

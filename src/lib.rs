@@ -8,6 +8,7 @@
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
 //! - [`commands`]: what each subcommand does, on top of the modules below.
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
+//! - [`files`]: output files written whole or not at all.
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod executor;
+pub mod files;
 pub mod freecad;
 pub mod mesh;
 pub mod render;

@@ -694,28 +694,17 @@ pub fn write_views(dir: &Path, views: &Views, sheet: &RgbImage) -> Result<(), Re
 
 /// Encodes a PNG atomically (temporary file in the same folder, then rename).
 pub fn write_png(path: &Path, image: &RgbImage) -> Result<(), RenderError> {
-    let write_err = |source| RenderError::Write {
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|source| RenderError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    crate::files::write_atomically(path, &png).map_err(|source| RenderError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-    {
-        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        image
-            .write_to(&mut out, image::ImageFormat::Png)
-            .map_err(|source| RenderError::Encode {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        std::io::Write::flush(&mut out).map_err(write_err)?;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
-    Ok(())
+    })
 }
 
 /// Reads an STL file (binary or ASCII) into a mesh, one vertex per corner.
