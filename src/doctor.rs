@@ -48,15 +48,19 @@ fn check(part: &'static str, status: Status, detail: impl Into<String>) -> Check
 /// Runs every check; starting a real worker is part of it.
 pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
     let mut out = Vec::new();
-    let settings = config::load_file(global.config.as_deref())
+    // Read once; a broken file is reported here and the later checks use defaults.
+    let file = config::load_file(global.config.as_deref()).map(|(file, _)| file);
+    let settings = file
+        .as_ref()
         .map_err(|e| format!("{e:#}"))
-        .and_then(|(file, _)| {
+        .and_then(|file| {
             let flags = ExecutorFlags {
                 workers: Some(1),
                 ..Default::default()
             };
             config::executor_settings(&file.executor, &flags).map_err(|e| e.to_string())
         });
+    let captioner = file.map(|file| file.captioner).unwrap_or_default();
     match settings {
         Err(message) => out.push(check("settings", Status::Fail, message)),
         Ok(settings) => {
@@ -111,18 +115,15 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
         Err(err) => check("font", Status::Fail, err.to_string()),
     });
-    out.push(captioner_check(global));
+    out.push(captioner_check(&captioner));
     out.push(llm_check());
     out
 }
 
 /// Loads the configured captioner model for real (ONNX Runtime included).
-fn captioner_check(global: &GlobalArgs) -> Check {
-    let file = config::load_file(global.config.as_deref())
-        .map(|(file, _)| file.captioner)
-        .unwrap_or_default();
+fn captioner_check(file: &config::CaptionerFile) -> Check {
     let flag = std::env::var_os("CADLOOP_CAPTIONER").map(std::path::PathBuf::from);
-    let Some(dir) = config::captioner_dir(flag.as_deref(), &file) else {
+    let Some(dir) = config::captioner_dir(flag.as_deref(), file) else {
         return check(
             "captioner",
             Status::Warn,

@@ -70,23 +70,6 @@ impl Mesh {
         })
     }
 
-    /// The packed little-endian arrays [`Mesh::from_le_bytes`] reads.
-    pub fn to_le_bytes(&self) -> (Vec<u8>, Vec<u8>) {
-        let vertex_bytes = self
-            .vertices
-            .iter()
-            .flatten()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let index_bytes = self
-            .triangles
-            .iter()
-            .flatten()
-            .flat_map(|i| i.to_le_bytes())
-            .collect();
-        (vertex_bytes, index_bytes)
-    }
-
     /// Writes a binary STL with per-facet normals.
     pub fn write_stl(&self, path: &Path) -> Result<(), MeshError> {
         let io_err = |source| MeshError::Write {
@@ -128,6 +111,24 @@ fn facet_normal(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [f32; 3] {
 mod tests {
     use super::*;
 
+    /// The packed little-endian arrays `Mesh::from_le_bytes` reads (the
+    /// worker's side writes them in Python).
+    fn to_le_bytes(mesh: &Mesh) -> (Vec<u8>, Vec<u8>) {
+        let vertex_bytes = mesh
+            .vertices
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let index_bytes = mesh
+            .triangles
+            .iter()
+            .flatten()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        (vertex_bytes, index_bytes)
+    }
+
     fn square() -> Mesh {
         Mesh {
             vertices: vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]],
@@ -139,14 +140,14 @@ mod tests {
     #[test]
     fn packed_bytes_round_trip() {
         let mesh = square();
-        let (v, i) = mesh.to_le_bytes();
+        let (v, i) = to_le_bytes(&mesh);
         assert_eq!(v.len(), 48);
         assert_eq!(Mesh::from_le_bytes(&v, &i).unwrap(), mesh);
     }
 
     #[test]
     fn bad_packing_and_dangling_indices_are_refused() {
-        let (v, i) = square().to_le_bytes();
+        let (v, i) = to_le_bytes(&square());
         assert!(matches!(
             Mesh::from_le_bytes(&v[..47], &i),
             Err(MeshError::VertexBytes(47))

@@ -356,15 +356,3 @@ pub enum ExecutorError {
     #[error("the executor pool is shut down")]
     Closed,
 }
-
-impl ExecutorError {
-    /// True when the environment (FreeCAD, the binary) rather than a job is at fault.
-    pub fn is_environment(&self) -> bool {
-        matches!(
-            self,
-            ExecutorError::Spawn { .. }
-                | ExecutorError::Startup { .. }
-                | ExecutorError::StartupTimeout(_)
-        )
-    }
-}

@@ -69,10 +69,6 @@ impl Pool {
         &self.sandbox
     }
 
-    pub fn settings(&self) -> &ExecutorSettings {
-        &self.settings
-    }
-
     /// Runs a job on a warm worker. Writes `code.py` into the job folder first.
     /// Whatever the code does, the result is a report; `Err` means the executor
     /// itself could not work (job folder unwritable, no worker could start).
