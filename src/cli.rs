@@ -30,6 +30,16 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Turn a description into a CAD model.
+    ///
+    /// The LLM writes FreeCAD Python; cadloop runs it (failures go back for
+    /// repair), renders seven views, captions them, and has the LLM compare
+    /// what was built with what was asked, rewriting until they match or the
+    /// budget is spent. Writes the run folder: run.json, model.step/.stl/.FCStd,
+    /// views/, sheet.png, attempts/NN/ and transcript.jsonl.
+    /// Exit status: 0 a model was made, 1 no attempt built a solid, 2 usage,
+    /// environment or LLM endpoint error.
+    Generate(GenerateArgs),
     /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
@@ -113,4 +123,73 @@ pub struct CaptionArgs {
     /// Print JSON instead of plain text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The part, in words; "-" reads it from standard input.
+    #[arg(value_name = "PROMPT", required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    /// Run folder (created; must be new or empty) [default: runs/<words of the prompt>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
+    /// Wall-clock limit for each script, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Address-space limit of the FreeCAD worker, in MiB [default: 4096].
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<u64>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the LLM is and how to ask it. The API key comes from OPENAI_API_KEY.
+#[derive(Debug, Args)]
+pub struct LlmArgs {
+    /// The OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1 (Ollama)
+    /// [default: OpenAI's, when OPENAI_API_KEY is set].
+    #[arg(long, env = "OPENAI_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The model to ask [default at OpenAI: gpt-4.1-mini].
+    #[arg(long, env = "CADLOOP_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2 [default: the server's].
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// Most tokens in one reply [default: the server's].
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Limit for one LLM request, in seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<f64>,
+    /// Retries of a request that failed with 429, 5xx, a timeout or a
+    /// connection error, with exponential backoff [default: 5].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+}
+
+/// The loop's budgets and helpers.
+#[derive(Debug, Args)]
+pub struct LoopArgs {
+    /// Repairs of failing code per generation or rewrite [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_repairs: Option<u32>,
+    /// Rounds of critique and rewrite [default: 3]; 0 skips the critique.
+    #[arg(long, value_name = "N")]
+    pub max_refines: Option<u32>,
+    /// The captioner model folder; without one the critique uses the geometry alone.
+    #[arg(long, env = "CADLOOP_CAPTIONER", value_name = "DIR")]
+    pub captioner: Option<PathBuf>,
+    /// A folder of prompt templates (system.md, generate.md, repair.md,
+    /// refine.md, reminder.md) replacing the built-in ones it has.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
 }

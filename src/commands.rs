@@ -9,13 +9,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::caption;
-use crate::cli::{CaptionArgs, ExecArgs, GlobalArgs, RenderArgs};
-use crate::config::{self, ExecutorFlags};
+use std::sync::{Arc, Mutex};
+
+use crate::caption::{self, Captioner};
+use crate::cli::{CaptionArgs, ExecArgs, GenerateArgs, GlobalArgs, RenderArgs};
+use crate::config::{self, ExecutorFlags, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
+use crate::llm::LlmClient;
 use crate::mesh::Mesh;
+use crate::pipeline::{Engine, SharedCaptioner};
+use crate::progress;
+use crate::prompts::Prompts;
 use crate::render;
+use crate::report::{LlmRecord, RunRecord, RunSettings, Stage, RUN_FILE, TRANSCRIPT_FILE};
 
 /// Exit status of a script (or a generated part) that failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -282,9 +289,8 @@ pub fn create_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Writes JSON through a temporary file and a rename, so a reader never sees half of it.
 pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut json = serde_json::to_vec_pretty(value)?;
-    json.push(b'\n');
-    files::write_atomically(path, &json).with_context(|| format!("cannot write {}", path.display()))
+    files::write_json_atomically(path, value)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The one-screen summary `exec` prints.
@@ -365,4 +371,315 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
         );
     }
     text
+}
+
+/// `cadloop generate PROMPT`.
+pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let prompt = read_prompt(args)?;
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let llm_flags = LlmFlags {
+        base_url: args.llm.base_url.clone(),
+        model: args.llm.model.clone(),
+        temperature: args.llm.temperature,
+        max_tokens: args.llm.max_tokens,
+        timeout_secs: args.llm.request_timeout,
+        retries: args.llm.retries,
+    };
+    let llm_settings = config::llm_settings(&file.llm, &llm_flags, config::api_key_from_env())?;
+    let budget = config::budget(
+        &file.generate,
+        args.budget.max_repairs,
+        args.budget.max_refines,
+    )?;
+    let prompts = match args.budget.prompts.as_ref().or(file.generate.prompts.as_ref()) {
+        Some(dir) => Prompts::load(dir)?,
+        None => Prompts::builtin(),
+    };
+    let flags = ExecutorFlags {
+        workers: Some(1),
+        timeout_secs: args.timeout,
+        memory_limit_mib: args.memory_limit,
+    };
+    let exec_settings = config::executor_settings(&file.executor, &flags)?;
+    let render_settings = config::render_settings(&file.render, None)?;
+    let decoding = config::decoding(&file.captioner, None, None, None, None)?;
+    let font = render::load_font()?;
+    let out = match &args.out {
+        Some(dir) => {
+            check_run_dir(dir)?;
+            dir.clone()
+        }
+        None => default_run_dir(&prompt),
+    };
+    let llm = LlmClient::new(llm_settings.clone())?;
+
+    let captioner = match config::captioner_dir(args.budget.captioner.as_deref(), &file.captioner) {
+        Some(dir) => {
+            let threads = file
+                .captioner
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let load_dir = dir.clone();
+            let model = tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads))
+                .await??;
+            Some(SharedCaptioner {
+                dir,
+                model: Arc::new(Mutex::new(model)),
+                decoding: decoding.clone(),
+            })
+        }
+        None => {
+            tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
+            None
+        }
+    };
+    let pool = Arc::new(Pool::start(exec_settings.clone()).await?);
+    let created = !out.exists();
+    let out = create_out_dir(&out)?;
+    let settings = RunSettings {
+        llm: LlmRecord {
+            base_url: llm_settings.endpoint().to_string(),
+            model: llm_settings.model.clone(),
+            temperature: llm_settings.temperature,
+            max_tokens: llm_settings.max_tokens,
+            request_timeout_secs: llm_settings.request_timeout.as_secs_f64(),
+            retries: llm_settings.retries,
+        },
+        max_repairs: budget.max_repairs,
+        max_refines: budget.max_refines,
+        captioner: captioner.as_ref().map(|c| c.dir.display().to_string()),
+        caption_beams: captioner.as_ref().map(|c| c.decoding.beams),
+        view_size: render_settings.size,
+        exec_timeout_secs: exec_settings.timeout.as_secs_f64(),
+        memory_limit_mib: exec_settings.memory_limit_mib,
+        prompts: prompts.origins().to_vec(),
+    };
+    let engine = Engine {
+        llm,
+        prompts,
+        pool: pool.clone(),
+        captioner,
+        render: render_settings,
+        font: Arc::new(font),
+        budget,
+        allowed_modules: exec_settings.allowed_imports.clone(),
+    };
+    let bar = progress::spinner(!global.quiet && !args.json);
+    let result = engine.run(&prompt, &out, settings, &bar).await;
+    progress::finish(&bar);
+    pool.shutdown().await;
+    let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
+
+    let record = &result.record;
+    if let Some(err) = &result.llm_error {
+        if record.attempts.is_empty() && created {
+            // Nothing happened worth keeping: leave no folder behind.
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        if !record.outcome.has_model() {
+            let mut message = record.error.clone().unwrap_or_else(|| err.to_string());
+            if let Some(hint) = err.hint() {
+                message.push_str(&format!("\n  hint: {hint}"));
+            }
+            if out.exists() {
+                message.push_str(&format!("\n  the attempts so far are in {}", out.display()));
+            }
+            bail!(message);
+        }
+    }
+    let summary = RunSummary::of(&out, record);
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &summary)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", summary.text(record))?;
+    }
+    Ok(if record.outcome.has_model() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// The prompt from the argument, standard input ("-") or --prompt-file; never empty.
+fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
+    let (text, from) = match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) if p == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the prompt from standard input (is it UTF-8 text?)")?;
+            (text, "standard input".to_string())
+        }
+        (Some(p), _) => (p.clone(), "the PROMPT argument".to_string()),
+        (None, Some(path)) => (read_script(path)?, path.display().to_string()),
+        (None, None) => bail!("give the part as PROMPT or --prompt-file FILE"),
+    };
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        bail!("the prompt ({from}) is empty; describe the part, e.g. \"a 40 x 20 x 10 mm block with a 6 mm hole\"");
+    }
+    const MAX_PROMPT_CHARS: usize = 20_000;
+    if text.chars().count() > MAX_PROMPT_CHARS {
+        bail!("the prompt ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
+    }
+    Ok(text)
+}
+
+/// A run folder must be new or empty: a run never mixes its attempts with another's.
+fn check_run_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} exists and is not a folder; choose another path", dir.display());
+    }
+    if dir.is_dir() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "--out {} already holds files; choose a new or empty folder (leave --out out for a fresh one under runs/)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `runs/<first words of the prompt>`, with -2, -3, … when taken.
+fn default_run_dir(prompt: &str) -> PathBuf {
+    let mut slug = String::new();
+    for word in prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+    {
+        if slug.len() + word.len() > 48 {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word.to_ascii_lowercase());
+    }
+    if slug.is_empty() {
+        slug.push_str("run");
+    }
+    let base = PathBuf::from("runs");
+    let taken = |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
+    let mut dir = base.join(&slug);
+    let mut n = 2;
+    while taken(&dir) {
+        dir = base.join(format!("{slug}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// What `generate` prints: a few lines, or this as JSON with --json.
+#[derive(Debug, serde::Serialize)]
+pub struct RunSummary {
+    pub out: PathBuf,
+    pub outcome: String,
+    pub stop_reason: String,
+    pub attempts: usize,
+    pub repairs: usize,
+    pub refines: usize,
+    pub final_attempt: Option<u32>,
+    pub verdict: Option<String>,
+    pub files: Vec<String>,
+    pub seconds: f64,
+    pub llm_calls: u32,
+    pub tokens: crate::llm::Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn of(out: &Path, record: &RunRecord) -> RunSummary {
+        let count = |stage| record.attempts.iter().filter(|a| a.stage == stage).count();
+        let chosen = record
+            .chosen
+            .as_ref()
+            .and_then(|c| record.attempts.get(c.attempt as usize - 1));
+        let mut files = vec![RUN_FILE.to_string(), TRANSCRIPT_FILE.to_string()];
+        if record.outcome.has_model() {
+            files.extend(MODEL_FILES.iter().map(|f| f.to_string()));
+            files.extend(["views/".to_string(), "sheet.png".to_string()]);
+        }
+        RunSummary {
+            out: out.to_path_buf(),
+            outcome: record.outcome.as_str().to_string(),
+            stop_reason: record.stop_reason.clone(),
+            attempts: record.attempts.len(),
+            repairs: count(Stage::Repair),
+            refines: count(Stage::Refine),
+            final_attempt: record.chosen.as_ref().map(|c| c.attempt),
+            verdict: chosen
+                .and_then(|a| a.critique.as_ref())
+                .and_then(|c| c.verdict)
+                .map(|v| v.as_str().to_string()),
+            files,
+            seconds: record.timings.total_ms / 1000.0,
+            llm_calls: record.llm_calls,
+            tokens: record.usage,
+            error: record.error.clone(),
+        }
+    }
+
+    fn text(&self, record: &RunRecord) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "{}: {} ({} attempt{}, {} repair{}, {} refine{}; {:.1} s, {} LLM calls, {} tokens)",
+            self.outcome,
+            self.out.display(),
+            self.attempts,
+            plural(self.attempts),
+            self.repairs,
+            plural(self.repairs),
+            self.refines,
+            plural(self.refines),
+            self.seconds,
+            self.llm_calls,
+            self.tokens.total_tokens
+        );
+        let _ = writeln!(text, "  stopped     {}", self.stop_reason);
+        match (&record.chosen, self.final_attempt) {
+            (Some(choice), Some(n)) => {
+                let _ = writeln!(text, "  result      attempt {n}: {}", choice.why);
+                if let Some(facts) = record.attempts[n as usize - 1].result.facts() {
+                    let [x, y, z] = facts.bbox.size;
+                    let _ = writeln!(
+                        text,
+                        "  solid       {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³, {} solid{}",
+                        facts.volume,
+                        facts.solids,
+                        if facts.solids == 1 { "" } else { "s" }
+                    );
+                }
+            }
+            _ => {
+                if let Some(last) = record.attempts.last() {
+                    if let Outcome::Error { kind, message, line, .. } = &last.result.outcome {
+                        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+                        let first = message.lines().last().unwrap_or("");
+                        let _ = writeln!(text, "  last error  {kind}{at}: {first}");
+                    }
+                }
+            }
+        }
+        if let Some(error) = &self.error {
+            let _ = writeln!(text, "  LLM error   {error}");
+        }
+        let _ = writeln!(text, "  files       {}", self.files.join(", "));
+        let _ = writeln!(text, "  attempts    {}", self.out.join("attempts").display());
+        text
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::caption::Decoding;
 use crate::executor::ExecutorSettings;
+use crate::llm::LlmSettings;
+use crate::pipeline::Budget;
 use crate::render::{self, RenderSettings};
 
 /// The settings file looked for in the working directory.
@@ -28,6 +30,13 @@ pub enum ConfigError {
     Invalid { what: String, message: String },
     #[error("cannot find the cadloop binary to start workers")]
     Exe(#[source] std::io::Error),
+    #[error("no LLM endpoint is configured. cadloop needs an OpenAI-compatible chat endpoint:\n\
+             \x20 OpenAI:       export OPENAI_API_KEY=sk-...   (model {model} unless --model says otherwise)\n\
+             \x20 Ollama:       cadloop generate --base-url http://127.0.0.1:11434/v1 --model qwen2.5-coder:7b \"...\"\n\
+             \x20 llama.cpp:    cadloop generate --base-url http://127.0.0.1:8080/v1 --model local \"...\"\n\
+             \x20 vLLM, others: --base-url http://HOST:PORT/v1 --model NAME (or OPENAI_BASE_URL and CADLOOP_MODEL,\n\
+             \x20               or [llm] base_url and model in cadloop.toml)", model = crate::llm::DEFAULT_OPENAI_MODEL)]
+    NoEndpoint,
 }
 
 /// `cadloop.toml` as written by the user; every field optional.
@@ -40,6 +49,35 @@ pub struct FileConfig {
     pub render: RenderFile,
     #[serde(default)]
     pub captioner: CaptionerFile,
+    #[serde(default)]
+    pub llm: LlmFile,
+    #[serde(default)]
+    pub generate: GenerateFile,
+}
+
+/// `[llm]`: the endpoint and how to ask it. The API key is never read from
+/// the file: it comes from `OPENAI_API_KEY` only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFile {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub timeout_secs: Option<f64>,
+    pub retries: Option<u32>,
+    /// First wait before a retry, in seconds; doubled each retry.
+    pub backoff_secs: Option<f64>,
+}
+
+/// `[generate]`: the loop's budgets and prompts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateFile {
+    pub max_repairs: Option<u32>,
+    pub max_refines: Option<u32>,
+    /// A folder of prompt templates replacing the built-in ones.
+    pub prompts: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +120,122 @@ pub struct ExecutorFlags {
     pub workers: Option<usize>,
     pub timeout_secs: Option<f64>,
     pub memory_limit_mib: Option<u64>,
+}
+
+/// LLM values given on the command line (or their environment variables).
+#[derive(Debug, Default, Clone)]
+pub struct LlmFlags {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub timeout_secs: Option<f64>,
+    pub retries: Option<u32>,
+}
+
+/// The API key from `OPENAI_API_KEY`, when set and not blank.
+pub fn api_key_from_env() -> Option<String> {
+    std::env::var("OPENAI_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+}
+
+/// Merges LLM flags over the file over defaults and checks them. With no
+/// base URL anywhere, an API key means OpenAI; neither is [`ConfigError::NoEndpoint`].
+pub fn llm_settings(
+    file: &LlmFile,
+    flags: &LlmFlags,
+    api_key: Option<String>,
+) -> Result<LlmSettings, ConfigError> {
+    let base_url = flags
+        .base_url
+        .clone()
+        .or_else(|| file.base_url.clone())
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty());
+    let base_url = match (base_url, &api_key) {
+        (Some(url), _) => url,
+        (None, Some(_)) => crate::llm::OPENAI_BASE_URL.to_string(),
+        (None, None) => return Err(ConfigError::NoEndpoint),
+    };
+    match reqwest::Url::parse(&base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(invalid(
+                "base URL",
+                format!(
+                    "{base_url:?} is not an http(s) address; give the API root, e.g. http://127.0.0.1:11434/v1"
+                ),
+            ))
+        }
+    }
+    let model = match flags.model.clone().or_else(|| file.model.clone()) {
+        Some(model) if !model.trim().is_empty() => model.trim().to_string(),
+        _ if base_url == crate::llm::OPENAI_BASE_URL => crate::llm::DEFAULT_OPENAI_MODEL.to_string(),
+        _ => {
+            return Err(invalid(
+                "model",
+                format!(
+                    "name the model {base_url} serves with --model (or CADLOOP_MODEL, or [llm] model), \
+                     e.g. --model qwen2.5-coder:7b for Ollama"
+                ),
+            ))
+        }
+    };
+    let temperature = flags.temperature.or(file.temperature);
+    if matches!(temperature, Some(t) if !(0.0..=2.0).contains(&t)) {
+        return Err(invalid("temperature", "use 0 to 2"));
+    }
+    let max_tokens = flags.max_tokens.or(file.max_tokens);
+    if matches!(max_tokens, Some(n) if n < 64) {
+        return Err(invalid("max tokens", "use at least 64: a script needs room"));
+    }
+    let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(300.0);
+    if !(timeout_secs.is_finite() && (1.0..=3600.0).contains(&timeout_secs)) {
+        return Err(invalid(
+            "request timeout",
+            format!("{timeout_secs} s is out of range; use 1 to 3600"),
+        ));
+    }
+    let retries = flags.retries.or(file.retries).unwrap_or(5);
+    if retries > 20 {
+        return Err(invalid("retries", format!("{retries} is too many; use 0 to 20")));
+    }
+    let backoff_secs = file.backoff_secs.unwrap_or(1.0);
+    if !(backoff_secs.is_finite() && (0.0..=60.0).contains(&backoff_secs)) {
+        return Err(invalid("llm.backoff_secs", "use 0 to 60"));
+    }
+    Ok(LlmSettings {
+        base_url,
+        api_key,
+        model,
+        temperature,
+        max_tokens,
+        request_timeout: Duration::from_secs_f64(timeout_secs),
+        retries,
+        backoff: Duration::from_secs_f64(backoff_secs),
+    })
+}
+
+/// The loop's budgets: flags over the file over the defaults (3 and 3).
+pub fn budget(
+    file: &GenerateFile,
+    max_repairs: Option<u32>,
+    max_refines: Option<u32>,
+) -> Result<Budget, ConfigError> {
+    let defaults = Budget::default();
+    let budget = Budget {
+        max_repairs: max_repairs.or(file.max_repairs).unwrap_or(defaults.max_repairs),
+        max_refines: max_refines.or(file.max_refines).unwrap_or(defaults.max_refines),
+    };
+    if budget.max_repairs > 20 {
+        return Err(invalid("max repairs", "use 0 to 20"));
+    }
+    if budget.max_refines > 20 {
+        return Err(invalid("max refines", "use 0 to 20"));
+    }
+    Ok(budget)
 }
 
 /// Reads the settings file: the named one (which must exist), else
@@ -354,6 +508,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least 256"), "{err}");
+    }
+
+    #[test]
+    fn no_endpoint_is_an_error_that_shows_both_ways_to_configure_one() {
+        let err = llm_settings(&LlmFile::default(), &LlmFlags::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OPENAI_API_KEY"), "{err}");
+        assert!(err.contains("--base-url http://127.0.0.1:11434/v1 --model"), "{err}");
+
+        let openai = llm_settings(&LlmFile::default(), &LlmFlags::default(), Some("k".into())).unwrap();
+        assert_eq!(openai.base_url, crate::llm::OPENAI_BASE_URL);
+        assert_eq!(openai.model, crate::llm::DEFAULT_OPENAI_MODEL);
+
+        let local = LlmFlags {
+            base_url: Some("http://127.0.0.1:8080/v1/".into()),
+            ..Default::default()
+        };
+        let err = llm_settings(&LlmFile::default(), &local, None).unwrap_err().to_string();
+        assert!(err.starts_with("model:"), "{err}");
+        let file: FileConfig = toml::from_str("[llm]\nmodel = \"coder\"\nretries = 2\n").unwrap();
+        let settings = llm_settings(&file.llm, &local, None).unwrap();
+        assert_eq!(settings.endpoint(), "http://127.0.0.1:8080/v1");
+        assert_eq!((settings.model.as_str(), settings.retries), ("coder", 2));
+
+        let bad = LlmFlags {
+            base_url: Some("127.0.0.1:8080".into()),
+            ..local
+        };
+        let err = llm_settings(&file.llm, &bad, None).unwrap_err().to_string();
+        assert!(err.contains("not an http(s) address"), "{err}");
     }
 
     #[test]

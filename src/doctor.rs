@@ -60,7 +60,9 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
             };
             config::executor_settings(&file.executor, &flags).map_err(|e| e.to_string())
         });
-    let captioner = file.map(|file| file.captioner).unwrap_or_default();
+    let (captioner, llm) = file
+        .map(|file| (file.captioner, file.llm))
+        .unwrap_or_default();
     match settings {
         Err(message) => out.push(check("settings", Status::Fail, message)),
         Ok(settings) => {
@@ -116,7 +118,7 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
         Err(err) => check("font", Status::Fail, err.to_string()),
     });
     out.push(captioner_check(&captioner));
-    out.push(llm_check());
+    out.push(llm_check(&llm));
     out
 }
 
@@ -150,33 +152,27 @@ fn captioner_check(file: &config::CaptionerFile) -> Check {
     }
 }
 
-fn llm_check() -> Check {
-    let base = std::env::var("OPENAI_BASE_URL").ok();
-    let model = std::env::var("CADLOOP_MODEL").ok();
-    let key = std::env::var_os("OPENAI_API_KEY").is_some();
-    let endpoint = base
-        .clone()
-        .unwrap_or_else(|| "https://api.openai.com/v1 (default)".into());
-    let mut missing = Vec::new();
-    if model.is_none() {
-        missing.push("set CADLOOP_MODEL to the model's name".to_string());
-    }
-    if base.is_none() && !key {
-        missing.push("set OPENAI_API_KEY, or OPENAI_BASE_URL to a local server (e.g. http://127.0.0.1:11434/v1)".into());
-    }
-    let detail = format!(
-        "endpoint {endpoint}, model {}, API key {}",
-        model.as_deref().unwrap_or("unset"),
-        if key { "set" } else { "unset" }
-    );
-    if missing.is_empty() {
-        check("LLM", Status::Ok, detail)
-    } else {
-        check(
+/// The LLM settings as `generate` would resolve them (no request is sent).
+fn llm_check(file: &config::LlmFile) -> Check {
+    let flags = config::LlmFlags {
+        base_url: std::env::var("OPENAI_BASE_URL").ok(),
+        model: std::env::var("CADLOOP_MODEL").ok(),
+        ..Default::default()
+    };
+    let key = config::api_key_from_env();
+    let has_key = key.is_some();
+    match config::llm_settings(file, &flags, key) {
+        Ok(settings) => check(
             "LLM",
-            Status::Warn,
-            format!("{detail}; {}", missing.join("; ")),
-        )
+            Status::Ok,
+            format!(
+                "endpoint {}, model {}, API key {}",
+                settings.endpoint(),
+                settings.model,
+                if has_key { "set" } else { "unset" }
+            ),
+        ),
+        Err(err) => check("LLM", Status::Warn, err.to_string().replace('\n', " ")),
     }
 }
 

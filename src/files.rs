@@ -21,3 +21,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// Writes pretty JSON (and a final newline) atomically.
+pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+/// Copies `from` to `to` atomically (through a temporary file beside `to`).
+pub fn copy_atomically(from: &Path, to: &Path) -> std::io::Result<()> {
+    write_atomically(to, &std::fs::read(from)?)
+}

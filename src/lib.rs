@@ -7,10 +7,16 @@
 //! - [`cli`]: the command line (clap types only).
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
 //! - [`commands`]: what each subcommand does, on top of the modules below.
+//! - [`critique`]: geometry facts in words; the verdict and rewrite read from a reply.
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
 //! - [`files`]: output files written whole or not at all.
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
+//! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
+//! - [`pipeline`]: the loop as a state machine: generate, execute, repair, look, refine.
+//! - [`progress`]: the live progress line on a terminal.
+//! - [`prompts`]: the prompt templates of `prompts/`, filled.
+//! - [`report`]: the run record (`run.json`) and the LLM transcript.
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
 //! - [`doctor`]: checks of the environment, each with the command that fixes it.
 
@@ -18,9 +24,15 @@ pub mod caption;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod critique;
 pub mod doctor;
 pub mod executor;
 pub mod files;
 pub mod freecad;
+pub mod llm;
 pub mod mesh;
+pub mod pipeline;
+pub mod progress;
+pub mod prompts;
 pub mod render;
+pub mod report;

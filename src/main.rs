@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
+            Command::Generate(args) => commands::generate(&cli.global, args).await,
             Command::Exec(args) => commands::exec(&cli.global, args).await,
             Command::Render(args) => commands::render(&cli.global, args).await,
             Command::Caption(args) => commands::caption(&cli.global, args),
@@ -55,7 +56,7 @@ fn init_tracing(global: &GlobalArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| cadloop::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -1,0 +1,288 @@
+//! The critique: what was asked against what was built. Puts the geometry
+//! facts into words for the refine prompt, and reads the LLM's verdict and
+//! rewrite out of its reply.
+//!
+//! Stage in the flow: after `render` and `caption`, `pipeline` fills the refine
+//! prompt with [`describe_facts`] and the captions; the reply comes back here
+//! ([`read_critique`]) and decides whether the loop stops (MATCH) or runs the
+//! rewritten code (MISMATCH).
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::GeometryFacts;
+use crate::llm::extract_code;
+
+/// The LLM's judgement of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Match,
+    Mismatch,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Match => "match",
+            Verdict::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// A critique reply, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Critique {
+    /// `None` when the reply states no verdict and has no code.
+    pub verdict: Option<Verdict>,
+    /// Whether the reply said the verdict (a rewrite without one counts as a mismatch).
+    pub stated: bool,
+    /// The reasons: the reply without its verdict line and code block.
+    pub feedback: String,
+    pub code: Option<String>,
+}
+
+/// Reads a critique reply. The verdict is looked for on a line of its own
+/// ("VERDICT: MATCH", any case, Markdown emphasis or heading marks around it,
+/// ':' or '-' or '=' after the word), first among the first three non-empty
+/// lines, then anywhere. A reply with code but no verdict is a mismatch.
+pub fn read_critique(reply: &str) -> Critique {
+    let code = extract_code(reply);
+    let lines: Vec<&str> = reply.lines().collect();
+    let early = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .take(3)
+        .find_map(|(i, l)| verdict_of(l).map(|v| (i, v)));
+    let found = early.or_else(|| {
+        lines
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| verdict_of(l).map(|v| (i, v)))
+    });
+    let (verdict, stated) = match (found, &code) {
+        (Some((_, v)), _) => (Some(v), true),
+        (None, Some(_)) => (Some(Verdict::Mismatch), false),
+        (None, None) => (None, false),
+    };
+    let feedback = feedback_text(&lines, found.map(|(i, _)| i));
+    Critique {
+        verdict,
+        stated,
+        feedback,
+        code,
+    }
+}
+
+/// The verdict a line states, if it is a verdict line.
+fn verdict_of(line: &str) -> Option<Verdict> {
+    let cleaned: String = line
+        .chars()
+        .filter(|c| !matches!(c, '*' | '_' | '`' | '#' | '>'))
+        .collect::<String>()
+        .trim()
+        .to_ascii_lowercase();
+    let rest = cleaned.strip_prefix("verdict")?;
+    let rest = rest.trim_start().trim_start_matches([':', '-', '=', '—']).trim();
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic() || *c == ' ' || *c == '-')
+        .collect();
+    let word = word.trim().replace(['-', ' '], "");
+    if word.starts_with("mismatch") || word.starts_with("nomatch") || word.starts_with("notamatch") {
+        Some(Verdict::Mismatch)
+    } else if word.starts_with("match") {
+        Some(Verdict::Match)
+    } else {
+        None
+    }
+}
+
+/// The reply's prose: without the verdict line and fenced blocks, trimmed.
+fn feedback_text(lines: &[&str], verdict_line: Option<usize>) -> String {
+    let mut out = Vec::new();
+    let mut fence: Option<&str> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let marker = if trimmed.starts_with("```") {
+            Some("```")
+        } else if trimmed.starts_with("~~~") {
+            Some("~~~")
+        } else {
+            None
+        };
+        match (fence, marker) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(open), Some(m)) if open == m && trimmed.trim_start_matches(m).trim().is_empty() => {
+                fence = None
+            }
+            (Some(_), _) => {}
+            (None, None) if Some(i) != verdict_line => out.push(*line),
+            (None, None) => {}
+        }
+    }
+    out.join("\n").trim().to_string()
+}
+
+/// The geometry facts as the refine prompt and the record put them: one
+/// "- " line per fact, sizes in mm to 0.01.
+pub fn describe_facts(facts: &GeometryFacts) -> String {
+    let [x, y, z] = facts.bbox.size;
+    let [x0, y0, z0] = facts.bbox.min;
+    let [x1, y1, z1] = facts.bbox.max;
+    let [cx, cy, cz] = facts.center_of_mass;
+    let mut lines = vec![
+        format!(
+            "- bounding box: {} × {} × {} mm (X × Y × Z), from ({}, {}, {}) to ({}, {}, {})",
+            mm(x), mm(y), mm(z), mm(x0), mm(y0), mm(z0), mm(x1), mm(y1), mm(z1)
+        ),
+        format!(
+            "- volume: {} mm³; surface area: {} mm²",
+            mm(facts.volume),
+            mm(facts.area)
+        ),
+        format!(
+            "- {} {}, {}",
+            facts.solids,
+            if facts.solids == 1 { "solid" } else { "solids" },
+            if facts.valid {
+                "valid"
+            } else {
+                "NOT valid (self-intersecting or open)"
+            }
+        ),
+    ];
+    let kinds: Vec<String> = facts
+        .face_types
+        .iter()
+        .map(|(kind, n)| format!("{n} {}", face_word(kind, *n)))
+        .collect();
+    lines.push(format!(
+        "- {} faces ({}), {} edges, {} vertices",
+        facts.faces,
+        if kinds.is_empty() {
+            "none typed".to_string()
+        } else {
+            kinds.join(", ")
+        },
+        facts.edges,
+        facts.vertices
+    ));
+    lines.push(format!(
+        "- centre of mass: ({}, {}, {}) mm",
+        mm(cx),
+        mm(cy),
+        mm(cz)
+    ));
+    lines.join("\n")
+}
+
+/// A length to 0.01 mm, without trailing zeros and without "-0".
+fn mm(value: f64) -> String {
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// OCC's surface type names, as words.
+fn face_word(kind: &str, n: u32) -> String {
+    let word = match kind {
+        "Plane" => "planar",
+        "Cylinder" => "cylindrical",
+        "Cone" => "conical",
+        "Sphere" => "spherical",
+        "Toroid" => "toroidal",
+        "BSplineSurface" | "BezierSurface" => "free-form",
+        "SurfaceOfRevolution" => "revolved",
+        "SurfaceOfExtrusion" => "extruded",
+        "OffsetSurface" => "offset",
+        other => return format!("{other} face{}", if n == 1 { "" } else { "s" }),
+    };
+    word.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::executor::BoundingBox;
+
+    #[test]
+    fn verdicts_are_read_tolerantly() {
+        for (reply, verdict) in [
+            ("VERDICT: MATCH\nLooks right.", Verdict::Match),
+            ("verdict: match", Verdict::Match),
+            ("**Verdict:** MATCH", Verdict::Match),
+            ("## Verdict - Mismatch\nThe hole is missing.", Verdict::Mismatch),
+            ("VERDICT:MISMATCH", Verdict::Mismatch),
+            ("Verdict: no match", Verdict::Mismatch),
+            ("`VERDICT: MATCH`", Verdict::Match),
+            ("Let me compare.\n\nVERDICT = MISMATCH", Verdict::Mismatch),
+        ] {
+            let critique = read_critique(reply);
+            assert_eq!(critique.verdict, Some(verdict), "{reply:?}");
+            assert!(critique.stated, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn a_late_verdict_line_counts_but_prose_mentioning_the_word_does_not() {
+        let reply = "The part has the hole.\nThe size is right.\nThe walls are right.\nAll good.\nVERDICT: MATCH";
+        assert_eq!(read_critique(reply).verdict, Some(Verdict::Match));
+        let prose = "I will now give my verdict after checking.\nIt is a good part.";
+        assert_eq!(read_critique(prose).verdict, None);
+    }
+
+    #[test]
+    fn code_without_a_verdict_is_a_mismatch_and_the_feedback_leaves_out_code_and_verdict() {
+        let reply = "The hole should be 8 mm.\n```python\nresult = 1\n```\n";
+        let critique = read_critique(reply);
+        assert_eq!(critique.verdict, Some(Verdict::Mismatch));
+        assert!(!critique.stated);
+        assert_eq!(critique.code.as_deref(), Some("result = 1\n"));
+        assert_eq!(critique.feedback, "The hole should be 8 mm.");
+
+        let full = "VERDICT: MISMATCH\nThe block is 40 mm long, not 50.\n\n```python\nresult = 2\n```\nThat fixes it.";
+        let critique = read_critique(full);
+        assert_eq!(critique.verdict, Some(Verdict::Mismatch));
+        assert_eq!(
+            critique.feedback,
+            "The block is 40 mm long, not 50.\n\nThat fixes it."
+        );
+    }
+
+    #[test]
+    fn facts_in_words() {
+        let facts = GeometryFacts {
+            valid: true,
+            solids: 1,
+            shells: 1,
+            faces: 7,
+            edges: 15,
+            vertices: 10,
+            volume: 7717.2566,
+            area: 2931.9469,
+            bbox: BoundingBox {
+                min: [0.0, -0.0000001, 0.0],
+                max: [40.0, 20.0, 10.0],
+                size: [40.0, 20.0, 10.0],
+            },
+            center_of_mass: [20.0, 10.0, 5.0],
+            face_types: BTreeMap::from([("Cylinder".to_string(), 1), ("Plane".to_string(), 6)]),
+            tessellation: None,
+        };
+        assert_eq!(
+            describe_facts(&facts),
+            "- bounding box: 40 × 20 × 10 mm (X × Y × Z), from (0, 0, 0) to (40, 20, 10)\n\
+             - volume: 7717.26 mm³; surface area: 2931.95 mm²\n\
+             - 1 solid, valid\n\
+             - 7 faces (1 cylindrical, 6 planar), 15 edges, 10 vertices\n\
+             - centre of mass: (20, 10, 5) mm"
+        );
+    }
+}

@@ -1,0 +1,668 @@
+//! The LLM client: chat requests to any OpenAI-compatible endpoint (OpenAI,
+//! Ollama, vLLM, llama.cpp's server) through async-openai, with retries, and
+//! the code pulled out of a reply.
+//!
+//! Stage in the flow: `pipeline` sends the filled `prompts` here and gets back
+//! text, token counts and timings; [`extract_code`] finds the FreeCAD Python in
+//! the text for the executor.
+//!
+//! Retries live in a tower service under async-openai's client, so they see
+//! the HTTP status and the `Retry-After` header: 429, 5xx, timeouts and
+//! connection errors are retried with exponential backoff and jitter, up to a
+//! budget; anything else fails at once. Replies are read leniently (only
+//! `choices[].message.content` and `usage` are needed), since local servers
+//! leave out fields OpenAI sends.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequest,
+};
+use serde::{Deserialize, Serialize};
+
+/// OpenAI's endpoint, used when no base URL is given.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// The model asked for at OpenAI when none is named.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4.1-mini";
+
+/// Where and how to ask.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// The API root, e.g. `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    /// Sent as a bearer token when set.
+    pub api_key: Option<String>,
+    pub model: String,
+    /// `None` leaves the server's default.
+    pub temperature: Option<f32>,
+    /// Most tokens in one reply; `None` leaves the server's default.
+    pub max_tokens: Option<u32>,
+    /// Limit for one HTTP request, the reply included.
+    pub request_timeout: Duration,
+    /// Retries after the first request fails with a retryable error.
+    pub retries: u32,
+    /// First backoff delay; doubled each retry, jittered, capped at [`MAX_BACKOFF`].
+    pub backoff: Duration,
+}
+
+/// The longest wait between two tries, `Retry-After` included.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl LlmSettings {
+    /// The base URL without a trailing slash, as messages show it.
+    pub fn endpoint(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+}
+
+/// Who says a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Tokens as the server counted them (zero when it does not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// A reply and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub content: String,
+    pub usage: Usage,
+    /// The model the server says answered.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// Failed tries before this reply.
+    pub retries: u32,
+    pub elapsed_ms: f64,
+}
+
+/// The endpoint could not give a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot reach the LLM endpoint {url} ({tries} tries)")]
+    Unreachable {
+        url: String,
+        tries: u32,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the LLM endpoint {url} did not answer within {timeout:?} ({tries} tries)")]
+    Timeout {
+        url: String,
+        timeout: Duration,
+        tries: u32,
+    },
+    #[error("the LLM endpoint {url} answered HTTP {status} ({tries} tries): {message}")]
+    Status {
+        url: String,
+        status: u16,
+        tries: u32,
+        message: String,
+    },
+    #[error("the LLM endpoint {url} sent a reply cadloop cannot read: {message}")]
+    Malformed { url: String, message: String },
+    #[error("the LLM request to {url} failed: {message}")]
+    Request { url: String, message: String },
+}
+
+impl LlmError {
+    /// A hint for the user when the problem is the set-up rather than the server's mood.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            LlmError::Unreachable { .. } => Some(
+                "is the server running? Give its address with --base-url (or OPENAI_BASE_URL), \
+                 e.g. http://127.0.0.1:11434/v1 for Ollama or http://127.0.0.1:8080/v1 for llama.cpp",
+            ),
+            LlmError::Status { status: 401, .. } | LlmError::Status { status: 403, .. } => {
+                Some("check OPENAI_API_KEY")
+            }
+            LlmError::Status { status: 404, .. } => Some(
+                "check --base-url (it usually ends in /v1) and --model (the server must know it)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to the tries of one call, seen by the retry service.
+#[derive(Debug, Default, Clone)]
+struct CallLog {
+    tries: u32,
+    last_status: Option<u16>,
+    timed_out: bool,
+}
+
+tokio::task_local! {
+    static CALL_LOG: RefCell<CallLog>;
+}
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+/// The HTTP layer under async-openai: one request, retried as the settings say.
+#[derive(Clone)]
+struct RetryingHttp {
+    http: reqwest::Client,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl tower::Service<HttpRequestFactory> for RetryingHttp {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = HttpFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.send(factory).await })
+    }
+}
+
+impl RetryingHttp {
+    async fn send(self, factory: HttpRequestFactory) -> Result<reqwest::Response, OpenAIError> {
+        let mut retry = 0;
+        loop {
+            let request = factory.build().await?;
+            let result = self.http.execute(request).await;
+            note(|log| {
+                log.tries += 1;
+                log.last_status = result.as_ref().ok().map(|r| r.status().as_u16());
+                log.timed_out = matches!(&result, Err(e) if e.is_timeout());
+            });
+            let asked_delay = match &result {
+                Ok(response) if retryable_status(response.status().as_u16()) => {
+                    retry_after(response.headers())
+                }
+                Ok(_) => return result.map_err(OpenAIError::Reqwest),
+                Err(err) if err.is_connect() || err.is_timeout() => None,
+                Err(_) => return result.map_err(OpenAIError::Reqwest),
+            };
+            if retry >= self.retries {
+                return result.map_err(OpenAIError::Reqwest);
+            }
+            let delay = match asked_delay {
+                Some(asked) if asked > MAX_BACKOFF => {
+                    // The server wants a longer pause than cadloop waits: give up now.
+                    return result.map_err(OpenAIError::Reqwest);
+                }
+                Some(asked) => asked,
+                None => backoff_delay(self.backoff, retry),
+            };
+            tracing::warn!(
+                status = result.as_ref().ok().map(|r| r.status().as_u16()),
+                error = result.as_ref().err().map(|e| e.to_string()),
+                retry = retry + 1,
+                of = self.retries,
+                wait_ms = delay.as_millis() as u64,
+                "LLM request failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+}
+
+fn note(update: impl FnOnce(&mut CallLog)) {
+    let _ = CALL_LOG.try_with(|log| update(&mut log.borrow_mut()));
+}
+
+fn retryable_status(status: u16) -> bool {
+    status == 429 || status == 408 || (500..600).contains(&status)
+}
+
+/// `Retry-After` as seconds (integer or decimal) or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// `base · 2^retry`, capped, then scaled by a random factor in [0.5, 1) so
+/// that clients that failed together do not retry together.
+fn backoff_delay(base: Duration, retry: u32) -> Duration {
+    let full = base
+        .saturating_mul(1u32 << retry.min(16))
+        .min(MAX_BACKOFF);
+    full.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// A client for one endpoint and model.
+#[derive(Clone)]
+pub struct LlmClient {
+    client: async_openai::Client<OpenAIConfig>,
+    settings: LlmSettings,
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("endpoint", &self.settings.endpoint())
+            .field("model", &self.settings.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reply as cadloop reads it: everything but the text and the counts may be missing.
+#[derive(Debug, Deserialize)]
+struct WireReply {
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChoice {
+    message: WireMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+impl LlmClient {
+    pub fn new(settings: LlmSettings) -> Result<LlmClient, LlmError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("cadloop/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| LlmError::Request {
+                url: settings.endpoint().to_string(),
+                message: e.to_string(),
+            })?;
+        let config = OpenAIConfig::new()
+            .with_api_base(settings.endpoint())
+            .with_api_key(settings.api_key.clone().unwrap_or_default());
+        let client =
+            async_openai::Client::with_config(config).with_http_service(RetryingHttp {
+                http,
+                retries: settings.retries,
+                backoff: settings.backoff,
+            });
+        Ok(LlmClient { client, settings })
+    }
+
+    pub fn settings(&self) -> &LlmSettings {
+        &self.settings
+    }
+
+    /// Sends one chat request and returns the first choice's text.
+    pub async fn chat(&self, messages: &[Message]) -> Result<Reply, LlmError> {
+        let request = self.request(messages);
+        let started = Instant::now();
+        let (result, log) = CALL_LOG
+            .scope(RefCell::new(CallLog::default()), async {
+                let result: Result<WireReply, OpenAIError> =
+                    self.client.chat().create_byot(request).await;
+                (result, CALL_LOG.with(|log| log.borrow().clone()))
+            })
+            .await;
+        let url = self.settings.endpoint().to_string();
+        let tries = log.tries.max(1);
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(err) => return Err(self.classify(err, &log)),
+        };
+        let Some(choice) = reply.choices.into_iter().next() else {
+            return Err(LlmError::Malformed {
+                url,
+                message: "the reply has no choices".into(),
+            });
+        };
+        let usage = reply.usage.map_or(Usage::default(), |u| {
+            let prompt = u.prompt_tokens.unwrap_or(0);
+            let completion = u.completion_tokens.unwrap_or(0);
+            Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: u.total_tokens.unwrap_or(prompt + completion),
+            }
+        });
+        Ok(Reply {
+            content: choice.message.content.unwrap_or_default(),
+            usage,
+            model: reply.model.unwrap_or_else(|| self.settings.model.clone()),
+            finish_reason: choice.finish_reason,
+            retries: tries - 1,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn request(&self, messages: &[Message]) -> CreateChatCompletionRequest {
+        let messages = messages
+            .iter()
+            .map(|m| match m.role {
+                Role::System => ChatCompletionRequestMessage::System(
+                    ChatCompletionRequestSystemMessage::from(m.content.clone()),
+                ),
+                Role::User => ChatCompletionRequestMessage::User(
+                    ChatCompletionRequestUserMessage::from(m.content.clone()),
+                ),
+                Role::Assistant => ChatCompletionRequestMessage::Assistant(
+                    ChatCompletionRequestAssistantMessage::from(m.content.clone()),
+                ),
+            })
+            .collect();
+        // OpenAI's newer models refuse `max_tokens`; local servers know only it.
+        let (max_tokens, max_completion_tokens) = if self.is_openai() {
+            (None, self.settings.max_tokens)
+        } else {
+            (self.settings.max_tokens, None)
+        };
+        #[allow(deprecated)]
+        CreateChatCompletionRequest {
+            model: self.settings.model.clone(),
+            messages,
+            temperature: self.settings.temperature,
+            max_tokens,
+            max_completion_tokens,
+            stream: Some(false),
+            ..Default::default()
+        }
+    }
+
+    fn is_openai(&self) -> bool {
+        self.settings.endpoint() == OPENAI_BASE_URL
+    }
+
+    fn classify(&self, err: OpenAIError, log: &CallLog) -> LlmError {
+        let url = self.settings.endpoint().to_string();
+        let tries = log.tries.max(1);
+        match err {
+            OpenAIError::ApiError(api) => LlmError::Status {
+                url,
+                status: api.status_code.as_u16(),
+                tries,
+                message: shorten(&api.api_error.to_string()),
+            },
+            OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout {
+                url,
+                timeout: self.settings.request_timeout,
+                tries,
+            },
+            OpenAIError::Reqwest(e) if e.is_connect() => LlmError::Unreachable {
+                url,
+                tries,
+                source: e,
+            },
+            OpenAIError::JSONDeserialize(e, body) => match log.last_status {
+                Some(status) if !(200..300).contains(&status) => LlmError::Status {
+                    url,
+                    status,
+                    tries,
+                    message: shorten(&body),
+                },
+                _ => LlmError::Malformed {
+                    url,
+                    message: format!("{e} in {}", shorten(&body)),
+                },
+            },
+            other => LlmError::Request {
+                url,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A server's error body cut to a readable length.
+fn shorten(text: &str) -> String {
+    const KEEP: usize = 300;
+    let text = text.trim();
+    match text.char_indices().nth(KEEP) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Languages a fenced block may be labelled with and still be taken as the code.
+const CODE_LABELS: [&str; 4] = ["python", "py", "python3", "freecad"];
+
+/// The FreeCAD Python in a reply: the last complete fenced block labelled
+/// python (or py, python3), else the last complete unlabelled block. A reply
+/// with no fence at all is taken whole when it starts like a script (an
+/// import, a comment). `None` when there is no code.
+pub fn extract_code(reply: &str) -> Option<String> {
+    let blocks = fenced_blocks(reply);
+    let labelled = blocks
+        .iter()
+        .rev()
+        .find(|b| CODE_LABELS.contains(&b.label.as_str()));
+    let unlabelled = blocks.iter().rev().find(|b| b.label.is_empty());
+    if let Some(block) = labelled.or(unlabelled) {
+        return Some(block.body.clone()).filter(|code| !code.trim().is_empty());
+    }
+    let has_fence = reply.lines().any(|l| fence_of(l).is_some());
+    let first = reply.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let looks_like_code =
+        first.starts_with("import ") || first.starts_with("from ") || first.starts_with('#');
+    (!has_fence && looks_like_code).then(|| ensure_newline(reply.trim()))
+}
+
+struct Block {
+    label: String,
+    body: String,
+}
+
+/// A fence line: its character, its length and the info string after it.
+fn fence_of(line: &str) -> Option<(char, usize, &str)> {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    if indent > 3 {
+        return None;
+    }
+    let rest = &line[indent..];
+    let ch = rest.chars().next().filter(|&c| c == '`' || c == '~')?;
+    let len = rest.chars().take_while(|&c| c == ch).count();
+    (len >= 3).then(|| (ch, len, rest[len..].trim()))
+}
+
+/// The complete fenced blocks of a Markdown text, in order.
+fn fenced_blocks(text: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(char, usize, String, Vec<&str>)> = None;
+    for line in text.lines() {
+        match (&mut open, fence_of(line)) {
+            (None, Some((ch, len, info))) => {
+                let label = info
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('{')
+                    .trim_start_matches('.')
+                    .trim_end_matches('}')
+                    .to_ascii_lowercase();
+                open = Some((ch, len, label, Vec::new()));
+            }
+            (Some((ch, len, _, _)), Some((c, l, info))) if c == *ch && l >= *len && info.is_empty() => {
+                let (_, _, label, lines) = open.take().expect("matched Some");
+                blocks.push(Block {
+                    label,
+                    body: ensure_newline(&lines.join("\n")),
+                });
+            }
+            (Some((_, _, _, lines)), _) => lines.push(line),
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+fn ensure_newline(code: &str) -> String {
+    let mut code = code.to_string();
+    if !code.ends_with('\n') {
+        code.push('\n');
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_complete_python_block_wins() {
+        let reply = "First try:\n```python\nresult = 1\n```\nBetter:\n```python\nimport Part\nresult = Part.makeBox(1, 2, 3)\n```\nDone.";
+        assert_eq!(
+            extract_code(reply).unwrap(),
+            "import Part\nresult = Part.makeBox(1, 2, 3)\n"
+        );
+    }
+
+    #[test]
+    fn a_labelled_block_beats_an_unlabelled_one_and_other_languages_are_not_code() {
+        let reply = "```python\nresult = 1\n```\n```\nsome output\n```\n```bash\nfreecadcmd x.py\n```";
+        assert_eq!(extract_code(reply).unwrap(), "result = 1\n");
+        let unlabelled = "Here:\n```\nimport Part\nresult = Part.makeSphere(2)\n```";
+        assert_eq!(
+            extract_code(unlabelled).unwrap(),
+            "import Part\nresult = Part.makeSphere(2)\n"
+        );
+        assert_eq!(extract_code("```bash\nls\n```"), None);
+    }
+
+    #[test]
+    fn an_unclosed_block_is_not_taken_but_a_closed_one_before_it_is() {
+        assert_eq!(extract_code("```python\nresult = Part.makeBox(1,"), None);
+        let reply = "```py\nresult = 2\n```\nAnd then ```python\nresult = ";
+        // The second fence is not at a line start, so it is text.
+        assert_eq!(extract_code(reply).unwrap(), "result = 2\n");
+        let truncated = "```python\nresult = 2\n```\n```python\nresult = Part.make";
+        assert_eq!(extract_code(truncated).unwrap(), "result = 2\n");
+    }
+
+    #[test]
+    fn fences_may_be_tildes_longer_indented_or_carry_attributes() {
+        let reply = "~~~Python\nresult = 3\n~~~\n";
+        assert_eq!(extract_code(reply).unwrap(), "result = 3\n");
+        let nested = "````python\nprint('```')\nresult = 4\n````";
+        assert_eq!(extract_code(nested).unwrap(), "print('```')\nresult = 4\n");
+        let attrs = "  ```{.python title=\"part\"}\nresult = 5\n  ```";
+        assert_eq!(extract_code(attrs).unwrap(), "result = 5\n");
+    }
+
+    #[test]
+    fn prose_has_no_code_and_bare_scripts_are_taken_whole() {
+        assert_eq!(extract_code("I cannot help with that."), None);
+        assert_eq!(extract_code(""), None);
+        assert_eq!(extract_code("```python\n\n```"), None);
+        assert_eq!(
+            extract_code("import Part\nresult = Part.makeBox(1, 1, 1)").unwrap(),
+            "import Part\nresult = Part.makeBox(1, 1, 1)\n"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_stays_jittered_below_the_cap() {
+        for retry in 0..4 {
+            let full = Duration::from_millis(500 * (1 << retry));
+            for _ in 0..50 {
+                let d = backoff_delay(Duration::from_millis(500), retry);
+                assert!(d >= full / 2 && d < full, "{retry}: {d:?}");
+            }
+        }
+        assert!(backoff_delay(Duration::from_secs(1), 30) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(reqwest::header::RETRY_AFTER, "0.5".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(500)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            httpdate::fmt_http_date(soon).parse().unwrap(),
+        );
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+}

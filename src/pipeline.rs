@@ -1,0 +1,830 @@
+//! The loop, as an explicit state machine: generate → execute → (error →
+//! repair) → render → caption → critique → (mismatch → execute the rewrite)
+//! → finish. It owns the stop rules and budgets and writes the run directory.
+//!
+//! Stage in the flow: the top. `commands::generate` builds an [`Engine`] (LLM
+//! client, prompts, executor pool, captioner) and calls [`Engine::run`] once;
+//! the batch command shares one engine between many runs.
+//!
+//! Budgets: at most `max_repairs` repairs for each piece of code the LLM
+//! writes from scratch or rewrites (the first generation and each refine
+//! round), and at most `max_refines` refine rounds. The result is the last
+//! attempt judged MATCH, else the last attempt that built a valid solid.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use tracing::Instrument;
+
+use crate::caption::{Captioner, Decoding};
+use crate::critique::{self, Verdict};
+use crate::executor::{ExecutorError, Job, Pool, MODEL_FILES};
+use crate::files;
+use crate::llm::{LlmClient, LlmError, Message, Usage};
+use crate::mesh::Mesh;
+use crate::prompts::{
+    self, ErrorContext, PromptError, Prompts, RefineContext, RepairContext, SystemContext,
+    ViewCaption, Want,
+};
+use crate::render::{self, RenderError, RenderSettings, View};
+use crate::report::{
+    AttemptRecord, AttemptTimings, CaptionRecord, Choice, CritiqueBasis, CritiqueRecord,
+    Exchange, RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE,
+    RUN_FORMAT, TRANSCRIPT_FILE,
+};
+
+/// How many repairs and refine rounds a run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub max_repairs: u32,
+    pub max_refines: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_repairs: 3,
+            max_refines: 3,
+        }
+    }
+}
+
+/// A loaded captioner, shared by runs (one caption job at a time).
+#[derive(Clone)]
+pub struct SharedCaptioner {
+    pub dir: PathBuf,
+    pub model: Arc<Mutex<Captioner>>,
+    pub decoding: Decoding,
+}
+
+/// Everything a run needs, built once.
+pub struct Engine {
+    pub llm: LlmClient,
+    pub prompts: Prompts,
+    pub pool: Arc<Pool>,
+    pub captioner: Option<SharedCaptioner>,
+    pub render: RenderSettings,
+    pub font: Arc<ab_glyph::FontVec>,
+    pub budget: Budget,
+    /// Modules the system prompt tells the LLM it may import.
+    pub allowed_modules: Vec<String>,
+}
+
+/// The loop itself failed (not the generated code, not the LLM).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("captioning failed")]
+    Caption(#[from] crate::caption::CaptionError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+/// A finished (or stopped) run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub record: RunRecord,
+    /// Set when the LLM endpoint failed and ended the run early.
+    pub llm_error: Option<LlmError>,
+}
+
+/// The step the loop takes next.
+enum Step {
+    /// Ask the LLM for code (a first generation or a repair).
+    Ask {
+        stage: Stage,
+        messages: Vec<Message>,
+        parent: Option<u32>,
+        round: u32,
+        repairs: u32,
+    },
+    /// Run code the LLM wrote.
+    Execute {
+        code: String,
+        stage: Stage,
+        parent: Option<u32>,
+        round: u32,
+        repairs: u32,
+        usage: Usage,
+        llm_ms: f64,
+    },
+    /// Render and caption an attempt that built a solid.
+    Look { attempt: u32, mesh: Mesh, round: u32 },
+    /// Ask the LLM whether the attempt matches the prompt.
+    Judge { attempt: u32, round: u32 },
+    Finish { reason: String },
+}
+
+/// Code from the LLM, with what it cost.
+struct Answer {
+    code: Option<String>,
+    usage: Usage,
+    llm_ms: f64,
+}
+
+impl Engine {
+    /// Runs the loop for `prompt`, writing into `out` (an existing, empty, absolute folder).
+    pub async fn run(
+        &self,
+        prompt: &str,
+        out: &Path,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let system = self.prompts.system(&SystemContext {
+            allowed_modules: self.allowed_modules.clone(),
+        })?;
+        let mut run = Run {
+            engine: self,
+            out: out.to_path_buf(),
+            system,
+            started: Instant::now(),
+            progress,
+            calls: 0,
+            record: RunRecord {
+                format: RUN_FORMAT,
+                cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
+                status: RunStatus::Running,
+                prompt: prompt.to_string(),
+                settings,
+                attempts: Vec::new(),
+                chosen: None,
+                outcome: RunOutcome::Pending,
+                stop_reason: String::new(),
+                critique_basis: if self.captioner.is_some() {
+                    CritiqueBasis::CaptionsAndGeometry
+                } else {
+                    CritiqueBasis::Geometry
+                },
+                usage: Usage::default(),
+                llm_calls: 0,
+                timings: RunTimings::default(),
+                error: None,
+            },
+        };
+        run.save()?;
+        let first = run.ask_generate(prompt)?;
+        let llm_error = match run.drive(first).await {
+            Ok(()) => None,
+            Err(Stop::Llm(err)) => Some(err),
+            Err(Stop::Pipeline(err)) => return Err(err),
+        };
+        if let Some(err) = &llm_error {
+            let message = format!("{err:#}");
+            run.record.error = Some(error_chain(err));
+            run.finish(format!("the LLM endpoint failed: {message}"))?;
+            run.record.status = RunStatus::Stopped;
+            run.save()?;
+        }
+        Ok(RunResult {
+            record: run.record,
+            llm_error,
+        })
+    }
+}
+
+/// Why `drive` returned early.
+enum Stop {
+    Llm(LlmError),
+    Pipeline(PipelineError),
+}
+
+impl<E: Into<PipelineError>> From<E> for Stop {
+    fn from(err: E) -> Stop {
+        Stop::Pipeline(err.into())
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One run in progress.
+struct Run<'a> {
+    engine: &'a Engine,
+    out: PathBuf,
+    system: String,
+    started: Instant,
+    progress: &'a ProgressBar,
+    calls: u32,
+    record: RunRecord,
+}
+
+impl Run<'_> {
+    fn ask_generate(&self, prompt: &str) -> Result<Step, PipelineError> {
+        Ok(Step::Ask {
+            stage: Stage::Generate,
+            messages: vec![
+                Message::system(&self.system),
+                Message::user(self.engine.prompts.generate(prompt)?),
+            ],
+            parent: None,
+            round: 0,
+            repairs: 0,
+        })
+    }
+
+    /// The state machine's loop.
+    async fn drive(&mut self, mut step: Step) -> Result<(), Stop> {
+        let budget = self.engine.budget;
+        loop {
+            step = match step {
+                Step::Ask {
+                    stage,
+                    messages,
+                    parent,
+                    round,
+                    repairs,
+                } => {
+                    let number = self.next_number();
+                    self.status(number, &format!("asking the LLM ({})", stage.as_str()));
+                    let answer = self
+                        .ask_code(messages, stage.as_str(), number)
+                        .instrument(tracing::info_span!("llm", attempt = number, stage = stage.as_str()))
+                        .await?;
+                    match answer.code {
+                        Some(code) => Step::Execute {
+                            code,
+                            stage,
+                            parent,
+                            round,
+                            repairs,
+                            usage: answer.usage,
+                            llm_ms: answer.llm_ms,
+                        },
+                        None => Step::Finish {
+                            reason: format!(
+                                "the LLM replied without code to the {} request, even when reminded",
+                                stage.as_str()
+                            ),
+                        },
+                    }
+                }
+                Step::Execute {
+                    code,
+                    stage,
+                    parent,
+                    round,
+                    repairs,
+                    usage,
+                    llm_ms,
+                } => {
+                    let number = self.next_number();
+                    self.status(number, "running FreeCAD");
+                    let (attempt, mesh) = self
+                        .execute(number, code, stage, parent, round, usage, llm_ms)
+                        .instrument(tracing::info_span!("exec", attempt = number))
+                        .await?;
+                    let next = match (mesh, &attempt.result.outcome) {
+                        (Some(mesh), _) => Step::Look {
+                            attempt: number,
+                            mesh,
+                            round,
+                        },
+                        (None, _) if repairs < budget.max_repairs => {
+                            let messages = self.repair_messages(&attempt)?;
+                            Step::Ask {
+                                stage: Stage::Repair,
+                                messages,
+                                parent: Some(number),
+                                round,
+                                repairs: repairs + 1,
+                            }
+                        }
+                        (None, _) => Step::Finish {
+                            reason: if budget.max_repairs == 0 {
+                                "the code failed and no repairs are allowed (--max-repairs 0)".into()
+                            } else {
+                                format!(
+                                    "{} repairs did not make the code of round {round} work",
+                                    budget.max_repairs
+                                )
+                            },
+                        },
+                    };
+                    self.record.attempts.push(attempt);
+                    self.save()?;
+                    next
+                }
+                Step::Look {
+                    attempt,
+                    mesh,
+                    round,
+                } => {
+                    self.look(attempt, mesh)
+                        .instrument(tracing::info_span!("look", attempt))
+                        .await?;
+                    self.save()?;
+                    if budget.max_refines == 0 {
+                        Step::Finish {
+                            reason: "no critique asked for (--max-refines 0)".into(),
+                        }
+                    } else {
+                        Step::Judge { attempt, round }
+                    }
+                }
+                Step::Judge { attempt, round } => {
+                    self.status(attempt, "asking the LLM to compare");
+                    let next = self
+                        .judge(attempt, round)
+                        .instrument(tracing::info_span!("critique", attempt, round))
+                        .await?;
+                    self.save()?;
+                    next
+                }
+                Step::Finish { reason } => {
+                    self.finish(reason)?;
+                    self.save()?;
+                    return Ok(());
+                }
+            };
+        }
+    }
+
+    fn next_number(&self) -> u32 {
+        self.record.attempts.len() as u32 + 1
+    }
+
+    fn status(&self, attempt: u32, what: &str) {
+        self.progress.set_message(format!(
+            "attempt {attempt} · {what} · {:.0} s",
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+
+    fn attempt_dir(&self, number: u32) -> PathBuf {
+        self.out.join(attempt_path(number))
+    }
+
+    /// One LLM call, logged to the transcript and counted.
+    async fn call(
+        &mut self,
+        messages: &[Message],
+        purpose: &str,
+        attempt: u32,
+    ) -> Result<crate::llm::Reply, Stop> {
+        let reply = self
+            .engine
+            .llm
+            .chat(messages)
+            .await
+            .map_err(Stop::Llm)?;
+        self.calls += 1;
+        self.record.llm_calls = self.calls;
+        self.record.usage += reply.usage;
+        self.record.timings.llm_ms += reply.elapsed_ms;
+        tracing::info!(
+            purpose,
+            attempt,
+            tokens = reply.usage.total_tokens,
+            retries = reply.retries,
+            ms = reply.elapsed_ms as u64,
+            "LLM replied"
+        );
+        let exchange = Exchange {
+            call: self.calls,
+            purpose: purpose.to_string(),
+            attempt,
+            messages: messages.to_vec(),
+            reply: reply.clone(),
+        };
+        self.append_transcript(&exchange)?;
+        Ok(reply)
+    }
+
+    /// Asks for code; when the reply has none, asks once more with a reminder.
+    async fn ask_code(
+        &mut self,
+        mut messages: Vec<Message>,
+        purpose: &str,
+        attempt: u32,
+    ) -> Result<Answer, Stop> {
+        let mut usage = Usage::default();
+        let mut llm_ms = 0.0;
+        let reply = self.call(&messages, purpose, attempt).await?;
+        usage += reply.usage;
+        llm_ms += reply.elapsed_ms;
+        let mut code = crate::llm::extract_code(&reply.content);
+        if code.is_none() {
+            tracing::warn!(attempt, "the reply has no code; reminding the LLM once");
+            messages.push(Message::assistant(reply.content));
+            messages.push(Message::user(self.engine.prompts.reminder(Want::Code)?));
+            let again = self.call(&messages, "reminder", attempt).await?;
+            usage += again.usage;
+            llm_ms += again.elapsed_ms;
+            code = crate::llm::extract_code(&again.content);
+        }
+        Ok(Answer {
+            code,
+            usage,
+            llm_ms,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &mut self,
+        number: u32,
+        code: String,
+        stage: Stage,
+        parent: Option<u32>,
+        round: u32,
+        usage: Usage,
+        llm_ms: f64,
+    ) -> Result<(AttemptRecord, Option<Mesh>), Stop> {
+        let dir = self.attempt_dir(number);
+        let output = self
+            .engine
+            .pool
+            .run(Job {
+                code: code.clone(),
+                dir: dir.clone(),
+                timeout: None,
+                inputs: Vec::new(),
+            })
+            .await?;
+        let report = output.report;
+        write_json(&dir.join("result.json"), &report)?;
+        let exec_ms = report.timings.total_ms.unwrap_or(0.0);
+        self.record.timings.exec_ms += exec_ms;
+        match report.error_kind() {
+            None => tracing::info!(attempt = number, "the code built a valid solid"),
+            Some(kind) => tracing::info!(attempt = number, %kind, "the code failed"),
+        }
+        let attempt = AttemptRecord {
+            number,
+            stage,
+            round,
+            parent,
+            dir: attempt_path(number),
+            code,
+            result: report,
+            captions: None,
+            critique: None,
+            usage,
+            timings: AttemptTimings {
+                llm_ms,
+                exec_ms,
+                ..Default::default()
+            },
+        };
+        Ok((attempt, output.mesh))
+    }
+
+    fn repair_messages(&self, attempt: &AttemptRecord) -> Result<Vec<Message>, PipelineError> {
+        let crate::executor::Outcome::Error {
+            kind,
+            message,
+            line,
+            ..
+        } = &attempt.result.outcome
+        else {
+            unreachable!("only failed attempts are repaired");
+        };
+        let text = self.engine.prompts.repair(&RepairContext {
+            prompt: &self.record.prompt,
+            numbered_code: prompts::number_lines(&attempt.code),
+            error: ErrorContext {
+                kind: kind.to_string(),
+                message: message.clone(),
+                line: *line,
+            },
+            output: attempt.result.output.text.trim().to_string(),
+        })?;
+        Ok(vec![Message::system(&self.system), Message::user(text)])
+    }
+
+    /// Renders the attempt's views and sheet into its folder and captions them.
+    async fn look(&mut self, number: u32, mesh: Mesh) -> Result<(), Stop> {
+        self.status(number, "rendering");
+        let dir = self.attempt_dir(number);
+        let settings = self.engine.render.clone();
+        let font = self.engine.font.clone();
+        let started = Instant::now();
+        let views = tokio::task::spawn_blocking(move || -> Result<render::Views, RenderError> {
+            let views = render::render(&mesh, &settings)?;
+            render::write_views(&dir, &views, &render::contact_sheet(&views, &font))?;
+            Ok(views)
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        let render_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.record.timings.render_ms += render_ms;
+
+        let mut caption_ms = None;
+        let mut captions = None;
+        if let Some(captioner) = self.engine.captioner.clone() {
+            self.status(number, "captioning");
+            let started = Instant::now();
+            let images: Vec<_> = views.images.iter().map(|(_, img)| img.clone()).collect();
+            let texts = tokio::task::spawn_blocking(move || {
+                let mut model = captioner
+                    .model
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                model.caption(&images, &captioner.decoding)
+            })
+            .await
+            .map_err(|e| PipelineError::Task(e.to_string()))??;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            self.record.timings.caption_ms += ms;
+            caption_ms = Some(ms);
+            let records: Vec<CaptionRecord> = View::ALL
+                .iter()
+                .zip(texts)
+                .map(|(view, c)| CaptionRecord {
+                    view: view.name().to_string(),
+                    text: c.text,
+                    score: c.score,
+                })
+                .collect();
+            write_json(&self.attempt_dir(number).join("captions.json"), &records)?;
+            captions = Some(records);
+        }
+        let attempt = self.attempt_mut(number);
+        attempt.timings.render_ms = Some(render_ms);
+        attempt.timings.caption_ms = caption_ms;
+        attempt.captions = captions;
+        Ok(())
+    }
+
+    fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
+        &mut self.record.attempts[number as usize - 1]
+    }
+
+    /// The critique of an attempt, and what the loop does next.
+    async fn judge(&mut self, number: u32, round: u32) -> Result<Step, Stop> {
+        let attempt = &self.record.attempts[number as usize - 1];
+        let facts = attempt
+            .result
+            .facts()
+            .map(critique::describe_facts)
+            .unwrap_or_default();
+        let captions = attempt.captions.as_ref().map(|cs| {
+            cs.iter()
+                .map(|c| ViewCaption {
+                    view: c.view.clone(),
+                    text: c.text.clone(),
+                })
+                .collect()
+        });
+        let text = self.engine.prompts.refine(&RefineContext {
+            prompt: &self.record.prompt,
+            facts,
+            captions,
+            numbered_code: prompts::number_lines(&attempt.code),
+        })?;
+        let mut messages = vec![Message::system(&self.system), Message::user(text)];
+        let reply = self.call(&messages, "refine", number).await?;
+        let mut usage = reply.usage;
+        let mut llm_ms = reply.elapsed_ms;
+        let mut critique = critique::read_critique(&reply.content);
+        // One reminder, for whichever part is missing.
+        let missing = match (critique.verdict, &critique.code) {
+            (None, _) => Some(Want::Verdict),
+            (Some(Verdict::Mismatch), None) if round < self.engine.budget.max_refines => {
+                Some(Want::Code)
+            }
+            _ => None,
+        };
+        if let Some(want) = missing {
+            tracing::warn!(attempt = number, ?want, "the critique is incomplete; reminding the LLM once");
+            messages.push(Message::assistant(reply.content));
+            messages.push(Message::user(self.engine.prompts.reminder(want)?));
+            let again = self.call(&messages, "reminder", number).await?;
+            usage += again.usage;
+            llm_ms += again.elapsed_ms;
+            let second = critique::read_critique(&again.content);
+            critique = match want {
+                Want::Verdict => second,
+                Want::Code => critique::Critique {
+                    code: second.code,
+                    feedback: [critique.feedback, second.feedback]
+                        .into_iter()
+                        .filter(|f| !f.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
+                    ..critique
+                },
+            };
+        }
+        let rewrite = match (critique.verdict, critique.code.clone()) {
+            (Some(Verdict::Mismatch), Some(code)) if round < self.engine.budget.max_refines => {
+                Some(code)
+            }
+            _ => None,
+        };
+        let feedback_file = self.attempt_dir(number).join("feedback.md");
+        write_file(&feedback_file, feedback_markdown(&critique).as_bytes())?;
+        tracing::info!(
+            attempt = number,
+            verdict = critique.verdict.map_or("none", Verdict::as_str),
+            "critique"
+        );
+        let attempt = self.attempt_mut(number);
+        attempt.timings.critique_ms = Some(llm_ms);
+        attempt.critique = Some(CritiqueRecord {
+            verdict: critique.verdict,
+            stated: critique.stated,
+            feedback: critique.feedback.clone(),
+            rewrite_used: rewrite.is_some(),
+            usage,
+            llm_ms,
+        });
+        Ok(match (critique.verdict, rewrite) {
+            (Some(Verdict::Match), _) => Step::Finish {
+                reason: format!("attempt {number} was judged to match the prompt"),
+            },
+            (Some(Verdict::Mismatch), Some(code)) => Step::Execute {
+                code,
+                stage: Stage::Refine,
+                parent: Some(number),
+                round: round + 1,
+                repairs: 0,
+                usage,
+                llm_ms,
+            },
+            (Some(Verdict::Mismatch), None) if round >= self.engine.budget.max_refines => {
+                Step::Finish {
+                    reason: format!(
+                        "refine budget spent ({} rounds) and the last attempt still differs from the prompt",
+                        self.engine.budget.max_refines
+                    ),
+                }
+            }
+            (Some(Verdict::Mismatch), None) => Step::Finish {
+                reason: "the critique found a mismatch but gave no rewrite, even when reminded"
+                    .into(),
+            },
+            (None, _) => Step::Finish {
+                reason: "the critique gave no verdict, even when reminded".into(),
+            },
+        })
+    }
+
+    /// Picks the result, copies its files to the top of the run folder, and
+    /// sets the outcome.
+    fn finish(&mut self, reason: String) -> Result<(), PipelineError> {
+        let matched = self.record.attempts.iter().rev().find(|a| {
+            a.critique
+                .as_ref()
+                .is_some_and(|c| c.verdict == Some(Verdict::Match))
+        });
+        let executed = self.record.attempts.iter().rev().find(|a| a.executed());
+        let (chosen, outcome) = match (matched, executed) {
+            (Some(a), _) => (
+                Some(Choice {
+                    attempt: a.number,
+                    why: "the last attempt judged to match the prompt".into(),
+                }),
+                RunOutcome::Match,
+            ),
+            (None, Some(a)) => {
+                let outcome = match a.critique.as_ref().and_then(|c| c.verdict) {
+                    Some(_) => RunOutcome::Mismatch,
+                    None => RunOutcome::Unverified,
+                };
+                let why = match outcome {
+                    RunOutcome::Mismatch => {
+                        "no attempt was judged to match; this is the last one that built a valid solid"
+                    }
+                    _ => "the last attempt that built a valid solid (not judged)",
+                };
+                (
+                    Some(Choice {
+                        attempt: a.number,
+                        why: why.into(),
+                    }),
+                    outcome,
+                )
+            }
+            (None, None) => (None, RunOutcome::Failed),
+        };
+        self.remove_top_level_results()?;
+        if let Some(choice) = &chosen {
+            let from = self.attempt_dir(choice.attempt);
+            for name in MODEL_FILES {
+                copy(&from.join(name), &self.out.join(name))?;
+            }
+            let views = self.out.join("views");
+            std::fs::create_dir_all(&views).map_err(|source| PipelineError::Write {
+                path: views.clone(),
+                source,
+            })?;
+            for view in View::ALL {
+                let name = format!("{}.png", view.name());
+                copy(&from.join("views").join(&name), &views.join(&name))?;
+            }
+            copy(&from.join("sheet.png"), &self.out.join("sheet.png"))?;
+        }
+        tracing::info!(outcome = outcome.as_str(), reason = %reason, "run finished");
+        self.record.chosen = chosen;
+        self.record.outcome = outcome;
+        self.record.stop_reason = reason;
+        self.record.status = RunStatus::Finished;
+        Ok(())
+    }
+
+    /// The top-level models and views describe the chosen attempt only.
+    fn remove_top_level_results(&self) -> Result<(), PipelineError> {
+        let mut paths: Vec<PathBuf> = MODEL_FILES.iter().map(|n| self.out.join(n)).collect();
+        paths.push(self.out.join("sheet.png"));
+        paths.extend(
+            View::ALL
+                .iter()
+                .map(|v| self.out.join("views").join(format!("{}.png", v.name()))),
+        );
+        for path in paths {
+            match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(PipelineError::Write { path, source: err })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), PipelineError> {
+        self.record.timings.total_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        write_json(&self.out.join(RUN_FILE), &self.record)
+    }
+
+    fn append_transcript(&self, exchange: &Exchange) -> Result<(), PipelineError> {
+        let path = self.out.join(TRANSCRIPT_FILE);
+        let mut line = serde_json::to_vec(exchange).map_err(|e| PipelineError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(&line))
+            .map_err(|source| PipelineError::Write { path, source })
+    }
+}
+
+/// `attempts/NN`, relative to the run folder.
+pub fn attempt_path(number: u32) -> String {
+    format!("attempts/{number:02}")
+}
+
+/// The critique as `feedback.md`.
+fn feedback_markdown(critique: &critique::Critique) -> String {
+    let verdict = match (critique.verdict, critique.stated) {
+        (Some(v), true) => v.as_str().to_uppercase(),
+        (Some(v), false) => format!("{} (no verdict line; a rewrite was given)", v.as_str().to_uppercase()),
+        (None, _) => "none given".to_string(),
+    };
+    let mut text = format!("# Critique\n\nVerdict: {verdict}\n");
+    if !critique.feedback.is_empty() {
+        text.push('\n');
+        text.push_str(&critique.feedback);
+        text.push('\n');
+    }
+    text
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), PipelineError> {
+    files::write_json_atomically(path, value).map_err(|source| PipelineError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    files::write_atomically(path, bytes).map_err(|source| PipelineError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), PipelineError> {
+    files::copy_atomically(from, to).map_err(|source| PipelineError::Write {
+        path: to.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,229 @@
+//! The records a run leaves behind: `run.json` (serde types here) and
+//! `transcript.jsonl`, the LLM exchanges one per line.
+//!
+//! Stage in the flow: `pipeline` fills a [`RunRecord`] as it goes and writes
+//! it after every attempt, so a run that is stopped midway still says what it
+//! did; the batch and bench commands read these records back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::critique::Verdict;
+use crate::executor::ExecReport;
+use crate::llm::{Message, Reply, Usage};
+
+/// The version of the run.json layout; bumped when a field changes meaning.
+pub const RUN_FORMAT: u32 = 1;
+pub const RUN_FILE: &str = "run.json";
+pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
+
+/// `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub format: u32,
+    pub cadloop_version: String,
+    /// "running" while the loop goes on, then "finished" (or "stopped" after an error).
+    pub status: RunStatus,
+    pub prompt: String,
+    pub settings: RunSettings,
+    pub attempts: Vec<AttemptRecord>,
+    /// The attempt whose model is the run's result, and why.
+    #[serde(rename = "final")]
+    pub chosen: Option<Choice>,
+    pub outcome: RunOutcome,
+    /// Why the loop stopped.
+    pub stop_reason: String,
+    /// What the critique could see: captions and geometry, or geometry alone.
+    pub critique_basis: CritiqueBasis,
+    pub usage: Usage,
+    pub llm_calls: u32,
+    pub timings: RunTimings,
+    /// The error that ended the run early (the LLM endpoint failing, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Stopped,
+}
+
+/// The run's result in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// Not decided yet (the run is going on).
+    Pending,
+    /// A model was built and judged to match the prompt.
+    Match,
+    /// A model was built, but the last critique found a mismatch.
+    Mismatch,
+    /// A model was built and not judged (no refine rounds, or no verdict).
+    Unverified,
+    /// No attempt produced a valid solid.
+    Failed,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Pending => "pending",
+            RunOutcome::Match => "match",
+            RunOutcome::Mismatch => "mismatch",
+            RunOutcome::Unverified => "unverified",
+            RunOutcome::Failed => "failed",
+        }
+    }
+
+    /// Whether the run produced a model.
+    pub fn has_model(self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Match | RunOutcome::Mismatch | RunOutcome::Unverified
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CritiqueBasis {
+    CaptionsAndGeometry,
+    Geometry,
+}
+
+/// The settings a run used, secrets left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub llm: LlmRecord,
+    pub max_repairs: u32,
+    pub max_refines: u32,
+    /// The captioner model folder; `None` when the critique saw geometry only.
+    pub captioner: Option<String>,
+    pub caption_beams: Option<usize>,
+    pub view_size: u32,
+    pub exec_timeout_secs: f64,
+    pub memory_limit_mib: u64,
+    /// Where each prompt template came from ("built-in" or a path).
+    pub prompts: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRecord {
+    pub base_url: String,
+    pub model: String,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub request_timeout_secs: f64,
+    pub retries: u32,
+}
+
+/// What produced an attempt's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Generate,
+    Repair,
+    Refine,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Generate => "generate",
+            Stage::Repair => "repair",
+            Stage::Refine => "refine",
+        }
+    }
+}
+
+/// One run of generated code: `attempts/NN/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1, 2, …: the folder is `attempts/NN` with two digits or more.
+    pub number: u32,
+    pub stage: Stage,
+    /// Refine round that produced the code (0: the first generation and its repairs).
+    pub round: u32,
+    /// The attempt this one repairs or rewrites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    pub dir: String,
+    pub code: String,
+    pub result: ExecReport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions: Option<Vec<CaptionRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critique: Option<CritiqueRecord>,
+    /// Tokens of the LLM calls that wrote this code.
+    pub usage: Usage,
+    pub timings: AttemptTimings,
+}
+
+impl AttemptRecord {
+    pub fn executed(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptionRecord {
+    pub view: String,
+    pub text: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CritiqueRecord {
+    /// `None`: the LLM gave neither a verdict nor code, even when reminded.
+    pub verdict: Option<Verdict>,
+    /// Whether the verdict was stated, or inferred from a rewrite without one.
+    pub stated: bool,
+    pub feedback: String,
+    /// Whether the rewrite ran (it does not after a MATCH or when the budget is spent).
+    pub rewrite_used: bool,
+    pub usage: Usage,
+    pub llm_ms: f64,
+}
+
+/// Milliseconds per stage of one attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptTimings {
+    pub llm_ms: f64,
+    pub exec_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critique_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTimings {
+    pub total_ms: f64,
+    pub llm_ms: f64,
+    pub exec_ms: f64,
+    pub render_ms: f64,
+    pub caption_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub attempt: u32,
+    pub why: String,
+}
+
+/// One LLM call, as `transcript.jsonl` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// 1, 2, … in the order sent.
+    pub call: u32,
+    /// generate, repair, refine, or reminder.
+    pub purpose: String,
+    /// The attempt the call wrote code for or judged.
+    pub attempt: u32,
+    pub messages: Vec<Message>,
+    pub reply: Reply,
+}
