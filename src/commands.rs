@@ -404,7 +404,7 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let render_settings = config::render_settings(&file.render, None)?;
     let decoding = config::decoding(&file.captioner, None, None, None, None)?;
     let font = render::load_font()?;
-    let out = match &args.out {
+    let shown = match &args.out {
         Some(dir) => {
             check_run_dir(dir)?;
             dir.clone()
@@ -434,8 +434,8 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         }
     };
     let pool = Arc::new(Pool::start(exec_settings.clone()).await?);
-    let created = !out.exists();
-    let out = create_out_dir(&out)?;
+    let created = !shown.exists();
+    let out = create_out_dir(&shown)?;
     let settings = RunSettings {
         llm: LlmRecord {
             base_url: llm_settings.endpoint().to_string(),
@@ -482,12 +482,12 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
                 message.push_str(&format!("\n  hint: {hint}"));
             }
             if out.exists() {
-                message.push_str(&format!("\n  the attempts so far are in {}", out.display()));
+                message.push_str(&format!("\n  the attempts so far are in {}", shown.display()));
             }
             bail!(message);
         }
     }
-    let summary = RunSummary::of(&out, record);
+    let summary = RunSummary::of(&shown, record);
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &summary)?;

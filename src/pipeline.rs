@@ -317,8 +317,13 @@ impl Run<'_> {
                                 "the code failed and no repairs are allowed (--max-repairs 0)".into()
                             } else {
                                 format!(
-                                    "{} repairs did not make the code of round {round} work",
-                                    budget.max_repairs
+                                    "{} repairs did not make {} work",
+                                    budget.max_repairs,
+                                    if round == 0 {
+                                        "the first script".to_string()
+                                    } else {
+                                        format!("the rewrite of refine round {round}")
+                                    }
                                 )
                             },
                         },

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod llm_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -72,6 +74,9 @@ pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
         .env_remove("CADLOOP_CONFIG")
         .env_remove("CADLOOP_CAPTIONER")
         .env_remove("RUST_LOG")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("CADLOOP_MODEL")
         .output()
         .expect("cadloop runs")
 }

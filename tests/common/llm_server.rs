@@ -1,0 +1,178 @@
+//! An OpenAI-compatible chat server on 127.0.0.1 that answers from a script
+//! and records every request, so tests drive cadloop's real HTTP client.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// A chat completion with this text.
+    Reply(String),
+    /// An HTTP error status, with extra headers and a body.
+    Status {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    },
+    /// A 200 whose body is not a chat completion.
+    Raw(String),
+}
+
+pub fn reply(text: &str) -> Scripted {
+    Scripted::Reply(text.to_string())
+}
+
+pub fn status(status: u16, body: &str) -> Scripted {
+    Scripted::Status {
+        status,
+        headers: Vec::new(),
+        body: body.to_string(),
+    }
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub body: Value,
+    pub at: Instant,
+}
+
+impl Seen {
+    /// The last user message's text.
+    pub fn last_user(&self) -> String {
+        self.messages()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        self.body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<VecDeque<Scripted>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// The running server; stops with the test process.
+pub struct ScriptedLlm {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl ScriptedLlm {
+    pub fn start(script: Vec<Scripted>) -> ScriptedLlm {
+        let shared = Arc::new(Shared {
+            script: Mutex::new(script.into()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = Router::new()
+                    .route("/v1/chat/completions", post(answer))
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        ScriptedLlm { addr, shared }
+    }
+
+    /// The base URL to give cadloop.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Scripted answers not yet given.
+    pub fn left(&self) -> usize {
+        self.shared.script.lock().unwrap().len()
+    }
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    shared.seen.lock().unwrap().push(Seen {
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    let next = shared.script.lock().unwrap().pop_front();
+    match next {
+        Some(Scripted::Reply(text)) => {
+            let prompt_chars: usize = body["messages"]
+                .as_array()
+                .map(|ms| ms.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+                .unwrap_or(0);
+            let (prompt_tokens, completion_tokens) = (prompt_chars / 4, text.len() / 4);
+            Json(json!({
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop"
+                }],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens
+                }
+            }))
+            .into_response()
+        }
+        Some(Scripted::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_str(&value).unwrap(),
+                );
+            }
+            (StatusCode::from_u16(status).unwrap(), map, body).into_response()
+        }
+        Some(Scripted::Raw(body)) => (StatusCode::OK, body).into_response(),
+        // 400 is not retried, so a test that runs out of script fails at once.
+        None => (
+            StatusCode::BAD_REQUEST,
+            "the test script has no more replies",
+        )
+            .into_response(),
+    }
+}
+
+/// How long apart two requests arrived.
+pub fn gap(a: &Seen, b: &Seen) -> Duration {
+    b.at.duration_since(a.at)
+}
