@@ -181,7 +181,14 @@ impl Engine {
         let llm_error = match run.drive(first).await {
             Ok(()) => None,
             Err(Stop::Llm(err)) => Some(err),
-            Err(Stop::Pipeline(err)) => return Err(err),
+            Err(Stop::Pipeline(err)) => {
+                // Leave a record that says the run did not finish, and why.
+                run.record.status = RunStatus::Stopped;
+                run.record.error = Some(error_chain(&err));
+                run.record.stop_reason = "cadloop itself failed".into();
+                let _ = run.save();
+                return Err(err);
+            }
         };
         if let Some(err) = &llm_error {
             let message = format!("{err:#}");

@@ -192,3 +192,11 @@ fn help_lists_the_commands_but_not_the_internal_worker() {
         "{stdout}"
     );
 }
+
+#[test]
+fn generate_help_lists_every_flag_with_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cadloop(dir.path(), &["generate", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(text(&out.stdout));
+}

@@ -77,6 +77,7 @@ pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
         .env_remove("OPENAI_BASE_URL")
         .env_remove("OPENAI_API_KEY")
         .env_remove("CADLOOP_MODEL")
+        .env_remove("COLUMNS")
         .output()
         .expect("cadloop runs")
 }
