@@ -40,6 +40,14 @@ pub enum Command {
     /// Exit status: 0 a model was made, 1 no attempt built a solid, 2 usage,
     /// environment or LLM endpoint error.
     Generate(GenerateArgs),
+    /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
+    ///
+    /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
+    /// record per finished item. Resumable: a rerun with the same --out skips
+    /// finished ids. `cadloop batch summary OUT` merges every shard's results.
+    /// Exit status: 0 every item taken was finished, 1 interrupted, 2 usage or
+    /// environment errors, or items cut short by the LLM endpoint.
+    Batch(BatchArgs),
     /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
@@ -192,4 +200,91 @@ pub struct LoopArgs {
     /// refine.md, reminder.md) replacing the built-in ones it has.
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BatchArgs {
+    #[command(subcommand)]
+    pub action: Option<BatchAction>,
+    /// The prompts: .jsonl ({"id", "prompt", …} per line), .csv, or a text
+    /// file with one prompt per line (id = line number).
+    #[arg(value_name = "INPUT", required = true)]
+    pub input: Option<PathBuf>,
+    /// The output folder, shared by all shards and reruns.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
+    /// Items in flight at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Take shard K of N (K from 0), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Stop before any work when a line of the input is malformed (default: report and skip it).
+    #[arg(long)]
+    pub strict: bool,
+    /// The input's format [default: by extension: .jsonl/.ndjson, .csv, else text].
+    #[arg(long, value_enum)]
+    pub format: Option<BatchFormat>,
+    /// CSV: the id column.
+    #[arg(long, value_name = "NAME", default_value = "uid")]
+    pub id_column: String,
+    /// CSV: the prompt column [default: the --level column].
+    #[arg(long, value_name = "NAME")]
+    pub prompt_column: Option<String>,
+    /// CSV: Text2CAD's annotation level, used as the prompt column.
+    #[arg(long, value_enum, default_value = "expert")]
+    pub level: Text2CadLevel,
+    /// Seconds in-flight items may take to finish after Ctrl-C [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub grace: Option<u64>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
+    /// Wall-clock limit for each script, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Address-space limit of each FreeCAD worker, in MiB [default: 4096].
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchAction {
+    /// Merge every shard's results in DIR into totals.
+    Summary {
+        /// The batch output folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchFormat {
+    Jsonl,
+    Csv,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Text2CadLevel {
+    Abstract,
+    Beginner,
+    Intermediate,
+    Expert,
+}
+
+impl Text2CadLevel {
+    pub fn column(self) -> &'static str {
+        match self {
+            Text2CadLevel::Abstract => "abstract",
+            Text2CadLevel::Beginner => "beginner",
+            Text2CadLevel::Intermediate => "intermediate",
+            Text2CadLevel::Expert => "expert",
+        }
+    }
 }

@@ -9,20 +9,26 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::batch::{self, InputFormat, InputOptions, ResultsLog};
 use crate::caption::{self, Captioner};
-use crate::cli::{CaptionArgs, ExecArgs, GenerateArgs, GlobalArgs, RenderArgs};
-use crate::config::{self, ExecutorFlags, LlmFlags};
+use crate::cli::{
+    BatchAction, BatchArgs, BatchFormat, CaptionArgs, ExecArgs, GenerateArgs, GlobalArgs, LlmArgs,
+    LoopArgs, RenderArgs,
+};
+use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
-use crate::llm::LlmClient;
+use crate::llm::{LlmClient, LlmSettings};
 use crate::mesh::Mesh;
-use crate::pipeline::{Engine, SharedCaptioner};
+use crate::pipeline::{Budget, Engine, SharedCaptioner};
 use crate::progress;
 use crate::prompts::Prompts;
-use crate::render;
-use crate::report::{LlmRecord, RunRecord, RunSettings, Stage, RUN_FILE, TRANSCRIPT_FILE};
+use crate::render::{self, RenderSettings};
+use crate::report::{LlmRecord, RunSettings, RunSummary};
 
 /// Exit status of a script (or a generated part) that failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -373,37 +379,117 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
     text
 }
 
+/// The loop's settings, checked; nothing started yet.
+struct LoopConfig {
+    llm: LlmSettings,
+    budget: Budget,
+    prompts: Prompts,
+    executor: ExecutorSettings,
+    render: RenderSettings,
+    decoding: caption::Decoding,
+    captioner_dir: Option<PathBuf>,
+    captioner_threads: usize,
+}
+
+impl LoopConfig {
+    fn check(
+        file: &FileConfig,
+        llm: &LlmArgs,
+        loop_args: &LoopArgs,
+        executor: ExecutorFlags,
+    ) -> anyhow::Result<LoopConfig> {
+        let flags = LlmFlags {
+            base_url: llm.base_url.clone(),
+            model: llm.model.clone(),
+            temperature: llm.temperature,
+            max_tokens: llm.max_tokens,
+            timeout_secs: llm.request_timeout,
+            retries: llm.retries,
+        };
+        let llm = config::llm_settings(&file.llm, &flags, config::api_key_from_env())?;
+        let budget = config::budget(&file.generate, loop_args.max_repairs, loop_args.max_refines)?;
+        let prompts = match loop_args.prompts.as_ref().or(file.generate.prompts.as_ref()) {
+            Some(dir) => Prompts::load(dir)?,
+            None => Prompts::builtin(),
+        };
+        Ok(LoopConfig {
+            llm,
+            budget,
+            prompts,
+            executor: config::executor_settings(&file.executor, &executor)?,
+            render: config::render_settings(&file.render, None)?,
+            decoding: config::decoding(&file.captioner, None, None, None, None)?,
+            captioner_dir: config::captioner_dir(loop_args.captioner.as_deref(), &file.captioner),
+            captioner_threads: file
+                .captioner
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        })
+    }
+
+    /// Loads the captioner, starts the FreeCAD pool and builds the engine.
+    async fn start(self) -> anyhow::Result<(Engine, RunSettings)> {
+        let font = render::load_font()?;
+        let llm = LlmClient::new(self.llm.clone())?;
+        let captioner = match self.captioner_dir {
+            Some(dir) => {
+                let threads = self.captioner_threads;
+                let load_dir = dir.clone();
+                let model = tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads)).await??;
+                Some(SharedCaptioner {
+                    dir,
+                    model: Arc::new(Mutex::new(model)),
+                    decoding: self.decoding.clone(),
+                })
+            }
+            None => {
+                tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
+                None
+            }
+        };
+        let pool = Arc::new(Pool::start(self.executor.clone()).await?);
+        let settings = RunSettings {
+            llm: LlmRecord {
+                base_url: self.llm.endpoint().to_string(),
+                model: self.llm.model.clone(),
+                temperature: self.llm.temperature,
+                max_tokens: self.llm.max_tokens,
+                request_timeout_secs: self.llm.request_timeout.as_secs_f64(),
+                retries: self.llm.retries,
+            },
+            max_repairs: self.budget.max_repairs,
+            max_refines: self.budget.max_refines,
+            captioner: captioner.as_ref().map(|c| c.dir.display().to_string()),
+            caption_beams: captioner.as_ref().map(|c| c.decoding.beams),
+            view_size: self.render.size,
+            exec_timeout_secs: self.executor.timeout.as_secs_f64(),
+            memory_limit_mib: self.executor.memory_limit_mib,
+            prompts: self.prompts.origins().to_vec(),
+        };
+        let engine = Engine {
+            llm,
+            prompts: self.prompts,
+            pool,
+            captioner,
+            render: self.render,
+            font: Arc::new(font),
+            budget: self.budget,
+            allowed_modules: self.executor.allowed_imports.clone(),
+        };
+        Ok((engine, settings))
+    }
+}
+
 /// `cadloop generate PROMPT`.
 pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let prompt = read_prompt(args)?;
     let (file, _) = config::load_file(global.config.as_deref())?;
-    let llm_flags = LlmFlags {
-        base_url: args.llm.base_url.clone(),
-        model: args.llm.model.clone(),
-        temperature: args.llm.temperature,
-        max_tokens: args.llm.max_tokens,
-        timeout_secs: args.llm.request_timeout,
-        retries: args.llm.retries,
-    };
-    let llm_settings = config::llm_settings(&file.llm, &llm_flags, config::api_key_from_env())?;
-    let budget = config::budget(
-        &file.generate,
-        args.budget.max_repairs,
-        args.budget.max_refines,
-    )?;
-    let prompts = match args.budget.prompts.as_ref().or(file.generate.prompts.as_ref()) {
-        Some(dir) => Prompts::load(dir)?,
-        None => Prompts::builtin(),
-    };
-    let flags = ExecutorFlags {
+    let executor = ExecutorFlags {
         workers: Some(1),
         timeout_secs: args.timeout,
         memory_limit_mib: args.memory_limit,
     };
-    let exec_settings = config::executor_settings(&file.executor, &flags)?;
-    let render_settings = config::render_settings(&file.render, None)?;
-    let decoding = config::decoding(&file.captioner, None, None, None, None)?;
-    let font = render::load_font()?;
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
     let shown = match &args.out {
         Some(dir) => {
             check_run_dir(dir)?;
@@ -411,63 +497,13 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         }
         None => default_run_dir(&prompt),
     };
-    let llm = LlmClient::new(llm_settings.clone())?;
-
-    let captioner = match config::captioner_dir(args.budget.captioner.as_deref(), &file.captioner) {
-        Some(dir) => {
-            let threads = file
-                .captioner
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let load_dir = dir.clone();
-            let model = tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads))
-                .await??;
-            Some(SharedCaptioner {
-                dir,
-                model: Arc::new(Mutex::new(model)),
-                decoding: decoding.clone(),
-            })
-        }
-        None => {
-            tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
-            None
-        }
-    };
-    let pool = Arc::new(Pool::start(exec_settings.clone()).await?);
+    let (engine, settings) = setup.start().await?;
     let created = !shown.exists();
     let out = create_out_dir(&shown)?;
-    let settings = RunSettings {
-        llm: LlmRecord {
-            base_url: llm_settings.endpoint().to_string(),
-            model: llm_settings.model.clone(),
-            temperature: llm_settings.temperature,
-            max_tokens: llm_settings.max_tokens,
-            request_timeout_secs: llm_settings.request_timeout.as_secs_f64(),
-            retries: llm_settings.retries,
-        },
-        max_repairs: budget.max_repairs,
-        max_refines: budget.max_refines,
-        captioner: captioner.as_ref().map(|c| c.dir.display().to_string()),
-        caption_beams: captioner.as_ref().map(|c| c.decoding.beams),
-        view_size: render_settings.size,
-        exec_timeout_secs: exec_settings.timeout.as_secs_f64(),
-        memory_limit_mib: exec_settings.memory_limit_mib,
-        prompts: prompts.origins().to_vec(),
-    };
-    let engine = Engine {
-        llm,
-        prompts,
-        pool: pool.clone(),
-        captioner,
-        render: render_settings,
-        font: Arc::new(font),
-        budget,
-        allowed_modules: exec_settings.allowed_imports.clone(),
-    };
     let bar = progress::spinner(!global.quiet && !args.json);
     let result = engine.run(&prompt, &out, settings, &bar).await;
     progress::finish(&bar);
-    pool.shutdown().await;
+    engine.pool.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
 
     let record = &result.record;
@@ -574,112 +610,173 @@ fn default_run_dir(prompt: &str) -> PathBuf {
     dir
 }
 
-/// What `generate` prints: a few lines, or this as JSON with --json.
-#[derive(Debug, serde::Serialize)]
-pub struct RunSummary {
-    pub out: PathBuf,
-    pub outcome: String,
-    pub stop_reason: String,
-    pub attempts: usize,
-    pub repairs: usize,
-    pub refines: usize,
-    pub final_attempt: Option<u32>,
-    pub verdict: Option<String>,
-    pub files: Vec<String>,
-    pub seconds: f64,
-    pub llm_calls: u32,
-    pub tokens: crate::llm::Usage,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl RunSummary {
-    pub fn of(out: &Path, record: &RunRecord) -> RunSummary {
-        let count = |stage| record.attempts.iter().filter(|a| a.stage == stage).count();
-        let chosen = record
-            .chosen
-            .as_ref()
-            .and_then(|c| record.attempts.get(c.attempt as usize - 1));
-        let mut files = vec![RUN_FILE.to_string(), TRANSCRIPT_FILE.to_string()];
-        if record.outcome.has_model() {
-            files.extend(MODEL_FILES.iter().map(|f| f.to_string()));
-            files.extend(["views/".to_string(), "sheet.png".to_string()]);
+/// `cadloop batch INPUT --out DIR` and `cadloop batch summary DIR`.
+pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BatchAction::Summary { dir, json }) = &args.action {
+        return batch_summary(dir, *json);
+    }
+    let (Some(input), Some(out)) = (&args.input, &args.out) else {
+        bail!("give the INPUT file and --out DIR");
+    };
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let shard = args.shard.as_deref().map(batch::parse_shard).transpose()?;
+    let jobs = args.jobs.unwrap_or(4);
+    if !(1..=256).contains(&jobs) {
+        bail!("--jobs {jobs} is out of range; use 1 to 256");
+    }
+    let grace = Duration::from_secs(args.grace.unwrap_or(120));
+    let format = match args.format {
+        Some(BatchFormat::Jsonl) => InputFormat::Jsonl,
+        Some(BatchFormat::Csv) => InputFormat::Csv,
+        Some(BatchFormat::Text) => InputFormat::Text,
+        None => InputFormat::of(input),
+    };
+    let options = InputOptions {
+        format,
+        id_column: args.id_column.clone(),
+        prompt_column: args
+            .prompt_column
+            .clone()
+            .unwrap_or_else(|| args.level.column().to_string()),
+    };
+    let (items, problems) = batch::read_items(input, &options)?;
+    if !problems.is_empty() {
+        if args.strict {
+            return Err(batch::BatchError::Strict {
+                path: input.clone(),
+                count: problems.len(),
+                list: problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"),
+            }
+            .into());
         }
-        RunSummary {
-            out: out.to_path_buf(),
-            outcome: record.outcome.as_str().to_string(),
-            stop_reason: record.stop_reason.clone(),
-            attempts: record.attempts.len(),
-            repairs: count(Stage::Repair),
-            refines: count(Stage::Refine),
-            final_attempt: record.chosen.as_ref().map(|c| c.attempt),
-            verdict: chosen
-                .and_then(|a| a.critique.as_ref())
-                .and_then(|c| c.verdict)
-                .map(|v| v.as_str().to_string()),
-            files,
-            seconds: record.timings.total_ms / 1000.0,
-            llm_calls: record.llm_calls,
-            tokens: record.usage,
-            error: record.error.clone(),
+        for problem in &problems {
+            tracing::warn!("{}: {problem}; skipped", input.display());
         }
     }
-
-    fn text(&self, record: &RunRecord) -> String {
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "{}: {} ({} attempt{}, {} repair{}, {} refine{}; {:.1} s, {} LLM calls, {} tokens)",
-            self.outcome,
-            self.out.display(),
-            self.attempts,
-            plural(self.attempts),
-            self.repairs,
-            plural(self.repairs),
-            self.refines,
-            plural(self.refines),
-            self.seconds,
-            self.llm_calls,
-            self.tokens.total_tokens
-        );
-        let _ = writeln!(text, "  stopped     {}", self.stop_reason);
-        match (&record.chosen, self.final_attempt) {
-            (Some(choice), Some(n)) => {
-                let _ = writeln!(text, "  result      attempt {n}: {}", choice.why);
-                if let Some(facts) = record.attempts[n as usize - 1].result.facts() {
-                    let [x, y, z] = facts.bbox.size;
-                    let _ = writeln!(
-                        text,
-                        "  solid       {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³, {} solid{}",
-                        facts.volume,
-                        facts.solids,
-                        if facts.solids == 1 { "" } else { "s" }
-                    );
-                }
-            }
-            _ => {
-                if let Some(last) = record.attempts.last() {
-                    if let Outcome::Error { kind, message, line, .. } = &last.result.outcome {
-                        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-                        let first = message.lines().last().unwrap_or("");
-                        let _ = writeln!(text, "  last error  {kind}{at}: {first}");
-                    }
-                }
-            }
-        }
-        if let Some(error) = &self.error {
-            let _ = writeln!(text, "  LLM error   {error}");
-        }
-        let _ = writeln!(text, "  files       {}", self.files.join(", "));
-        let _ = writeln!(text, "  attempts    {}", self.out.join("attempts").display());
-        text
+    if items.is_empty() {
+        bail!("{} holds no usable prompt", input.display());
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
+    let read = items.len();
+    let mine = match shard {
+        Some((k, n)) => batch::shard(items, k, n),
+        None => items,
+    };
+    let executor = ExecutorFlags {
+        workers: None,
+        timeout_secs: args.timeout,
+        memory_limit_mib: args.memory_limit,
+    };
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the folder {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let log = ResultsLog::open(&out, shard)?;
+    let finished = batch::finished_ids(&out)?;
+    let in_shard = mine.len();
+    let todo: Vec<batch::Item> = mine.into_iter().filter(|i| !finished.contains(&i.id)).collect();
+    tracing::info!(
+        read,
+        skipped_lines = problems.len(),
+        in_shard,
+        already_finished = in_shard - todo.len(),
+        to_do = todo.len(),
+        "batch input"
+    );
+    if todo.is_empty() {
+        println!("nothing to do: all {in_shard} items are finished in {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (engine, settings) = setup.start().await?;
+    let engine = Arc::new(engine);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+            tracing::warn!("Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let bar = progress::counter(todo.len() as u64, !global.quiet);
+    let progress = batch::Progress {
+        log_every: bar.is_none().then_some(Duration::from_secs(30)),
+        bar: bar.clone().unwrap_or_else(indicatif::ProgressBar::hidden),
+    };
+    let log_path = log.path().to_path_buf();
+    let outcome = batch::run(
+        engine.clone(),
+        todo,
+        &out,
+        settings,
+        jobs,
+        log,
+        shard,
+        progress,
+        stop.clone(),
+        grace,
+    )
+    .await;
+    if let Some(bar) = &bar {
+        progress::finish(bar);
+    }
+    engine.pool.shutdown().await;
+    let outcome = outcome?;
+    println!(
+        "batch: {} finished ({} without a model), {} cut short, {} not started → {}",
+        outcome.finished,
+        outcome.failed,
+        outcome.errored,
+        outcome.skipped,
+        log_path.display()
+    );
+    if let Some(reason) = &outcome.stopped {
+        eprintln!("stopped early: {reason}; rerun the same command to go on");
+    }
+    Ok(if stop.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_FAILED)
+    } else if outcome.errored > 0 || outcome.stopped.is_some() {
+        ExitCode::from(2)
     } else {
-        "s"
+        ExitCode::SUCCESS
+    })
+}
+
+fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("{} is not a batch output folder", dir.display());
     }
+    let summary = batch::summarize(dir)?;
+    if summary.logs.is_empty() {
+        bail!("{} holds no results*.jsonl; is it a batch output folder?", dir.display());
+    }
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &summary)?;
+        writeln!(stdout)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(stdout, "{} items from {}", summary.items, summary.logs.join(", "))?;
+    writeln!(
+        stdout,
+        "  success     {:.1} % ({} with a model)",
+        summary.success_rate * 100.0,
+        summary.with_model
+    )?;
+    let outcomes: Vec<String> = summary.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    writeln!(stdout, "  outcomes    {}", outcomes.join(", "))?;
+    writeln!(
+        stdout,
+        "  per item    {:.2} attempts, {:.2} repairs, {:.2} refines, {:.0} tokens, {:.1} s",
+        summary.mean_attempts, summary.mean_repairs, summary.mean_refines, summary.mean_tokens, summary.mean_seconds
+    )?;
+    writeln!(
+        stdout,
+        "  in all      {} tokens, {:.1} s of item time",
+        summary.total_tokens, summary.total_seconds
+    )?;
+    if summary.duplicates > 0 {
+        writeln!(stdout, "  duplicates  {} records of ids already counted (ignored)", summary.duplicates)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

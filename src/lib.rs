@@ -3,6 +3,7 @@
 //! captioned and compared with the prompt, and the loop refines it.
 //!
 //! # Layout
+//! - [`batch`]: many prompts: input files, shards, the results log, bounded concurrency.
 //! - [`caption`]: BLIP under ONNX Runtime: captions for the rendered views.
 //! - [`cli`]: the command line (clap types only).
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
@@ -20,6 +21,7 @@
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
 //! - [`doctor`]: checks of the environment, each with the command that fixes it.
 
+pub mod batch;
 pub mod caption;
 pub mod cli;
 pub mod commands;

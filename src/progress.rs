@@ -27,6 +27,25 @@ pub fn spinner(enabled: bool) -> ProgressBar {
     bar
 }
 
+/// A counting bar for many items on stderr when it is a terminal, else `None`
+/// (the caller logs status lines instead).
+pub fn counter(len: u64, enabled: bool) -> Option<ProgressBar> {
+    if !(enabled && std::io::stderr().is_terminal()) {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} done · {msg} · {per_sec} · ETA {eta}",
+        )
+        .expect("a fixed template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
+    Some(bar)
+}
+
 /// Removes the bar from the terminal; later log lines print plainly.
 pub fn finish(bar: &ProgressBar) {
     bar.finish_and_clear();

@@ -5,10 +5,13 @@
 //! it after every attempt, so a run that is stopped midway still says what it
 //! did; the batch and bench commands read these records back.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::critique::Verdict;
-use crate::executor::ExecReport;
+use crate::executor::{ExecReport, Outcome, MODEL_FILES};
 use crate::llm::{Message, Reply, Usage};
 
 /// The version of the run.json layout; bumped when a field changes meaning.
@@ -226,4 +229,115 @@ pub struct Exchange {
     pub attempt: u32,
     pub messages: Vec<Message>,
     pub reply: Reply,
+}
+
+/// What `generate` prints: a few lines, or this as JSON with --json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub out: PathBuf,
+    pub outcome: String,
+    pub stop_reason: String,
+    pub attempts: usize,
+    pub repairs: usize,
+    pub refines: usize,
+    pub final_attempt: Option<u32>,
+    pub verdict: Option<String>,
+    pub files: Vec<String>,
+    pub seconds: f64,
+    pub llm_calls: u32,
+    pub tokens: crate::llm::Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn of(out: &Path, record: &RunRecord) -> RunSummary {
+        let count = |stage| record.attempts.iter().filter(|a| a.stage == stage).count();
+        let chosen = record
+            .chosen
+            .as_ref()
+            .and_then(|c| record.attempts.get(c.attempt as usize - 1));
+        let mut files = vec![RUN_FILE.to_string(), TRANSCRIPT_FILE.to_string()];
+        if record.outcome.has_model() {
+            files.extend(MODEL_FILES.iter().map(|f| f.to_string()));
+            files.extend(["views/".to_string(), "sheet.png".to_string()]);
+        }
+        RunSummary {
+            out: out.to_path_buf(),
+            outcome: record.outcome.as_str().to_string(),
+            stop_reason: record.stop_reason.clone(),
+            attempts: record.attempts.len(),
+            repairs: count(Stage::Repair),
+            refines: count(Stage::Refine),
+            final_attempt: record.chosen.as_ref().map(|c| c.attempt),
+            verdict: chosen
+                .and_then(|a| a.critique.as_ref())
+                .and_then(|c| c.verdict)
+                .map(|v| v.as_str().to_string()),
+            files,
+            seconds: record.timings.total_ms / 1000.0,
+            llm_calls: record.llm_calls,
+            tokens: record.usage,
+            error: record.error.clone(),
+        }
+    }
+
+    /// The summary as `generate` prints it.
+    pub fn text(&self, record: &RunRecord) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "{}: {} ({} attempt{}, {} repair{}, {} refine{}; {:.1} s, {} LLM calls, {} tokens)",
+            self.outcome,
+            self.out.display(),
+            self.attempts,
+            plural(self.attempts),
+            self.repairs,
+            plural(self.repairs),
+            self.refines,
+            plural(self.refines),
+            self.seconds,
+            self.llm_calls,
+            self.tokens.total_tokens
+        );
+        let _ = writeln!(text, "  stopped     {}", self.stop_reason);
+        match (&record.chosen, self.final_attempt) {
+            (Some(choice), Some(n)) => {
+                let _ = writeln!(text, "  result      attempt {n}: {}", choice.why);
+                if let Some(facts) = record.attempts[n as usize - 1].result.facts() {
+                    let [x, y, z] = facts.bbox.size;
+                    let _ = writeln!(
+                        text,
+                        "  solid       {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³, {} solid{}",
+                        facts.volume,
+                        facts.solids,
+                        if facts.solids == 1 { "" } else { "s" }
+                    );
+                }
+            }
+            _ => {
+                if let Some(last) = record.attempts.last() {
+                    if let Outcome::Error { kind, message, line, .. } = &last.result.outcome {
+                        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+                        let first = message.lines().last().unwrap_or("");
+                        let _ = writeln!(text, "  last error  {kind}{at}: {first}");
+                    }
+                }
+            }
+        }
+        if let Some(error) = &self.error {
+            let _ = writeln!(text, "  LLM error   {error}");
+        }
+        let _ = writeln!(text, "  files       {}", self.files.join(", "));
+        let _ = writeln!(text, "  attempts    {}", self.out.join("attempts").display());
+        text
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
