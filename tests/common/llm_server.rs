@@ -64,10 +64,15 @@ impl Seen {
     }
 }
 
-#[derive(Default)]
+type Responder = Box<dyn Fn(&Seen) -> Scripted + Send + Sync>;
+
 struct Shared {
     script: Mutex<VecDeque<Scripted>>,
     seen: Mutex<Vec<Seen>>,
+    /// Answers requests once the script is used up.
+    responder: Option<Responder>,
+    /// Time taken before every answer.
+    delay: Duration,
 }
 
 /// The running server; stops with the test process.
@@ -78,16 +83,36 @@ pub struct ScriptedLlm {
 
 impl ScriptedLlm {
     pub fn start(script: Vec<Scripted>) -> ScriptedLlm {
-        let shared = Arc::new(Shared {
+        ScriptedLlm::serve(Shared {
             script: Mutex::new(script.into()),
             seen: Mutex::new(Vec::new()),
-        });
+            responder: None,
+            delay: Duration::ZERO,
+        })
+    }
+
+    /// A server that answers each request with `responder(request)`, after `delay`.
+    pub fn responding(
+        delay: Duration,
+        responder: impl Fn(&Seen) -> Scripted + Send + Sync + 'static,
+    ) -> ScriptedLlm {
+        ScriptedLlm::serve(Shared {
+            script: Mutex::new(VecDeque::new()),
+            seen: Mutex::new(Vec::new()),
+            responder: Some(Box::new(responder)),
+            delay,
+        })
+    }
+
+    fn serve(shared: Shared) -> ScriptedLlm {
+        let shared = Arc::new(shared);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = shared.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
@@ -118,11 +143,16 @@ impl ScriptedLlm {
 }
 
 async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    shared.seen.lock().unwrap().push(Seen {
+    let seen = Seen {
         body: body.clone(),
         at: Instant::now(),
-    });
-    let next = shared.script.lock().unwrap().pop_front();
+    };
+    shared.seen.lock().unwrap().push(seen.clone());
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let next = scripted.or_else(|| shared.responder.as_ref().map(|respond| respond(&seen)));
+    if !shared.delay.is_zero() {
+        tokio::time::sleep(shared.delay).await;
+    }
     match next {
         Some(Scripted::Reply(text)) => {
             let prompt_chars: usize = body["messages"]
