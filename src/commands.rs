@@ -475,6 +475,7 @@ impl LoopConfig {
             font: Arc::new(font),
             budget: self.budget,
             allowed_modules: self.executor.allowed_imports.clone(),
+            render_gate: tokio::sync::Semaphore::new(1),
         };
         Ok((engine, settings))
     }

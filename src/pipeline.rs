@@ -71,6 +71,10 @@ pub struct Engine {
     pub budget: Budget,
     /// Modules the system prompt tells the LLM it may import.
     pub allowed_modules: Vec<String>,
+    /// One render at a time, first come first served. A render already uses
+    /// every core; renders run side by side would share the cores and all
+    /// finish late together, keeping concurrent runs in lockstep.
+    pub render_gate: tokio::sync::Semaphore,
 }
 
 /// The loop itself failed (not the generated code, not the LLM).
@@ -534,9 +538,22 @@ impl Run<'_> {
         let settings = self.engine.render.clone();
         let font = self.engine.font.clone();
         let started = Instant::now();
-        let views = tokio::task::spawn_blocking(move || -> Result<render::Views, RenderError> {
+        let gate = self
+            .engine
+            .render_gate
+            .acquire()
+            .await
+            .map_err(|e| PipelineError::Task(e.to_string()))?;
+        let (views, sheet) = tokio::task::spawn_blocking(move || -> Result<_, RenderError> {
             let views = render::render(&mesh, &settings)?;
-            render::write_views(&dir, &views, &render::contact_sheet(&views, &font))?;
+            let sheet = render::contact_sheet(&views, &font);
+            Ok((views, sheet))
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        drop(gate);
+        let views = tokio::task::spawn_blocking(move || -> Result<render::Views, RenderError> {
+            render::write_views(&dir, &views, &sheet)?;
             Ok(views)
         })
         .await
