@@ -383,10 +383,8 @@ impl Run<'_> {
     }
 
     fn status(&self, attempt: u32, what: &str) {
-        self.progress.set_message(format!(
-            "attempt {attempt} · {what} · {:.0} s",
-            self.started.elapsed().as_secs_f64()
-        ));
+        self.progress
+            .set_message(format!("attempt {attempt} · {what}"));
     }
 
     fn attempt_dir(&self, number: u32) -> PathBuf {
