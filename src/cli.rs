@@ -148,12 +148,8 @@ pub struct GenerateArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub budget: LoopArgs,
-    /// Wall-clock limit for each script, in seconds [default: 60].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Address-space limit of the FreeCAD worker, in MiB [default: 4096].
-    #[arg(long, value_name = "MIB")]
-    pub memory_limit: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -182,6 +178,17 @@ pub struct LlmArgs {
     /// connection error, with exponential backoff [default: 5].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+}
+
+/// Limits for the generated code.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Wall-clock limit for each script, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Address-space limit of each FreeCAD worker, in MiB [default: 4096].
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<u64>,
 }
 
 /// The loop's budgets and helpers.
@@ -242,12 +249,8 @@ pub struct BatchArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub budget: LoopArgs,
-    /// Wall-clock limit for each script, in seconds [default: 60].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Address-space limit of each FreeCAD worker, in MiB [default: 4096].
-    #[arg(long, value_name = "MIB")]
-    pub memory_limit: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Subcommand)]

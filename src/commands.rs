@@ -487,8 +487,8 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let (file, _) = config::load_file(global.config.as_deref())?;
     let executor = ExecutorFlags {
         workers: Some(1),
-        timeout_secs: args.timeout,
-        memory_limit_mib: args.memory_limit,
+        timeout_secs: args.limits.timeout,
+        memory_limit_mib: args.limits.memory_limit,
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
     let shown = match &args.out {
@@ -664,8 +664,8 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
     };
     let executor = ExecutorFlags {
         workers: None,
-        timeout_secs: args.timeout,
-        memory_limit_mib: args.memory_limit,
+        timeout_secs: args.limits.timeout,
+        memory_limit_mib: args.limits.memory_limit,
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the folder {}", out.display()))?;

@@ -621,6 +621,7 @@ impl Run<'_> {
             facts,
             captions,
             numbered_code: prompts::number_lines(&attempt.code),
+            last_round: round >= self.engine.budget.max_refines,
         })?;
         let mut messages = vec![Message::system(&self.system), Message::user(text)];
         let reply = self.call(&messages, "refine", number).await?;
@@ -695,8 +696,9 @@ impl Run<'_> {
             (Some(Verdict::Mismatch), None) if round >= self.engine.budget.max_refines => {
                 Step::Finish {
                     reason: format!(
-                        "refine budget spent ({} rounds) and the last attempt still differs from the prompt",
-                        self.engine.budget.max_refines
+                        "refine budget spent ({} round{}) and the last attempt still differs from the prompt",
+                        self.engine.budget.max_refines,
+                        if self.engine.budget.max_refines == 1 { "" } else { "s" }
                     ),
                 }
             }

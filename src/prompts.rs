@@ -80,6 +80,9 @@ pub struct RefineContext<'a> {
     /// `None` when no captioner ran.
     pub captions: Option<Vec<ViewCaption>>,
     pub numbered_code: String,
+    /// No rewrite can run after this critique (the refine budget is spent):
+    /// ask for the verdict and reasons only.
+    pub last_round: bool,
 }
 
 /// What a reminder asks for again.
@@ -204,12 +207,15 @@ impl Prompts {
                 text: "a cube".into(),
             }]),
         ] {
-            self.refine(&RefineContext {
-                prompt: "a cube",
-                facts: "- one solid".into(),
-                captions,
-                numbered_code: number_lines("result = x\n"),
-            })?;
+            for last_round in [false, true] {
+                self.refine(&RefineContext {
+                    prompt: "a cube",
+                    facts: "- one solid".into(),
+                    captions: captions.clone(),
+                    numbered_code: number_lines("result = x\n"),
+                    last_round,
+                })?;
+            }
         }
         self.reminder(Want::Code)?;
         self.reminder(Want::Verdict)?;
@@ -338,6 +344,7 @@ mod tests {
                 facts: facts.into(),
                 captions: Some(captions),
                 numbered_code: number_lines(CODE),
+                last_round: false,
             })
             .unwrap();
         insta::assert_snapshot!("refine_with_captions", with);
@@ -347,9 +354,10 @@ mod tests {
                 facts: facts.into(),
                 captions: None,
                 numbered_code: number_lines(CODE),
+                last_round: true,
             })
             .unwrap();
-        insta::assert_snapshot!("refine_without_captions", without);
+        insta::assert_snapshot!("refine_without_captions_last_round", without);
     }
 
     #[test]

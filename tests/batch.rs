@@ -5,11 +5,11 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::llm_server::{Scripted, ScriptedLlm, Seen};
-use common::{cadloop, text};
+use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
 /// Answers like a model that builds a cube of the side the prompt names
@@ -65,16 +65,6 @@ fn records(dir: &Path, file: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("every line is a whole record"))
         .collect()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cadloop::executor::Job;
 use common::llm_server::{gap, reply, status, Scripted, ScriptedLlm};
-use common::{cadloop, text};
+use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
 const BUGGY: &str = "import FreeCAD as App
@@ -65,16 +65,6 @@ fn generate(dir: &Path, server: &ScriptedLlm, extra: &[&str]) -> Output {
 
 fn run_json(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("run/run.json")).unwrap()).unwrap()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// The volume of a STEP file, measured by FreeCAD in a worker.
@@ -383,4 +373,27 @@ fn a_bad_prompt_or_folder_is_refused_before_any_request() {
     assert!(text(&out.stderr).contains("already holds files"));
     assert_eq!(std::fs::read_to_string(dir.path().join("taken/notes.txt")).unwrap(), "mine");
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_spent_refine_budget_keeps_the_last_solid_and_says_it_still_differs() {
+    let server = ScriptedLlm::start(vec![
+        reply(&fenced(TOO_LONG)),
+        reply(&format!("VERDICT: MISMATCH\nToo long.\n{}", fenced(TOO_LONG))),
+        reply("VERDICT: MISMATCH\nStill 50 mm long."),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "1"]);
+    assert_exit(&out, 0);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    // The first critique may ask for a rewrite; the last one only for a verdict.
+    assert!(requests[1].last_user().contains("give the whole corrected"));
+    assert!(requests[2].last_user().contains("no new script is needed"));
+    let record = run_json(dir.path());
+    assert_eq!(record["outcome"], "mismatch");
+    assert_eq!(record["final"]["attempt"], 2);
+    assert!(record["stop_reason"].as_str().unwrap().starts_with("refine budget spent (1 round)"));
+    assert_eq!(record["attempts"][1]["critique"]["rewrite_used"], false);
+    assert!(dir.path().join("run/model.step").is_file());
 }

@@ -91,7 +91,8 @@ pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
         Some(code),
-        "stderr: {}",
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
         text(&out.stderr)
     );
 }
