@@ -14,6 +14,7 @@
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
 //! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
+//! - [`metrics`]: point-cloud distance, Hausdorff, IoGT and voxel IoU against a reference.
 //! - [`pipeline`]: the loop as a state machine: generate, execute, repair, look, refine.
 //! - [`progress`]: the live progress line on a terminal.
 //! - [`prompts`]: the prompt templates of `prompts/`, filled.
@@ -33,6 +34,7 @@ pub mod files;
 pub mod freecad;
 pub mod llm;
 pub mod mesh;
+pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod prompts;
