@@ -48,6 +48,15 @@ pub enum Command {
     /// Exit status: 0 every item taken was finished, 1 interrupted, 2 usage or
     /// environment errors, or items cut short by the LLM endpoint.
     Batch(BatchArgs),
+    /// Benchmark on a dataset: run the loop on every case, then score it.
+    ///
+    /// DATASET is a CADPrompt folder (<id>/ with the prompt files and
+    /// Ground_Truth.stl, optional strata.csv), a JSONL file ({"id", "prompt",
+    /// "reference"}) or a text file of prompts (Query2CAD: no references).
+    /// Runs go to OUT/items/ through the batch engine (same resume, --jobs,
+    /// --shard); the scores to OUT/bench.json, OUT/bench.md and OUT/cases/.
+    /// `cadloop bench score` scores another system's <id>.stl files.
+    Bench(BenchArgs),
     /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
@@ -290,4 +299,83 @@ impl Text2CadLevel {
             Text2CadLevel::Expert => "expert",
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub action: Option<BenchAction>,
+    /// The dataset.
+    #[arg(value_name = "DATASET", required = true)]
+    pub dataset: Option<PathBuf>,
+    /// The output folder (runs, results and scores).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
+    /// CADPrompt: the plain prompt or the one with measurements.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub variant: PromptVariant,
+    /// Items in flight at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Run shard K of N (K from 0); scoring covers every case run so far.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    #[command(flatten)]
+    pub metrics: MetricArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchAction {
+    /// Score meshes another system made: RESULTS/<id>.stl against the dataset's references.
+    Score {
+        /// A folder of <id>.stl files (a missing file scores as a failure).
+        #[arg(value_name = "RESULTS")]
+        results: PathBuf,
+        /// The dataset with the references.
+        #[arg(long, value_name = "DATASET")]
+        references: PathBuf,
+        /// Where bench.json, bench.md and cases/ go.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "plain")]
+        variant: PromptVariant,
+        #[command(flatten)]
+        metrics: MetricArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PromptVariant {
+    Plain,
+    Measurements,
+}
+
+/// How results are measured against references.
+#[derive(Debug, Args)]
+pub struct MetricArgs {
+    /// Points sampled on each surface.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub samples: usize,
+    /// Seed of the sampling (the same for every mesh).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Align the result to the reference before measuring.
+    #[arg(long, value_enum, default_value = "icp")]
+    pub align: AlignArg,
+    /// Voxel cells along each side for the IoU.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub voxels: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignArg {
+    None,
+    Icp,
 }

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use crate::batch::{self, InputFormat, InputOptions, ResultsLog};
 use crate::caption::{self, Captioner};
+use crate::bench;
 use crate::cli::{
+    AlignArg, BenchAction, BenchArgs, MetricArgs, PromptVariant,
     BatchAction, BatchArgs, BatchFormat, CaptionArgs, ExecArgs, GenerateArgs, GlobalArgs, LlmArgs,
     LoopArgs, RenderArgs,
 };
@@ -24,6 +26,7 @@ use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FI
 use crate::files;
 use crate::llm::{LlmClient, LlmSettings};
 use crate::mesh::Mesh;
+use crate::metrics::{Align, MetricSettings};
 use crate::pipeline::{Budget, Engine, SharedCaptioner};
 use crate::progress;
 use crate::prompts::Prompts;
@@ -658,71 +661,18 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         bail!("{} holds no usable prompt", input.display());
     }
     let read = items.len();
-    let mine = match shard {
-        Some((k, n)) => batch::shard(items, k, n),
-        None => items,
-    };
     let executor = ExecutorFlags {
         workers: None,
         timeout_secs: args.limits.timeout,
         memory_limit_mib: args.limits.memory_limit,
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the folder {}", out.display()))?;
-    let out = out.canonicalize()?;
-    let log = ResultsLog::open(&out, shard)?;
-    let finished = batch::finished_ids(&out)?;
-    let in_shard = mine.len();
-    let todo: Vec<batch::Item> = mine.into_iter().filter(|i| !finished.contains(&i.id)).collect();
-    tracing::info!(
-        read,
-        skipped_lines = problems.len(),
-        in_shard,
-        already_finished = in_shard - todo.len(),
-        to_do = todo.len(),
-        "batch input"
-    );
-    if todo.is_empty() {
-        println!("nothing to do: all {in_shard} items are finished in {}", out.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (engine, settings) = setup.start().await?;
-    let engine = Arc::new(engine);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-            tracing::warn!("Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    let bar = progress::counter(todo.len() as u64, !global.quiet);
-    let progress = batch::Progress {
-        log_every: bar.is_none().then_some(Duration::from_secs(30)),
-        bar: bar.clone().unwrap_or_else(indicatif::ProgressBar::hidden),
+    tracing::info!(read, skipped_lines = problems.len(), "batch input");
+    let run = BatchRun { out: out.clone(), shard, jobs, grace, quiet: global.quiet };
+    let (outcome, interrupted, log_path) = match run.go(setup, items).await? {
+        Some(done) => done,
+        None => return Ok(ExitCode::SUCCESS),
     };
-    let log_path = log.path().to_path_buf();
-    let outcome = batch::run(
-        engine.clone(),
-        todo,
-        &out,
-        settings,
-        jobs,
-        log,
-        shard,
-        progress,
-        stop.clone(),
-        grace,
-    )
-    .await;
-    if let Some(bar) = &bar {
-        progress::finish(bar);
-    }
-    engine.pool.shutdown().await;
-    let outcome = outcome?;
     println!(
         "batch: {} finished ({} without a model), {} cut short, {} not started → {}",
         outcome.finished,
@@ -731,16 +681,92 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         outcome.skipped,
         log_path.display()
     );
+    Ok(batch_exit(&outcome, interrupted))
+}
+
+fn batch_exit(outcome: &batch::BatchOutcome, interrupted: bool) -> ExitCode {
     if let Some(reason) = &outcome.stopped {
         eprintln!("stopped early: {reason}; rerun the same command to go on");
     }
-    Ok(if stop.load(Ordering::SeqCst) {
+    if interrupted {
         ExitCode::from(EXIT_FAILED)
     } else if outcome.errored > 0 || outcome.stopped.is_some() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// Where and how a batch runs: shared by `batch` and `bench`.
+struct BatchRun {
+    out: PathBuf,
+    shard: Option<(u32, u32)>,
+    jobs: usize,
+    grace: Duration,
+    quiet: bool,
+}
+
+impl BatchRun {
+    /// Runs this shard's unfinished items. `None` when none was left to do.
+    async fn go(
+        &self,
+        setup: LoopConfig,
+        items: Vec<batch::Item>,
+    ) -> anyhow::Result<Option<(batch::BatchOutcome, bool, PathBuf)>> {
+        let mine = match self.shard {
+            Some((k, n)) => batch::shard(items, k, n),
+            None => items,
+        };
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create the folder {}", self.out.display()))?;
+        let out = self.out.canonicalize()?;
+        let log = ResultsLog::open(&out, self.shard)?;
+        let finished = batch::finished_ids(&out)?;
+        let in_shard = mine.len();
+        let todo: Vec<batch::Item> = mine.into_iter().filter(|i| !finished.contains(&i.id)).collect();
+        tracing::info!(in_shard, already_finished = in_shard - todo.len(), to_do = todo.len(), "batch items");
+        if todo.is_empty() {
+            println!("nothing to do: all {in_shard} items are finished in {}", out.display());
+            return Ok(None);
+        }
+        let (engine, settings) = setup.start().await?;
+        let engine = Arc::new(engine);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+                tracing::warn!("Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let bar = progress::counter(todo.len() as u64, !self.quiet);
+        let progress = batch::Progress {
+            log_every: bar.is_none().then_some(Duration::from_secs(30)),
+            bar: bar.clone().unwrap_or_else(indicatif::ProgressBar::hidden),
+        };
+        let log_path = log.path().to_path_buf();
+        let outcome = batch::run(
+            engine.clone(),
+            todo,
+            &out,
+            settings,
+            self.jobs,
+            log,
+            self.shard,
+            progress,
+            stop.clone(),
+            self.grace,
+        )
+        .await;
+        if let Some(bar) = &bar {
+            progress::finish(bar);
+        }
+        engine.pool.shutdown().await;
+        Ok(Some((outcome?, stop.load(Ordering::SeqCst), log_path)))
+    }
 }
 
 fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -779,5 +805,189 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if summary.duplicates > 0 {
         writeln!(stdout, "  duplicates  {} records of ids already counted (ignored)", summary.duplicates)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checked metric settings from the flags.
+fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
+    if !(10..=1_000_000).contains(&args.samples) {
+        bail!("--samples {} is out of range; use 10 to 1000000", args.samples);
+    }
+    if !(8..=256).contains(&args.voxels) {
+        bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
+    }
+    Ok(MetricSettings {
+        samples: args.samples,
+        seed: args.seed,
+        align: match args.align {
+            AlignArg::Icp => Align::Icp,
+            AlignArg::None => Align::None,
+        },
+        voxels: args.voxels,
+    })
+}
+
+fn variant(v: PromptVariant) -> bench::Variant {
+    match v {
+        PromptVariant::Plain => bench::Variant::Plain,
+        PromptVariant::Measurements => bench::Variant::Measurements,
+    }
+}
+
+fn load_cases(dataset: &Path, v: PromptVariant) -> anyhow::Result<Vec<bench::Case>> {
+    let (cases, problems) = bench::load_dataset(dataset, variant(v))?;
+    for problem in &problems {
+        tracing::warn!("{}: {problem}; skipped", dataset.display());
+    }
+    if cases.is_empty() {
+        bail!("{} holds no case", dataset.display());
+    }
+    Ok(cases)
+}
+
+/// `cadloop bench DATASET --out DIR` and `cadloop bench score`.
+pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchAction::Score { results, references, out, variant, metrics }) = &args.action {
+        let settings = metric_settings(metrics)?;
+        let cases = load_cases(references, *variant)?;
+        let (file, _) = config::load_file(global.config.as_deref())?;
+        let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
+            let model = results.join(format!("{}.stl", case.item.id));
+            (None, model.is_file().then_some(model))
+        })
+        .await?;
+        return finish_bench(references, &settings, scored, out);
+    }
+    let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
+        bail!("give the DATASET and --out DIR");
+    };
+    let settings = metric_settings(&args.metrics)?;
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let shard = args.shard.as_deref().map(batch::parse_shard).transpose()?;
+    let jobs = args.jobs.unwrap_or(4);
+    if !(1..=256).contains(&jobs) {
+        bail!("--jobs {jobs} is out of range; use 1 to 256");
+    }
+    let cases = load_cases(dataset, args.variant)?;
+    let executor = ExecutorFlags {
+        workers: None,
+        timeout_secs: args.limits.timeout,
+        memory_limit_mib: args.limits.memory_limit,
+    };
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let run = BatchRun { out: out.clone(), shard, jobs, grace: Duration::from_secs(120), quiet: global.quiet };
+    let items = cases.iter().map(|c| c.item.clone()).collect();
+    let ran = run.go(setup, items).await?;
+    if let Some((outcome, interrupted, _)) = &ran {
+        if interrupted.to_owned() || outcome.stopped.is_some() {
+            return Ok(batch_exit(outcome, *interrupted));
+        }
+    }
+    let items_dir = out.join(batch::ITEMS_DIR);
+    let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
+        let (record, model) = bench::read_item(&items_dir.join(&case.item.dir_name));
+        (record, model)
+    })
+    .await?;
+    finish_bench(dataset, &settings, scored, out)
+}
+
+/// Scores every case; `find` gives a case's run record and model file.
+async fn score_cases(
+    file: &FileConfig,
+    cases: &[bench::Case],
+    settings: &MetricSettings,
+    out: &Path,
+    quiet: bool,
+    find: impl Fn(&bench::Case) -> (Option<crate::report::RunRecord>, Option<PathBuf>),
+) -> anyhow::Result<Vec<bench::CaseScore>> {
+    let render_settings = config::render_settings(&file.render, None)?;
+    let font = render::load_font()?;
+    let bar = progress::counter(cases.len() as u64, !quiet);
+    let mut scored = Vec::with_capacity(cases.len());
+    for case in cases {
+        let (record, model_path) = find(case);
+        let model = match &model_path {
+            Some(path) => Some(read_any_mesh(file, path).await?),
+            None => None,
+        };
+        let reference = match &case.reference {
+            Some(path) => Some(read_any_mesh(file, path).await?),
+            None => None,
+        };
+        let score = bench::score_case(case, record.as_ref(), model.as_ref(), reference.as_ref(), settings);
+        write_case_page(out, case, &score, model.as_ref(), reference.as_ref(), &render_settings, &font)?;
+        scored.push(score);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = &bar {
+        progress::finish(bar);
+    }
+    Ok(scored)
+}
+
+/// STL and OBJ directly, STEP through FreeCAD.
+async fn read_any_mesh(file: &FileConfig, path: &Path) -> anyhow::Result<Mesh> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if ext == "step" || ext == "stp" {
+        let flags = ExecutorFlags { workers: Some(1), ..Default::default() };
+        return mesh_with_freecad(path, config::executor_settings(&file.executor, &flags)?).await;
+    }
+    Ok(bench::read_mesh(path)?)
+}
+
+/// `cases/<id>/`: the reference's and the result's sheets and the scores.
+fn write_case_page(
+    out: &Path,
+    case: &bench::Case,
+    score: &bench::CaseScore,
+    model: Option<&Mesh>,
+    reference: Option<&Mesh>,
+    settings: &RenderSettings,
+    font: &ab_glyph::FontVec,
+) -> anyhow::Result<()> {
+    let dir = out.join("cases").join(&case.item.dir_name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut page = format!("# {}
+
+{}
+
+outcome: {}
+
+", case.item.id, case.item.prompt, score.outcome);
+    if let Some(s) = &score.scores {
+        page.push_str(&format!(
+            "| PCD | Hausdorff | IoGT | IoU |\n| ---: | ---: | ---: | ---: |\n| {:.4} | {:.4} | {:.4} | {:.4} |\n\n",
+            s.pcd, s.hausdorff, s.iogt, s.iou
+        ));
+    }
+    for (name, mesh) in [("reference", reference), ("result", model)] {
+        let Some(mesh) = mesh else { continue };
+        match render::render(mesh, settings) {
+            Ok(views) => {
+                render::write_png(&dir.join(format!("{name}.png")), &render::contact_sheet(&views, font))?;
+                page.push_str(&format!("## {name}\n\n![{name}]({name}.png)\n\n"));
+            }
+            Err(err) => page.push_str(&format!("## {name}\n\ncannot render: {err}\n\n")),
+        }
+    }
+    files::write_atomically(&dir.join("case.md"), page.as_bytes())
+        .with_context(|| format!("cannot write {}", dir.display()))
+}
+
+fn finish_bench(
+    dataset: &Path,
+    settings: &MetricSettings,
+    scored: Vec<bench::CaseScore>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let report = bench::report(&dataset.display().to_string(), settings, scored);
+    write_json_atomically(&out.join("bench.json"), &report)?;
+    let md = bench::markdown(&report);
+    files::write_atomically(&out.join("bench.md"), md.as_bytes())
+        .with_context(|| format!("cannot write {}", out.join("bench.md").display()))?;
+    print!("{md}");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`batch`]: many prompts: input files, shards, the results log, bounded concurrency.
+//! - [`bench`]: benchmark datasets, per-case scores, summary tables.
 //! - [`caption`]: BLIP under ONNX Runtime: captions for the rendered views.
 //! - [`cli`]: the command line (clap types only).
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
@@ -23,6 +24,7 @@
 //! - [`doctor`]: checks of the environment, each with the command that fixes it.
 
 pub mod batch;
+pub mod bench;
 pub mod caption;
 pub mod cli;
 pub mod commands;
