@@ -879,7 +879,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
     let items = cases.iter().map(|c| c.item.clone()).collect();
     let ran = run.go(setup, items).await?;
     if let Some((outcome, interrupted, _)) = &ran {
-        if interrupted.to_owned() || outcome.stopped.is_some() {
+        if *interrupted || outcome.stopped.is_some() {
             return Ok(batch_exit(outcome, *interrupted));
         }
     }
