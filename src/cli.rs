@@ -187,6 +187,13 @@ pub struct LlmArgs {
     /// connection error, with exponential backoff [default: 5].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// Append every LLM request and reply to FILE (JSON lines).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Take the replies from a recording made with --record instead of an
+    /// endpoint, matched by the messages sent (no endpoint is needed).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 /// Limits for the generated code.

@@ -24,7 +24,7 @@ use crate::cli::{
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
-use crate::llm::{LlmClient, LlmSettings};
+use crate::llm::{LlmClient, LlmSettings, Recording};
 use crate::mesh::Mesh;
 use crate::metrics::{Align, MetricSettings};
 use crate::pipeline::{Budget, Engine, SharedCaptioner};
@@ -385,6 +385,7 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
 /// The loop's settings, checked; nothing started yet.
 struct LoopConfig {
     llm: LlmSettings,
+    recording: Recording,
     budget: Budget,
     prompts: Prompts,
     executor: ExecutorSettings,
@@ -401,6 +402,10 @@ impl LoopConfig {
         loop_args: &LoopArgs,
         executor: ExecutorFlags,
     ) -> anyhow::Result<LoopConfig> {
+        let recording = Recording {
+            record: llm.record.clone(),
+            replay: llm.replay.clone(),
+        };
         let flags = LlmFlags {
             base_url: llm.base_url.clone(),
             model: llm.model.clone(),
@@ -409,7 +414,10 @@ impl LoopConfig {
             timeout_secs: llm.request_timeout,
             retries: llm.retries,
         };
-        let llm = config::llm_settings(&file.llm, &flags, config::api_key_from_env())?;
+        let llm = match &llm.replay {
+            Some(recording) => config::replay_settings(recording),
+            None => config::llm_settings(&file.llm, &flags, config::api_key_from_env())?,
+        };
         let budget = config::budget(&file.generate, loop_args.max_repairs, loop_args.max_refines)?;
         let prompts = match loop_args.prompts.as_ref().or(file.generate.prompts.as_ref()) {
             Some(dir) => Prompts::load(dir)?,
@@ -417,6 +425,7 @@ impl LoopConfig {
         };
         Ok(LoopConfig {
             llm,
+            recording,
             budget,
             prompts,
             executor: config::executor_settings(&file.executor, &executor)?,
@@ -433,7 +442,7 @@ impl LoopConfig {
     /// Loads the captioner, starts the FreeCAD pool and builds the engine.
     async fn start(self) -> anyhow::Result<(Engine, RunSettings)> {
         let font = render::load_font()?;
-        let llm = LlmClient::new(self.llm.clone())?;
+        let llm = LlmClient::new(self.llm.clone(), &self.recording)?;
         let captioner = match self.captioner_dir {
             Some(dir) => {
                 let threads = self.captioner_threads;

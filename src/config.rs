@@ -218,6 +218,20 @@ pub fn llm_settings(
     })
 }
 
+/// Settings for a replayed run: no endpoint is asked.
+pub fn replay_settings(recording: &Path) -> LlmSettings {
+    LlmSettings {
+        base_url: format!("replay:{}", recording.display()),
+        api_key: None,
+        model: "replay".into(),
+        temperature: None,
+        max_tokens: None,
+        request_timeout: Duration::from_secs(300),
+        retries: 0,
+        backoff: Duration::ZERO,
+    }
+}
+
 /// The loop's budgets: flags over the file over the defaults (3 and 3).
 pub fn budget(
     file: &GenerateFile,

@@ -14,8 +14,12 @@
 //! leave out fields OpenAI sends.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_openai::config::OpenAIConfig;
@@ -159,6 +163,10 @@ pub enum LlmError {
     Malformed { url: String, message: String },
     #[error("the LLM request to {url} failed: {message}")]
     Request { url: String, message: String },
+    #[error("{}: no recorded reply for the request that begins {request:?}; record the run again with --record", file.display())]
+    NotRecorded { file: PathBuf, request: String },
+    #[error("{}: {message}", file.display())]
+    Recording { file: PathBuf, message: String },
 }
 
 impl LlmError {
@@ -294,14 +302,117 @@ fn backoff_delay(base: Duration, retry: u32) -> Duration {
     full.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// A client for one endpoint and model.
+/// A client for one endpoint and model, or for a recording (`--replay`).
 #[derive(Clone)]
 pub struct LlmClient {
     client: async_openai::Client<OpenAIConfig>,
     settings: LlmSettings,
+    replay: Option<Arc<Replay>>,
+    recorder: Option<Arc<Recorder>>,
+}
+
+/// Where replies are written (`--record`) or read from (`--replay`).
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    pub record: Option<PathBuf>,
+    pub replay: Option<PathBuf>,
+}
+
+/// One line of a recording.
+#[derive(Debug, Serialize, Deserialize)]
+struct Recorded {
+    messages: Vec<Message>,
+    reply: Reply,
+}
+
+/// Replies from a recording, matched by the messages sent; a request made
+/// twice gets the replies recorded for it in their order.
+struct Replay {
+    file: PathBuf,
+    replies: Mutex<HashMap<String, VecDeque<Reply>>>,
+}
+
+impl Replay {
+    fn load(file: &Path) -> Result<Replay, LlmError> {
+        let text = std::fs::read_to_string(file).map_err(|e| LlmError::Recording {
+            file: file.to_path_buf(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        let mut replies: HashMap<String, VecDeque<Reply>> = HashMap::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let recorded: Recorded = serde_json::from_str(line).map_err(|e| LlmError::Recording {
+                file: file.to_path_buf(),
+                message: format!("line {} is not a recorded exchange: {e}", i + 1),
+            })?;
+            replies
+                .entry(request_key(&recorded.messages))
+                .or_default()
+                .push_back(recorded.reply);
+        }
+        Ok(Replay {
+            file: file.to_path_buf(),
+            replies: Mutex::new(replies),
+        })
+    }
+
+    fn take(&self, messages: &[Message]) -> Result<Reply, LlmError> {
+        let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+        replies
+            .get_mut(&request_key(messages))
+            .and_then(VecDeque::pop_front)
+            .ok_or_else(|| {
+                let last = messages.last().map_or("", |m| m.content.as_str());
+                LlmError::NotRecorded {
+                    file: self.file.clone(),
+                    request: last.chars().take(120).collect(),
+                }
+            })
+    }
+}
+
+fn request_key(messages: &[Message]) -> String {
+    serde_json::to_string(messages).expect("messages serialise")
+}
+
+/// Appends every exchange to a recording, one JSON line each.
+struct Recorder {
+    file: PathBuf,
+    out: Mutex<std::fs::File>,
+}
+
+impl Recorder {
+    fn open(file: &Path) -> Result<Recorder, LlmError> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .map_err(|e| LlmError::Recording {
+                file: file.to_path_buf(),
+                message: format!("cannot open it for writing: {e}"),
+            })?;
+        Ok(Recorder {
+            file: file.to_path_buf(),
+            out: Mutex::new(out),
+        })
+    }
+
+    fn write(&self, messages: &[Message], reply: &Reply) -> Result<(), LlmError> {
+        let mut line = serde_json::to_vec(&Recorded {
+            messages: messages.to_vec(),
+            reply: reply.clone(),
+        })
+        .expect("exchanges serialise");
+        line.push(b'\n');
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.write_all(&line).map_err(|e| LlmError::Recording {
+            file: self.file.clone(),
+            message: format!("cannot append to it: {e}"),
+        })
+    }
 }
 
 impl std::fmt::Debug for LlmClient {
+    // Written by hand: the async-openai client holds the API key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlmClient")
             .field("endpoint", &self.settings.endpoint())
@@ -345,7 +456,7 @@ struct WireUsage {
 }
 
 impl LlmClient {
-    pub fn new(settings: LlmSettings) -> Result<LlmClient, LlmError> {
+    pub fn new(settings: LlmSettings, recording: &Recording) -> Result<LlmClient, LlmError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
@@ -364,15 +475,44 @@ impl LlmClient {
                 retries: settings.retries,
                 backoff: settings.backoff,
             });
-        Ok(LlmClient { client, settings })
+        let replay = recording
+            .replay
+            .as_deref()
+            .map(Replay::load)
+            .transpose()?
+            .map(Arc::new);
+        let recorder = recording
+            .record
+            .as_deref()
+            .map(Recorder::open)
+            .transpose()?
+            .map(Arc::new);
+        Ok(LlmClient {
+            client,
+            settings,
+            replay,
+            recorder,
+        })
     }
 
     pub fn settings(&self) -> &LlmSettings {
         &self.settings
     }
 
-    /// Sends one chat request and returns the first choice's text.
+    /// Sends one chat request and returns the first choice's text (or the
+    /// recorded reply, when replaying).
     pub async fn chat(&self, messages: &[Message]) -> Result<Reply, LlmError> {
+        if let Some(replay) = &self.replay {
+            return replay.take(messages);
+        }
+        let reply = self.ask_endpoint(messages).await?;
+        if let Some(recorder) = &self.recorder {
+            recorder.write(messages, &reply)?;
+        }
+        Ok(reply)
+    }
+
+    async fn ask_endpoint(&self, messages: &[Message]) -> Result<Reply, LlmError> {
         let request = self.request(messages);
         let started = Instant::now();
         let (result, log) = CALL_LOG

@@ -397,3 +397,62 @@ fn a_spent_refine_budget_keeps_the_last_solid_and_says_it_still_differs() {
     assert_eq!(record["attempts"][1]["critique"]["rewrite_used"], false);
     assert!(dir.path().join("run/model.step").is_file());
 }
+
+/// run.json without what may differ between two runs of the same exchanges:
+/// times and where the replies came from.
+fn comparable(mut record: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.remove("timings");
+                map.remove("settings");
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut record);
+    record
+}
+
+#[test]
+fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
+    let server = ScriptedLlm::start(vec![
+        reply(&fenced(BUGGY)),
+        reply(&fenced(TOO_LONG)),
+        reply(&format!("VERDICT: MISMATCH\nToo long.\n{}", fenced(RIGHT))),
+        reply("VERDICT: MATCH"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let captioner = tiny_captioner();
+    let captioner = captioner.to_str().unwrap();
+    let out = generate(dir.path(), &server, &["--captioner", captioner, "--record", "exchanges.jsonl"]);
+    assert_exit(&out, 0);
+    let recorded = std::fs::read_to_string(dir.path().join("exchanges.jsonl")).unwrap();
+    assert_eq!(recorded.lines().count(), 4);
+
+    // No endpoint at all: every reply comes from the recording.
+    let out = cadloop(
+        dir.path(),
+        &["generate", PROMPT, "--replay", "exchanges.jsonl", "--captioner", captioner, "--out", "again"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(server.requests().len(), 4, "the replay sent nothing");
+    let first = comparable(run_json(dir.path()));
+    let second: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("again/run.json")).unwrap()).unwrap();
+    assert_eq!(first, comparable(second));
+    let volume = |run: &str| step_volume(&dir.path().join(run).join("model.step"));
+    assert_eq!(volume("run"), volume("again"));
+
+    // A request the recording does not hold is named.
+    let out = cadloop(
+        dir.path(),
+        &["generate", "a sphere of 10 mm", "--replay", "exchanges.jsonl", "--out", "other"],
+    );
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no recorded reply for the request that begins"), "{stderr}");
+    assert!(stderr.contains("a sphere of 10 mm"), "{stderr}");
+}
