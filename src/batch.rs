@@ -134,7 +134,10 @@ impl std::fmt::Display for Problem {
 }
 
 /// Reads every item of the input; malformed lines become [`Problem`]s.
-pub fn read_items(path: &Path, options: &InputOptions) -> Result<(Vec<Item>, Vec<Problem>), BatchError> {
+pub fn read_items(
+    path: &Path,
+    options: &InputOptions,
+) -> Result<(Vec<Item>, Vec<Problem>), BatchError> {
     let bytes = std::fs::read(path).map_err(|source| BatchError::Read {
         path: path.to_path_buf(),
         source,
@@ -151,18 +154,26 @@ pub fn read_items(path: &Path, options: &InputOptions) -> Result<(Vec<Item>, Vec
     for (line, id, prompt, extra) in raw {
         let id = id.trim().to_string();
         if id.is_empty() {
-            problems.push(Problem { line, message: "the id is empty".into() });
+            problems.push(Problem {
+                line,
+                message: "the id is empty".into(),
+            });
             continue;
         }
         let prompt = prompt.trim().to_string();
         if prompt.is_empty() {
-            problems.push(Problem { line, message: format!("the prompt of {id:?} is empty") });
+            problems.push(Problem {
+                line,
+                message: format!("the prompt of {id:?} is empty"),
+            });
             continue;
         }
         if let Some(first) = seen.get(&id) {
             problems.push(Problem {
                 line,
-                message: format!("the id {id:?} was already used on line {first}; ids must be unique"),
+                message: format!(
+                    "the id {id:?} was already used on line {first}; ids must be unique"
+                ),
             });
             continue;
         }
@@ -171,19 +182,32 @@ pub fn read_items(path: &Path, options: &InputOptions) -> Result<(Vec<Item>, Vec
         if let Some(other) = names.get(&dir_name.to_lowercase()) {
             problems.push(Problem {
                 line,
-                message: format!("the id {id:?} maps to the same folder name as {other:?}; rename one"),
+                message: format!(
+                    "the id {id:?} maps to the same folder name as {other:?}; rename one"
+                ),
             });
             continue;
         }
         seen.insert(id.clone(), line);
         names.insert(dir_name.to_lowercase(), id.clone());
-        items.push(Item { id, dir_name, prompt, line, extra });
+        items.push(Item {
+            id,
+            dir_name,
+            prompt,
+            line,
+            extra,
+        });
     }
     problems.sort_by_key(|p| p.line);
     Ok((items, problems))
 }
 
-type RawItem = (usize, String, String, serde_json::Map<String, serde_json::Value>);
+type RawItem = (
+    usize,
+    String,
+    String,
+    serde_json::Map<String, serde_json::Value>,
+);
 
 /// Lines of a file as text, 1-based; invalid UTF-8 lines are problems.
 fn text_lines<'a>(bytes: &'a [u8], problems: &mut Vec<Problem>) -> Vec<(usize, &'a str)> {
@@ -194,7 +218,10 @@ fn text_lines<'a>(bytes: &'a [u8], problems: &mut Vec<Problem>) -> Vec<(usize, &
             Ok(text) => lines.push((i + 1, text)),
             Err(err) => problems.push(Problem {
                 line: i + 1,
-                message: format!("not UTF-8 text (bad byte at column {}); save the file as UTF-8", err.valid_up_to() + 1),
+                message: format!(
+                    "not UTF-8 text (bad byte at column {}); save the file as UTF-8",
+                    err.valid_up_to() + 1
+                ),
             }),
         }
     }
@@ -211,7 +238,10 @@ fn read_jsonl(bytes: &[u8], problems: &mut Vec<Problem>) -> Vec<RawItem> {
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(err) => {
-                problems.push(Problem { line, message: format!("not JSON: {err}") });
+                problems.push(Problem {
+                    line,
+                    message: format!("not JSON: {err}"),
+                });
                 continue;
             }
         };
@@ -226,22 +256,34 @@ fn read_jsonl(bytes: &[u8], problems: &mut Vec<Problem>) -> Vec<RawItem> {
             Some(serde_json::Value::String(s)) => s,
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(_) => {
-                problems.push(Problem { line, message: "\"id\" must be a string or a number".into() });
+                problems.push(Problem {
+                    line,
+                    message: "\"id\" must be a string or a number".into(),
+                });
                 continue;
             }
             None => {
-                problems.push(Problem { line, message: "no \"id\" field".into() });
+                problems.push(Problem {
+                    line,
+                    message: "no \"id\" field".into(),
+                });
                 continue;
             }
         };
         let prompt = match fields.remove("prompt") {
             Some(serde_json::Value::String(s)) => s,
             Some(_) => {
-                problems.push(Problem { line, message: "\"prompt\" must be a string".into() });
+                problems.push(Problem {
+                    line,
+                    message: "\"prompt\" must be a string".into(),
+                });
                 continue;
             }
             None => {
-                problems.push(Problem { line, message: "no \"prompt\" field".into() });
+                problems.push(Problem {
+                    line,
+                    message: "no \"prompt\" field".into(),
+                });
                 continue;
             }
         };
@@ -256,7 +298,12 @@ fn read_text(bytes: &[u8], problems: &mut Vec<Problem>) -> Vec<RawItem> {
         .filter(|(_, text)| !text.trim().is_empty())
         .map(|(line, text)| {
             let text = text.trim_start_matches('\u{feff}');
-            (line, line.to_string(), text.to_string(), serde_json::Map::new())
+            (
+                line,
+                line.to_string(),
+                text.to_string(),
+                serde_json::Map::new(),
+            )
         })
         .collect()
 }
@@ -273,15 +320,25 @@ fn read_csv(
         path: path.to_path_buf(),
         message: format!("cannot read the header line: {e}"),
     })?;
-    let headers: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
     let column = |name: &str, flag: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| BatchError::Input {
-            path: path.to_path_buf(),
-            message: format!(
-                "no column {name:?} (the columns are {}); choose one with {flag}",
-                headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
-            ),
-        })
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| BatchError::Input {
+                path: path.to_path_buf(),
+                message: format!(
+                    "no column {name:?} (the columns are {}); choose one with {flag}",
+                    headers
+                        .iter()
+                        .map(|h| format!("{h:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     };
     let id_at = column(&options.id_column, "--id-column")?;
     let prompt_at = column(&options.prompt_column, "--prompt-column or --level")?;
@@ -291,7 +348,10 @@ fn read_csv(
             Ok(record) => record,
             Err(err) => {
                 let line = err.position().map_or(0, |p| p.line() as usize);
-                problems.push(Problem { line, message: format!("not valid CSV: {err}") });
+                problems.push(Problem {
+                    line,
+                    message: format!("not valid CSV: {err}"),
+                });
                 continue;
             }
         };
@@ -305,7 +365,10 @@ fn read_csv(
             }
             (None, _) | (_, None) => problems.push(Problem {
                 line,
-                message: format!("the row has {} fields, too few for the id and prompt columns", record.len()),
+                message: format!(
+                    "the row has {} fields, too few for the id and prompt columns",
+                    record.len()
+                ),
             }),
             _ => problems.push(Problem {
                 line,
@@ -323,11 +386,21 @@ fn read_csv(
 pub fn safe_dir_name(id: &str) -> String {
     let mut name: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let changed = name != id || name.starts_with('.') || name.len() > MAX_DIR_NAME;
     if changed {
-        name = name.trim_start_matches('.').chars().take(MAX_DIR_NAME - 9).collect();
+        name = name
+            .trim_start_matches('.')
+            .chars()
+            .take(MAX_DIR_NAME - 9)
+            .collect();
         name = format!("{name}-{:08x}", stable_hash(id) as u32);
     }
     name
@@ -380,7 +453,12 @@ fn result_logs(out: &Path) -> Result<Vec<PathBuf>, BatchError> {
     let entries = match std::fs::read_dir(out) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(BatchError::Output { path: out.to_path_buf(), source }),
+        Err(source) => {
+            return Err(BatchError::Output {
+                path: out.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut logs: Vec<PathBuf> = entries
         .flatten()
@@ -414,10 +492,19 @@ pub struct ResultRecord {
 pub fn read_results(out: &Path) -> Result<Vec<ResultRecord>, BatchError> {
     let mut records = Vec::new();
     for path in result_logs(out)? {
-        let file = std::fs::File::open(&path).map_err(|source| BatchError::Output { path: path.clone(), source })?;
-        let mut lines = std::io::BufReader::new(file).split(b'\n').enumerate().peekable();
+        let file = std::fs::File::open(&path).map_err(|source| BatchError::Output {
+            path: path.clone(),
+            source,
+        })?;
+        let mut lines = std::io::BufReader::new(file)
+            .split(b'\n')
+            .enumerate()
+            .peekable();
         while let Some((i, line)) = lines.next() {
-            let line = line.map_err(|source| BatchError::Output { path: path.clone(), source })?;
+            let line = line.map_err(|source| BatchError::Output {
+                path: path.clone(),
+                source,
+            })?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -427,7 +514,11 @@ pub fn read_results(out: &Path) -> Result<Vec<ResultRecord>, BatchError> {
                     tracing::warn!(file = %path.display(), line = i + 1, "ignoring a torn last line");
                 }
                 Err(err) => {
-                    return Err(BatchError::Results { path: path.clone(), line: i + 1, message: err.to_string() })
+                    return Err(BatchError::Results {
+                        path: path.clone(),
+                        line: i + 1,
+                        message: err.to_string(),
+                    })
                 }
             }
         }
@@ -464,13 +555,22 @@ impl ResultsLog {
             .open(&lock_path)
             .map_err(io(&lock_path))?;
         let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| BatchError::Locked { out: out.to_path_buf(), lock: lock_path.clone() })?;
+            .map_err(|_| BatchError::Locked {
+                out: out.to_path_buf(),
+                lock: lock_path.clone(),
+            })?;
         let path = out.join(name);
         if let Ok(bytes) = std::fs::read(&path) {
             if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+                let keep = bytes
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |at| at + 1);
                 tracing::warn!(file = %path.display(), "cutting off a torn last line left by an earlier crash");
-                let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
                 file.set_len(keep as u64).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
             }
@@ -480,7 +580,11 @@ impl ResultsLog {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        Ok(ResultsLog { path, file, _lock: lock })
+        Ok(ResultsLog {
+            path,
+            file,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -489,7 +593,10 @@ impl ResultsLog {
 
     /// Appends one record as one line in one write, and syncs it to disk.
     pub fn append(&mut self, record: &ResultRecord) -> Result<(), BatchError> {
-        let err = |source| BatchError::Output { path: self.path.clone(), source };
+        let err = |source| BatchError::Output {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(record).map_err(|e| err(std::io::Error::other(e)))?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(err)?;
@@ -542,7 +649,8 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(jobs.max(1)));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut outcome = BatchOutcome::default();
-    let mut running: JoinSet<(Item, Result<crate::pipeline::RunResult, PipelineError>)> = JoinSet::new();
+    let mut running: JoinSet<(Item, Result<crate::pipeline::RunResult, PipelineError>)> =
+        JoinSet::new();
     let mut queue = items.into_iter();
     let started = Instant::now();
     let mut last_log = Instant::now();
@@ -554,14 +662,22 @@ pub async fn run(
     loop {
         // Fill free slots unless told to stop.
         while !stop.load(Ordering::SeqCst) && outcome.stopped.is_none() {
-            let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
             let Some(item) = queue.next() else { break };
             let dir = out.join(ITEMS_DIR).join(&item.dir_name);
             // A folder left by an unfinished earlier run is started afresh.
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| BatchError::Output { path: dir.clone(), source })?;
+                std::fs::remove_dir_all(&dir).map_err(|source| BatchError::Output {
+                    path: dir.clone(),
+                    source,
+                })?;
             }
-            std::fs::create_dir_all(&dir).map_err(|source| BatchError::Output { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| BatchError::Output {
+                path: dir.clone(),
+                source,
+            })?;
             let engine = engine.clone();
             let settings = settings.clone();
             let in_flight = in_flight.clone();
@@ -569,7 +685,9 @@ pub async fn run(
             let span = tracing::info_span!("item", id = %item.id);
             running.spawn(
                 async move {
-                    let result = engine.run(&item.prompt, &dir, settings, &ProgressBar::hidden()).await;
+                    let result = engine
+                        .run(&item.prompt, &dir, settings, &ProgressBar::hidden())
+                        .await;
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     drop(permit);
                     (item, result)
@@ -581,7 +699,11 @@ pub async fn run(
             stop_deadline = Some(tokio::time::Instant::now() + grace);
             outcome.stopped.get_or_insert_with(|| "interrupted".into());
             if !running.is_empty() {
-                tracing::warn!(in_flight = running.len(), grace_secs = grace.as_secs(), "stopping: no new items; waiting for the ones in flight");
+                tracing::warn!(
+                    in_flight = running.len(),
+                    grace_secs = grace.as_secs(),
+                    "stopping: no new items; waiting for the ones in flight"
+                );
             }
         }
         if running.is_empty() {
@@ -658,7 +780,11 @@ pub async fn run(
             if last_log.elapsed() >= every {
                 last_log = Instant::now();
                 let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                let eta = if rate > 0.0 { (total - done) as f64 / rate } else { f64::NAN };
+                let eta = if rate > 0.0 {
+                    (total - done) as f64 / rate
+                } else {
+                    f64::NAN
+                };
                 tracing::info!(
                     "batch: {done}/{total} done, {} failed, {} in flight, {rate:.2} items/s, ETA {eta:.0} s",
                     outcome.failed + outcome.errored,
@@ -706,19 +832,30 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
         .collect();
     let n = unique.len();
     let mean = |f: &dyn Fn(&ResultRecord) -> f64| {
-        if n == 0 { 0.0 } else { unique.iter().map(|r| f(r)).sum::<f64>() / n as f64 }
+        if n == 0 {
+            0.0
+        } else {
+            unique.iter().map(|r| f(r)).sum::<f64>() / n as f64
+        }
     };
     let mut outcomes = std::collections::BTreeMap::new();
     for r in &unique {
         *outcomes.entry(r.summary.outcome.clone()).or_insert(0) += 1;
     }
-    let with_model = unique.iter().filter(|r| r.summary.outcome != "failed").count();
+    let with_model = unique
+        .iter()
+        .filter(|r| r.summary.outcome != "failed")
+        .count();
     let total_tokens: u64 = unique.iter().map(|r| r.summary.tokens.total_tokens).sum();
     let total_seconds: f64 = unique.iter().map(|r| r.summary.seconds).sum();
     Ok(Summary {
         items: n,
         with_model,
-        success_rate: if n == 0 { 0.0 } else { with_model as f64 / n as f64 },
+        success_rate: if n == 0 {
+            0.0
+        } else {
+            with_model as f64 / n as f64
+        },
         outcomes,
         mean_attempts: mean(&|r| r.summary.attempts as f64),
         mean_repairs: mean(&|r| r.summary.repairs as f64),
@@ -728,7 +865,15 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
         total_seconds,
         mean_seconds: mean(&|r| r.summary.seconds),
         duplicates,
-        logs: logs.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect(),
+        logs: logs
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
     })
 }
 
@@ -742,7 +887,11 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         read_items(
             &path,
-            &InputOptions { format, id_column: "uid".into(), prompt_column: "expert".into() },
+            &InputOptions {
+                format,
+                id_column: "uid".into(),
+                prompt_column: "expert".into(),
+            },
         )
         .unwrap()
     }
@@ -782,9 +931,16 @@ mod tests {
         let (items, problems) = items_of(InputFormat::Csv, text);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].id, "0000/00001234");
-        assert_eq!(items[0].prompt, "Create a plate 40 mm wide, with two 4 mm holes");
+        assert_eq!(
+            items[0].prompt,
+            "Create a plate 40 mm wide, with two 4 mm holes"
+        );
         assert_eq!(items[0].line, 2);
-        assert!(items[0].dir_name.starts_with("0000_00001234-"), "{}", items[0].dir_name);
+        assert!(
+            items[0].dir_name.starts_with("0000_00001234-"),
+            "{}",
+            items[0].dir_name
+        );
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, 3);
 
@@ -793,7 +949,11 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let err = read_items(
             &path,
-            &InputOptions { format: InputFormat::Csv, id_column: "uid".into(), prompt_column: "advanced".into() },
+            &InputOptions {
+                format: InputFormat::Csv,
+                id_column: "uid".into(),
+                prompt_column: "advanced".into(),
+            },
         )
         .unwrap_err()
         .to_string();
@@ -805,17 +965,38 @@ mod tests {
     fn plain_text_ids_are_line_numbers() {
         let (items, problems) = items_of(InputFormat::Text, b"a cube\n\n  a ball  \n");
         assert!(problems.is_empty());
-        assert_eq!(items.iter().map(|i| (i.id.as_str(), i.prompt.as_str())).collect::<Vec<_>>(), [("1", "a cube"), ("3", "a ball")]);
+        assert_eq!(
+            items
+                .iter()
+                .map(|i| (i.id.as_str(), i.prompt.as_str()))
+                .collect::<Vec<_>>(),
+            [("1", "a cube"), ("3", "a ball")]
+        );
     }
 
     #[test]
     fn ids_become_safe_distinct_folder_names() {
         assert_eq!(safe_dir_name("part-7_b.v2"), "part-7_b.v2");
-        for id in ["../../etc", "a/b", "a b", ".hidden", "..", "x\0y", &"long".repeat(40)] {
+        for id in [
+            "../../etc",
+            "a/b",
+            "a b",
+            ".hidden",
+            "..",
+            "x\0y",
+            &"long".repeat(40),
+        ] {
             let name = safe_dir_name(id);
-            assert!(!name.contains('/') && !name.starts_with('.') && !name.is_empty(), "{id:?} → {name}");
+            assert!(
+                !name.contains('/') && !name.starts_with('.') && !name.is_empty(),
+                "{id:?} → {name}"
+            );
             assert!(name.len() <= MAX_DIR_NAME, "{name}");
-            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{name}"
+            );
         }
         assert_ne!(safe_dir_name("a/b"), safe_dir_name("a b"));
         assert_ne!(safe_dir_name("a/b"), safe_dir_name("a_b"));
@@ -836,8 +1017,14 @@ mod tests {
         reversed.reverse();
         let mut all = Vec::new();
         for k in 0..4 {
-            let part: Vec<String> = shard(items.clone(), k, 4).into_iter().map(|i| i.id).collect();
-            let again: Vec<String> = shard(reversed.clone(), k, 4).into_iter().map(|i| i.id).collect();
+            let part: Vec<String> = shard(items.clone(), k, 4)
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
+            let again: Vec<String> = shard(reversed.clone(), k, 4)
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
             let mut a = part.clone();
             let mut b = again;
             a.sort();
@@ -859,7 +1046,8 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_cut_off_and_never_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let record = |id: &str| ResultRecord {
+        let record = |id: &str| {
+            ResultRecord {
             id: id.into(),
             line: 1,
             shard: None,
@@ -870,21 +1058,34 @@ mod tests {
             }))
             .unwrap(),
             extra: Default::default(),
+        }
         };
         {
             let mut log = ResultsLog::open(dir.path(), None).unwrap();
             log.append(&record("a")).unwrap();
-            assert!(ResultsLog::open(dir.path(), None).is_err(), "the lock holds");
+            assert!(
+                ResultsLog::open(dir.path(), None).is_err(),
+                "the lock holds"
+            );
         }
         let path = dir.path().join(RESULTS_FILE);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(b"{\"id\": \"b\", \"outc").unwrap();
-        assert_eq!(finished_ids(dir.path()).unwrap(), HashSet::from(["a".to_string()]));
+        assert_eq!(
+            finished_ids(dir.path()).unwrap(),
+            HashSet::from(["a".to_string()])
+        );
         let mut log = ResultsLog::open(dir.path(), None).unwrap();
         log.append(&record("c")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         let summary = summarize(dir.path()).unwrap();
-        assert_eq!((summary.items, summary.with_model, summary.total_tokens), (2, 2, 4));
+        assert_eq!(
+            (summary.items, summary.with_model, summary.total_tokens),
+            (2, 2, 4)
+        );
     }
 }

@@ -66,13 +66,20 @@ pub struct Case {
 }
 
 /// Loads a dataset: a CADPrompt folder, a JSONL file, or a text file of prompts.
-pub fn load_dataset(path: &Path, variant: Variant) -> Result<(Vec<Case>, Vec<Problem>), BenchError> {
+pub fn load_dataset(
+    path: &Path,
+    variant: Variant,
+) -> Result<(Vec<Case>, Vec<Problem>), BenchError> {
     if path.is_dir() {
         return load_cadprompt(path, variant);
     }
     let format = InputFormat::of(path);
     let options = InputOptions {
-        format: if format == InputFormat::Jsonl { InputFormat::Jsonl } else { InputFormat::Text },
+        format: if format == InputFormat::Jsonl {
+            InputFormat::Jsonl
+        } else {
+            InputFormat::Text
+        },
         id_column: String::new(),
         prompt_column: String::new(),
     };
@@ -85,14 +92,21 @@ pub fn load_dataset(path: &Path, variant: Variant) -> Result<(Vec<Case>, Vec<Pro
                 Some(serde_json::Value::String(r)) => Some(base.join(r)),
                 _ => None,
             };
-            Case { item, reference, strata: BTreeMap::new() }
+            Case {
+                item,
+                reference,
+                strata: BTreeMap::new(),
+            }
         })
         .collect();
     Ok((cases, problems))
 }
 
 fn load_cadprompt(dir: &Path, variant: Variant) -> Result<(Vec<Case>, Vec<Problem>), BenchError> {
-    let read_dir = std::fs::read_dir(dir).map_err(|source| BenchError::Read { path: dir.to_path_buf(), source })?;
+    let read_dir = std::fs::read_dir(dir).map_err(|source| BenchError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut ids: Vec<String> = read_dir
         .flatten()
         .filter(|e| e.path().is_dir())
@@ -111,7 +125,10 @@ fn load_cadprompt(dir: &Path, variant: Variant) -> Result<(Vec<Case>, Vec<Proble
         let prompt = match std::fs::read_to_string(case_dir.join(prompt_file)) {
             Ok(text) if !text.trim().is_empty() => freecad_prompt(text.trim()),
             _ => {
-                problems.push(Problem { line: n + 1, message: format!("{id}/{prompt_file} is missing or empty") });
+                problems.push(Problem {
+                    line: n + 1,
+                    message: format!("{id}/{prompt_file} is missing or empty"),
+                });
                 continue;
             }
         };
@@ -145,15 +162,26 @@ fn read_strata(path: &Path) -> Result<HashMap<String, BTreeMap<String, String>>,
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| BenchError::Dataset { path: path.to_path_buf(), message: e.to_string() })?
+        .map_err(|e| BenchError::Dataset {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
         .iter()
         .map(str::to_string)
         .collect();
     let mut out = HashMap::new();
     for record in reader.records() {
-        let record = record.map_err(|e| BenchError::Dataset { path: path.to_path_buf(), message: e.to_string() })?;
+        let record = record.map_err(|e| BenchError::Dataset {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let Some(id) = record.get(0) else { continue };
-        let strata = headers.iter().zip(record.iter()).skip(1).map(|(h, v)| (h.clone(), v.to_string())).collect();
+        let strata = headers
+            .iter()
+            .zip(record.iter())
+            .skip(1)
+            .map(|(h, v)| (h.clone(), v.to_string()))
+            .collect();
         out.insert(id.to_string(), strata);
     }
     Ok(out)
@@ -177,18 +205,47 @@ pub fn freecad_prompt(text: &str) -> String {
 /// Reads a reference or result mesh: STL or OBJ. (STEP goes through FreeCAD
 /// in the command layer.)
 pub fn read_mesh(path: &Path) -> Result<Mesh, BenchError> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     match ext.as_str() {
-        "stl" => crate::render::read_stl(path).map_err(|e| BenchError::Dataset { path: path.to_path_buf(), message: e.to_string() }),
+        "stl" => crate::render::read_stl(path).map_err(|e| BenchError::Dataset {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
         "obj" => {
-            let options = tobj::LoadOptions { triangulate: true, single_index: true, ..Default::default() };
-            let (models, _) = tobj::load_obj(path, &options)
-                .map_err(|e| BenchError::Dataset { path: path.to_path_buf(), message: e.to_string() })?;
-            let mut mesh = Mesh { vertices: Vec::new(), triangles: Vec::new(), closed: false };
+            let options = tobj::LoadOptions {
+                triangulate: true,
+                single_index: true,
+                ..Default::default()
+            };
+            let (models, _) = tobj::load_obj(path, &options).map_err(|e| BenchError::Dataset {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let mut mesh = Mesh {
+                vertices: Vec::new(),
+                triangles: Vec::new(),
+                closed: false,
+            };
             for model in models {
                 let base = mesh.vertices.len() as u32;
-                mesh.vertices.extend(model.mesh.positions.chunks_exact(3).map(|p| [p[0], p[1], p[2]]));
-                mesh.triangles.extend(model.mesh.indices.chunks_exact(3).map(|t| [base + t[0], base + t[1], base + t[2]]));
+                mesh.vertices.extend(
+                    model
+                        .mesh
+                        .positions
+                        .chunks_exact(3)
+                        .map(|p| [p[0], p[1], p[2]]),
+                );
+                mesh.triangles.extend(
+                    model
+                        .mesh
+                        .indices
+                        .chunks_exact(3)
+                        .map(|t| [base + t[0], base + t[1], base + t[2]]),
+                );
             }
             Ok(mesh)
         }
@@ -233,7 +290,10 @@ pub fn score_case(
     if let Some(record) = record {
         for attempt in &record.attempts {
             let matched = attempt.executed()
-                && attempt.critique.as_ref().is_some_and(|c| c.verdict == Some(crate::critique::Verdict::Match));
+                && attempt
+                    .critique
+                    .as_ref()
+                    .is_some_and(|c| c.verdict == Some(crate::critique::Verdict::Match));
             if matched {
                 for (r, flag) in success_by_round.iter_mut().enumerate() {
                     *flag |= attempt.round as usize <= r;
@@ -242,16 +302,32 @@ pub fn score_case(
         }
     }
     let scores = reference.map(|reference| match model {
-        Some(model) if compiled => metrics::score(model, reference, settings).unwrap_or_else(|_| Scores::failed()),
+        Some(model) if compiled => {
+            metrics::score(model, reference, settings).unwrap_or_else(|_| Scores::failed())
+        }
         _ => Scores::failed(),
     });
     CaseScore {
         id: case.item.id.clone(),
         strata: case.strata.clone(),
-        outcome: record.map_or(if model.is_some() { "unverified" } else { "missing" }, |r| r.outcome.as_str()).to_string(),
+        outcome: record
+            .map_or(
+                if model.is_some() {
+                    "unverified"
+                } else {
+                    "missing"
+                },
+                |r| r.outcome.as_str(),
+            )
+            .to_string(),
         compiled,
         success_by_round,
-        repairs: record.map_or(0, |r| r.attempts.iter().filter(|a| a.stage == crate::report::Stage::Repair).count()),
+        repairs: record.map_or(0, |r| {
+            r.attempts
+                .iter()
+                .filter(|a| a.stage == crate::report::Stage::Repair)
+                .count()
+        }),
         tokens: record.map_or(0, |r| r.usage.total_tokens),
         seconds: record.map_or(0.0, |r| r.timings.total_ms / 1e3),
         scores,
@@ -264,7 +340,9 @@ pub fn read_item(dir: &Path) -> (Option<RunRecord>, Option<PathBuf>) {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let model = dir.join("model.stl");
-    let has_model = record.as_ref().is_some_and(|r| r.outcome.has_model() && r.outcome != RunOutcome::Pending);
+    let has_model = record
+        .as_ref()
+        .is_some_and(|r| r.outcome.has_model() && r.outcome != RunOutcome::Pending);
     (record, (has_model && model.is_file()).then_some(model))
 }
 
@@ -301,7 +379,11 @@ pub fn table(cases: &[&CaseScore]) -> Table {
         (!v.is_empty()).then(|| {
             v.sort_by(f64::total_cmp);
             let m = v.len() / 2;
-            if v.len() % 2 == 0 { (v[m - 1] + v[m]) / 2.0 } else { v[m] }
+            if v.len() % 2 == 0 {
+                (v[m - 1] + v[m]) / 2.0
+            } else {
+                v[m]
+            }
         })
     };
     Table {
@@ -339,7 +421,12 @@ pub fn report(dataset: &str, settings: &MetricSettings, cases: Vec<CaseScore>) -
     let mut strata: BTreeMap<String, BTreeMap<String, Vec<&CaseScore>>> = BTreeMap::new();
     for case in &cases {
         for (column, value) in &case.strata {
-            strata.entry(column.clone()).or_default().entry(value.clone()).or_default().push(case);
+            strata
+                .entry(column.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .push(case);
         }
     }
     BenchReport {
@@ -351,7 +438,12 @@ pub fn report(dataset: &str, settings: &MetricSettings, cases: Vec<CaseScore>) -
         overall: table(&all),
         strata: strata
             .into_iter()
-            .map(|(column, groups)| (column, groups.into_iter().map(|(k, v)| (k, table(&v))).collect()))
+            .map(|(column, groups)| {
+                (
+                    column,
+                    groups.into_iter().map(|(k, v)| (k, table(&v))).collect(),
+                )
+            })
             .collect(),
         cases,
     }
@@ -394,7 +486,11 @@ pub fn markdown(report: &BenchReport) -> String {
     }
     md.push_str("\n## Success by refine round\n\n| after | success |\n| --- | ---: |\n");
     for (r, share) in report.overall.success_by_round.iter().enumerate() {
-        let label = if r == 0 { "first generation".to_string() } else { format!("{r} refine round{}", if r == 1 { "" } else { "s" }) };
+        let label = if r == 0 {
+            "first generation".to_string()
+        } else {
+            format!("{r} refine round{}", if r == 1 { "" } else { "s" })
+        };
         let _ = writeln!(md, "| {label} | {:.1} % |", share * 100.0);
     }
     let _ = write!(
@@ -420,13 +516,28 @@ mod tests {
     #[test]
     fn a_cadprompt_folder_with_strata_loads() {
         let dir = tempfile::tempdir().unwrap();
-        for (id, prompt) in [("00000001", "using CADQuery make a disc"), ("00000002", "a plate")] {
+        for (id, prompt) in [
+            ("00000001", "using CADQuery make a disc"),
+            ("00000002", "a plate"),
+        ] {
             std::fs::create_dir(dir.path().join(id)).unwrap();
             std::fs::write(dir.path().join(id).join(PROMPT_FILE), prompt).unwrap();
-            std::fs::write(dir.path().join(id).join(MEASUREMENTS_PROMPT_FILE), format!("{prompt}, 10 mm")).unwrap();
+            std::fs::write(
+                dir.path().join(id).join(MEASUREMENTS_PROMPT_FILE),
+                format!("{prompt}, 10 mm"),
+            )
+            .unwrap();
         }
-        std::fs::write(dir.path().join("00000001").join(REFERENCE_FILE), "solid x\nendsolid x\n").unwrap();
-        std::fs::write(dir.path().join(STRATA_FILE), "id,semantic_complexity,mesh_complexity\n00000001,Simple,Complex\n").unwrap();
+        std::fs::write(
+            dir.path().join("00000001").join(REFERENCE_FILE),
+            "solid x\nendsolid x\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(STRATA_FILE),
+            "id,semantic_complexity,mesh_complexity\n00000001,Simple,Complex\n",
+        )
+        .unwrap();
         let (cases, problems) = load_dataset(dir.path(), Variant::Measurements).unwrap();
         assert!(problems.is_empty());
         assert_eq!(cases.len(), 2);
@@ -441,13 +552,25 @@ mod tests {
         let case = |id: &str, compiled: bool, rounds: [bool; 4], pcd: f64| CaseScore {
             id: id.into(),
             strata: BTreeMap::new(),
-            outcome: if rounds[3] { "match" } else if compiled { "mismatch" } else { "failed" }.into(),
+            outcome: if rounds[3] {
+                "match"
+            } else if compiled {
+                "mismatch"
+            } else {
+                "failed"
+            }
+            .into(),
             compiled,
             success_by_round: rounds,
             repairs: 1,
             tokens: 100,
             seconds: 2.0,
-            scores: Some(Scores { pcd, hausdorff: pcd * 2.0, iogt: 1.0, iou: 0.5 }),
+            scores: Some(Scores {
+                pcd,
+                hausdorff: pcd * 2.0,
+                iogt: 1.0,
+                iou: 0.5,
+            }),
         };
         let cases = [
             case("a", true, [true; 4], 0.1),
@@ -456,7 +579,10 @@ mod tests {
         ];
         let t = table(&cases.iter().collect::<Vec<_>>());
         assert!((t.compile_rate - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(t.success_by_round, [1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]);
+        assert_eq!(
+            t.success_by_round,
+            [1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]
+        );
         assert_eq!(t.median_pcd, Some(0.3));
         assert!((t.mean_pcd.unwrap() - (0.4 + 3f64.sqrt()) / 3.0).abs() < 1e-12);
     }

@@ -14,12 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::batch::{self, InputFormat, InputOptions, ResultsLog};
-use crate::caption::{self, Captioner};
 use crate::bench;
+use crate::caption::{self, Captioner};
 use crate::cli::{
-    AlignArg, BenchAction, BenchArgs, MetricArgs, PromptVariant,
-    BatchAction, BatchArgs, BatchFormat, CaptionArgs, ExecArgs, GenerateArgs, GlobalArgs, LlmArgs,
-    LoopArgs, RenderArgs,
+    AlignArg, BatchAction, BatchArgs, BatchFormat, BenchAction, BenchArgs, CaptionArgs, ExecArgs,
+    GenerateArgs, GlobalArgs, LlmArgs, LoopArgs, MetricArgs, PromptVariant, RenderArgs,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
@@ -419,7 +418,11 @@ impl LoopConfig {
             None => config::llm_settings(&file.llm, &flags, config::api_key_from_env())?,
         };
         let budget = config::budget(&file.generate, loop_args.max_repairs, loop_args.max_refines)?;
-        let prompts = match loop_args.prompts.as_ref().or(file.generate.prompts.as_ref()) {
+        let prompts = match loop_args
+            .prompts
+            .as_ref()
+            .or(file.generate.prompts.as_ref())
+        {
             Some(dir) => Prompts::load(dir)?,
             None => Prompts::builtin(),
         };
@@ -447,7 +450,9 @@ impl LoopConfig {
             Some(dir) => {
                 let threads = self.captioner_threads;
                 let load_dir = dir.clone();
-                let model = tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads)).await??;
+                let model =
+                    tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads))
+                        .await??;
                 Some(SharedCaptioner {
                     dir,
                     model: Arc::new(Mutex::new(model)),
@@ -531,7 +536,10 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
                 message.push_str(&format!("\n  hint: {hint}"));
             }
             if out.exists() {
-                message.push_str(&format!("\n  the attempts so far are in {}", shown.display()));
+                message.push_str(&format!(
+                    "\n  the attempts so far are in {}",
+                    shown.display()
+                ));
             }
             bail!(message);
         }
@@ -578,7 +586,10 @@ fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
 /// A run folder must be new or empty: a run never mixes its attempts with another's.
 fn check_run_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
-        bail!("--out {} exists and is not a folder; choose another path", dir.display());
+        bail!(
+            "--out {} exists and is not a folder; choose another path",
+            dir.display()
+        );
     }
     if dir.is_dir() {
         let mut entries = std::fs::read_dir(dir)
@@ -613,7 +624,8 @@ fn default_run_dir(prompt: &str) -> PathBuf {
         slug.push_str("run");
     }
     let base = PathBuf::from("runs");
-    let taken = |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
+    let taken =
+        |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
     let mut dir = base.join(&slug);
     let mut n = 2;
     while taken(&dir) {
@@ -658,7 +670,11 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
             return Err(batch::BatchError::Strict {
                 path: input.clone(),
                 count: problems.len(),
-                list: problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"),
+                list: problems
+                    .iter()
+                    .map(|p| format!("  {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             }
             .into());
         }
@@ -677,7 +693,13 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
     tracing::info!(read, skipped_lines = problems.len(), "batch input");
-    let run = BatchRun { out: out.clone(), shard, jobs, grace, quiet: global.quiet };
+    let run = BatchRun {
+        out: out.clone(),
+        shard,
+        jobs,
+        grace,
+        quiet: global.quiet,
+    };
     let (outcome, interrupted, log_path) = match run.go(setup, items).await? {
         Some(done) => done,
         None => return Ok(ExitCode::SUCCESS),
@@ -732,10 +754,21 @@ impl BatchRun {
         let log = ResultsLog::open(&out, self.shard)?;
         let finished = batch::finished_ids(&out)?;
         let in_shard = mine.len();
-        let todo: Vec<batch::Item> = mine.into_iter().filter(|i| !finished.contains(&i.id)).collect();
-        tracing::info!(in_shard, already_finished = in_shard - todo.len(), to_do = todo.len(), "batch items");
+        let todo: Vec<batch::Item> = mine
+            .into_iter()
+            .filter(|i| !finished.contains(&i.id))
+            .collect();
+        tracing::info!(
+            in_shard,
+            already_finished = in_shard - todo.len(),
+            to_do = todo.len(),
+            "batch items"
+        );
         if todo.is_empty() {
-            println!("nothing to do: all {in_shard} items are finished in {}", out.display());
+            println!(
+                "nothing to do: all {in_shard} items are finished in {}",
+                out.display()
+            );
             return Ok(None);
         }
         let (engine, settings) = setup.start().await?;
@@ -745,7 +778,9 @@ impl BatchRun {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 flag.store(true, Ordering::SeqCst);
-                tracing::warn!("Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once");
+                tracing::warn!(
+                    "Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once"
+                );
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
                 }
@@ -784,7 +819,10 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     let summary = batch::summarize(dir)?;
     if summary.logs.is_empty() {
-        bail!("{} holds no results*.jsonl; is it a batch output folder?", dir.display());
+        bail!(
+            "{} holds no results*.jsonl; is it a batch output folder?",
+            dir.display()
+        );
     }
     let mut stdout = std::io::stdout().lock();
     if json {
@@ -792,19 +830,32 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         writeln!(stdout)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(stdout, "{} items from {}", summary.items, summary.logs.join(", "))?;
+    writeln!(
+        stdout,
+        "{} items from {}",
+        summary.items,
+        summary.logs.join(", ")
+    )?;
     writeln!(
         stdout,
         "  success     {:.1} % ({} with a model)",
         summary.success_rate * 100.0,
         summary.with_model
     )?;
-    let outcomes: Vec<String> = summary.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let outcomes: Vec<String> = summary
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     writeln!(stdout, "  outcomes    {}", outcomes.join(", "))?;
     writeln!(
         stdout,
         "  per item    {:.2} attempts, {:.2} repairs, {:.2} refines, {:.0} tokens, {:.1} s",
-        summary.mean_attempts, summary.mean_repairs, summary.mean_refines, summary.mean_tokens, summary.mean_seconds
+        summary.mean_attempts,
+        summary.mean_repairs,
+        summary.mean_refines,
+        summary.mean_tokens,
+        summary.mean_seconds
     )?;
     writeln!(
         stdout,
@@ -812,7 +863,11 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         summary.total_tokens, summary.total_seconds
     )?;
     if summary.duplicates > 0 {
-        writeln!(stdout, "  duplicates  {} records of ids already counted (ignored)", summary.duplicates)?;
+        writeln!(
+            stdout,
+            "  duplicates  {} records of ids already counted (ignored)",
+            summary.duplicates
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -820,7 +875,10 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 /// Checked metric settings from the flags.
 fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
     if !(10..=1_000_000).contains(&args.samples) {
-        bail!("--samples {} is out of range; use 10 to 1000000", args.samples);
+        bail!(
+            "--samples {} is out of range; use 10 to 1000000",
+            args.samples
+        );
     }
     if !(8..=256).contains(&args.voxels) {
         bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
@@ -856,7 +914,14 @@ fn load_cases(dataset: &Path, v: PromptVariant) -> anyhow::Result<Vec<bench::Cas
 
 /// `cadloop bench DATASET --out DIR` and `cadloop bench score`.
 pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(BenchAction::Score { results, references, out, variant, metrics }) = &args.action {
+    if let Some(BenchAction::Score {
+        results,
+        references,
+        out,
+        variant,
+        metrics,
+    }) = &args.action
+    {
         let settings = metric_settings(metrics)?;
         let cases = load_cases(references, *variant)?;
         let (file, _) = config::load_file(global.config.as_deref())?;
@@ -884,7 +949,13 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         memory_limit_mib: args.limits.memory_limit,
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
-    let run = BatchRun { out: out.clone(), shard, jobs, grace: Duration::from_secs(120), quiet: global.quiet };
+    let run = BatchRun {
+        out: out.clone(),
+        shard,
+        jobs,
+        grace: Duration::from_secs(120),
+        quiet: global.quiet,
+    };
     let items = cases.iter().map(|c| c.item.clone()).collect();
     let ran = run.go(setup, items).await?;
     if let Some((outcome, interrupted, _)) = &ran {
@@ -924,8 +995,22 @@ async fn score_cases(
             Some(path) => Some(read_any_mesh(file, path).await?),
             None => None,
         };
-        let score = bench::score_case(case, record.as_ref(), model.as_ref(), reference.as_ref(), settings);
-        write_case_page(out, case, &score, model.as_ref(), reference.as_ref(), &render_settings, &font)?;
+        let score = bench::score_case(
+            case,
+            record.as_ref(),
+            model.as_ref(),
+            reference.as_ref(),
+            settings,
+        );
+        write_case_page(
+            out,
+            case,
+            &score,
+            model.as_ref(),
+            reference.as_ref(),
+            &render_settings,
+            &font,
+        )?;
         scored.push(score);
         if let Some(bar) = &bar {
             bar.inc(1);
@@ -939,9 +1024,16 @@ async fn score_cases(
 
 /// STL and OBJ directly, STEP through FreeCAD.
 async fn read_any_mesh(file: &FileConfig, path: &Path) -> anyhow::Result<Mesh> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     if ext == "step" || ext == "stp" {
-        let flags = ExecutorFlags { workers: Some(1), ..Default::default() };
+        let flags = ExecutorFlags {
+            workers: Some(1),
+            ..Default::default()
+        };
         return mesh_with_freecad(path, config::executor_settings(&file.executor, &flags)?).await;
     }
     Ok(bench::read_mesh(path)?)
@@ -959,13 +1051,16 @@ fn write_case_page(
 ) -> anyhow::Result<()> {
     let dir = out.join("cases").join(&case.item.dir_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut page = format!("# {}
+    let mut page = format!(
+        "# {}
 
 {}
 
 outcome: {}
 
-", case.item.id, case.item.prompt, score.outcome);
+",
+        case.item.id, case.item.prompt, score.outcome
+    );
     if let Some(s) = &score.scores {
         page.push_str(&format!(
             "| PCD | Hausdorff | IoGT | IoU |\n| ---: | ---: | ---: | ---: |\n| {:.4} | {:.4} | {:.4} | {:.4} |\n\n",
@@ -976,7 +1071,10 @@ outcome: {}
         let Some(mesh) = mesh else { continue };
         match render::render(mesh, settings) {
             Ok(views) => {
-                render::write_png(&dir.join(format!("{name}.png")), &render::contact_sheet(&views, font))?;
+                render::write_png(
+                    &dir.join(format!("{name}.png")),
+                    &render::contact_sheet(&views, font),
+                )?;
                 page.push_str(&format!("## {name}\n\n![{name}]({name}.png)\n\n"));
             }
             Err(err) => page.push_str(&format!("## {name}\n\ncannot render: {err}\n\n")),

@@ -189,7 +189,10 @@ pub fn llm_settings(
     }
     let max_tokens = flags.max_tokens.or(file.max_tokens);
     if matches!(max_tokens, Some(n) if n < 64) {
-        return Err(invalid("max tokens", "use at least 64: a script needs room"));
+        return Err(invalid(
+            "max tokens",
+            "use at least 64: a script needs room",
+        ));
     }
     let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(300.0);
     if !(timeout_secs.is_finite() && (1.0..=3600.0).contains(&timeout_secs)) {
@@ -200,7 +203,10 @@ pub fn llm_settings(
     }
     let retries = flags.retries.or(file.retries).unwrap_or(5);
     if retries > 20 {
-        return Err(invalid("retries", format!("{retries} is too many; use 0 to 20")));
+        return Err(invalid(
+            "retries",
+            format!("{retries} is too many; use 0 to 20"),
+        ));
     }
     let backoff_secs = file.backoff_secs.unwrap_or(1.0);
     if !(backoff_secs.is_finite() && (0.0..=60.0).contains(&backoff_secs)) {
@@ -240,8 +246,12 @@ pub fn budget(
 ) -> Result<Budget, ConfigError> {
     let defaults = Budget::default();
     let budget = Budget {
-        max_repairs: max_repairs.or(file.max_repairs).unwrap_or(defaults.max_repairs),
-        max_refines: max_refines.or(file.max_refines).unwrap_or(defaults.max_refines),
+        max_repairs: max_repairs
+            .or(file.max_repairs)
+            .unwrap_or(defaults.max_repairs),
+        max_refines: max_refines
+            .or(file.max_refines)
+            .unwrap_or(defaults.max_refines),
     };
     if budget.max_repairs > 20 {
         return Err(invalid("max repairs", "use 0 to 20"));
@@ -530,9 +540,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
-        assert!(err.contains("--base-url http://127.0.0.1:11434/v1 --model"), "{err}");
+        assert!(
+            err.contains("--base-url http://127.0.0.1:11434/v1 --model"),
+            "{err}"
+        );
 
-        let openai = llm_settings(&LlmFile::default(), &LlmFlags::default(), Some("k".into())).unwrap();
+        let openai =
+            llm_settings(&LlmFile::default(), &LlmFlags::default(), Some("k".into())).unwrap();
         assert_eq!(openai.base_url, crate::llm::OPENAI_BASE_URL);
         assert_eq!(openai.model, crate::llm::DEFAULT_OPENAI_MODEL);
 
@@ -540,7 +554,9 @@ mod tests {
             base_url: Some("http://127.0.0.1:8080/v1/".into()),
             ..Default::default()
         };
-        let err = llm_settings(&LlmFile::default(), &local, None).unwrap_err().to_string();
+        let err = llm_settings(&LlmFile::default(), &local, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("model:"), "{err}");
         let file: FileConfig = toml::from_str("[llm]\nmodel = \"coder\"\nretries = 2\n").unwrap();
         let settings = llm_settings(&file.llm, &local, None).unwrap();

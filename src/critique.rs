@@ -83,13 +83,17 @@ fn verdict_of(line: &str) -> Option<Verdict> {
         .trim()
         .to_ascii_lowercase();
     let rest = cleaned.strip_prefix("verdict")?;
-    let rest = rest.trim_start().trim_start_matches([':', '-', '=', '—']).trim();
+    let rest = rest
+        .trim_start()
+        .trim_start_matches([':', '-', '=', '—'])
+        .trim();
     let word: String = rest
         .chars()
         .take_while(|c| c.is_ascii_alphabetic() || *c == ' ' || *c == '-')
         .collect();
     let word = word.trim().replace(['-', ' '], "");
-    if word.starts_with("mismatch") || word.starts_with("nomatch") || word.starts_with("notamatch") {
+    if word.starts_with("mismatch") || word.starts_with("nomatch") || word.starts_with("notamatch")
+    {
         Some(Verdict::Mismatch)
     } else if word.starts_with("match") {
         Some(Verdict::Match)
@@ -113,7 +117,9 @@ fn feedback_text(lines: &[&str], verdict_line: Option<usize>) -> String {
         };
         match (fence, marker) {
             (None, Some(m)) => fence = Some(m),
-            (Some(open), Some(m)) if open == m && trimmed.trim_start_matches(m).trim().is_empty() => {
+            (Some(open), Some(m))
+                if open == m && trimmed.trim_start_matches(m).trim().is_empty() =>
+            {
                 fence = None
             }
             (Some(_), _) => {}
@@ -134,7 +140,15 @@ pub fn describe_facts(facts: &GeometryFacts) -> String {
     let mut lines = vec![
         format!(
             "- bounding box: {} × {} × {} mm (X × Y × Z), from ({}, {}, {}) to ({}, {}, {})",
-            mm(x), mm(y), mm(z), mm(x0), mm(y0), mm(z0), mm(x1), mm(y1), mm(z1)
+            mm(x),
+            mm(y),
+            mm(z),
+            mm(x0),
+            mm(y0),
+            mm(z0),
+            mm(x1),
+            mm(y1),
+            mm(z1)
         ),
         format!(
             "- volume: {} mm³; surface area: {} mm²",
@@ -218,7 +232,10 @@ mod tests {
             ("VERDICT: MATCH\nLooks right.", Verdict::Match),
             ("verdict: match", Verdict::Match),
             ("**Verdict:** MATCH", Verdict::Match),
-            ("## Verdict - Mismatch\nThe hole is missing.", Verdict::Mismatch),
+            (
+                "## Verdict - Mismatch\nThe hole is missing.",
+                Verdict::Mismatch,
+            ),
             ("VERDICT:MISMATCH", Verdict::Mismatch),
             ("Verdict: no match", Verdict::Mismatch),
             ("`VERDICT: MATCH`", Verdict::Match),

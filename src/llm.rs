@@ -282,7 +282,11 @@ fn retryable_status(status: u16) -> bool {
 
 /// `Retry-After` as seconds (integer or decimal) or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
@@ -296,9 +300,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// `base · 2^retry`, capped, then scaled by a random factor in [0.5, 1) so
 /// that clients that failed together do not retry together.
 fn backoff_delay(base: Duration, retry: u32) -> Duration {
-    let full = base
-        .saturating_mul(1u32 << retry.min(16))
-        .min(MAX_BACKOFF);
+    let full = base.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
     full.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
@@ -339,11 +341,16 @@ impl Replay {
             message: format!("cannot read it: {e}"),
         })?;
         let mut replies: HashMap<String, VecDeque<Reply>> = HashMap::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let recorded: Recorded = serde_json::from_str(line).map_err(|e| LlmError::Recording {
-                file: file.to_path_buf(),
-                message: format!("line {} is not a recorded exchange: {e}", i + 1),
-            })?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let recorded: Recorded =
+                serde_json::from_str(line).map_err(|e| LlmError::Recording {
+                    file: file.to_path_buf(),
+                    message: format!("line {} is not a recorded exchange: {e}", i + 1),
+                })?;
             replies
                 .entry(request_key(&recorded.messages))
                 .or_default()
@@ -469,12 +476,11 @@ impl LlmClient {
         let config = OpenAIConfig::new()
             .with_api_base(settings.endpoint())
             .with_api_key(settings.api_key.clone().unwrap_or_default());
-        let client =
-            async_openai::Client::with_config(config).with_http_service(RetryingHttp {
-                http,
-                retries: settings.retries,
-                backoff: settings.backoff,
-            });
+        let client = async_openai::Client::with_config(config).with_http_service(RetryingHttp {
+            http,
+            retries: settings.retries,
+            backoff: settings.backoff,
+        });
         let replay = recording
             .replay
             .as_deref()
@@ -698,7 +704,9 @@ fn fenced_blocks(text: &str) -> Vec<Block> {
                     .to_ascii_lowercase();
                 open = Some((ch, len, label, Vec::new()));
             }
-            (Some((ch, len, _, _)), Some((c, l, info))) if c == *ch && l >= *len && info.is_empty() => {
+            (Some((ch, len, _, _)), Some((c, l, info)))
+                if c == *ch && l >= *len && info.is_empty() =>
+            {
                 let (_, _, label, lines) = open.take().expect("matched Some");
                 blocks.push(Block {
                     label,
@@ -735,7 +743,8 @@ mod tests {
 
     #[test]
     fn a_labelled_block_beats_an_unlabelled_one_and_other_languages_are_not_code() {
-        let reply = "```python\nresult = 1\n```\n```\nsome output\n```\n```bash\nfreecadcmd x.py\n```";
+        let reply =
+            "```python\nresult = 1\n```\n```\nsome output\n```\n```bash\nfreecadcmd x.py\n```";
         assert_eq!(extract_code(reply).unwrap(), "result = 1\n");
         let unlabelled = "Here:\n```\nimport Part\nresult = Part.makeSphere(2)\n```";
         assert_eq!(
@@ -801,7 +810,10 @@ mod tests {
             httpdate::fmt_http_date(soon).parse().unwrap(),
         );
         let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
     }

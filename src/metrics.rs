@@ -167,11 +167,16 @@ impl Shape {
 }
 
 /// Scores `result` against `reference` (both in any units and placement).
-pub fn score(result: &Mesh, reference: &Mesh, settings: &MetricSettings) -> Result<Scores, MetricError> {
+pub fn score(
+    result: &Mesh,
+    reference: &Mesh,
+    settings: &MetricSettings,
+) -> Result<Scores, MetricError> {
     let reference = Shape::of(reference, "reference")?.normalised();
     let mut result = Shape::of(result, "result")?.normalised();
     let reference_points = sample_surface(&reference, settings.samples, settings.seed);
-    let reference_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&reference_points);
+    let reference_tree: ImmutableKdTree<f64, 3> =
+        ImmutableKdTree::new_from_slice(&reference_points);
     if settings.align == Align::Icp {
         let result_points = sample_surface(&result, settings.samples, settings.seed);
         let rotation = icp(&result_points, &reference_tree, &reference_points);
@@ -215,7 +220,9 @@ fn sample_surface(shape: &Shape, n: usize, seed: u64) -> Vec<Point> {
     (0..n)
         .map(|_| {
             let pick = rng.f64() * total;
-            let index = cumulative.partition_point(|&c| c <= pick).min(areas.len() - 1);
+            let index = cumulative
+                .partition_point(|&c| c <= pick)
+                .min(areas.len() - 1);
             let [a, b, c] = shape.corners(&shape.triangles[index]);
             let (mut u, mut v) = (rng.f64(), rng.f64());
             if u + v > 1.0 {
@@ -260,7 +267,10 @@ fn icp(points: &[Point], tree: &ImmutableKdTree<f64, 3>, targets: &[Point]) -> R
                 .zip(points)
                 .map(|(m, &p)| {
                     let nearest = tree.nearest_one::<SquaredEuclidean>(m);
-                    (Vector3::from(p), Vector3::from(targets[nearest.item as usize]))
+                    (
+                        Vector3::from(p),
+                        Vector3::from(targets[nearest.item as usize]),
+                    )
                 })
                 .collect();
             let new_error = moved
@@ -295,7 +305,14 @@ fn icp(points: &[Point], tree: &ImmutableKdTree<f64, 3>, targets: &[Point]) -> R
 /// The 24 proper rotations that map the coordinate axes onto themselves.
 fn axis_rotations() -> Vec<Matrix3<f64>> {
     let mut out = Vec::new();
-    let perms = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let perms = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
     for perm in perms {
         for signs in 0..8u32 {
             let mut m: Matrix3<f64> = Matrix3::zeros();
@@ -316,12 +333,16 @@ fn kabsch(pairs: &[(Vector3<f64>, Vector3<f64>)]) -> Rigid {
     let n = pairs.len().max(1) as f64;
     let ca = pairs.iter().map(|(a, _)| a).sum::<Vector3<f64>>() / n;
     let cb = pairs.iter().map(|(_, b)| b).sum::<Vector3<f64>>() / n;
-    let h: Matrix3<f64> = pairs.iter().map(|(a, b)| (a - ca) * (b - cb).transpose()).sum();
+    let h: Matrix3<f64> = pairs
+        .iter()
+        .map(|(a, b)| (a - ca) * (b - cb).transpose())
+        .sum();
     let svd = h.svd(true, true);
     let (u, v_t) = (svd.u.expect("asked for"), svd.v_t.expect("asked for"));
     let mut d = Matrix3::identity();
     d[(2, 2)] = (v_t.transpose() * u.transpose()).determinant().signum();
-    let rotation = Rotation3::from_matrix_unchecked(v_t.transpose() * d * u.transpose()).into_inner();
+    let rotation =
+        Rotation3::from_matrix_unchecked(v_t.transpose() * d * u.transpose()).into_inner();
     Rigid {
         rotation,
         translation: cb - rotation * ca,
@@ -332,7 +353,9 @@ fn kabsch(pairs: &[(Vector3<f64>, Vector3<f64>)]) -> Rigid {
 fn iogt(result: (Point, Point), reference: (Point, Point)) -> f64 {
     let (rl, rh) = result;
     let (gl, gh) = reference;
-    let overlap: f64 = (0..3).map(|k| (rh[k].min(gh[k]) - rl[k].max(gl[k])).max(0.0)).product();
+    let overlap: f64 = (0..3)
+        .map(|k| (rh[k].min(gh[k]) - rl[k].max(gl[k])).max(0.0))
+        .product();
     let volume: f64 = (0..3).map(|k| gh[k] - gl[k]).product();
     if volume > 0.0 {
         overlap / volume
@@ -350,8 +373,16 @@ fn voxel_iou(a: &Shape, b: &Shape, n: usize) -> f64 {
     let grid = Grid { lo, hi, n };
     let inside_a = grid.inside(a);
     let inside_b = grid.inside(b);
-    let both = inside_a.iter().zip(&inside_b).filter(|(x, y)| **x && **y).count();
-    let either = inside_a.iter().zip(&inside_b).filter(|(x, y)| **x || **y).count();
+    let both = inside_a
+        .iter()
+        .zip(&inside_b)
+        .filter(|(x, y)| **x && **y)
+        .count();
+    let either = inside_a
+        .iter()
+        .zip(&inside_b)
+        .filter(|(x, y)| **x || **y)
+        .count();
     if either == 0 {
         0.0
     } else {
@@ -429,7 +460,9 @@ impl Grid {
         if step <= 0.0 {
             return 0..0;
         }
-        let first = ((min - self.lo[axis]) / step - 0.5 - NUDGE[axis]).ceil().max(0.0) as usize;
+        let first = ((min - self.lo[axis]) / step - 0.5 - NUDGE[axis])
+            .ceil()
+            .max(0.0) as usize;
         let last = ((max - self.lo[axis]) / step - 0.5 - NUDGE[axis]).floor();
         if last < 0.0 {
             return 0..0;
@@ -440,7 +473,16 @@ impl Grid {
 
 /// Where the ray at (cu, cv), running along `axis`, crosses triangle pqr.
 #[allow(clippy::too_many_arguments)]
-fn ray_hit(p: Point, q: Point, r: Point, u: usize, v: usize, axis: usize, cu: f64, cv: f64) -> Option<f64> {
+fn ray_hit(
+    p: Point,
+    q: Point,
+    r: Point,
+    u: usize,
+    v: usize,
+    axis: usize,
+    cu: f64,
+    cv: f64,
+) -> Option<f64> {
     // Barycentric coordinates of (cu, cv) in the triangle's projection.
     let det = (q[u] - p[u]) * (r[v] - p[v]) - (r[u] - p[u]) * (q[v] - p[v]);
     if det.abs() < 1e-300 {
@@ -483,8 +525,17 @@ mod tests {
                 if z == 1 { hi[2] } else { lo[2] },
             ]
         };
-        let vertices: Vec<[f32; 3]> = (0..8).map(|i| v(i & 1, (i >> 1) & 1, (i >> 2) & 1)).collect();
-        let quads = [[0, 2, 3, 1], [4, 5, 7, 6], [0, 1, 5, 4], [2, 6, 7, 3], [0, 4, 6, 2], [1, 3, 7, 5]];
+        let vertices: Vec<[f32; 3]> = (0..8)
+            .map(|i| v(i & 1, (i >> 1) & 1, (i >> 2) & 1))
+            .collect();
+        let quads = [
+            [0, 2, 3, 1],
+            [4, 5, 7, 6],
+            [0, 1, 5, 4],
+            [2, 6, 7, 3],
+            [0, 4, 6, 2],
+            [1, 3, 7, 5],
+        ];
         let triangles = quads
             .iter()
             .flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]])
@@ -557,12 +608,19 @@ mod tests {
         assert_eq!(a, sample_surface(&shape, 2000, 7));
         assert_ne!(a, sample_surface(&shape, 2000, 8));
         let on_surface = |p: &Point| {
-            let d = [p[0].min(4.0 - p[0]), p[1].min(1.0 - p[1]), p[2].min(1.0 - p[2])];
+            let d = [
+                p[0].min(4.0 - p[0]),
+                p[1].min(1.0 - p[1]),
+                p[2].min(1.0 - p[2]),
+            ];
             d.iter().cloned().fold(f64::INFINITY, f64::min) < 1e-9
         };
         assert!(a.iter().all(on_surface));
         // The two 1 × 1 ends hold 2 of the 18 units of area.
-        let ends = a.iter().filter(|p| p[0] < 1e-9 || p[0] > 4.0 - 1e-9).count();
+        let ends = a
+            .iter()
+            .filter(|p| p[0] < 1e-9 || p[0] > 4.0 - 1e-9)
+            .count();
         let share = ends as f64 / a.len() as f64;
         assert!((share - 2.0 / 18.0).abs() < 0.02, "{share}");
     }

@@ -31,9 +31,9 @@ use crate::prompts::{
 };
 use crate::render::{self, RenderError, RenderSettings, View};
 use crate::report::{
-    AttemptRecord, AttemptTimings, CaptionRecord, Choice, CritiqueBasis, CritiqueRecord,
-    Exchange, RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE,
-    RUN_FORMAT, TRANSCRIPT_FILE,
+    AttemptRecord, AttemptTimings, CaptionRecord, Choice, CritiqueBasis, CritiqueRecord, Exchange,
+    RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT,
+    TRANSCRIPT_FILE,
 };
 
 /// How many repairs and refine rounds a run may use.
@@ -127,10 +127,19 @@ enum Step {
         llm_ms: f64,
     },
     /// Render and caption an attempt that built a solid.
-    Look { attempt: u32, mesh: Mesh, round: u32 },
+    Look {
+        attempt: u32,
+        mesh: Mesh,
+        round: u32,
+    },
     /// Ask the LLM whether the attempt matches the prompt.
-    Judge { attempt: u32, round: u32 },
-    Finish { reason: String },
+    Judge {
+        attempt: u32,
+        round: u32,
+    },
+    Finish {
+        reason: String,
+    },
 }
 
 /// Code from the LLM, with what it cost.
@@ -272,7 +281,11 @@ impl Run<'_> {
                     self.status(number, &format!("asking the LLM ({})", stage.as_str()));
                     let answer = self
                         .ask_code(messages, stage.as_str(), number)
-                        .instrument(tracing::info_span!("llm", attempt = number, stage = stage.as_str()))
+                        .instrument(tracing::info_span!(
+                            "llm",
+                            attempt = number,
+                            stage = stage.as_str()
+                        ))
                         .await?;
                     match answer.code {
                         Some(code) => Step::Execute {
@@ -325,7 +338,8 @@ impl Run<'_> {
                         }
                         (None, _) => Step::Finish {
                             reason: if budget.max_repairs == 0 {
-                                "the code failed and no repairs are allowed (--max-repairs 0)".into()
+                                "the code failed and no repairs are allowed (--max-repairs 0)"
+                                    .into()
                             } else {
                                 format!(
                                     "{} repairs did not make {} work",
@@ -398,12 +412,7 @@ impl Run<'_> {
         purpose: &str,
         attempt: u32,
     ) -> Result<crate::llm::Reply, Stop> {
-        let reply = self
-            .engine
-            .llm
-            .chat(messages)
-            .await
-            .map_err(Stop::Llm)?;
+        let reply = self.engine.llm.chat(messages).await.map_err(Stop::Llm)?;
         self.calls += 1;
         self.record.llm_calls = self.calls;
         self.record.usage += reply.usage;
@@ -637,7 +646,11 @@ impl Run<'_> {
             _ => None,
         };
         if let Some(want) = missing {
-            tracing::warn!(attempt = number, ?want, "the critique is incomplete; reminding the LLM once");
+            tracing::warn!(
+                attempt = number,
+                ?want,
+                "the critique is incomplete; reminding the LLM once"
+            );
             messages.push(Message::assistant(reply.content));
             messages.push(Message::user(self.engine.prompts.reminder(want)?));
             let again = self.call(&messages, "reminder", number).await?;
@@ -825,7 +838,10 @@ pub fn attempt_path(number: u32) -> String {
 fn feedback_markdown(critique: &critique::Critique) -> String {
     let verdict = match (critique.verdict, critique.stated) {
         (Some(v), true) => v.as_str().to_uppercase(),
-        (Some(v), false) => format!("{} (no verdict line; a rewrite was given)", v.as_str().to_uppercase()),
+        (Some(v), false) => format!(
+            "{} (no verdict line; a rewrite was given)",
+            v.as_str().to_uppercase()
+        ),
         (None, _) => "none given".to_string(),
     };
     let mut text = format!("# Critique\n\nVerdict: {verdict}\n");

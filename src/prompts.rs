@@ -197,7 +197,10 @@ impl Prompts {
         self.repair(&RepairContext {
             prompt: "a cube",
             numbered_code: number_lines("result = x\n"),
-            error: ErrorContext { line: None, ..error },
+            error: ErrorContext {
+                line: None,
+                ..error
+            },
             output: String::new(),
         })?;
         for captions in [
@@ -255,7 +258,10 @@ impl Prompts {
     }
 
     pub fn reminder(&self, want: Want) -> Result<String, PromptError> {
-        self.fill("reminder.md", minijinja::context! { want => minijinja::Value::from(minijinja::value::Serde(want)) })
+        self.fill(
+            "reminder.md",
+            minijinja::context! { want => minijinja::Value::from(minijinja::value::Serde(want)) },
+        )
     }
 }
 
@@ -371,7 +377,10 @@ mod tests {
     fn numbering_is_right_aligned_and_counts_from_one() {
         let code: String = (1..=10).map(|i| format!("x{i} = {i}\n")).collect();
         let numbered = number_lines(&code);
-        assert!(numbered.starts_with(" 1 | x1 = 1\n 2 | x2 = 2"), "{numbered}");
+        assert!(
+            numbered.starts_with(" 1 | x1 = 1\n 2 | x2 = 2"),
+            "{numbered}"
+        );
         assert!(numbered.ends_with("\n10 | x10 = 10"), "{numbered}");
     }
 
@@ -381,12 +390,20 @@ mod tests {
         std::fs::write(dir.path().join("generate.md"), "Part: {{ prompt }}!").unwrap();
         let prompts = Prompts::load(dir.path()).unwrap();
         assert_eq!(prompts.generate("a cube").unwrap(), "Part: a cube!");
-        assert!(prompts.system(&SystemContext { allowed_modules: vec![] }).unwrap().contains("FreeCAD"));
+        assert!(prompts
+            .system(&SystemContext {
+                allowed_modules: vec![]
+            })
+            .unwrap()
+            .contains("FreeCAD"));
 
         std::fs::write(dir.path().join("repair.md"), "Fix:\n{{ numbered_cod }}\n").unwrap();
         let err = Prompts::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("repair.md"), "{err}");
-        assert!(err.contains("line 2") || err.contains("numbered_cod"), "{err}");
+        assert!(
+            err.contains("line 2") || err.contains("numbered_cod"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join("repair.md"), "{% if x %}unclosed").unwrap();
         let err = Prompts::load(dir.path()).unwrap_err().to_string();

@@ -317,7 +317,13 @@ impl RunSummary {
             }
             _ => {
                 if let Some(last) = record.attempts.last() {
-                    if let Outcome::Error { kind, message, line, .. } = &last.result.outcome {
+                    if let Outcome::Error {
+                        kind,
+                        message,
+                        line,
+                        ..
+                    } = &last.result.outcome
+                    {
                         let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
                         let first = message.lines().last().unwrap_or("");
                         let _ = writeln!(text, "  last error  {kind}{at}: {first}");
@@ -329,7 +335,11 @@ impl RunSummary {
             let _ = writeln!(text, "  LLM error   {error}");
         }
         let _ = writeln!(text, "  files       {}", self.files.join(", "));
-        let _ = writeln!(text, "  attempts    {}", self.out.join("attempts").display());
+        let _ = writeln!(
+            text,
+            "  attempts    {}",
+            self.out.join("attempts").display()
+        );
         text
     }
 }

@@ -21,7 +21,9 @@ fn cube_writer(seen: &Seen) -> Scripted {
         return Scripted::Reply("VERDICT: MATCH".into());
     }
     if ask.contains("broken") {
-        return Scripted::Reply("```python\nimport Part\nresult = Part.makeBox(0, 1, 1)\n```".into());
+        return Scripted::Reply(
+            "```python\nimport Part\nresult = Part.makeBox(0, 1, 1)\n```".into(),
+        );
     }
     let side: u32 = ask
         .split("side ")
@@ -36,7 +38,12 @@ fn cube_writer(seen: &Seen) -> Scripted {
 
 fn jsonl(ids: impl IntoIterator<Item = (String, String)>) -> String {
     ids.into_iter()
-        .map(|(id, prompt)| format!("{}\n", serde_json::json!({"id": id, "prompt": prompt, "set": "test"})))
+        .map(|(id, prompt)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"id": id, "prompt": prompt, "set": "test"})
+            )
+        })
         .collect()
 }
 
@@ -54,7 +61,18 @@ fn cubes(n: u32) -> Vec<(String, String)> {
 }
 
 fn batch_args<'a>(server: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["batch", "input.jsonl", "--out", "out", "--base-url", server, "--model", "m", "--max-repairs", "1"];
+    let mut args = vec![
+        "batch",
+        "input.jsonl",
+        "--out",
+        "out",
+        "--base-url",
+        server,
+        "--model",
+        "m",
+        "--max-repairs",
+        "1",
+    ];
     args.extend_from_slice(extra);
     args
 }
@@ -73,9 +91,16 @@ fn thirty_items_with_four_jobs_are_each_recorded_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("input.jsonl"), jsonl(cubes(30))).unwrap();
     let url = server.url();
-    let out = cadloop(dir.path(), &batch_args(&url, &["--jobs", "4", "--max-refines", "1"]));
+    let out = cadloop(
+        dir.path(),
+        &batch_args(&url, &["--jobs", "4", "--max-refines", "1"]),
+    );
     assert_exit(&out, 0);
-    assert!(text(&out.stdout).contains("batch: 30 finished (4 without a model)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("batch: 30 finished (4 without a model)"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let records = records(dir.path(), "results.jsonl");
     assert_eq!(records.len(), 30);
@@ -110,7 +135,10 @@ fn thirty_items_with_four_jobs_are_each_recorded_once() {
 
     // A rerun finds nothing to do and sends nothing.
     let before = server.requests().len();
-    let again = cadloop(dir.path(), &batch_args(&url, &["--jobs", "4", "--max-refines", "1"]));
+    let again = cadloop(
+        dir.path(),
+        &batch_args(&url, &["--jobs", "4", "--max-refines", "1"]),
+    );
     assert_exit(&again, 0);
     assert!(text(&again.stdout).contains("nothing to do"));
     assert_eq!(server.requests().len(), before);
@@ -121,7 +149,12 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
     let server = ScriptedLlm::responding(Duration::from_millis(300), cube_writer);
     let dir = tempfile::tempdir().unwrap();
     let items: Vec<(String, String)> = (1..=12)
-        .map(|i| (format!("k{i}"), format!("a cube of side {i} mm, item k{i}.")))
+        .map(|i| {
+            (
+                format!("k{i}"),
+                format!("a cube of side {i} mm, item k{i}."),
+            )
+        })
         .collect();
     std::fs::write(dir.path().join("input.jsonl"), jsonl(items.clone())).unwrap();
     let url = server.url();
@@ -148,7 +181,10 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
     assert!(finished.len() < 12, "the batch was killed before the end");
 
     let before = server.requests().len();
-    let out = cadloop(dir.path(), &batch_args(&url, &["--jobs", "3", "--max-refines", "1"]));
+    let out = cadloop(
+        dir.path(),
+        &batch_args(&url, &["--jobs", "3", "--max-refines", "1"]),
+    );
     assert_exit(&out, 0);
     // Nothing finished before the kill was asked for again.
     for request in &server.requests()[before..] {
@@ -160,7 +196,9 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
     let records = records(dir.path(), "results.jsonl");
     let mut count: HashMap<String, usize> = HashMap::new();
     for record in &records {
-        *count.entry(record["id"].as_str().unwrap().to_string()).or_default() += 1;
+        *count
+            .entry(record["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(count.len(), 12, "{count:?}");
     assert!(count.values().all(|&n| n == 1), "{count:?}");
@@ -170,11 +208,16 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
 fn two_shards_cover_the_input_exactly_once() {
     let server = ScriptedLlm::responding(Duration::ZERO, cube_writer);
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<(String, String)> = (1..=10).map(|i| (format!("s{i}"), format!("a cube of side {i} mm"))).collect();
+    let items: Vec<(String, String)> = (1..=10)
+        .map(|i| (format!("s{i}"), format!("a cube of side {i} mm")))
+        .collect();
     std::fs::write(dir.path().join("input.jsonl"), jsonl(items)).unwrap();
     let url = server.url();
     for k in ["0/2", "1/2"] {
-        let out = cadloop(dir.path(), &batch_args(&url, &["--shard", k, "--max-refines", "0"]));
+        let out = cadloop(
+            dir.path(),
+            &batch_args(&url, &["--shard", k, "--max-refines", "0"]),
+        );
         assert_exit(&out, 0);
     }
     let first: BTreeSet<String> = records(dir.path(), "results.shard-0-of-2.jsonl")
@@ -192,7 +235,10 @@ fn two_shards_cover_the_input_exactly_once() {
     let summary = cadloop(dir.path(), &["batch", "summary", "out"]);
     assert_exit(&summary, 0);
     let summary = text(&summary.stdout);
-    assert!(summary.starts_with("10 items from results.shard-0-of-2.jsonl, results.shard-1-of-2.jsonl"), "{summary}");
+    assert!(
+        summary.starts_with("10 items from results.shard-0-of-2.jsonl, results.shard-1-of-2.jsonl"),
+        "{summary}"
+    );
     assert!(summary.contains("success     100.0 %"), "{summary}");
 }
 
@@ -210,9 +256,15 @@ fn malformed_lines_are_reported_with_numbers_and_strict_refuses_them() {
     let strict = cadloop(dir.path(), &batch_args(&url, &["--strict"]));
     assert_exit(&strict, 2);
     let stderr = text(&strict.stderr);
-    assert!(stderr.contains("3 malformed line(s) and --strict is set"), "{stderr}");
+    assert!(
+        stderr.contains("3 malformed line(s) and --strict is set"),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 2: not JSON"), "{stderr}");
-    assert!(stderr.contains("line 3: the id \"a\" was already used on line 1"), "{stderr}");
+    assert!(
+        stderr.contains("line 3: the id \"a\" was already used on line 1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 5: no \"prompt\" field"), "{stderr}");
     assert!(!dir.path().join("out").exists());
     assert!(server.requests().is_empty());
@@ -225,9 +277,22 @@ fn malformed_lines_are_reported_with_numbers_and_strict_refuses_them() {
     let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, BTreeSet::from(["a", "../c"]));
     // The id with a path in it stays inside items/.
-    let folder = records.iter().find(|r| r["id"] == "../c").unwrap()["out"].as_str().unwrap().to_string();
-    assert!(folder.starts_with("items/_.._c-") || folder.starts_with("items/.._c-") || folder.starts_with("items/_c-"), "{folder}");
-    assert!(dir.path().join("out").join(&folder).join("run.json").is_file());
+    let folder = records.iter().find(|r| r["id"] == "../c").unwrap()["out"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        folder.starts_with("items/_.._c-")
+            || folder.starts_with("items/.._c-")
+            || folder.starts_with("items/_c-"),
+        "{folder}"
+    );
+    assert!(dir
+        .path()
+        .join("out")
+        .join(&folder)
+        .join("run.json")
+        .is_file());
 }
 
 #[test]
@@ -241,7 +306,20 @@ fn a_text2cad_csv_runs_the_chosen_level() {
     let url = server.url();
     let out = cadloop(
         dir.path(),
-        &["batch", "text2cad.csv", "--out", "out", "--base-url", &url, "--model", "m", "--level", "intermediate", "--max-refines", "0"],
+        &[
+            "batch",
+            "text2cad.csv",
+            "--out",
+            "out",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--level",
+            "intermediate",
+            "--max-refines",
+            "0",
+        ],
     );
     assert_exit(&out, 0);
     let records = records(dir.path(), "results.jsonl");
@@ -249,9 +327,18 @@ fn a_text2cad_csv_runs_the_chosen_level() {
     let first = records.iter().find(|r| r["id"] == "0000/00001234").unwrap();
     assert_eq!(first["extra"]["column"], "intermediate");
     let run: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("out").join(first["out"].as_str().unwrap()).join("run.json")).unwrap(),
+        &std::fs::read(
+            dir.path()
+                .join("out")
+                .join(first["out"].as_str().unwrap())
+                .join("run.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(run["prompt"], "a cube of side 6 mm, solid");
-    assert_eq!(run["attempts"][0]["result"]["facts"]["bbox"]["size"][0], 6.0);
+    assert_eq!(
+        run["attempts"][0]["result"]["facts"]["bbox"]["size"][0],
+        6.0
+    );
 }

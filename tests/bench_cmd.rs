@@ -17,16 +17,37 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
     let dir = tempfile::tempdir().unwrap();
     for (name, code) in [("box", BOX), ("cylinder", CYLINDER)] {
         std::fs::write(dir.path().join(format!("{name}.py")), code).unwrap();
-        let out = cadloop(dir.path(), &["exec", &format!("{name}.py"), "--out", &format!("ref-{name}")]);
+        let out = cadloop(
+            dir.path(),
+            &[
+                "exec",
+                &format!("{name}.py"),
+                "--out",
+                &format!("ref-{name}"),
+            ],
+        );
         assert_exit(&out, 0);
     }
     let dataset = [
-        ("right", "part right: a 30 x 20 x 10 box", "ref-box/model.stl"),
-        ("wrong", "part wrong: a cylinder, 20 across and 30 tall", "ref-cylinder/model.stl"),
+        (
+            "right",
+            "part right: a 30 x 20 x 10 box",
+            "ref-box/model.stl",
+        ),
+        (
+            "wrong",
+            "part wrong: a cylinder, 20 across and 30 tall",
+            "ref-cylinder/model.stl",
+        ),
         ("broken", "part broken: a box", "ref-box/model.stl"),
     ]
     .iter()
-    .map(|(id, prompt, reference)| format!("{}\n", serde_json::json!({"id": id, "prompt": prompt, "reference": reference})))
+    .map(|(id, prompt, reference)| {
+        format!(
+            "{}\n",
+            serde_json::json!({"id": id, "prompt": prompt, "reference": reference})
+        )
+    })
     .collect::<String>();
     std::fs::write(dir.path().join("dataset.jsonl"), dataset).unwrap();
 
@@ -44,15 +65,41 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
     let url = server.url();
     let out = cadloop(
         dir.path(),
-        &["bench", "dataset.jsonl", "--out", "bench", "--base-url", &url, "--model", "m", "--max-repairs", "0", "--max-refines", "1"],
+        &[
+            "bench",
+            "dataset.jsonl",
+            "--out",
+            "bench",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--max-repairs",
+            "0",
+            "--max-refines",
+            "1",
+        ],
     );
     assert_exit(&out, 0);
-    let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("bench/bench.json")).unwrap()).unwrap();
-    let case = |id: &str| report["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("bench/bench.json")).unwrap())
+            .unwrap();
+    let case = |id: &str| {
+        report["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
     let right = case("right");
     assert!(right["pcd"].as_f64().unwrap() < 1e-9, "{right}");
     assert_eq!(right["iou"], 1.0);
-    assert_eq!(right["success_by_round"], serde_json::json!([true, true, true, true]));
+    assert_eq!(
+        right["success_by_round"],
+        serde_json::json!([true, true, true, true])
+    );
     let wrong = case("wrong");
     assert!(wrong["pcd"].as_f64().unwrap() > 0.05, "{wrong}");
     assert!(wrong["iou"].as_f64().unwrap() < 0.9, "{wrong}");
@@ -68,12 +115,41 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
 
     // Scoring the same meshes again, as another system's output, gives the same numbers.
     std::fs::create_dir(dir.path().join("theirs")).unwrap();
-    std::fs::copy(dir.path().join("bench/items/right/model.stl"), dir.path().join("theirs/right.stl")).unwrap();
-    std::fs::copy(dir.path().join("bench/items/wrong/model.stl"), dir.path().join("theirs/wrong.stl")).unwrap();
-    let out = cadloop(dir.path(), &["bench", "score", "theirs", "--references", "dataset.jsonl", "--out", "scored"]);
+    std::fs::copy(
+        dir.path().join("bench/items/right/model.stl"),
+        dir.path().join("theirs/right.stl"),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.path().join("bench/items/wrong/model.stl"),
+        dir.path().join("theirs/wrong.stl"),
+    )
+    .unwrap();
+    let out = cadloop(
+        dir.path(),
+        &[
+            "bench",
+            "score",
+            "theirs",
+            "--references",
+            "dataset.jsonl",
+            "--out",
+            "scored",
+        ],
+    );
     assert_exit(&out, 0);
-    let again: Value = serde_json::from_slice(&std::fs::read(dir.path().join("scored/bench.json")).unwrap()).unwrap();
-    let again_case = |id: &str| again["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    let again: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("scored/bench.json")).unwrap())
+            .unwrap();
+    let again_case = |id: &str| {
+        again["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(again_case("wrong")["pcd"], wrong["pcd"]);
     assert_eq!(again_case("broken")["pcd"].as_f64().unwrap(), 3f64.sqrt());
 }

@@ -108,7 +108,10 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
     assert_exit(&out, 0);
     assert_eq!(server.left(), 0);
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("match: run (3 attempts, 1 repair, 1 refine;"), "{stdout}");
+    assert!(
+        stdout.starts_with("match: run (3 attempts, 1 repair, 1 refine;"),
+        "{stdout}"
+    );
 
     let run = dir.path().join("run");
     let record = run_json(dir.path());
@@ -118,7 +121,10 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
     assert_eq!(record["final"]["attempt"], 3);
     assert_eq!(record["llm_calls"], 4);
     let attempts = record["attempts"].as_array().unwrap();
-    let stages: Vec<&str> = attempts.iter().map(|a| a["stage"].as_str().unwrap()).collect();
+    let stages: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(stages, ["generate", "repair", "refine"]);
     assert_eq!(attempts[0]["result"]["outcome"], "error");
     assert_eq!(attempts[0]["result"]["kind"], "exception");
@@ -141,7 +147,10 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
     assert_eq!(requests[0].body["model"], "scripted-coder");
     assert!(requests[0].last_user().contains(PROMPT));
     let repair = requests[1].last_user();
-    assert!(repair.contains("NameError: name 'hole' is not defined"), "{repair}");
+    assert!(
+        repair.contains("NameError: name 'hole' is not defined"),
+        "{repair}"
+    );
     assert!(repair.contains("at line 5"), "{repair}");
     assert!(repair.contains("5 | result = block.cut(hole)"), "{repair}");
 
@@ -162,7 +171,9 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
     }
     assert!(refine.contains("bounding box: 50 × 20 × 10 mm"), "{refine}");
     assert!(refine.contains(PROMPT), "{refine}");
-    assert!(requests[3].last_user().contains("bounding box: 40 × 20 × 10 mm"));
+    assert!(requests[3]
+        .last_user()
+        .contains("bounding box: 40 × 20 × 10 mm"));
 
     // The run folder.
     for file in [
@@ -185,7 +196,10 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
         assert!(run.join(format!("views/{view}.png")).is_file(), "{view}");
     }
     assert!(!run.join("attempts/01/model.step").exists());
-    assert_eq!(std::fs::read_to_string(run.join("attempts/01/code.py")).unwrap(), BUGGY);
+    assert_eq!(
+        std::fs::read_to_string(run.join("attempts/01/code.py")).unwrap(),
+        BUGGY
+    );
     let feedback = std::fs::read_to_string(run.join("attempts/02/feedback.md")).unwrap();
     assert!(feedback.contains("Verdict: MISMATCH"), "{feedback}");
     assert!(feedback.contains("40 mm was asked for"), "{feedback}");
@@ -194,9 +208,15 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let purposes: Vec<&str> = exchanges.iter().map(|e| e["purpose"].as_str().unwrap()).collect();
+    let purposes: Vec<&str> = exchanges
+        .iter()
+        .map(|e| e["purpose"].as_str().unwrap())
+        .collect();
     assert_eq!(purposes, ["generate", "repair", "refine", "refine"]);
-    assert_eq!(exchanges[1]["messages"][1]["content"].as_str().unwrap(), repair);
+    assert_eq!(
+        exchanges[1]["messages"][1]["content"].as_str().unwrap(),
+        repair
+    );
 
     // The top-level STEP is the final code's solid: 40·20·10 − π·3²·10.
     let expected = 8000.0 - std::f64::consts::PI * 90.0;
@@ -256,7 +276,11 @@ fn server_errors_are_retried_and_retry_after_is_honoured() {
     let transcript = std::fs::read_to_string(dir.path().join("run/transcript.jsonl")).unwrap();
     let retries: Vec<u64> = transcript
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["reply"]["retries"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["reply"]["retries"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(retries, [2, 1]);
 }
@@ -292,8 +316,14 @@ fn a_run_whose_every_attempt_fails_exits_1_and_keeps_them_all() {
     let out = generate(dir.path(), &server, &["--max-repairs", "2"]);
     assert_exit(&out, 1);
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("failed: run (3 attempts, 2 repairs"), "{stdout}");
-    assert!(stdout.contains("2 repairs did not make the first script work"), "{stdout}");
+    assert!(
+        stdout.starts_with("failed: run (3 attempts, 2 repairs"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 repairs did not make the first script work"),
+        "{stdout}"
+    );
     let record = run_json(dir.path());
     assert_eq!(record["outcome"], "failed");
     assert!(record["final"].is_null());
@@ -321,11 +351,25 @@ fn an_unreachable_endpoint_exits_2_names_the_url_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = cadloop(
         dir.path(),
-        &["generate", PROMPT, "--base-url", &url, "--model", "m", "--retries", "1", "--out", "run"],
+        &[
+            "generate",
+            PROMPT,
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--retries",
+            "1",
+            "--out",
+            "run",
+        ],
     );
     assert_exit(&out, 2);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("cannot reach the LLM endpoint {url} (2 tries)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the LLM endpoint {url} (2 tries)")),
+        "{stderr}"
+    );
     assert!(stderr.contains("--base-url"), "{stderr}");
     assert!(!dir.path().join("run").exists());
 }
@@ -337,7 +381,10 @@ fn no_endpoint_stops_at_once_with_both_ways_to_configure_one() {
     assert_exit(&out, 2);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("export OPENAI_API_KEY"), "{stderr}");
-    assert!(stderr.contains("--base-url http://127.0.0.1:11434/v1 --model"), "{stderr}");
+    assert!(
+        stderr.contains("--base-url http://127.0.0.1:11434/v1 --model"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("runs").exists());
 }
 
@@ -348,7 +395,10 @@ fn a_reply_that_is_not_a_chat_completion_is_an_error_not_a_crash() {
     let out = generate(dir.path(), &server, &[]);
     assert_exit(&out, 2);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("sent a reply cadloop cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("sent a reply cadloop cannot read"),
+        "{stderr}"
+    );
     assert!(stderr.contains("proxy login"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -371,7 +421,10 @@ fn a_bad_prompt_or_folder_is_refused_before_any_request() {
     );
     assert_exit(&out, 2);
     assert!(text(&out.stderr).contains("already holds files"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("taken/notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken/notes.txt")).unwrap(),
+        "mine"
+    );
     assert!(server.requests().is_empty());
 }
 
@@ -379,7 +432,10 @@ fn a_bad_prompt_or_folder_is_refused_before_any_request() {
 fn a_spent_refine_budget_keeps_the_last_solid_and_says_it_still_differs() {
     let server = ScriptedLlm::start(vec![
         reply(&fenced(TOO_LONG)),
-        reply(&format!("VERDICT: MISMATCH\nToo long.\n{}", fenced(TOO_LONG))),
+        reply(&format!(
+            "VERDICT: MISMATCH\nToo long.\n{}",
+            fenced(TOO_LONG)
+        )),
         reply("VERDICT: MISMATCH\nStill 50 mm long."),
     ]);
     let dir = tempfile::tempdir().unwrap();
@@ -393,7 +449,10 @@ fn a_spent_refine_budget_keeps_the_last_solid_and_says_it_still_differs() {
     let record = run_json(dir.path());
     assert_eq!(record["outcome"], "mismatch");
     assert_eq!(record["final"]["attempt"], 2);
-    assert!(record["stop_reason"].as_str().unwrap().starts_with("refine budget spent (1 round)"));
+    assert!(record["stop_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("refine budget spent (1 round)"));
     assert_eq!(record["attempts"][1]["critique"]["rewrite_used"], false);
     assert!(dir.path().join("run/model.step").is_file());
 }
@@ -427,7 +486,11 @@ fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
     let dir = tempfile::tempdir().unwrap();
     let captioner = tiny_captioner();
     let captioner = captioner.to_str().unwrap();
-    let out = generate(dir.path(), &server, &["--captioner", captioner, "--record", "exchanges.jsonl"]);
+    let out = generate(
+        dir.path(),
+        &server,
+        &["--captioner", captioner, "--record", "exchanges.jsonl"],
+    );
     assert_exit(&out, 0);
     let recorded = std::fs::read_to_string(dir.path().join("exchanges.jsonl")).unwrap();
     assert_eq!(recorded.lines().count(), 4);
@@ -435,7 +498,16 @@ fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
     // No endpoint at all: every reply comes from the recording.
     let out = cadloop(
         dir.path(),
-        &["generate", PROMPT, "--replay", "exchanges.jsonl", "--captioner", captioner, "--out", "again"],
+        &[
+            "generate",
+            PROMPT,
+            "--replay",
+            "exchanges.jsonl",
+            "--captioner",
+            captioner,
+            "--out",
+            "again",
+        ],
     );
     assert_exit(&out, 0);
     assert_eq!(server.requests().len(), 4, "the replay sent nothing");
@@ -449,10 +521,20 @@ fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
     // A request the recording does not hold is named.
     let out = cadloop(
         dir.path(),
-        &["generate", "a sphere of 10 mm", "--replay", "exchanges.jsonl", "--out", "other"],
+        &[
+            "generate",
+            "a sphere of 10 mm",
+            "--replay",
+            "exchanges.jsonl",
+            "--out",
+            "other",
+        ],
     );
     assert_exit(&out, 2);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no recorded reply for the request that begins"), "{stderr}");
+    assert!(
+        stderr.contains("no recorded reply for the request that begins"),
+        "{stderr}"
+    );
     assert!(stderr.contains("a sphere of 10 mm"), "{stderr}");
 }

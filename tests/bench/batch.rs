@@ -50,7 +50,12 @@ fn main() {
         let items = (WAVES * jobs).max(6);
         let dir = tempfile::tempdir().unwrap();
         let input: String = (0..items)
-            .map(|i| format!("{{\"id\": \"b{i}\", \"prompt\": \"a cube of side {} mm\"}}\n", 5 + i % 20))
+            .map(|i| {
+                format!(
+                    "{{\"id\": \"b{i}\", \"prompt\": \"a cube of side {} mm\"}}\n",
+                    5 + i % 20
+                )
+            })
             .collect();
         std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
         let first_request = server.requests().len();
@@ -100,7 +105,8 @@ fn main() {
 /// CPU seconds used by finished child processes (cadloop, and its workers,
 /// which it reaps).
 fn children_cpu_secs() -> f64 {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     secs(usage.user_time()) + secs(usage.system_time())
 }
@@ -113,7 +119,8 @@ fn mean_work_secs(items: &Path) -> f64 {
         let run: serde_json::Value =
             serde_json::from_slice(&std::fs::read(entry.path().join("run.json")).unwrap()).unwrap();
         let timings = &run["timings"];
-        total += timings["exec_ms"].as_f64().unwrap_or(0.0) + timings["render_ms"].as_f64().unwrap_or(0.0);
+        total += timings["exec_ms"].as_f64().unwrap_or(0.0)
+            + timings["render_ms"].as_f64().unwrap_or(0.0);
         count += 1;
     }
     total / 1e3 / f64::from(count.max(1))

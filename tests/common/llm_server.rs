@@ -60,7 +60,10 @@ impl Seen {
     }
 
     pub fn messages(&self) -> Vec<Value> {
-        self.body["messages"].as_array().cloned().unwrap_or_default()
+        self.body["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -157,7 +160,11 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
         Some(Scripted::Reply(text)) => {
             let prompt_chars: usize = body["messages"]
                 .as_array()
-                .map(|ms| ms.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| m["content"].as_str().map_or(0, str::len))
+                        .sum()
+                })
                 .unwrap_or(0);
             let (prompt_tokens, completion_tokens) = (prompt_chars / 4, text.len() / 4);
             Json(json!({
