@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::batch::{self, InputFormat, InputOptions, Item, Problem};
 use crate::mesh::Mesh;
 use crate::metrics::{self, MetricSettings, Scores};
-use crate::report::{RunOutcome, RunRecord, RUN_FILE};
+use crate::report::{RunRecord, RUN_FILE};
 
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";
 pub const MEASUREMENTS_PROMPT_FILE: &str =
@@ -340,9 +340,7 @@ pub fn read_item(dir: &Path) -> (Option<RunRecord>, Option<PathBuf>) {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let model = dir.join("model.stl");
-    let has_model = record
-        .as_ref()
-        .is_some_and(|r| r.outcome.has_model() && r.outcome != RunOutcome::Pending);
+    let has_model = record.as_ref().is_some_and(|r| r.outcome.has_model());
     (record, (has_model && model.is_file()).then_some(model))
 }
 

@@ -644,12 +644,13 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         bail!("give the INPUT file and --out DIR");
     };
     let (file, _) = config::load_file(global.config.as_deref())?;
-    let shard = args.shard.as_deref().map(batch::parse_shard).transpose()?;
-    let jobs = args.jobs.unwrap_or(4);
-    if !(1..=256).contains(&jobs) {
-        bail!("--jobs {jobs} is out of range; use 1 to 256");
-    }
-    let grace = Duration::from_secs(args.grace.unwrap_or(120));
+    let run = BatchRun::new(
+        out,
+        args.shard.as_deref(),
+        args.jobs,
+        Duration::from_secs(args.grace.unwrap_or(120)),
+        global.quiet,
+    )?;
     let format = match args.format {
         Some(BatchFormat::Jsonl) => InputFormat::Jsonl,
         Some(BatchFormat::Csv) => InputFormat::Csv,
@@ -693,13 +694,6 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
     tracing::info!(read, skipped_lines = problems.len(), "batch input");
-    let run = BatchRun {
-        out: out.clone(),
-        shard,
-        jobs,
-        grace,
-        quiet: global.quiet,
-    };
     let (outcome, interrupted, log_path) = match run.go(setup, items).await? {
         Some(done) => done,
         None => return Ok(ExitCode::SUCCESS),
@@ -738,6 +732,28 @@ struct BatchRun {
 }
 
 impl BatchRun {
+    /// Checks `--shard K/N` and `--jobs` (default 4).
+    fn new(
+        out: &Path,
+        shard: Option<&str>,
+        jobs: Option<usize>,
+        grace: Duration,
+        quiet: bool,
+    ) -> anyhow::Result<BatchRun> {
+        let shard = shard.map(batch::parse_shard).transpose()?;
+        let jobs = jobs.unwrap_or(4);
+        if !(1..=256).contains(&jobs) {
+            bail!("--jobs {jobs} is out of range; use 1 to 256");
+        }
+        Ok(BatchRun {
+            out: out.to_path_buf(),
+            shard,
+            jobs,
+            grace,
+            quiet,
+        })
+    }
+
     /// Runs this shard's unfinished items. `None` when none was left to do.
     async fn go(
         &self,
@@ -937,11 +953,13 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
     };
     let settings = metric_settings(&args.metrics)?;
     let (file, _) = config::load_file(global.config.as_deref())?;
-    let shard = args.shard.as_deref().map(batch::parse_shard).transpose()?;
-    let jobs = args.jobs.unwrap_or(4);
-    if !(1..=256).contains(&jobs) {
-        bail!("--jobs {jobs} is out of range; use 1 to 256");
-    }
+    let run = BatchRun::new(
+        out,
+        args.shard.as_deref(),
+        args.jobs,
+        Duration::from_secs(120),
+        global.quiet,
+    )?;
     let cases = load_cases(dataset, args.variant)?;
     let executor = ExecutorFlags {
         workers: None,
@@ -949,13 +967,6 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         memory_limit_mib: args.limits.memory_limit,
     };
     let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
-    let run = BatchRun {
-        out: out.clone(),
-        shard,
-        jobs,
-        grace: Duration::from_secs(120),
-        quiet: global.quiet,
-    };
     let items = cases.iter().map(|c| c.item.clone()).collect();
     let ran = run.go(setup, items).await?;
     if let Some((outcome, interrupted, _)) = &ran {

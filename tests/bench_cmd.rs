@@ -81,18 +81,8 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
         ],
     );
     assert_exit(&out, 0);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("bench/bench.json")).unwrap())
-            .unwrap();
-    let case = |id: &str| {
-        report["cases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let report = read_json(&dir.path().join("bench/bench.json"));
+    let case = |id: &str| case_of(&report, id);
     let right = case("right");
     assert!(right["pcd"].as_f64().unwrap() < 1e-9, "{right}");
     assert_eq!(right["iou"], 1.0);
@@ -138,18 +128,23 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
         ],
     );
     assert_exit(&out, 0);
-    let again: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("scored/bench.json")).unwrap())
-            .unwrap();
-    let again_case = |id: &str| {
-        again["cases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let again = read_json(&dir.path().join("scored/bench.json"));
+    let again_case = |id: &str| case_of(&again, id);
     assert_eq!(again_case("wrong")["pcd"], wrong["pcd"]);
     assert_eq!(again_case("broken")["pcd"].as_f64().unwrap(), 3f64.sqrt());
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The case with this id in a bench.json.
+fn case_of(report: &Value, id: &str) -> Value {
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone()
 }
