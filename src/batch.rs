@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::pipeline::{Engine, PipelineError};
+use crate::report::html;
 use crate::report::{RunSettings, RunSummary};
 
 /// The results log of a whole (unsharded) batch.
@@ -817,6 +818,59 @@ pub struct Summary {
 }
 
 /// Merges every results log in `out`.
+/// `index.html` of a batch folder: one row per id (the first record of an
+/// id counts, as in [`summarize`]), linking to the item's report.
+pub fn index(out: &Path, summary: &Summary) -> Result<html::Index, BatchError> {
+    let mut seen = HashSet::new();
+    let rows = read_results(out)?
+        .into_iter()
+        .filter(|r| seen.insert(r.id.clone()))
+        .map(|r| {
+            let relative = r.summary.out.to_string_lossy().into_owned();
+            let prompt = crate::report::read_run(&out.join(&relative))
+                .map(|record| record.prompt)
+                .unwrap_or_default();
+            html::IndexRow::for_run(
+                out,
+                &relative,
+                &r.id,
+                &prompt,
+                &r.summary.outcome,
+                r.summary.attempts,
+            )
+        })
+        .collect();
+    Ok(html::Index {
+        kind: "cadloop batch".into(),
+        title: out
+            .file_name()
+            .map_or("batch".into(), |n| n.to_string_lossy().into_owned()),
+        summary: vec![
+            format!(
+                "{} items, {:.1} % with a model ({}); {}",
+                summary.items,
+                summary.success_rate * 100.0,
+                summary.with_model,
+                summary
+                    .outcomes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "per item {:.2} attempts, {:.0} tokens, {:.1} s · from {}",
+                summary.mean_attempts,
+                summary.mean_tokens,
+                summary.mean_seconds,
+                summary.logs.join(", ")
+            ),
+        ],
+        metrics: Vec::new(),
+        rows,
+    })
+}
+
 pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
     let logs = result_logs(out)?;
     let records = read_results(out)?;

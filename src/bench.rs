@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::batch::{self, InputFormat, InputOptions, Item, Problem};
 use crate::mesh::Mesh;
 use crate::metrics::{self, MetricSettings, Scores};
-use crate::report::{RunRecord, RUN_FILE};
+use crate::report::{html, RunRecord, RUN_FILE};
 
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";
 pub const MEASUREMENTS_PROMPT_FILE: &str =
@@ -448,6 +448,69 @@ pub fn report(dataset: &str, settings: &MetricSettings, cases: Vec<CaseScore>) -
 }
 
 /// bench.md: the tables.
+/// `index.html` of a bench folder: one row per case with its scores,
+/// linking to the run's report (when the run is here) and the case page.
+pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
+    let scores: HashMap<&str, &CaseScore> =
+        report.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    let fmt = |v: f64| format!("{v:.4}");
+    let rows = cases
+        .iter()
+        .map(|case| {
+            let relative = format!("{}/{}", batch::ITEMS_DIR, case.item.dir_name);
+            let score = scores.get(case.item.id.as_str());
+            let record = crate::report::read_run(&out.join(&relative)).ok();
+            let mut row = html::IndexRow::for_run(
+                out,
+                &relative,
+                &case.item.id,
+                &case.item.prompt,
+                score.map_or("missing", |s| s.outcome.as_str()),
+                record.as_ref().map_or(0, |r| r.attempts.len()),
+            );
+            let case_dir = format!("cases/{}", case.item.dir_name);
+            if out.join(&case_dir).join("case.md").is_file() {
+                row.links.push(html::Link {
+                    name: "comparison".into(),
+                    href: format!("{case_dir}/case.md"),
+                });
+            }
+            if row.thumbnail.is_none() && out.join(&case_dir).join("result.png").is_file() {
+                row.thumbnail = Some(format!("{case_dir}/result.png"));
+            }
+            row.metrics = match score.and_then(|s| s.scores.as_ref()) {
+                Some(s) => vec![fmt(s.pcd), fmt(s.hausdorff), fmt(s.iogt), fmt(s.iou)],
+                None => vec!["–".into(); 4],
+            };
+            row
+        })
+        .collect();
+    let t = &report.overall;
+    let mut summary = vec![format!(
+        "{} cases · compiled {:.1} % · success {:.1} % · {:.2} repairs, {:.0} tokens, {:.1} s per case",
+        t.cases,
+        t.compile_rate * 100.0,
+        t.success_rate * 100.0,
+        t.mean_repairs,
+        t.mean_tokens,
+        t.mean_seconds
+    )];
+    if let (Some(pcd), Some(iou)) = (t.median_pcd, t.mean_iou) {
+        summary.push(format!(
+            "median PCD {pcd:.4} · mean IoU {iou:.4} · the full tables are in bench.md"
+        ));
+    }
+    html::Index {
+        kind: "cadloop bench".into(),
+        title: report.dataset.clone(),
+        summary,
+        metrics: ["PCD", "Hausdorff", "IoGT", "IoU"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
+}
+
 pub fn markdown(report: &BenchReport) -> String {
     let mut md = format!(
         "# cadloop bench: {}\n\n{} cases; metrics on {} points per surface (seed {}), alignment {}, IoU on {}³ voxels.\n\n",

@@ -40,6 +40,14 @@ pub enum Command {
     /// Exit status: 0 a model was made, 1 no attempt built a solid, 2 usage,
     /// environment or LLM endpoint error.
     Generate(GenerateArgs),
+    /// Change a part made earlier: apply a follow-up request to a run folder.
+    ///
+    /// Starts from the run's result (or --from-attempt N), asks the LLM to
+    /// change that code, and goes through the same loop (run, repair, render,
+    /// caption, critique against the prompt and every change so far). The new
+    /// attempts are added to the run folder; earlier ones stay in attempts/NN/.
+    /// run.json records the chain of requests.
+    Refine(RefineArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
     ///
     /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
@@ -138,6 +146,31 @@ pub struct CaptionArgs {
     #[arg(long, value_name = "TEXT")]
     pub prefix: Option<String>,
     /// Print JSON instead of plain text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefineArgs {
+    /// The run folder to change (written by `cadloop generate` or an earlier refine).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// The change, in words; "-" reads it from standard input.
+    #[arg(value_name = "CHANGE", required_unless_present = "change_file")]
+    pub change: Option<String>,
+    /// Read the change from a file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "change")]
+    pub change_file: Option<PathBuf>,
+    /// Start from this attempt's code instead of the run's result (it must have built a solid).
+    #[arg(long, value_name = "N")]
+    pub from_attempt: Option<u32>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -18,7 +18,7 @@ use crate::bench;
 use crate::caption::{self, Captioner};
 use crate::cli::{
     AlignArg, BatchAction, BatchArgs, BatchFormat, BenchAction, BenchArgs, CaptionArgs, ExecArgs,
-    GenerateArgs, GlobalArgs, LlmArgs, LoopArgs, MetricArgs, PromptVariant, RenderArgs,
+    GenerateArgs, GlobalArgs, LlmArgs, LoopArgs, MetricArgs, PromptVariant, RefineArgs, RenderArgs,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
@@ -30,7 +30,7 @@ use crate::pipeline::{Budget, Engine, SharedCaptioner};
 use crate::progress;
 use crate::prompts::Prompts;
 use crate::render::{self, RenderSettings};
-use crate::report::{LlmRecord, RunSettings, RunSummary};
+use crate::report::{html, LlmRecord, RunSettings, RunSummary};
 
 /// Exit status of a script (or a generated part) that failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -55,7 +55,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
     remove_views(&out)?;
     let output = pool
         .run(Job {
-            code,
+            code: code.clone(),
             dir: out.clone(),
             timeout: None,
             inputs: Vec::new(),
@@ -69,6 +69,12 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
         render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
     }
     write_json_atomically(&out.join("result.json"), &report)?;
+    let script_name = args.script.file_name().map_or_else(
+        || args.script.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    html::write_exec_page(&out, &script_name, &code, &report)
+        .with_context(|| format!("cannot write {}", out.join(html::REPORT_FILE).display()))?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;
@@ -518,24 +524,33 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let (engine, settings) = setup.start().await?;
     let created = !shown.exists();
     let out = create_out_dir(&shown)?;
+    let _lock = lock_run_dir(&out)?;
     let bar = progress::spinner(!global.quiet && !args.json);
     let result = engine.run(&prompt, &out, settings, &bar).await;
     progress::finish(&bar);
     engine.pool.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
+    if result.llm_error.is_some() && result.record.attempts.is_empty() && created {
+        // Nothing happened worth keeping: leave no folder behind.
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    report_run(&shown, &result, args.json)
+}
 
+/// Prints a run's summary (or its error) and gives the exit status.
+fn report_run(
+    shown: &Path,
+    result: &crate::pipeline::RunResult,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let record = &result.record;
     if let Some(err) = &result.llm_error {
-        if record.attempts.is_empty() && created {
-            // Nothing happened worth keeping: leave no folder behind.
-            let _ = std::fs::remove_dir_all(&out);
-        }
         if !record.outcome.has_model() {
             let mut message = record.error.clone().unwrap_or_else(|| err.to_string());
             if let Some(hint) = err.hint() {
                 message.push_str(&format!("\n  hint: {hint}"));
             }
-            if out.exists() {
+            if shown.exists() {
                 message.push_str(&format!(
                     "\n  the attempts so far are in {}",
                     shown.display()
@@ -544,9 +559,9 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
             bail!(message);
         }
     }
-    let summary = RunSummary::of(&shown, record);
+    let summary = RunSummary::of(shown, record);
     let mut stdout = std::io::stdout().lock();
-    if args.json {
+    if json {
         serde_json::to_writer_pretty(&mut stdout, &summary)?;
         writeln!(stdout)?;
     } else {
@@ -561,26 +576,146 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
 
 /// The prompt from the argument, standard input ("-") or --prompt-file; never empty.
 fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
-    let (text, from) = match (&args.prompt, &args.prompt_file) {
-        (Some(p), _) if p == "-" => {
+    read_request(
+        args.prompt.as_deref(),
+        args.prompt_file.as_deref(),
+        ("PROMPT", "--prompt-file", "prompt"),
+        "describe the part, e.g. \"a 40 x 20 x 10 mm block with a 6 mm hole\"",
+    )
+}
+
+/// Text from an argument, standard input ("-") or a file; never empty.
+/// `names`: the argument, the file flag, and what the text is.
+fn read_request(
+    arg: Option<&str>,
+    file: Option<&Path>,
+    names: (&str, &str, &str),
+    example: &str,
+) -> anyhow::Result<String> {
+    let (arg_name, file_flag, what) = names;
+    let (text, from) = match (arg, file) {
+        (Some("-"), _) => {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .context("cannot read the prompt from standard input (is it UTF-8 text?)")?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).with_context(|| {
+                format!("cannot read the {what} from standard input (is it UTF-8 text?)")
+            })?;
             (text, "standard input".to_string())
         }
-        (Some(p), _) => (p.clone(), "the PROMPT argument".to_string()),
+        (Some(p), _) => (p.to_string(), format!("the {arg_name} argument")),
         (None, Some(path)) => (read_script(path)?, path.display().to_string()),
-        (None, None) => bail!("give the part as PROMPT or --prompt-file FILE"),
+        (None, None) => bail!("give the {what} as {arg_name} or {file_flag} FILE"),
     };
     let text = text.trim().to_string();
     if text.is_empty() {
-        bail!("the prompt ({from}) is empty; describe the part, e.g. \"a 40 x 20 x 10 mm block with a 6 mm hole\"");
+        bail!("the {what} ({from}) is empty; {example}");
     }
     const MAX_PROMPT_CHARS: usize = 20_000;
     if text.chars().count() > MAX_PROMPT_CHARS {
-        bail!("the prompt ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
+        bail!("the {what} ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
     }
     Ok(text)
+}
+
+/// Holds a run folder for one cadloop at a time (an advisory lock on the
+/// folder itself, released when the process ends however it ends).
+fn lock_run_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let handle = std::fs::File::open(dir)
+        .with_context(|| format!("cannot open the run folder {}", dir.display()))?;
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
+                "another cadloop is working on {}; wait for it to finish",
+                dir.display()
+            ),
+            other => anyhow::anyhow!("cannot lock the run folder {}: {other}", dir.display()),
+        },
+    )
+}
+
+/// `cadloop refine RUN_DIR CHANGE`.
+pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitCode> {
+    let change = read_request(
+        args.change.as_deref(),
+        args.change_file.as_deref(),
+        ("CHANGE", "--change-file", "change"),
+        "say what to change, e.g. \"make the hole 8 mm\"",
+    )?;
+    let dir = &args.run_dir;
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a folder; give the run folder `cadloop generate` wrote (its path is in the summary)",
+            dir.display()
+        );
+    }
+    let out = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let _lock = lock_run_dir(&out)?;
+    let record = crate::report::read_run(&out)?;
+    let from = start_attempt(&record, args.from_attempt)?;
+    if record.status == crate::report::RunStatus::Running {
+        tracing::warn!(
+            "run.json says its last request never finished (the process was stopped); it stays recorded as it is"
+        );
+    }
+    let next = crate::pipeline::attempt_path(record.attempts.len() as u32 + 1);
+    if out.join(&next).exists() {
+        bail!(
+            "{} already exists but run.json records only {} attempts; the folder was changed by hand or by another program, so nothing was changed",
+            out.join(&next).display(),
+            record.attempts.len()
+        );
+    }
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let executor = ExecutorFlags {
+        workers: Some(1),
+        timeout_secs: args.limits.timeout,
+        memory_limit_mib: args.limits.memory_limit,
+    };
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let (engine, settings) = setup.start().await?;
+    let bar = progress::spinner(!global.quiet && !args.json);
+    let result = engine
+        .refine(&out, record, &change, from, settings, &bar)
+        .await;
+    progress::finish(&bar);
+    engine.pool.shutdown().await;
+    let result = result.with_context(|| format!("the run in {} could not go on", dir.display()))?;
+    report_run(dir, &result, args.json)
+}
+
+/// The attempt a change starts from: the one asked for, else the run's result.
+fn start_attempt(record: &crate::report::RunRecord, asked: Option<u32>) -> anyhow::Result<u32> {
+    let built: Vec<String> = record
+        .attempts
+        .iter()
+        .filter(|a| a.executed())
+        .map(|a| a.number.to_string())
+        .collect();
+    let choose = if built.is_empty() {
+        "no attempt of this run built a solid, so there is nothing to change; start again with `cadloop generate`".to_string()
+    } else {
+        format!(
+            "choose one that built a solid with --from-attempt N: {}",
+            built.join(", ")
+        )
+    };
+    let n = match (asked, &record.chosen) {
+        (Some(n), _) => n,
+        (None, Some(choice)) => return Ok(choice.attempt),
+        (None, None) => bail!("the run has no result to start from; {choose}"),
+    };
+    let Some(attempt) = record.attempts.get((n as usize).wrapping_sub(1)) else {
+        bail!(
+            "--from-attempt {n}: the run has attempts 1 to {}; {choose}",
+            record.attempts.len()
+        );
+    };
+    if let Outcome::Error { kind, line, .. } = &attempt.result.outcome {
+        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+        bail!("--from-attempt {n}: that attempt built no solid (it failed: {kind}{at}); {choose}");
+    }
+    Ok(n)
 }
 
 /// A run folder must be new or empty: a run never mixes its attempts with another's.
@@ -698,6 +833,7 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         Some(done) => done,
         None => return Ok(ExitCode::SUCCESS),
     };
+    write_batch_index(out)?;
     println!(
         "batch: {} finished ({} without a model), {} cut short, {} not started → {}",
         outcome.finished,
@@ -829,6 +965,14 @@ impl BatchRun {
     }
 }
 
+/// Rewrites OUT/index.html from every results log there.
+fn write_batch_index(out: &Path) -> anyhow::Result<()> {
+    let summary = batch::summarize(out)?;
+    let index = batch::index(out, &summary)?;
+    html::write_index(out, &index)
+        .with_context(|| format!("cannot write {}", out.join(html::INDEX_FILE).display()))
+}
+
 fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if !dir.is_dir() {
         bail!("{} is not a batch output folder", dir.display());
@@ -840,6 +984,7 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    write_batch_index(dir)?;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &summary)?;
@@ -946,7 +1091,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
             (None, model.is_file().then_some(model))
         })
         .await?;
-        return finish_bench(references, &settings, scored, out);
+        return finish_bench(references, &settings, &cases, scored, out);
     }
     let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
         bail!("give the DATASET and --out DIR");
@@ -980,7 +1125,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         (record, model)
     })
     .await?;
-    finish_bench(dataset, &settings, scored, out)
+    finish_bench(dataset, &settings, &cases, scored, out)
 }
 
 /// Scores every case; `find` gives a case's run record and model file.
@@ -1098,11 +1243,14 @@ outcome: {}
 fn finish_bench(
     dataset: &Path,
     settings: &MetricSettings,
+    cases: &[bench::Case],
     scored: Vec<bench::CaseScore>,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let report = bench::report(&dataset.display().to_string(), settings, scored);
     write_json_atomically(&out.join("bench.json"), &report)?;
+    html::write_index(out, &bench::index(out, &report, cases))
+        .with_context(|| format!("cannot write {}", out.join(html::INDEX_FILE).display()))?;
     let md = bench::markdown(&report);
     files::write_atomically(&out.join("bench.md"), md.as_bytes())
         .with_context(|| format!("cannot write {}", out.join("bench.md").display()))?;

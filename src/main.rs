@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Generate(args) => commands::generate(&cli.global, args).await,
+            Command::Refine(args) => commands::refine(&cli.global, args).await,
             Command::Bench(args) => commands::bench(&cli.global, args).await,
             Command::Batch(args) => commands::batch(&cli.global, args).await,
             Command::Exec(args) => commands::exec(&cli.global, args).await,

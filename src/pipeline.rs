@@ -4,12 +4,15 @@
 //!
 //! Stage in the flow: the top. `commands::generate` builds an [`Engine`] (LLM
 //! client, prompts, executor pool, captioner) and calls [`Engine::run`] once;
-//! the batch command shares one engine between many runs.
+//! the batch command shares one engine between many runs. `cadloop refine`
+//! calls [`Engine::refine`], which goes through the same loop for a follow-up
+//! change, adding attempts to an existing run folder.
 //!
-//! Budgets: at most `max_repairs` repairs for each piece of code the LLM
-//! writes from scratch or rewrites (the first generation and each refine
-//! round), and at most `max_refines` refine rounds. The result is the last
-//! attempt judged MATCH, else the last attempt that built a valid solid.
+//! Budgets, per request: at most `max_repairs` repairs for each piece of code
+//! the LLM writes from scratch, changes or rewrites (the request's first
+//! script and each refine round), and at most `max_refines` refine rounds.
+//! The result is the request's last attempt judged MATCH, else its last
+//! attempt that built a valid solid.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,14 +29,14 @@ use crate::files;
 use crate::llm::{LlmClient, LlmError, Message, Usage};
 use crate::mesh::Mesh;
 use crate::prompts::{
-    self, ErrorContext, PromptError, Prompts, RefineContext, RepairContext, SystemContext,
-    ViewCaption, Want,
+    self, EditContext, ErrorContext, PromptError, Prompts, RefineContext, RepairContext,
+    SystemContext, ViewCaption, Want,
 };
 use crate::render::{self, RenderError, RenderSettings, View};
 use crate::report::{
-    AttemptRecord, AttemptTimings, CaptionRecord, Choice, CritiqueBasis, CritiqueRecord, Exchange,
-    RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT,
-    TRANSCRIPT_FILE,
+    html, AttemptRecord, AttemptTimings, CaptionRecord, Choice, CritiqueBasis, CritiqueRecord,
+    Exchange, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
+    RunTimings, Stage, RUN_FILE, RUN_FORMAT, TRANSCRIPT_FILE,
 };
 
 /// How many repairs and refine rounds a run may use.
@@ -158,6 +161,79 @@ impl Engine {
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
+        let record = RunRecord {
+            format: RUN_FORMAT,
+            cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
+            status: RunStatus::Running,
+            prompt: prompt.to_string(),
+            settings: settings.clone(),
+            requests: vec![new_request(
+                1,
+                RequestKind::Generate,
+                prompt,
+                None,
+                settings,
+            )],
+            attempts: Vec::new(),
+            chosen: None,
+            outcome: RunOutcome::Pending,
+            stop_reason: String::new(),
+            critique_basis: self.critique_basis(),
+            usage: Usage::default(),
+            llm_calls: 0,
+            timings: RunTimings::default(),
+            error: None,
+        };
+        let run = self.start_run(out, record, progress)?;
+        let first = run.ask_generate(prompt)?;
+        run.go(first).await
+    }
+
+    /// Applies a follow-up change to a finished run in `out` (its record
+    /// already read and checked), starting from attempt `from`, which built a
+    /// solid. The new attempts are added after the existing ones.
+    pub async fn refine(
+        &self,
+        out: &Path,
+        mut record: RunRecord,
+        change: &str,
+        from: u32,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let number = record.requests.len() as u32 + 1;
+        record.requests.push(new_request(
+            number,
+            RequestKind::Refine,
+            change,
+            Some(from),
+            settings.clone(),
+        ));
+        record.settings = settings;
+        record.status = RunStatus::Running;
+        record.outcome = RunOutcome::Pending;
+        record.stop_reason = String::new();
+        record.error = None;
+        record.critique_basis = self.critique_basis();
+        let run = self.start_run(out, record, progress)?;
+        let first = run.ask_edit(from, change)?;
+        run.go(first).await
+    }
+
+    fn critique_basis(&self) -> CritiqueBasis {
+        if self.captioner.is_some() {
+            CritiqueBasis::CaptionsAndGeometry
+        } else {
+            CritiqueBasis::Geometry
+        }
+    }
+
+    fn start_run<'a>(
+        &'a self,
+        out: &Path,
+        record: RunRecord,
+        progress: &'a ProgressBar,
+    ) -> Result<Run<'a>, PipelineError> {
         let system = self.prompts.system(&SystemContext {
             allowed_modules: self.allowed_modules.clone(),
         })?;
@@ -166,52 +242,64 @@ impl Engine {
             out: out.to_path_buf(),
             system,
             started: Instant::now(),
+            earlier_ms: record.timings.total_ms,
             progress,
-            calls: 0,
-            record: RunRecord {
-                format: RUN_FORMAT,
-                cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
-                status: RunStatus::Running,
-                prompt: prompt.to_string(),
-                settings,
-                attempts: Vec::new(),
-                chosen: None,
-                outcome: RunOutcome::Pending,
-                stop_reason: String::new(),
-                critique_basis: if self.captioner.is_some() {
-                    CritiqueBasis::CaptionsAndGeometry
-                } else {
-                    CritiqueBasis::Geometry
-                },
-                usage: Usage::default(),
-                llm_calls: 0,
-                timings: RunTimings::default(),
-                error: None,
-            },
+            calls: record.llm_calls,
+            request: record.requests.len() as u32,
+            record,
         };
         run.save()?;
-        let first = run.ask_generate(prompt)?;
-        let llm_error = match run.drive(first).await {
+        Ok(run)
+    }
+}
+
+fn new_request(
+    number: u32,
+    kind: RequestKind,
+    text: &str,
+    from_attempt: Option<u32>,
+    settings: RunSettings,
+) -> RequestRecord {
+    RequestRecord {
+        number,
+        kind,
+        text: text.to_string(),
+        from_attempt,
+        attempts: Vec::new(),
+        chosen: None,
+        outcome: RunOutcome::Pending,
+        stop_reason: String::new(),
+        settings,
+        usage: Usage::default(),
+        llm_calls: 0,
+        total_ms: 0.0,
+    }
+}
+
+impl Run<'_> {
+    /// Drives the loop from `first` to the end and records how it ended.
+    async fn go(mut self, first: Step) -> Result<RunResult, PipelineError> {
+        let llm_error = match self.drive(first).await {
             Ok(()) => None,
             Err(Stop::Llm(err)) => Some(err),
             Err(Stop::Pipeline(err)) => {
                 // Leave a record that says the run did not finish, and why.
-                run.record.status = RunStatus::Stopped;
-                run.record.error = Some(error_chain(&err));
-                run.record.stop_reason = "cadloop itself failed".into();
-                let _ = run.save();
+                self.record.status = RunStatus::Stopped;
+                self.record.error = Some(error_chain(&err));
+                self.record.stop_reason = "cadloop itself failed".into();
+                let _ = self.save();
                 return Err(err);
             }
         };
         if let Some(err) = &llm_error {
             let message = format!("{err:#}");
-            run.record.error = Some(error_chain(err));
-            run.finish(format!("the LLM endpoint failed: {message}"))?;
-            run.record.status = RunStatus::Stopped;
-            run.save()?;
+            self.record.error = Some(error_chain(err));
+            self.finish(format!("the LLM endpoint failed: {message}"))?;
+            self.record.status = RunStatus::Stopped;
+            self.save()?;
         }
         Ok(RunResult {
-            record: run.record,
+            record: self.record,
             llm_error,
         })
     }
@@ -245,9 +333,14 @@ struct Run<'a> {
     engine: &'a Engine,
     out: PathBuf,
     system: String,
+    /// When this request started; `earlier_ms` is the time of the earlier ones.
     started: Instant,
+    earlier_ms: f64,
     progress: &'a ProgressBar,
+    /// LLM calls so far in the whole run (numbers the transcript).
     calls: u32,
+    /// The request being worked on (1: the prompt).
+    request: u32,
     record: RunRecord,
 }
 
@@ -263,6 +356,53 @@ impl Run<'_> {
             round: 0,
             repairs: 0,
         })
+    }
+
+    /// The first step of a follow-up change: the starting code, its facts and the change.
+    fn ask_edit(&self, from: u32, change: &str) -> Result<Step, PipelineError> {
+        let start = &self.record.attempts[from as usize - 1];
+        let earlier: Vec<String> = self
+            .edits()
+            .split_last()
+            .map_or(Vec::new(), |(_, e)| e.to_vec());
+        let so_far = prompts::with_edits(&self.record.prompt, &earlier);
+        let text = self.engine.prompts.edit(&EditContext {
+            prompt: &so_far,
+            request: change,
+            facts: start
+                .result
+                .facts()
+                .map(critique::describe_facts)
+                .unwrap_or_default(),
+            numbered_code: prompts::number_lines(&start.code),
+        })?;
+        Ok(Step::Ask {
+            stage: Stage::Edit,
+            messages: vec![Message::system(&self.system), Message::user(text)],
+            parent: Some(from),
+            round: 0,
+            repairs: 0,
+        })
+    }
+
+    /// The follow-up changes up to the current request.
+    fn edits(&self) -> Vec<String> {
+        self.record
+            .requests
+            .iter()
+            .filter(|r| r.kind == RequestKind::Refine && r.number <= self.request)
+            .map(|r| r.text.clone())
+            .collect()
+    }
+
+    /// What the part should be now: the prompt and the changes so far.
+    fn asked(&self) -> String {
+        prompts::with_edits(&self.record.prompt, &self.edits())
+    }
+
+    fn current(&mut self) -> &mut RequestRecord {
+        let i = self.request as usize - 1;
+        &mut self.record.requests[i]
     }
 
     /// The state machine's loop.
@@ -344,7 +484,9 @@ impl Run<'_> {
                                 format!(
                                     "{} repairs did not make {} work",
                                     budget.max_repairs,
-                                    if round == 0 {
+                                    if round == 0 && self.request > 1 {
+                                        "the changed script".to_string()
+                                    } else if round == 0 {
                                         "the first script".to_string()
                                     } else {
                                         format!("the rewrite of refine round {round}")
@@ -354,6 +496,7 @@ impl Run<'_> {
                         },
                     };
                     self.record.attempts.push(attempt);
+                    self.current().attempts.push(number);
                     self.save()?;
                     next
                 }
@@ -416,6 +559,8 @@ impl Run<'_> {
         self.calls += 1;
         self.record.llm_calls = self.calls;
         self.record.usage += reply.usage;
+        self.current().usage += reply.usage;
+        self.current().llm_calls += 1;
         self.record.timings.llm_ms += reply.elapsed_ms;
         tracing::info!(
             purpose,
@@ -497,6 +642,7 @@ impl Run<'_> {
         }
         let attempt = AttemptRecord {
             number,
+            request: self.request,
             stage,
             round,
             parent,
@@ -526,7 +672,7 @@ impl Run<'_> {
             unreachable!("only failed attempts are repaired");
         };
         let text = self.engine.prompts.repair(&RepairContext {
-            prompt: &self.record.prompt,
+            prompt: &self.asked(),
             numbered_code: prompts::number_lines(&attempt.code),
             error: ErrorContext {
                 kind: kind.to_string(),
@@ -625,8 +771,9 @@ impl Run<'_> {
                 })
                 .collect()
         });
+        let asked = self.asked();
         let text = self.engine.prompts.refine(&RefineContext {
-            prompt: &self.record.prompt,
+            prompt: &asked,
             facts,
             captions,
             numbered_code: prompts::number_lines(&attempt.code),
@@ -725,15 +872,23 @@ impl Run<'_> {
         })
     }
 
-    /// Picks the result, copies its files to the top of the run folder, and
-    /// sets the outcome.
+    /// Picks the request's result, copies its files to the top of the run
+    /// folder, and sets the outcome.
     fn finish(&mut self, reason: String) -> Result<(), PipelineError> {
-        let matched = self.record.attempts.iter().rev().find(|a| {
+        let request = self.request;
+        let mine = || {
+            self.record
+                .attempts
+                .iter()
+                .rev()
+                .filter(move |a| a.request == request)
+        };
+        let matched = mine().find(|a| {
             a.critique
                 .as_ref()
                 .is_some_and(|c| c.verdict == Some(Verdict::Match))
         });
-        let executed = self.record.attempts.iter().rev().find(|a| a.executed());
+        let executed = mine().find(|a| a.executed());
         let (chosen, outcome) = match (matched, executed) {
             (Some(a), _) => (
                 Some(Choice {
@@ -781,6 +936,10 @@ impl Run<'_> {
             copy(&from.join("sheet.png"), &self.out.join("sheet.png"))?;
         }
         tracing::info!(outcome = outcome.as_str(), reason = %reason, "run finished");
+        let current = self.current();
+        current.chosen = chosen.clone();
+        current.outcome = outcome;
+        current.stop_reason = reason.clone();
         self.record.chosen = chosen;
         self.record.outcome = outcome;
         self.record.stop_reason = reason;
@@ -808,9 +967,16 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Writes run.json, then the page that shows it.
     fn save(&mut self) -> Result<(), PipelineError> {
-        self.record.timings.total_ms = self.started.elapsed().as_secs_f64() * 1e3;
-        write_json(&self.out.join(RUN_FILE), &self.record)
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.current().total_ms = ms;
+        self.record.timings.total_ms = self.earlier_ms + ms;
+        write_json(&self.out.join(RUN_FILE), &self.record)?;
+        html::write_run_page(&self.out, &self.record).map_err(|source| PipelineError::Write {
+            path: self.out.join(html::REPORT_FILE),
+            source,
+        })
     }
 
     fn append_transcript(&self, exchange: &Exchange) -> Result<(), PipelineError> {

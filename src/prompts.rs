@@ -13,11 +13,12 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// The templates, by file name, with the project's text.
-pub const TEMPLATES: [(&str, &str); 5] = [
+pub const TEMPLATES: [(&str, &str); 6] = [
     ("system.md", include_str!("../prompts/system.md")),
     ("generate.md", include_str!("../prompts/generate.md")),
     ("repair.md", include_str!("../prompts/repair.md")),
     ("refine.md", include_str!("../prompts/refine.md")),
+    ("edit.md", include_str!("../prompts/edit.md")),
     ("reminder.md", include_str!("../prompts/reminder.md")),
 ];
 
@@ -83,6 +84,18 @@ pub struct RefineContext<'a> {
     /// No rewrite can run after this critique (the refine budget is spent):
     /// ask for the verdict and reasons only.
     pub last_round: bool,
+}
+
+/// A follow-up change to a part that was built (`cadloop refine`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EditContext<'a> {
+    /// The part as asked for so far: the prompt and earlier changes ([`with_edits`]).
+    pub prompt: &'a str,
+    /// The new change.
+    pub request: &'a str,
+    /// The geometry facts of the starting script's solid, in words.
+    pub facts: String,
+    pub numbered_code: String,
 }
 
 /// What a reminder asks for again.
@@ -220,6 +233,12 @@ impl Prompts {
                 })?;
             }
         }
+        self.edit(&EditContext {
+            prompt: "a cube",
+            request: "make it taller",
+            facts: "- one solid".into(),
+            numbered_code: number_lines("result = x\n"),
+        })?;
         self.reminder(Want::Code)?;
         self.reminder(Want::Verdict)?;
         Ok(())
@@ -257,6 +276,10 @@ impl Prompts {
         self.fill("refine.md", context)
     }
 
+    pub fn edit(&self, context: &EditContext) -> Result<String, PromptError> {
+        self.fill("edit.md", context)
+    }
+
     pub fn reminder(&self, want: Want) -> Result<String, PromptError> {
         self.fill(
             "reminder.md",
@@ -276,6 +299,21 @@ fn template_error(origin: &str, err: &minijinja::Error) -> PromptError {
         origin: origin.to_string(),
         message,
     }
+}
+
+/// The part as asked for so far: the prompt, then the follow-up changes in
+/// order. Repairs and critiques after an edit judge against this text.
+pub fn with_edits(prompt: &str, edits: &[String]) -> String {
+    if edits.is_empty() {
+        return prompt.to_string();
+    }
+    let mut text = format!(
+        "{prompt}\n\nChanged since, in this order (a later change wins where two disagree):"
+    );
+    for (i, edit) in edits.iter().enumerate() {
+        text.push_str(&format!("\n{}. {}", i + 1, edit.trim()));
+    }
+    text
 }
 
 /// Code with line numbers ("  7 | x = 1"), so the LLM can match a
@@ -364,6 +402,29 @@ mod tests {
             })
             .unwrap();
         insta::assert_snapshot!("refine_without_captions_last_round", without);
+    }
+
+    #[test]
+    fn the_edit_prompt_carries_the_earlier_changes_the_code_and_the_request() {
+        let prompts = Prompts::builtin();
+        let so_far = with_edits(
+            "a 40 x 20 x 10 mm block with a 6 mm hole",
+            &["make the hole 8 mm".to_string()],
+        );
+        let text = prompts
+            .edit(&EditContext {
+                prompt: &so_far,
+                request: "add 2 mm fillets on the top edges",
+                facts: "- one solid, 40 x 20 x 10 mm".into(),
+                numbered_code: number_lines(CODE),
+            })
+            .unwrap();
+        assert!(text.contains("1. make the hole 8 mm"), "{text}");
+        assert!(
+            text.contains("4 | block = Part.makeBox(40, 20, 10)"),
+            "{text}"
+        );
+        insta::assert_snapshot!(text);
     }
 
     #[test]

@@ -464,6 +464,7 @@ fn comparable(mut record: Value) -> Value {
         match value {
             Value::Object(map) => {
                 map.remove("timings");
+                map.remove("total_ms");
                 map.remove("settings");
                 map.values_mut().for_each(strip);
             }

@@ -1,9 +1,12 @@
-//! The records a run leaves behind: `run.json` (serde types here) and
-//! `transcript.jsonl`, the LLM exchanges one per line.
+//! The records a run leaves behind: `run.json` (serde types here),
+//! `transcript.jsonl` (the LLM exchanges, one per line) and `report.html`
+//! (the run as a page, [`html`]).
 //!
 //! Stage in the flow: `pipeline` fills a [`RunRecord`] as it goes and writes
 //! it after every attempt, so a run that is stopped midway still says what it
-//! did; the batch and bench commands read these records back.
+//! did; `refine`, batch and bench read these records back.
+
+pub mod html;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,8 @@ use crate::executor::{ExecReport, Outcome, MODEL_FILES};
 use crate::llm::{Message, Reply, Usage};
 
 /// The version of the run.json layout; bumped when a field changes meaning.
-pub const RUN_FORMAT: u32 = 1;
+/// Format 2 added the chain of requests (`requests`, `attempts[].request`).
+pub const RUN_FORMAT: u32 = 2;
 pub const RUN_FILE: &str = "run.json";
 pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
 
@@ -26,10 +30,14 @@ pub struct RunRecord {
     pub cadloop_version: String,
     /// "running" while the loop goes on, then "finished" (or "stopped" after an error).
     pub status: RunStatus,
+    /// The first request; the follow-up changes are in `requests`.
     pub prompt: String,
+    /// The settings of the latest request.
     pub settings: RunSettings,
+    /// The prompt, then each follow-up change (`cadloop refine`), in order.
+    pub requests: Vec<RequestRecord>,
     pub attempts: Vec<AttemptRecord>,
-    /// The attempt whose model is the run's result, and why.
+    /// The attempt whose model is the run's result (for the latest request), and why.
     #[serde(rename = "final")]
     pub chosen: Option<Choice>,
     pub outcome: RunOutcome,
@@ -43,6 +51,35 @@ pub struct RunRecord {
     /// The error that ended the run early (the LLM endpoint failing, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One request of the run: the prompt (`generate`) or a follow-up change (`refine`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// 1 for the prompt, 2, 3, … for the changes.
+    pub number: u32,
+    pub kind: RequestKind,
+    pub text: String,
+    /// The attempt whose code the change started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_attempt: Option<u32>,
+    /// The attempts made for this request.
+    pub attempts: Vec<u32>,
+    #[serde(rename = "final")]
+    pub chosen: Option<Choice>,
+    pub outcome: RunOutcome,
+    pub stop_reason: String,
+    pub settings: RunSettings,
+    pub usage: Usage,
+    pub llm_calls: u32,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    Generate,
+    Refine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,9 +163,14 @@ pub struct LlmRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// Written from the prompt.
     Generate,
+    /// A fix of code that failed.
     Repair,
+    /// A rewrite after a critique found a mismatch.
     Refine,
+    /// A change of earlier code asked for with `cadloop refine`.
+    Edit,
 }
 
 impl Stage {
@@ -137,6 +179,7 @@ impl Stage {
             Stage::Generate => "generate",
             Stage::Repair => "repair",
             Stage::Refine => "refine",
+            Stage::Edit => "edit",
         }
     }
 }
@@ -146,8 +189,10 @@ impl Stage {
 pub struct AttemptRecord {
     /// 1, 2, …: the folder is `attempts/NN` with two digits or more.
     pub number: u32,
+    /// The request (1: the prompt, 2…: follow-up changes) the attempt served.
+    pub request: u32,
     pub stage: Stage,
-    /// Refine round that produced the code (0: the first generation and its repairs).
+    /// Refine round that produced the code (0: the request's first script and its repairs).
     pub round: u32,
     /// The attempt this one repairs or rewrites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +280,9 @@ pub struct Exchange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub out: PathBuf,
+    /// The request summed up: 1 for the prompt, 2… for follow-up changes.
+    #[serde(default = "first_request")]
+    pub request: u32,
     pub outcome: String,
     pub stop_reason: String,
     pub attempts: usize,
@@ -251,22 +299,37 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary of the run's latest request (the whole run when it had one).
     pub fn of(out: &Path, record: &RunRecord) -> RunSummary {
-        let count = |stage| record.attempts.iter().filter(|a| a.stage == stage).count();
+        let request = record.requests.last();
+        let mine: Vec<&AttemptRecord> = match request {
+            Some(r) => record
+                .attempts
+                .iter()
+                .filter(|a| a.request == r.number)
+                .collect(),
+            None => record.attempts.iter().collect(),
+        };
+        let count = |stage| mine.iter().filter(|a| a.stage == stage).count();
         let chosen = record
             .chosen
             .as_ref()
             .and_then(|c| record.attempts.get(c.attempt as usize - 1));
-        let mut files = vec![RUN_FILE.to_string(), TRANSCRIPT_FILE.to_string()];
+        let mut files = vec![
+            RUN_FILE.to_string(),
+            TRANSCRIPT_FILE.to_string(),
+            html::REPORT_FILE.to_string(),
+        ];
         if record.outcome.has_model() {
             files.extend(MODEL_FILES.iter().map(|f| f.to_string()));
             files.extend(["views/".to_string(), "sheet.png".to_string()]);
         }
         RunSummary {
             out: out.to_path_buf(),
+            request: request.map_or(1, |r| r.number),
             outcome: record.outcome.as_str().to_string(),
             stop_reason: record.stop_reason.clone(),
-            attempts: record.attempts.len(),
+            attempts: mine.len(),
             repairs: count(Stage::Repair),
             refines: count(Stage::Refine),
             final_attempt: record.chosen.as_ref().map(|c| c.attempt),
@@ -275,9 +338,9 @@ impl RunSummary {
                 .and_then(|c| c.verdict)
                 .map(|v| v.as_str().to_string()),
             files,
-            seconds: record.timings.total_ms / 1000.0,
-            llm_calls: record.llm_calls,
-            tokens: record.usage,
+            seconds: request.map_or(record.timings.total_ms, |r| r.total_ms) / 1000.0,
+            llm_calls: request.map_or(record.llm_calls, |r| r.llm_calls),
+            tokens: request.map_or(record.usage, |r| r.usage),
             error: record.error.clone(),
         }
     }
@@ -285,9 +348,14 @@ impl RunSummary {
     /// The summary as `generate` prints it.
     pub fn text(&self, record: &RunRecord) -> String {
         let mut text = String::new();
+        let change = if self.request > 1 {
+            format!(" (change {})", self.request - 1)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             text,
-            "{}: {} ({} attempt{}, {} repair{}, {} refine{}; {:.1} s, {} LLM calls, {} tokens)",
+            "{}{change}: {} ({} attempt{}, {} repair{}, {} refine{}; {:.1} s, {} LLM calls, {} tokens)",
             self.outcome,
             self.out.display(),
             self.attempts,
@@ -337,11 +405,145 @@ impl RunSummary {
         let _ = writeln!(text, "  files       {}", self.files.join(", "));
         let _ = writeln!(
             text,
+            "  report      {}",
+            self.out.join(html::REPORT_FILE).display()
+        );
+        let _ = writeln!(
+            text,
             "  attempts    {}",
             self.out.join("attempts").display()
         );
         text
     }
+}
+
+fn first_request() -> u32 {
+    1
+}
+
+/// Why a run folder's `run.json` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFileError {
+    #[error("{} has no run.json; is it a folder `cadloop generate` wrote?", dir.display())]
+    Missing { dir: PathBuf },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is damaged at line {line}, column {column}: {message}; nothing was changed (restore it from a copy, or start a new run with `cadloop generate`)", path.display())]
+    Damaged {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{} was written by cadloop {version} (run format {format}); this cadloop reads format {RUN_FORMAT} only, so start a new run with `cadloop generate`", path.display())]
+    OldFormat {
+        path: PathBuf,
+        format: u64,
+        version: String,
+    },
+    #[error("{} does not add up: {what}; nothing was changed (restore it from a copy, or start a new run with `cadloop generate`)", path.display())]
+    Inconsistent { path: PathBuf, what: String },
+    #[error("{} was written by a newer cadloop ({version}, run format {format}); update cadloop to read it", path.display())]
+    NewFormat {
+        path: PathBuf,
+        format: u64,
+        version: String,
+    },
+}
+
+/// Reads and checks `dir/run.json`.
+pub fn read_run(dir: &Path) -> Result<RunRecord, RunFileError> {
+    let path = dir.join(RUN_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RunFileError::Missing {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(source) => return Err(RunFileError::Read { path, source }),
+    };
+    let damaged = |err: serde_json::Error| RunFileError::Damaged {
+        path: path.clone(),
+        line: err.line(),
+        column: err.column(),
+        message: err
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    };
+    // The format first, so an old or new layout is named as such rather than
+    // reported as a missing field.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(damaged)?;
+    let format = value.get("format").and_then(serde_json::Value::as_u64);
+    let version = value
+        .get("cadloop_version")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    match format {
+        Some(f) if f < u64::from(RUN_FORMAT) => {
+            return Err(RunFileError::OldFormat {
+                path,
+                format: f,
+                version,
+            })
+        }
+        Some(f) if f > u64::from(RUN_FORMAT) => {
+            return Err(RunFileError::NewFormat {
+                path,
+                format: f,
+                version,
+            })
+        }
+        _ => {}
+    }
+    let record: RunRecord = serde_json::from_slice(&bytes).map_err(damaged)?;
+    check_record(&record).map_err(|what| RunFileError::Inconsistent { path, what })?;
+    Ok(record)
+}
+
+/// The cross-references within a record: attempt and request numbers, the result.
+fn check_record(record: &RunRecord) -> Result<(), String> {
+    for (i, attempt) in record.attempts.iter().enumerate() {
+        let n = i as u32 + 1;
+        if attempt.number != n {
+            return Err(format!("attempt {n} is numbered {}", attempt.number));
+        }
+        if attempt.request == 0 || attempt.request as usize > record.requests.len() {
+            return Err(format!(
+                "attempt {n} belongs to request {}, which is not recorded",
+                attempt.request
+            ));
+        }
+        if attempt.parent.is_some_and(|p| p == 0 || p >= n) {
+            return Err(format!("attempt {n} names a later attempt as its parent"));
+        }
+    }
+    if record.requests.is_empty() {
+        return Err("no request is recorded".into());
+    }
+    for (i, request) in record.requests.iter().enumerate() {
+        if request.number as usize != i + 1 {
+            return Err(format!("request {} is numbered {}", i + 1, request.number));
+        }
+    }
+    let count = record.attempts.len() as u32;
+    if let Some(choice) = &record.chosen {
+        if choice.attempt == 0 || choice.attempt > count {
+            return Err(format!(
+                "the result is attempt {}, but {count} attempts are recorded",
+                choice.attempt
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn plural(n: usize) -> &'static str {

@@ -1,0 +1,672 @@
+//! The run as a page: `report.html` in every run folder (and `cadloop exec`
+//! output), `index.html` in batch and bench folders.
+//!
+//! One self-contained file each: the style sheet is inline, images are
+//! referenced relatively (the page works from the folder, copied or served),
+//! and nothing runs in the browser. The pages are minijinja templates
+//! compiled into the binary, with HTML escaping on for every value: prompts,
+//! code, captions and critiques are untrusted text.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use super::{AttemptRecord, RunRecord, RunStatus, Stage};
+use crate::executor::{ExecReport, GeometryFacts, Outcome, MODEL_FILES};
+use crate::files;
+use crate::render::View;
+
+pub const REPORT_FILE: &str = "report.html";
+pub const INDEX_FILE: &str = "index.html";
+
+/// Lines of unchanged code shown around each change in a diff.
+const DIFF_CONTEXT: usize = 3;
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .build()
+                .expect("default delimiters"),
+        );
+        for (name, text) in [
+            ("page.html", include_str!("page.html")),
+            ("index.html", include_str!("index.html")),
+            ("facts.html", include_str!("facts.html")),
+            ("style.css", include_str!("style.css")),
+        ] {
+            env.add_template(name, text)
+                .expect("the page templates are checked by the tests");
+        }
+        env
+    })
+}
+
+fn fill(name: &str, context: impl Serialize) -> std::io::Result<String> {
+    env()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(context))))
+        .map_err(|e| std::io::Error::other(format!("cannot fill the {name} template: {e:#}")))
+}
+
+/// What `page.html` shows.
+#[derive(Debug, Serialize)]
+struct Page {
+    version: &'static str,
+    kind: String,
+    title: String,
+    prompt: Option<String>,
+    outcome: String,
+    stop_reason: String,
+    running: bool,
+    error: Option<String>,
+    requests: Vec<RequestView>,
+    chosen: Option<ChoiceView>,
+    verdict: Option<String>,
+    sheet: Option<String>,
+    views: Vec<ViewImage>,
+    facts: Option<FactsView>,
+    downloads: Vec<Download>,
+    attempts: Vec<AttemptView>,
+    footer: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RequestView {
+    kind: &'static str,
+    text: String,
+    from_attempt: Option<u32>,
+    attempts: Vec<u32>,
+    outcome: &'static str,
+    chosen: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChoiceView {
+    attempt: u32,
+    why: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ViewImage {
+    name: &'static str,
+    src: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FactsView {
+    size: String,
+    min: String,
+    max: String,
+    volume: String,
+    area: String,
+    solids: u32,
+    valid: bool,
+    faces: u32,
+    face_types: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Download {
+    name: &'static str,
+    href: String,
+    size: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AttemptView {
+    number: u32,
+    request: Option<u32>,
+    stage: &'static str,
+    round: u32,
+    parent: Option<u32>,
+    chosen: bool,
+    dir: Option<String>,
+    timings: String,
+    tokens: u64,
+    error: Option<ErrorView>,
+    facts: Option<FactsView>,
+    sheet: Option<String>,
+    captions: Vec<CaptionView>,
+    critique: Option<CritiqueView>,
+    output: Option<String>,
+    diff: Option<Vec<DiffLine>>,
+    code: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorView {
+    kind: String,
+    line: Option<u32>,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CaptionView {
+    view: String,
+    text: String,
+    score: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct CritiqueView {
+    verdict: String,
+    note: Option<&'static str>,
+    feedback: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DiffLine {
+    /// add, del, same, or hunk (the @@ line).
+    tag: &'static str,
+    text: String,
+}
+
+/// The page for a run folder, from its record and the files present.
+pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
+    let chosen = record.chosen.as_ref();
+    let chosen_attempt = chosen.and_then(|c| record.attempts.get(c.attempt as usize - 1));
+    let many_requests = record.requests.len() > 1;
+    let attempts = record
+        .attempts
+        .iter()
+        .map(|a| {
+            let parent = a
+                .parent
+                .and_then(|p| record.attempts.get(p as usize - 1))
+                .map(|p| p.code.as_str());
+            attempt_view(dir, a, parent, chosen.map(|c| c.attempt), many_requests)
+        })
+        .collect();
+    let requests = record
+        .requests
+        .iter()
+        .map(|r| RequestView {
+            kind: match r.kind {
+                super::RequestKind::Generate => "prompt",
+                super::RequestKind::Refine => "change",
+            },
+            text: r.text.clone(),
+            from_attempt: r.from_attempt,
+            attempts: r.attempts.clone(),
+            outcome: r.outcome.as_str(),
+            chosen: r.chosen.as_ref().map(|c| c.attempt),
+        })
+        .collect();
+    let status = match record.status {
+        RunStatus::Running => "running",
+        RunStatus::Finished => record.outcome.as_str(),
+        RunStatus::Stopped if record.outcome.has_model() => record.outcome.as_str(),
+        RunStatus::Stopped => "stopped",
+    };
+    let usage = record.usage;
+    let page = Page {
+        version: env!("CARGO_PKG_VERSION"),
+        kind: "cadloop run".into(),
+        title: title_of(&record.prompt),
+        prompt: Some(record.prompt.clone()),
+        outcome: status.to_string(),
+        stop_reason: record.stop_reason.clone(),
+        running: record.status == RunStatus::Running,
+        error: record.error.clone(),
+        requests,
+        chosen: chosen.map(|c| ChoiceView {
+            attempt: c.attempt,
+            why: c.why.clone(),
+        }),
+        verdict: chosen_attempt
+            .and_then(|a| a.critique.as_ref())
+            .and_then(|c| c.verdict)
+            .map(|v| v.as_str().to_uppercase()),
+        sheet: present(dir, "sheet.png"),
+        views: view_images(dir, "views"),
+        facts: chosen_attempt
+            .and_then(|a| a.result.facts())
+            .map(facts_view),
+        downloads: downloads(dir),
+        attempts,
+        footer: vec![
+            format!(
+                "LLM {} at {} · {} calls · {} tokens ({} prompt, {} completion)",
+                record.settings.llm.model,
+                record.settings.llm.base_url,
+                record.llm_calls,
+                usage.total_tokens,
+                usage.prompt_tokens,
+                usage.completion_tokens
+            ),
+            format!(
+                "{:.1} s in all: LLM {:.1} s, FreeCAD {:.1} s, rendering {:.1} s, captions {:.1} s · the critique saw {}",
+                record.timings.total_ms / 1e3,
+                record.timings.llm_ms / 1e3,
+                record.timings.exec_ms / 1e3,
+                record.timings.render_ms / 1e3,
+                record.timings.caption_ms / 1e3,
+                match record.critique_basis {
+                    super::CritiqueBasis::CaptionsAndGeometry => "captions and geometry",
+                    super::CritiqueBasis::Geometry => "geometry only",
+                }
+            ),
+            format!(
+                "Written by cadloop {} · the whole record is in run.json, the LLM exchanges in transcript.jsonl",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ],
+    };
+    fill("page.html", page)
+}
+
+/// Writes `report.html` into a run folder.
+pub fn write_run_page(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
+    let html = run_page(dir, record)?;
+    files::write_atomically(&dir.join(REPORT_FILE), html.as_bytes())
+}
+
+/// The page for `cadloop exec` output: one script, its result and views.
+pub fn exec_page(
+    dir: &Path,
+    script: &str,
+    code: &str,
+    report: &ExecReport,
+) -> std::io::Result<String> {
+    let attempt = AttemptRecord {
+        number: 1,
+        request: 1,
+        stage: Stage::Generate,
+        round: 0,
+        parent: None,
+        dir: String::new(),
+        code: code.to_string(),
+        result: report.clone(),
+        captions: None,
+        critique: None,
+        usage: Default::default(),
+        timings: super::AttemptTimings {
+            exec_ms: report.timings.total_ms.unwrap_or(0.0),
+            ..Default::default()
+        },
+    };
+    let mut view = attempt_view(dir, &attempt, None, None, false);
+    view.stage = "script";
+    view.dir = None;
+    let page = Page {
+        version: env!("CARGO_PKG_VERSION"),
+        kind: "cadloop exec".into(),
+        title: script.to_string(),
+        prompt: None,
+        outcome: if report.is_ok() { "ok" } else { "failed" }.into(),
+        stop_reason: String::new(),
+        running: false,
+        error: None,
+        requests: Vec::new(),
+        chosen: None,
+        verdict: None,
+        sheet: present(dir, "sheet.png"),
+        views: view_images(dir, "views"),
+        facts: report.facts().map(facts_view),
+        downloads: downloads(dir),
+        attempts: vec![view],
+        footer: vec![format!(
+            "Written by cadloop {} · the result is in result.json",
+            env!("CARGO_PKG_VERSION")
+        )],
+    };
+    fill("page.html", page)
+}
+
+pub fn write_exec_page(
+    dir: &Path,
+    script: &str,
+    code: &str,
+    report: &ExecReport,
+) -> std::io::Result<()> {
+    let html = exec_page(dir, script, code, report)?;
+    files::write_atomically(&dir.join(REPORT_FILE), html.as_bytes())
+}
+
+fn attempt_view(
+    dir: &Path,
+    a: &AttemptRecord,
+    parent_code: Option<&str>,
+    chosen: Option<u32>,
+    show_request: bool,
+) -> AttemptView {
+    let error = match &a.result.outcome {
+        Outcome::Ok { .. } => None,
+        Outcome::Error {
+            kind,
+            message,
+            line,
+            ..
+        } => Some(ErrorView {
+            kind: kind.to_string(),
+            line: *line,
+            message: message.clone(),
+        }),
+    };
+    let t = &a.timings;
+    let mut timings = vec![];
+    if t.llm_ms > 0.0 {
+        timings.push(format!("LLM {:.1} s", t.llm_ms / 1e3));
+    }
+    timings.push(format!("FreeCAD {:.2} s", t.exec_ms / 1e3));
+    for (name, ms) in [
+        ("render", t.render_ms),
+        ("captions", t.caption_ms),
+        ("critique", t.critique_ms),
+    ] {
+        if let Some(ms) = ms {
+            timings.push(format!("{name} {:.2} s", ms / 1e3));
+        }
+    }
+    let sheet_path = if a.dir.is_empty() {
+        None
+    } else {
+        present(dir, &format!("{}/sheet.png", a.dir))
+    };
+    AttemptView {
+        number: a.number,
+        request: show_request.then_some(a.request),
+        stage: a.stage.as_str(),
+        round: a.round,
+        parent: a.parent,
+        chosen: chosen == Some(a.number),
+        dir: (!a.dir.is_empty()).then(|| a.dir.clone()),
+        timings: timings.join(" · "),
+        tokens: a.usage.total_tokens + a.critique.as_ref().map_or(0, |c| c.usage.total_tokens),
+        facts: if error.is_none() {
+            a.result.facts().map(facts_view)
+        } else {
+            None
+        },
+        error,
+        sheet: sheet_path,
+        captions: a
+            .captions
+            .iter()
+            .flatten()
+            .map(|c| CaptionView {
+                view: c.view.clone(),
+                text: c.text.clone(),
+                score: c.score,
+            })
+            .collect(),
+        critique: a.critique.as_ref().map(|c| CritiqueView {
+            verdict: c
+                .verdict
+                .map_or("none given".to_string(), |v| v.as_str().to_uppercase()),
+            note: match (c.verdict, c.stated) {
+                (Some(_), false) => Some("no verdict line; inferred from the rewrite"),
+                _ => None,
+            },
+            feedback: c.feedback.clone(),
+        }),
+        output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
+        diff: parent_code.map(|old| diff_lines(old, &a.code)),
+        code: a.code.lines().map(str::to_string).collect(),
+    }
+}
+
+/// A unified diff, as lines tagged for colouring.
+fn diff_lines(old: &str, new: &str) -> Vec<DiffLine> {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut lines = Vec::new();
+    for group in diff.grouped_ops(DIFF_CONTEXT) {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            continue;
+        };
+        let old_range = first.old_range().start..last.old_range().end;
+        let new_range = first.new_range().start..last.new_range().end;
+        lines.push(DiffLine {
+            tag: "hunk",
+            text: format!(
+                "@@ -{},{} +{},{} @@",
+                old_range.start + 1,
+                old_range.len(),
+                new_range.start + 1,
+                new_range.len()
+            ),
+        });
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let (tag, sign) = match change.tag() {
+                    similar::ChangeTag::Delete => ("del", '-'),
+                    similar::ChangeTag::Insert => ("add", '+'),
+                    similar::ChangeTag::Equal => ("same", ' '),
+                };
+                let text = change.value().trim_end_matches(['\n', '\r']);
+                lines.push(DiffLine {
+                    tag,
+                    text: format!("{sign} {text}"),
+                });
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push(DiffLine {
+            tag: "same",
+            text: "(the code is unchanged)".into(),
+        });
+    }
+    lines
+}
+
+fn facts_view(f: &GeometryFacts) -> FactsView {
+    let triple = |v: [f64; 3]| format!("({:.2}, {:.2}, {:.2})", v[0], v[1], v[2]);
+    let [x, y, z] = f.bbox.size;
+    FactsView {
+        size: format!("{x:.2} × {y:.2} × {z:.2}"),
+        min: triple(f.bbox.min),
+        max: triple(f.bbox.max),
+        volume: format!("{:.2}", f.volume),
+        area: format!("{:.2}", f.area),
+        solids: f.solids,
+        valid: f.valid,
+        faces: f.faces,
+        face_types: f
+            .face_types
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `relative` when the file exists in `dir`.
+fn present(dir: &Path, relative: &str) -> Option<String> {
+    dir.join(relative).is_file().then(|| relative.to_string())
+}
+
+fn view_images(dir: &Path, folder: &str) -> Vec<ViewImage> {
+    View::ALL
+        .iter()
+        .filter_map(|v| {
+            present(dir, &format!("{folder}/{}.png", v.name())).map(|src| ViewImage {
+                name: v.name(),
+                src,
+            })
+        })
+        .collect()
+}
+
+fn downloads(dir: &Path) -> Vec<Download> {
+    MODEL_FILES
+        .iter()
+        .filter_map(|name| {
+            let meta = std::fs::metadata(dir.join(name)).ok()?;
+            meta.is_file().then(|| Download {
+                name,
+                href: name.to_string(),
+                size: human_size(meta.len()),
+            })
+        })
+        .collect()
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The first line of a prompt, cut to a title's length.
+fn title_of(prompt: &str) -> String {
+    let line = prompt.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 80 {
+        format!("{}…", line.chars().take(79).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// One row of an index page.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexRow {
+    pub id: String,
+    pub prompt: String,
+    pub outcome: String,
+    pub attempts: usize,
+    /// The item's report, relative to the index.
+    pub page: Option<String>,
+    pub thumbnail: Option<String>,
+    /// Further pages (a bench case's comparison page).
+    pub links: Vec<Link>,
+    /// One value per [`Index::metrics`] column, formatted.
+    pub metrics: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub name: String,
+    pub href: String,
+}
+
+/// `index.html` of a batch or bench folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Index {
+    pub kind: String,
+    pub title: String,
+    /// Lines under the title (counts, rates).
+    pub summary: Vec<String>,
+    /// Metric column names.
+    pub metrics: Vec<String>,
+    pub rows: Vec<IndexRow>,
+}
+
+impl IndexRow {
+    /// A row for the run folder `dir/relative`, its page and sheet linked when present.
+    pub fn for_run(
+        dir: &Path,
+        relative: &str,
+        id: &str,
+        prompt: &str,
+        outcome: &str,
+        attempts: usize,
+    ) -> IndexRow {
+        IndexRow {
+            id: id.to_string(),
+            prompt: title_of(prompt),
+            outcome: outcome.to_string(),
+            attempts,
+            page: present(dir, &format!("{relative}/{REPORT_FILE}")),
+            thumbnail: present(dir, &format!("{relative}/sheet.png")),
+            links: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+pub fn write_index(dir: &Path, index: &Index) -> std::io::Result<()> {
+    let html = index_page(index)?;
+    files::write_atomically(&dir.join(INDEX_FILE), html.as_bytes())
+}
+
+fn index_page(index: &Index) -> std::io::Result<String> {
+    #[derive(Serialize)]
+    struct Context<'a> {
+        version: &'static str,
+        #[serde(flatten)]
+        index: &'a Index,
+    }
+    fill(
+        "index.html",
+        Context {
+            version: env!("CARGO_PKG_VERSION"),
+            index,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_show_hunks_with_context_and_signs() {
+        let old = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\nf = 6\ng = 7\nh = 8\n";
+        let new = "a = 1\nb = 2\nc = 3\nd = 40\ne = 5\nf = 6\ng = 7\nh = 8\ni = 9\n";
+        let lines = diff_lines(old, new);
+        let text: Vec<String> = lines
+            .iter()
+            .map(|l| format!("{}|{}", l.tag, l.text))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "hunk|@@ -1,8 +1,9 @@",
+                "same|  a = 1",
+                "same|  b = 2",
+                "same|  c = 3",
+                "del|- d = 4",
+                "add|+ d = 40",
+                "same|  e = 5",
+                "same|  f = 6",
+                "same|  g = 7",
+                "same|  h = 8",
+                "add|+ i = 9",
+            ]
+        );
+        assert_eq!(diff_lines(old, old)[0].text, "(the code is unchanged)");
+    }
+
+    #[test]
+    fn untrusted_text_is_escaped_in_every_template() {
+        let evil = "<script>alert(1)</script> & \"quotes\"";
+        let index = Index {
+            kind: "cadloop batch".into(),
+            title: evil.into(),
+            summary: vec![evil.into()],
+            metrics: vec!["PCD".into()],
+            rows: vec![IndexRow {
+                id: evil.into(),
+                prompt: evil.into(),
+                outcome: "match".into(),
+                attempts: 1,
+                page: Some("items/x/report.html".into()),
+                thumbnail: None,
+                links: vec![Link {
+                    name: evil.into(),
+                    href: "cases/x/case.md".into(),
+                }],
+                metrics: vec!["0.1".into()],
+            }],
+        };
+        let html = index_page(&index).unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(title_of("first\nsecond"), "first");
+    }
+}
