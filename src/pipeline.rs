@@ -385,14 +385,27 @@ impl Run<'_> {
         })
     }
 
-    /// The follow-up changes up to the current request.
+    /// The follow-up changes that led to the current request, oldest first:
+    /// the request, the request its starting attempt served, and so on back
+    /// to the prompt. A change made from an earlier attempt leaves out the
+    /// changes made after that attempt.
     fn edits(&self) -> Vec<String> {
-        self.record
-            .requests
-            .iter()
-            .filter(|r| r.kind == RequestKind::Refine && r.number <= self.request)
-            .map(|r| r.text.clone())
-            .collect()
+        let mut chain = Vec::new();
+        let mut number = self.request;
+        while number > 1 {
+            let request = &self.record.requests[number as usize - 1];
+            chain.push(request.text.clone());
+            let before = request
+                .from_attempt
+                .and_then(|a| self.record.attempts.get(a as usize - 1))
+                .map_or(1, |a| a.request);
+            if before >= number {
+                break;
+            }
+            number = before;
+        }
+        chain.reverse();
+        chain
     }
 
     /// What the part should be now: the prompt and the changes so far.

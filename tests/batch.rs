@@ -240,6 +240,23 @@ fn two_shards_cover_the_input_exactly_once() {
         "{summary}"
     );
     assert!(summary.contains("success     100.0 %"), "{summary}");
+
+    // One index over both shards, each row linking to the item's page and sheet.
+    let index = std::fs::read_to_string(dir.path().join("out/index.html"))
+        .unwrap()
+        .replace("&#x2f;", "/"); // minijinja escapes slashes too
+    for i in 1..=10 {
+        assert!(
+            index.contains(&format!("<a href=\"items/s{i}/report.html\">s{i}</a>")),
+            "s{i} in {index}"
+        );
+        assert!(index.contains(&format!("src=\"items/s{i}/sheet.png\"")));
+        assert!(dir
+            .path()
+            .join(format!("out/items/s{i}/report.html"))
+            .is_file());
+    }
+    assert!(index.contains("a cube of side 7 mm"));
 }
 
 #[test]

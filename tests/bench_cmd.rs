@@ -100,6 +100,22 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
     let compile = report["overall"]["compile_rate"].as_f64().unwrap();
     assert!((compile - 2.0 / 3.0).abs() < 1e-9, "{compile}");
     assert!(dir.path().join("bench/bench.md").is_file());
+    let index = std::fs::read_to_string(dir.path().join("bench/index.html"))
+        .unwrap()
+        .replace("&#x2f;", "/"); // minijinja escapes slashes too
+    assert!(
+        index.contains("<a href=\"items/right/report.html\">right</a>"),
+        "{index}"
+    );
+    assert!(index.contains("href=\"cases/wrong/case.md\""), "{index}");
+    assert!(index.contains("<th class=\"num\">IoU</th>"), "{index}");
+    assert!(
+        index.contains(&format!(
+            "<td class=\"num\">{:.4}</td>",
+            wrong["pcd"].as_f64().unwrap()
+        )),
+        "{index}"
+    );
     assert!(dir.path().join("bench/cases/right/result.png").is_file());
     assert!(dir.path().join("bench/cases/right/reference.png").is_file());
 

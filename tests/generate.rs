@@ -4,48 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use cadloop::executor::Job;
 use common::llm_server::{gap, reply, status, Scripted, ScriptedLlm};
+use common::parts::{fenced, step_volume, tiny_captioner, BUGGY, PROMPT, RIGHT, TOO_LONG};
 use common::{assert_exit, cadloop, text};
 use serde_json::Value;
-
-const BUGGY: &str = "import FreeCAD as App
-import Part
-
-block = Part.makeBox(40, 20, 10)
-result = block.cut(hole)
-";
-
-/// Builds, but 50 mm long instead of 40.
-const TOO_LONG: &str = "import FreeCAD as App
-import Part
-
-block = Part.makeBox(50, 20, 10)
-hole = Part.makeCylinder(3, 10, App.Vector(25, 10, 0))
-result = block.cut(hole)
-";
-
-const RIGHT: &str = "import FreeCAD as App
-import Part
-
-block = Part.makeBox(40, 20, 10)
-hole = Part.makeCylinder(3, 10, App.Vector(20, 10, 0))
-result = block.cut(hole)
-";
-
-const PROMPT: &str = "a 40 x 20 x 10 mm block with a 6 mm hole through the middle";
-
-fn fenced(code: &str) -> String {
-    format!("```python\n{code}```")
-}
-
-fn tiny_captioner() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip")
-}
 
 fn generate(dir: &Path, server: &ScriptedLlm, extra: &[&str]) -> Output {
     let url = server.url();
@@ -65,26 +31,6 @@ fn generate(dir: &Path, server: &ScriptedLlm, extra: &[&str]) -> Output {
 
 fn run_json(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("run/run.json")).unwrap()).unwrap()
-}
-
-/// The volume of a STEP file, measured by FreeCAD in a worker.
-fn step_volume(step: &Path) -> f64 {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let pool = common::pool(1).await;
-        let scratch = tempfile::tempdir().unwrap();
-        let output = pool
-            .run(Job {
-                code: "import FreeCAD\nimport Part\nresult = Part.read('model.step')\n".into(),
-                dir: scratch.path().to_path_buf(),
-                timeout: None,
-                inputs: vec![step.to_path_buf()],
-            })
-            .await
-            .unwrap();
-        pool.shutdown().await;
-        output.report.facts().expect("the STEP file reads").volume
-    })
 }
 
 #[test]

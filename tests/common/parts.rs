@@ -1,0 +1,59 @@
+//! Parts and run helpers shared by the loop's tests (generate, refine, report).
+
+use std::path::{Path, PathBuf};
+
+use cadloop::executor::Job;
+
+pub const BUGGY: &str = "import FreeCAD as App
+import Part
+
+block = Part.makeBox(40, 20, 10)
+result = block.cut(hole)
+";
+
+/// Builds, but 50 mm long instead of 40.
+pub const TOO_LONG: &str = "import FreeCAD as App
+import Part
+
+block = Part.makeBox(50, 20, 10)
+hole = Part.makeCylinder(3, 10, App.Vector(25, 10, 0))
+result = block.cut(hole)
+";
+
+pub const RIGHT: &str = "import FreeCAD as App
+import Part
+
+block = Part.makeBox(40, 20, 10)
+hole = Part.makeCylinder(3, 10, App.Vector(20, 10, 0))
+result = block.cut(hole)
+";
+
+pub const PROMPT: &str = "a 40 x 20 x 10 mm block with a 6 mm hole through the middle";
+
+pub fn fenced(code: &str) -> String {
+    format!("```python\n{code}```")
+}
+
+pub fn tiny_captioner() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip")
+}
+
+/// The volume of a STEP file, measured by FreeCAD in a worker.
+pub fn step_volume(step: &Path) -> f64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = super::pool(1).await;
+        let scratch = tempfile::tempdir().unwrap();
+        let output = pool
+            .run(Job {
+                code: "import FreeCAD\nimport Part\nresult = Part.read('model.step')\n".into(),
+                dir: scratch.path().to_path_buf(),
+                timeout: None,
+                inputs: vec![step.to_path_buf()],
+            })
+            .await
+            .unwrap();
+        pool.shutdown().await;
+        output.report.facts().expect("the STEP file reads").volume
+    })
+}
