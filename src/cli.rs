@@ -36,7 +36,7 @@ pub enum Command {
     /// repair), renders seven views, captions them, and has the LLM compare
     /// what was built with what was asked, rewriting until they match or the
     /// budget is spent. Writes the run folder: run.json, model.step/.stl/.FCStd,
-    /// views/, sheet.png, attempts/NN/ and transcript.jsonl.
+    /// views/, sheet.png, attempts/NN/, transcript.jsonl and report.html.
     /// Exit status: 0 a model was made, 1 no attempt built a solid, 2 usage,
     /// environment or LLM endpoint error.
     Generate(GenerateArgs),
