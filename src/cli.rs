@@ -150,6 +150,20 @@ pub struct CaptionArgs {
     pub json: bool,
 }
 
+/// The flags of one run of the loop: the LLM, the budgets, the limits, the summary's form.
+#[derive(Debug, Args)]
+pub struct RunFlags {
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RefineArgs {
     /// The run folder to change (written by `cadloop generate` or an earlier refine).
@@ -165,14 +179,7 @@ pub struct RefineArgs {
     #[arg(long, value_name = "N")]
     pub from_attempt: Option<u32>,
     #[command(flatten)]
-    pub llm: LlmArgs,
-    #[command(flatten)]
-    pub budget: LoopArgs,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    pub run: RunFlags,
 }
 
 #[derive(Debug, Args)]
@@ -187,14 +194,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub llm: LlmArgs,
-    #[command(flatten)]
-    pub budget: LoopArgs,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    pub run: RunFlags,
 }
 
 /// Where the LLM is and how to ask it. The API key comes from OPENAI_API_KEY.

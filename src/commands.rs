@@ -18,7 +18,8 @@ use crate::bench;
 use crate::caption::{self, Captioner};
 use crate::cli::{
     AlignArg, BatchAction, BatchArgs, BatchFormat, BenchAction, BenchArgs, CaptionArgs, ExecArgs,
-    GenerateArgs, GlobalArgs, LlmArgs, LoopArgs, MetricArgs, PromptVariant, RefineArgs, RenderArgs,
+    GenerateArgs, GlobalArgs, LimitArgs, LlmArgs, LoopArgs, MetricArgs, PromptVariant, RefineArgs,
+    RenderArgs, RunFlags,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
@@ -401,12 +402,25 @@ struct LoopConfig {
 }
 
 impl LoopConfig {
+    /// The settings of a single run (generate, refine): one FreeCAD worker.
+    fn for_one_run(global: &GlobalArgs, flags: &RunFlags) -> anyhow::Result<LoopConfig> {
+        let (file, _) = config::load_file(global.config.as_deref())?;
+        LoopConfig::check(&file, &flags.llm, &flags.budget, &flags.limits, Some(1))
+    }
+
+    /// `workers`: the FreeCAD pool's size (`None`: the configured one).
     fn check(
         file: &FileConfig,
         llm: &LlmArgs,
         loop_args: &LoopArgs,
-        executor: ExecutorFlags,
+        limits: &LimitArgs,
+        workers: Option<usize>,
     ) -> anyhow::Result<LoopConfig> {
+        let executor = ExecutorFlags {
+            workers,
+            timeout_secs: limits.timeout,
+            memory_limit_mib: limits.memory_limit,
+        };
         let recording = Recording {
             record: llm.record.clone(),
             replay: llm.replay.clone(),
@@ -507,13 +521,7 @@ impl LoopConfig {
 /// `cadloop generate PROMPT`.
 pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let prompt = read_prompt(args)?;
-    let (file, _) = config::load_file(global.config.as_deref())?;
-    let executor = ExecutorFlags {
-        workers: Some(1),
-        timeout_secs: args.limits.timeout,
-        memory_limit_mib: args.limits.memory_limit,
-    };
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let setup = LoopConfig::for_one_run(global, &args.run)?;
     let shown = match &args.out {
         Some(dir) => {
             check_run_dir(dir)?;
@@ -525,7 +533,7 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let created = !shown.exists();
     let out = create_out_dir(&shown)?;
     let _lock = lock_run_dir(&out)?;
-    let bar = progress::spinner(!global.quiet && !args.json);
+    let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine.run(&prompt, &out, settings, &bar).await;
     progress::finish(&bar);
     engine.pool.shutdown().await;
@@ -534,7 +542,7 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         // Nothing happened worth keeping: leave no folder behind.
         let _ = std::fs::remove_dir_all(&out);
     }
-    report_run(&shown, &result, args.json)
+    report_run(&shown, &result, args.run.json)
 }
 
 /// Prints a run's summary (or its error) and gives the exit status.
@@ -666,22 +674,28 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
             record.attempts.len()
         );
     }
-    let (file, _) = config::load_file(global.config.as_deref())?;
-    let executor = ExecutorFlags {
-        workers: Some(1),
-        timeout_secs: args.limits.timeout,
-        memory_limit_mib: args.limits.memory_limit,
-    };
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let setup = LoopConfig::for_one_run(global, &args.run)?;
     let (engine, settings) = setup.start().await?;
-    let bar = progress::spinner(!global.quiet && !args.json);
+    let requests = record.requests.len();
+    let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine
         .refine(&out, record, &change, from, settings, &bar)
         .await;
     progress::finish(&bar);
     engine.pool.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", dir.display()))?;
-    report_run(dir, &result, args.json)
+    if let (Some(err), true) = (&result.llm_error, result.record.requests.len() == requests) {
+        let mut message = format!("{err:#}");
+        if let Some(hint) = err.hint() {
+            message.push_str(&format!("\n  hint: {hint}"));
+        }
+        message.push_str(&format!(
+            "\n  the change was not applied; {} is as it was",
+            dir.display()
+        ));
+        bail!(message);
+    }
+    report_run(dir, &result, args.run.json)
 }
 
 /// The attempt a change starts from: the one asked for, else the run's result.
@@ -822,12 +836,7 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         bail!("{} holds no usable prompt", input.display());
     }
     let read = items.len();
-    let executor = ExecutorFlags {
-        workers: None,
-        timeout_secs: args.limits.timeout,
-        memory_limit_mib: args.limits.memory_limit,
-    };
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, &args.limits, None)?;
     tracing::info!(read, skipped_lines = problems.len(), "batch input");
     let (outcome, interrupted, log_path) = match run.go(setup, items).await? {
         Some(done) => done,
@@ -1106,12 +1115,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         global.quiet,
     )?;
     let cases = load_cases(dataset, args.variant)?;
-    let executor = ExecutorFlags {
-        workers: None,
-        timeout_secs: args.limits.timeout,
-        memory_limit_mib: args.limits.memory_limit,
-    };
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, executor)?;
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, &args.limits, None)?;
     let items = cases.iter().map(|c| c.item.clone()).collect();
     let ran = run.go(setup, items).await?;
     if let Some((outcome, interrupted, _)) = &ran {

@@ -201,6 +201,7 @@ impl Engine {
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
+        let before = record.clone();
         let number = record.requests.len() as u32 + 1;
         record.requests.push(new_request(
             number,
@@ -215,7 +216,8 @@ impl Engine {
         record.stop_reason = String::new();
         record.error = None;
         record.critique_basis = self.critique_basis();
-        let run = self.start_run(out, record, progress)?;
+        let mut run = self.start_run(out, record, progress)?;
+        run.before = Some(before);
         let first = run.ask_edit(from, change)?;
         run.go(first).await
     }
@@ -247,6 +249,7 @@ impl Engine {
             calls: record.llm_calls,
             request: record.requests.len() as u32,
             record,
+            before: None,
         };
         run.save()?;
         Ok(run)
@@ -291,6 +294,18 @@ impl Run<'_> {
                 return Err(err);
             }
         };
+        let untouched = self.record.requests[self.request as usize - 1]
+            .attempts
+            .is_empty();
+        if let (Some(_), Some(before), true) = (&llm_error, self.before.take(), untouched) {
+            // The change never got going: leave the run as it was.
+            self.record = before;
+            self.write_files()?;
+            return Ok(RunResult {
+                record: self.record,
+                llm_error,
+            });
+        }
         if let Some(err) = &llm_error {
             let message = format!("{err:#}");
             self.record.error = Some(error_chain(err));
@@ -342,6 +357,9 @@ struct Run<'a> {
     /// The request being worked on (1: the prompt).
     request: u32,
     record: RunRecord,
+    /// For a follow-up change: the record as it was, restored when the LLM
+    /// fails before the change made any attempt.
+    before: Option<RunRecord>,
 }
 
 impl Run<'_> {
@@ -985,6 +1003,10 @@ impl Run<'_> {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.current().total_ms = ms;
         self.record.timings.total_ms = self.earlier_ms + ms;
+        self.write_files()
+    }
+
+    fn write_files(&self) -> Result<(), PipelineError> {
         write_json(&self.out.join(RUN_FILE), &self.record)?;
         html::write_run_page(&self.out, &self.record).map_err(|source| PipelineError::Write {
             path: self.out.join(html::REPORT_FILE),

@@ -9,24 +9,14 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::llm_server::{gap, reply, status, Scripted, ScriptedLlm};
-use common::parts::{fenced, step_volume, tiny_captioner, BUGGY, PROMPT, RIGHT, TOO_LONG};
+use common::parts::{
+    fenced, generate_with, step_volume, tiny_captioner, BUGGY, PROMPT, RIGHT, TOO_LONG,
+};
 use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
 fn generate(dir: &Path, server: &ScriptedLlm, extra: &[&str]) -> Output {
-    let url = server.url();
-    let mut args = vec![
-        "generate",
-        PROMPT,
-        "--base-url",
-        &url,
-        "--model",
-        "scripted-coder",
-        "--out",
-        "run",
-    ];
-    args.extend_from_slice(extra);
-    cadloop(dir, &args)
+    generate_with(dir, server, PROMPT, extra)
 }
 
 fn run_json(dir: &Path) -> Value {

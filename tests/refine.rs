@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 use std::path::Path;
 
 use common::llm_server::{reply, ScriptedLlm};
-use common::parts::{fenced, step_volume, BUGGY, PROMPT, RIGHT};
+use common::parts::{fenced, generate_with, step_volume, BUGGY, PROMPT, RIGHT};
 use common::{assert_exit, cadloop, refusal, text};
 use serde_json::Value;
 
@@ -36,21 +36,7 @@ fn run_json(run: &Path) -> Value {
 
 /// `cadloop generate PROMPT --out run` against `server`.
 fn generate(dir: &Path, server: &ScriptedLlm) {
-    let url = server.url();
-    let out = cadloop(
-        dir,
-        &[
-            "generate",
-            PROMPT,
-            "--base-url",
-            &url,
-            "--model",
-            "m",
-            "--out",
-            "run",
-        ],
-    );
-    assert_exit(&out, 0);
+    assert_exit(&generate_with(dir, server, PROMPT, &[]), 0);
 }
 
 fn refine(dir: &Path, server: &ScriptedLlm, args: &[&str]) -> std::process::Output {
@@ -222,8 +208,8 @@ fn a_run_refined_twice_keeps_every_attempt_and_records_the_chain() {
     assert!(page.contains("id=\"attempt-4\""));
 }
 
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// Every file under `dir` with a hash of its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, u32> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -233,11 +219,21 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 stack.push(path);
             } else {
                 let name = path.strip_prefix(dir).unwrap().display().to_string();
-                files.insert(name, std::fs::read(&path).unwrap());
+                files.insert(name, crc32fast::hash(&std::fs::read(&path).unwrap()));
             }
         }
     }
     files
+}
+
+fn assert_unchanged(run: &Path, before: &BTreeMap<String, u32>) {
+    let now = snapshot(run);
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(now.keys())
+        .filter(|k| before.get(*k) != now.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "changed: {changed:?}");
 }
 
 #[test]
@@ -288,7 +284,7 @@ fn a_bad_start_or_a_damaged_record_is_refused_and_changes_nothing() {
         err.contains("the change (the CHANGE argument) is empty"),
         "{err}"
     );
-    assert_eq!(snapshot(&run), before);
+    assert_unchanged(&run, &before);
 
     // A damaged run.json: named with its line, and left as it is.
     let good = std::fs::read(run.join("run.json")).unwrap();
@@ -321,6 +317,34 @@ fn a_bad_start_or_a_damaged_record_is_refused_and_changes_nothing() {
     );
 
     std::fs::write(run.join("run.json"), &good).unwrap();
-    assert_eq!(snapshot(&run), before);
+    assert_unchanged(&run, &before);
     assert_eq!(server.requests().len(), 3, "no refusal reached the LLM");
+
+    // An endpoint that cannot be reached leaves the run as it was.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("http://127.0.0.1:{port}/v1");
+    let err = refusal(
+        dir.path(),
+        &[
+            "refine",
+            "run",
+            "make it taller",
+            "--base-url",
+            &nowhere,
+            "--model",
+            "m",
+            "--retries",
+            "0",
+        ],
+    );
+    assert!(err.contains(&nowhere), "{err}");
+    assert!(
+        err.contains("the change was not applied; run is as it was"),
+        "{err}"
+    );
+    assert_unchanged(&run, &before);
 }

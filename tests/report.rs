@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::llm_server::{reply, ScriptedLlm};
-use common::parts::{fenced, BUGGY, PROMPT, RIGHT};
+use common::parts::{fenced, generate_with, BUGGY, PROMPT, RIGHT};
 use common::{assert_exit, cadloop};
 use image::RgbImage;
 
@@ -111,20 +111,7 @@ fn find(image: &RgbImage, colour: [u8; 3]) -> Option<((u32, u32, u32, u32), usiz
 fn the_report_of_a_run_shows_its_sheet_in_a_browser() {
     let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT)), reply("VERDICT: MATCH")]);
     let dir = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "generate",
-            PROMPT,
-            "--base-url",
-            &url,
-            "--model",
-            "m",
-            "--out",
-            "run",
-        ],
-    );
+    let out = generate_with(dir.path(), &server, PROMPT, &[]);
     assert_exit(&out, 0);
     let run = dir.path().join("run");
     let page = run.join("report.html");
@@ -182,22 +169,7 @@ fn the_report_of_a_failed_run_shows_the_error_and_a_script_prompt_as_text() {
     let prompt = "a cube <script>document.title='taken'</script><img src=x onerror=\"document.title='taken'\"> of 10 mm";
     let server = ScriptedLlm::start(vec![reply(&fenced(BUGGY))]);
     let dir = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "generate",
-            prompt,
-            "--base-url",
-            &url,
-            "--model",
-            "m",
-            "--out",
-            "run",
-            "--max-repairs",
-            "0",
-        ],
-    );
+    let out = generate_with(dir.path(), &server, prompt, &["--max-repairs", "0"]);
     assert_exit(&out, 1);
     let page = dir.path().join("run/report.html");
     let parsed = dom(&page);

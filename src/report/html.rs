@@ -37,6 +37,7 @@ fn env() -> &'static Environment<'static> {
                 .expect("default delimiters"),
         );
         for (name, text) in [
+            ("base.html", include_str!("base.html")),
             ("page.html", include_str!("page.html")),
             ("index.html", include_str!("index.html")),
             ("facts.html", include_str!("facts.html")),

@@ -2,7 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::process::Output;
+
 use cadloop::executor::Job;
+
+use super::llm_server::ScriptedLlm;
 
 pub const BUGGY: &str = "import FreeCAD as App
 import Part
@@ -56,4 +60,21 @@ pub fn step_volume(step: &Path) -> f64 {
         pool.shutdown().await;
         output.report.facts().expect("the STEP file reads").volume
     })
+}
+
+/// `cadloop generate PROMPT --base-url SERVER --model scripted-coder --out run EXTRA…` in `dir`.
+pub fn generate_with(dir: &Path, server: &ScriptedLlm, prompt: &str, extra: &[&str]) -> Output {
+    let url = server.url();
+    let mut args = vec![
+        "generate",
+        prompt,
+        "--base-url",
+        &url,
+        "--model",
+        "scripted-coder",
+        "--out",
+        "run",
+    ];
+    args.extend_from_slice(extra);
+    super::cadloop(dir, &args)
 }
