@@ -57,6 +57,68 @@ fn a_failing_script_exits_one_and_clears_the_previous_models() {
     );
 }
 
+/// Makes `path` look untouched for an hour.
+fn age(path: &std::path::Path) {
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+}
+
+#[test]
+fn a_worker_area_left_by_a_killed_cadloop_is_removed_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let area = |name: &str| tmp.path().join(format!("cadloop-worker-{name}"));
+    for name in ["stale", "held", "young"] {
+        std::fs::create_dir_all(area(name).join("home/.cache")).unwrap();
+        std::fs::create_dir_all(area(name).join("job")).unwrap();
+        std::fs::write(area(name).join("job/code.py"), "x = 1\n").unwrap();
+    }
+    age(&area("stale"));
+    age(&area("held"));
+    // A live cadloop holds its areas locked.
+    let _held = nix::fcntl::Flock::lock(
+        std::fs::File::open(area("held")).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    // Not a folder of ours: a link named like one, pointing elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), area("link")).unwrap();
+    std::fs::create_dir(tmp.path().join("other")).unwrap();
+    age(&tmp.path().join("other"));
+
+    std::fs::write(dir.path().join("part.py"), common::BOX_MINUS_CYLINDER).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(["exec", "part.py", "--out", "run"])
+        .current_dir(dir.path())
+        .env_remove("CADLOOP_CONFIG")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // The stale area went; the held and young ones, the link and the
+    // unrelated folder stayed; the run's own area went with its worker.
+    assert_eq!(
+        left,
+        [
+            "cadloop-worker-held",
+            "cadloop-worker-link",
+            "cadloop-worker-young",
+            "other"
+        ]
+    );
+    assert!(area("held").join("job/code.py").is_file());
+    assert!(elsewhere.path().exists());
+}
+
 #[test]
 fn a_timeout_flag_stops_a_slow_script() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,12 +8,14 @@
 //! - [`protocol`]: the length-prefixed frames on the worker's pipes.
 //! - [`worker`]: one worker process: spawn with limits, send a job, time out, kill.
 //! - [`pool`]: the pool: bounded concurrency, restart of dead workers, recycling.
+//! - [`area`]: each worker's temporary folder, and the sweep of those a killed cadloop left.
 //! - [`sandbox`]: Landlock and seccomp, entered by each worker before Python starts.
 //!
 //! A failing script is data (an [`Outcome::Error`]), never an `Err`; `Err` is
 //! kept for the executor itself failing (FreeCAD missing, a job folder that
 //! cannot be written).
 
+pub mod area;
 pub mod pool;
 pub mod protocol;
 pub mod sandbox;

@@ -32,6 +32,13 @@ impl Pool {
     /// Starts `settings.workers` workers at once and waits until all are ready.
     pub async fn start(settings: ExecutorSettings) -> Result<Pool, ExecutorError> {
         let count = settings.workers.max(1);
+        let swept = super::area::sweep_stale(&std::env::temp_dir());
+        if !swept.is_empty() {
+            tracing::info!(
+                count = swept.len(),
+                "removed the areas of workers whose cadloop was killed"
+            );
+        }
         let mut starting = JoinSet::new();
         for id in 0..count as u64 {
             let settings = settings.clone();

@@ -17,12 +17,10 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use super::area::Area;
 use super::protocol::{self, FrameError, Reply, Request};
 use super::{ExecReport, ExecutorError, ExecutorSettings};
 use crate::freecad::{ALLOWED_IMPORTS_ENV, AREA_ENV, FREECAD_LIB_ENV};
-
-/// The folders of a worker's area.
-const AREA_DIRS: [&str; 3] = ["job", "home", "tmp"];
 
 /// No single file a script writes (its printed output included) may exceed this.
 const FILE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
@@ -45,7 +43,7 @@ pub struct Worker {
     replies: ChildStdout,
     /// The worker's area: `job/` (where each job's files are made), `home/`
     /// and `tmp/`; the only place the sandbox lets it write. Removed with the worker.
-    area: tempfile::TempDir,
+    area: Area,
 }
 
 /// A finished exchange: the worker's report and mesh bytes.
@@ -73,13 +71,7 @@ impl Worker {
             exe: settings.worker_exe.clone(),
             source,
         };
-        let area = tempfile::Builder::new()
-            .prefix("cadloop-worker-")
-            .tempdir()
-            .map_err(spawn_err)?;
-        for sub in AREA_DIRS {
-            std::fs::create_dir_all(area.path().join(sub)).map_err(spawn_err)?;
-        }
+        let area = Area::create().map_err(spawn_err)?;
         let mut command = Command::new(&settings.worker_exe);
         command
             .arg("worker")
