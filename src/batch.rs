@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::interrupt::Cause;
 use crate::pipeline::{Engine, PipelineError};
 use crate::report::html;
 use crate::report::{RunSettings, RunSummary};
@@ -632,7 +633,9 @@ pub struct Progress {
 const ENDPOINT_FAILURES_TO_STOP: usize = 4;
 
 /// Runs `items`, `jobs` at a time. `stop` is raised (by Ctrl-C) to take no
-/// new items; in-flight ones finish within `grace`, then are abandoned.
+/// new items; in-flight ones finish within `grace`, then the engine's
+/// interrupt stops them (each records that it stopped; none is logged as
+/// finished, so a rerun does them).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     engine: Arc<Engine>,
@@ -698,7 +701,9 @@ pub async fn run(
         }
         if stop.load(Ordering::SeqCst) && stop_deadline.is_none() {
             stop_deadline = Some(tokio::time::Instant::now() + grace);
-            outcome.stopped.get_or_insert_with(|| "interrupted".into());
+            outcome
+                .stopped
+                .get_or_insert_with(|| Cause::Sigint.describe().into());
             if !running.is_empty() {
                 tracing::warn!(
                     in_flight = running.len(),
@@ -713,8 +718,11 @@ pub async fn run(
         let tick = tokio::time::sleep(Duration::from_millis(500));
         let deadline = async {
             match stop_deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+                // Once the interrupt is raised the items stop by themselves.
+                Some(at) if engine.interrupt.raised().is_none() => {
+                    tokio::time::sleep_until(at).await
+                }
+                _ => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -729,6 +737,10 @@ pub async fn run(
                     }
                 };
                 match result {
+                    // Stopped by a signal: unfinished, so a rerun does it afresh.
+                    Ok(result) if result.interrupted.is_some() => {
+                        tracing::warn!(id = %item.id, "stopped before it finished; a rerun does it");
+                    }
                     Ok(result) if result.llm_error.is_none() => {
                         endpoint_failures = 0;
                         let summary = RunSummary::of(&Path::new(ITEMS_DIR).join(&item.dir_name), &result.record);
@@ -765,10 +777,8 @@ pub async fn run(
             }
             _ = tick => {}
             _ = deadline => {
-                tracing::warn!(abandoned = running.len(), "grace period over; abandoning the items in flight (a rerun does them)");
-                running.abort_all();
-                while running.join_next().await.is_some() {}
-                break;
+                tracing::warn!(in_flight = running.len(), "grace period over; stopping the items in flight (a rerun does them)");
+                engine.interrupt.raise(Cause::GraceOver);
             }
         }
         let done = outcome.finished + outcome.errored;
@@ -793,6 +803,9 @@ pub async fn run(
                 );
             }
         }
+    }
+    if let Some(cause) = engine.interrupt.raised() {
+        outcome.stopped = Some(cause.describe().into());
     }
     outcome.skipped = total - outcome.finished - outcome.errored;
     Ok(outcome)

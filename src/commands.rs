@@ -24,6 +24,7 @@ use crate::cli::{
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
+use crate::interrupt::Interrupt;
 use crate::llm::{LlmClient, LlmSettings, Recording};
 use crate::mesh::Mesh;
 use crate::metrics::{Align, MetricSettings};
@@ -462,8 +463,9 @@ impl LoopConfig {
         })
     }
 
-    /// Loads the captioner, starts the FreeCAD pool and builds the engine.
-    async fn start(self) -> anyhow::Result<(Engine, RunSettings)> {
+    /// Loads the captioner, starts the FreeCAD pool and builds the engine,
+    /// whose runs stop when `interrupt` is raised.
+    async fn start(self, interrupt: Interrupt) -> anyhow::Result<(Engine, RunSettings)> {
         let font = render::load_font()?;
         let llm = LlmClient::new(self.llm.clone(), &self.recording)?;
         let captioner = match self.captioner_dir {
@@ -513,6 +515,7 @@ impl LoopConfig {
             budget: self.budget,
             allowed_modules: self.executor.allowed_imports.clone(),
             render_gate: tokio::sync::Semaphore::new(1),
+            interrupt,
         };
         Ok((engine, settings))
     }
@@ -529,7 +532,16 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         }
         None => default_run_dir(&prompt),
     };
-    let (engine, settings) = setup.start().await?;
+    let interrupt = Interrupt::on_signals()?;
+    let (engine, settings) = setup.start(interrupt.clone()).await?;
+    if let Some(cause) = interrupt.raised() {
+        engine.pool.shutdown().await;
+        eprintln!(
+            "{}: before the run started; nothing was written",
+            cause.describe()
+        );
+        return Ok(ExitCode::from(cause.exit_code()));
+    }
     let created = !shown.exists();
     let out = create_out_dir(&shown)?;
     let _lock = lock_run_dir(&out)?;
@@ -538,7 +550,8 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     progress::finish(&bar);
     engine.pool.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
-    if result.llm_error.is_some() && result.record.attempts.is_empty() && created {
+    let ended_early = result.llm_error.is_some() || result.interrupted.is_some();
+    if ended_early && result.record.attempts.is_empty() && created {
         // Nothing happened worth keeping: leave no folder behind.
         let _ = std::fs::remove_dir_all(&out);
     }
@@ -552,6 +565,13 @@ fn report_run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let record = &result.record;
+    if let (Some(cause), false) = (result.interrupted, shown.exists()) {
+        eprintln!(
+            "{}: before the first attempt; nothing was kept",
+            cause.describe()
+        );
+        return Ok(ExitCode::from(cause.exit_code()));
+    }
     if let Some(err) = &result.llm_error {
         if !record.outcome.has_model() {
             let mut message = record.error.clone().unwrap_or_else(|| err.to_string());
@@ -574,6 +594,14 @@ fn report_run(
         writeln!(stdout)?;
     } else {
         write!(stdout, "{}", summary.text(record))?;
+    }
+    if let Some(cause) = result.interrupted {
+        eprintln!(
+            "{}: the run stopped early; {} records what was done, and `cadloop refine` can go on from it",
+            cause.describe(),
+            shown.join(crate::report::RUN_FILE).display()
+        );
+        return Ok(ExitCode::from(cause.exit_code()));
     }
     Ok(if record.outcome.has_model() {
         ExitCode::SUCCESS
@@ -675,7 +703,17 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         );
     }
     let setup = LoopConfig::for_one_run(global, &args.run)?;
-    let (engine, settings) = setup.start().await?;
+    let interrupt = Interrupt::on_signals()?;
+    let (engine, settings) = setup.start(interrupt.clone()).await?;
+    if let Some(cause) = interrupt.raised() {
+        engine.pool.shutdown().await;
+        eprintln!(
+            "{}: before the change started; {} is as it was",
+            cause.describe(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(cause.exit_code()));
+    }
     let requests = record.requests.len();
     let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine
@@ -684,7 +722,16 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
     progress::finish(&bar);
     engine.pool.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", dir.display()))?;
-    if let (Some(err), true) = (&result.llm_error, result.record.requests.len() == requests) {
+    let not_applied = result.record.requests.len() == requests;
+    if let (Some(cause), true) = (result.interrupted, not_applied) {
+        eprintln!(
+            "{}: before the change made an attempt; {} is as it was",
+            cause.describe(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(cause.exit_code()));
+    }
+    if let (Some(err), true) = (&result.llm_error, not_applied) {
         let mut message = format!("{err:#}");
         if let Some(hint) = err.hint() {
             message.push_str(&format!("\n  hint: {hint}"));
@@ -932,21 +979,10 @@ impl BatchRun {
             );
             return Ok(None);
         }
-        let (engine, settings) = setup.start().await?;
-        let engine = Arc::new(engine);
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, Ordering::SeqCst);
-                tracing::warn!(
-                    "Ctrl-C: finishing the items in flight; press Ctrl-C again to quit at once"
-                );
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
+        let interrupt = Interrupt::on_signals_draining(stop.clone())?;
+        let (engine, settings) = setup.start(interrupt).await?;
+        let engine = Arc::new(engine);
         let bar = progress::counter(todo.len() as u64, !self.quiet);
         let progress = batch::Progress {
             log_every: bar.is_none().then_some(Duration::from_secs(30)),

@@ -13,6 +13,7 @@
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
 //! - [`files`]: output files written whole or not at all.
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
+//! - [`interrupt`]: SIGINT and SIGTERM as one stop request the loop waits on.
 //! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
 //! - [`metrics`]: point-cloud distance, Hausdorff, IoGT and voxel IoU against a reference.
@@ -34,6 +35,7 @@ pub mod doctor;
 pub mod executor;
 pub mod files;
 pub mod freecad;
+pub mod interrupt;
 pub mod llm;
 pub mod mesh;
 pub mod metrics;

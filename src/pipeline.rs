@@ -26,6 +26,7 @@ use crate::caption::{Captioner, Decoding};
 use crate::critique::{self, Verdict};
 use crate::executor::{ExecutorError, Job, Pool, MODEL_FILES};
 use crate::files;
+use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmError, Message, Usage};
 use crate::mesh::Mesh;
 use crate::prompts::{
@@ -78,6 +79,9 @@ pub struct Engine {
     /// every core; renders run side by side would share the cores and all
     /// finish late together, keeping concurrent runs in lockstep.
     pub render_gate: tokio::sync::Semaphore,
+    /// Raised to stop every run at its next wait (an LLM call, a FreeCAD job,
+    /// a render); each records what it did and why it stopped.
+    pub interrupt: Interrupt,
 }
 
 /// The loop itself failed (not the generated code, not the LLM).
@@ -107,6 +111,8 @@ pub struct RunResult {
     pub record: RunRecord,
     /// Set when the LLM endpoint failed and ended the run early.
     pub llm_error: Option<LlmError>,
+    /// Set when the run was told to stop (a signal) before it ended by itself.
+    pub interrupted: Option<Cause>,
 }
 
 /// The step the loop takes next.
@@ -201,7 +207,12 @@ impl Engine {
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
-        let before = record.clone();
+        let before = Before {
+            transcript_len: std::fs::metadata(out.join(TRANSCRIPT_FILE))
+                .ok()
+                .map(|m| m.len()),
+            record: record.clone(),
+        };
         let number = record.requests.len() as u32 + 1;
         record.requests.push(new_request(
             number,
@@ -282,9 +293,19 @@ fn new_request(
 impl Run<'_> {
     /// Drives the loop from `first` to the end and records how it ended.
     async fn go(mut self, first: Step) -> Result<RunResult, PipelineError> {
-        let llm_error = match self.drive(first).await {
-            Ok(()) => None,
-            Err(Stop::Llm(err)) => Some(err),
+        let interrupt = self.engine.interrupt.clone();
+        let driven = {
+            let drive = self.drive(first);
+            tokio::select! {
+                biased;
+                cause = interrupt.wait() => Err(Stop::Interrupted(cause)),
+                driven = drive => driven,
+            }
+        };
+        let (llm_error, interrupted) = match driven {
+            Ok(()) => (None, None),
+            Err(Stop::Llm(err)) => (Some(err), None),
+            Err(Stop::Interrupted(cause)) => (None, Some(cause)),
             Err(Stop::Pipeline(err)) => {
                 // Leave a record that says the run did not finish, and why.
                 self.record.status = RunStatus::Stopped;
@@ -294,29 +315,59 @@ impl Run<'_> {
                 return Err(err);
             }
         };
+        if interrupted.is_some() {
+            self.remove_unrecorded_attempt()?;
+        }
         let untouched = self.record.requests[self.request as usize - 1]
             .attempts
             .is_empty();
-        if let (Some(_), Some(before), true) = (&llm_error, self.before.take(), untouched) {
+        let ended_early = llm_error.is_some() || interrupted.is_some();
+        if let (true, Some(before), true) = (ended_early, self.before.take(), untouched) {
             // The change never got going: leave the run as it was.
-            self.record = before;
+            before.restore_transcript(&self.out)?;
+            self.record = before.record;
             self.write_files()?;
             return Ok(RunResult {
                 record: self.record,
                 llm_error,
+                interrupted,
             });
         }
-        if let Some(err) = &llm_error {
-            let message = format!("{err:#}");
-            self.record.error = Some(error_chain(err));
-            self.finish(format!("the LLM endpoint failed: {message}"))?;
+        let early = match (&llm_error, interrupted) {
+            (Some(err), _) => Some((
+                error_chain(err),
+                format!("the LLM endpoint failed: {err:#}"),
+            )),
+            (None, Some(cause)) => {
+                Some((cause.describe().to_string(), cause.describe().to_string()))
+            }
+            (None, None) => None,
+        };
+        if let Some((error, reason)) = early {
+            self.record.error = Some(error);
+            self.finish(reason)?;
             self.record.status = RunStatus::Stopped;
             self.save()?;
         }
         Ok(RunResult {
             record: self.record,
             llm_error,
+            interrupted,
         })
+    }
+
+    /// An attempt cut short before it was recorded leaves its folder (the
+    /// code, maybe a model) that run.json does not know; it goes, so the run
+    /// can be refined later.
+    fn remove_unrecorded_attempt(&self) -> Result<(), PipelineError> {
+        let dir = self.attempt_dir(self.next_number());
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(PipelineError::Write {
+                path: dir,
+                source: err,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -324,6 +375,7 @@ impl Run<'_> {
 enum Stop {
     Llm(LlmError),
     Pipeline(PipelineError),
+    Interrupted(Cause),
 }
 
 impl<E: Into<PipelineError>> From<E> for Stop {
@@ -357,9 +409,38 @@ struct Run<'a> {
     /// The request being worked on (1: the prompt).
     request: u32,
     record: RunRecord,
-    /// For a follow-up change: the record as it was, restored when the LLM
-    /// fails before the change made any attempt.
-    before: Option<RunRecord>,
+    /// For a follow-up change: the run as it was, restored when the LLM
+    /// fails or a signal stops it before the change made any attempt.
+    before: Option<Before>,
+}
+
+/// What a follow-up change restores when it makes no attempt.
+struct Before {
+    record: RunRecord,
+    /// The transcript's length in bytes, if there was one: the calls of the
+    /// change are cut off.
+    transcript_len: Option<u64>,
+}
+
+impl Before {
+    /// Cuts the transcript in `out` back to what it was.
+    fn restore_transcript(&self, out: &Path) -> Result<(), PipelineError> {
+        let transcript = out.join(TRANSCRIPT_FILE);
+        let restored = match self.transcript_len {
+            Some(len) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&transcript)
+                .and_then(|file| file.set_len(len)),
+            None => match std::fs::remove_file(&transcript) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            },
+        };
+        restored.map_err(|source| PipelineError::Write {
+            path: transcript,
+            source,
+        })
+    }
 }
 
 impl Run<'_> {
@@ -919,7 +1000,9 @@ impl Run<'_> {
                 .as_ref()
                 .is_some_and(|c| c.verdict == Some(Verdict::Match))
         });
-        let executed = mine().find(|a| a.executed());
+        // Rendered too: a run stopped by a signal can end with an attempt
+        // that built a solid but was not looked at yet; it has no views to show.
+        let executed = mine().find(|a| a.executed() && a.timings.render_ms.is_some());
         let (chosen, outcome) = match (matched, executed) {
             (Some(a), _) => (
                 Some(Choice {

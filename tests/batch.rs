@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::llm_server::{Scripted, ScriptedLlm, Seen};
 use common::{assert_exit, cadloop, text};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// Answers like a model that builds a cube of the side the prompt names
@@ -202,6 +204,66 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
     }
     assert_eq!(count.len(), 12, "{count:?}");
     assert!(count.values().all(|&n| n == 1), "{count:?}");
+}
+
+#[test]
+fn ctrl_c_then_sigterm_stops_the_items_in_flight_and_records_them_as_stopped() {
+    // Five seconds a reply, two replies an item: items are in flight for a while.
+    let server = ScriptedLlm::responding(Duration::from_secs(5), cube_writer);
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.jsonl"), jsonl(cubes(6))).unwrap();
+    let url = server.url();
+    let child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(batch_args(&url, &["--jobs", "2", "--max-refines", "1"]))
+        .current_dir(dir.path())
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while records(dir.path(), "results.jsonl").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Ctrl-C only stops new items; SIGTERM then stops those in flight.
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    kill(pid, Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("stopped early: stopped by SIGTERM; rerun the same command"),
+        "{stderr}"
+    );
+
+    let finished: BTreeSet<String> = records(dir.path(), "results.jsonl")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut stopped = 0;
+    for entry in std::fs::read_dir(dir.path().join("out/items")).unwrap() {
+        let item = entry.unwrap().path();
+        let id = item.file_name().unwrap().to_string_lossy().into_owned();
+        let run: Value =
+            serde_json::from_slice(&std::fs::read(item.join("run.json")).unwrap()).unwrap();
+        if finished.contains(&id) {
+            assert_eq!(run["status"], "finished", "{id}");
+        } else {
+            assert_eq!(run["status"], "stopped", "{id}");
+            assert_eq!(run["error"], "stopped by SIGTERM", "{id}");
+            stopped += 1;
+        }
+    }
+    assert!(stopped >= 1, "an item was in flight when SIGTERM came");
+    assert!(finished.len() < 6);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "worker areas left behind: {left:?}");
 }
 
 #[test]

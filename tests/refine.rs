@@ -6,10 +6,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::llm_server::{reply, ScriptedLlm};
-use common::parts::{fenced, generate_with, step_volume, BUGGY, PROMPT, RIGHT};
+use common::parts::{fenced, generate_with, step_volume, BUGGY, PROMPT, RIGHT, TOO_LONG};
 use common::{assert_exit, cadloop, refusal, text};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// RIGHT with an 8 mm hole.
@@ -347,4 +351,158 @@ fn a_bad_start_or_a_damaged_record_is_refused_and_changes_nothing() {
         "{err}"
     );
     assert_unchanged(&run, &before);
+}
+
+/// Starts `cadloop ARGS` in `dir` with its own temporary folder `tmp`, where
+/// the FreeCAD workers make their areas.
+fn spawn_cadloop(dir: &Path, tmp: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "waited too long for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What is left in `tmp`: the workers' areas must all be gone.
+fn leftovers(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_critique_keeps_the_built_attempt_and_refine_goes_on() {
+    // Each reply takes 2 s: time enough to send SIGINT while the critique is asked.
+    let server = ScriptedLlm::responding(Duration::from_secs(2), |seen| {
+        reply(&fenced(
+            if seen
+                .last_user()
+                .contains("A script was run and built a solid")
+            {
+                RIGHT
+            } else {
+                TOO_LONG
+            },
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let url = server.url();
+    let child = spawn_cadloop(
+        dir.path(),
+        tmp.path(),
+        &[
+            "generate",
+            PROMPT,
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--out",
+            "run",
+        ],
+    );
+    wait_until("the critique request", || server.requests().len() == 2);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 130);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("interrupted by Ctrl-C (SIGINT)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cadloop refine"), "{stderr}");
+    assert_eq!(server.requests().len(), 2, "no call after the signal");
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+
+    let record = run_json(&run);
+    assert_eq!(record["status"], "stopped");
+    assert_eq!(record["error"], "interrupted by Ctrl-C (SIGINT)");
+    assert_eq!(record["stop_reason"], "interrupted by Ctrl-C (SIGINT)");
+    assert_eq!(record["outcome"], "unverified");
+    assert_eq!(record["final"]["attempt"], 1);
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
+    assert!(record["attempts"][0]["critique"].is_null());
+    assert_eq!(record["requests"][0]["outcome"], "unverified");
+    // The built attempt is the result: 50 x 20 x 10 less the 6 mm hole.
+    let too_long = 50.0 * 20.0 * 10.0 - PI * 9.0 * 10.0;
+    assert!((step_volume(&run.join("model.step")) - too_long).abs() < 1e-3);
+    assert!(run.join("sheet.png").is_file());
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(page.contains("interrupted by Ctrl-C (SIGINT)"));
+    assert!(!page.contains("still going"));
+
+    let fix = ScriptedLlm::start(vec![reply(&fenced(RIGHT)), reply("VERDICT: MATCH")]);
+    let out = refine(dir.path(), &fix, &["make it 40 mm long"]);
+    assert_exit(&out, 0);
+    let record = run_json(&run);
+    assert_eq!(record["status"], "finished");
+    assert!(record.get("error").is_none());
+    assert_eq!(record["final"]["attempt"], 2);
+    assert_eq!(record["requests"][1]["from_attempt"], 1);
+}
+
+#[test]
+fn sigterm_while_freecad_runs_a_change_leaves_the_run_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    generate(
+        dir.path(),
+        &ScriptedLlm::start(vec![reply(&fenced(RIGHT)), reply("VERDICT: MATCH")]),
+    );
+    let before = snapshot(&run);
+    let slow = ScriptedLlm::start(vec![reply(&fenced(
+        "import time\nimport Part\ntime.sleep(60)\nresult = Part.makeBox(1, 1, 1)\n",
+    ))]);
+    let url = slow.url();
+    let child = spawn_cadloop(
+        dir.path(),
+        tmp.path(),
+        &[
+            "refine",
+            "run",
+            "make it wait",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+        ],
+    );
+    // The supervisor writes code.py just before it hands the job to a worker.
+    wait_until("the job", || run.join("attempts/02/code.py").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "it stopped at once, not after the 60 s script"
+    );
+    assert_exit(&out, 143);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("is as it was"), "{stderr}");
+    assert_unchanged(&run, &before);
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }

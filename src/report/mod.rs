@@ -28,7 +28,8 @@ pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
 pub struct RunRecord {
     pub format: u32,
     pub cadloop_version: String,
-    /// "running" while the loop goes on, then "finished" (or "stopped" after an error).
+    /// "running" while the loop goes on, then "finished" (or "stopped" after
+    /// an error or a signal; `error` says which).
     pub status: RunStatus,
     /// The first request; the follow-up changes are in `requests`.
     pub prompt: String,
