@@ -24,7 +24,7 @@ use crate::cli::{
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
-use crate::interrupt::Interrupt;
+use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmSettings, Recording};
 use crate::mesh::Mesh;
 use crate::metrics::{Align, MetricSettings};
@@ -463,6 +463,21 @@ impl LoopConfig {
         })
     }
 
+    /// [`LoopConfig::start`] for one run (generate, refine), which Ctrl-C or
+    /// SIGTERM stop. `Err(cause)` inside: a signal came while it started
+    /// (the pool is shut down again).
+    async fn start_one_run(self) -> anyhow::Result<Result<(Engine, RunSettings), Cause>> {
+        let interrupt = Interrupt::on_signals()?;
+        let (engine, settings) = self.start(interrupt.clone()).await?;
+        match interrupt.raised() {
+            None => Ok(Ok((engine, settings))),
+            Some(cause) => {
+                engine.pool.shutdown().await;
+                Ok(Err(cause))
+            }
+        }
+    }
+
     /// Loads the captioner, starts the FreeCAD pool and builds the engine,
     /// whose runs stop when `interrupt` is raised.
     async fn start(self, interrupt: Interrupt) -> anyhow::Result<(Engine, RunSettings)> {
@@ -532,16 +547,16 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         }
         None => default_run_dir(&prompt),
     };
-    let interrupt = Interrupt::on_signals()?;
-    let (engine, settings) = setup.start(interrupt.clone()).await?;
-    if let Some(cause) = interrupt.raised() {
-        engine.pool.shutdown().await;
-        eprintln!(
-            "{}: before the run started; nothing was written",
-            cause.describe()
-        );
-        return Ok(ExitCode::from(cause.exit_code()));
-    }
+    let (engine, settings) = match setup.start_one_run().await? {
+        Ok(started) => started,
+        Err(cause) => {
+            eprintln!(
+                "{}: before the run started; nothing was written",
+                cause.describe()
+            );
+            return Ok(ExitCode::from(cause.exit_code()));
+        }
+    };
     let created = !shown.exists();
     let out = create_out_dir(&shown)?;
     let _lock = lock_run_dir(&out)?;
@@ -703,17 +718,17 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         );
     }
     let setup = LoopConfig::for_one_run(global, &args.run)?;
-    let interrupt = Interrupt::on_signals()?;
-    let (engine, settings) = setup.start(interrupt.clone()).await?;
-    if let Some(cause) = interrupt.raised() {
-        engine.pool.shutdown().await;
-        eprintln!(
-            "{}: before the change started; {} is as it was",
-            cause.describe(),
-            dir.display()
-        );
-        return Ok(ExitCode::from(cause.exit_code()));
-    }
+    let (engine, settings) = match setup.start_one_run().await? {
+        Ok(started) => started,
+        Err(cause) => {
+            eprintln!(
+                "{}: before the change started; {} is as it was",
+                cause.describe(),
+                dir.display()
+            );
+            return Ok(ExitCode::from(cause.exit_code()));
+        }
+    };
     let requests = record.requests.len();
     let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine
