@@ -188,12 +188,8 @@ async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::
 fn remove_views(out: &Path) -> anyhow::Result<()> {
     let views = render::View::ALL.map(|v| out.join("views").join(format!("{}.png", v.name())));
     for path in views.iter().chain([&out.join("sheet.png")]) {
-        match std::fs::remove_file(path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(err).with_context(|| format!("cannot remove {}", path.display()))
-            }
-            _ => {}
-        }
+        files::remove_file_if_present(path)
+            .with_context(|| format!("cannot remove {}", path.display()))?;
     }
     Ok(())
 }

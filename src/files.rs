@@ -1,6 +1,7 @@
 //! Output files written whole or not at all: through a temporary file in the
 //! same folder, synced, then renamed over the target, so a reader (or a crash)
-//! never meets half a result.json or half a PNG.
+//! never meets half a result.json or half a PNG. Also the removal of output
+//! files that may not be there.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +28,14 @@ pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> std:
     let mut json = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     json.push(b'\n');
     write_atomically(path, &json)
+}
+
+/// Removes the file at `path`; a file that is not there is fine.
+pub fn remove_file_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// Copies `from` to `to` atomically (through a temporary file beside `to`).

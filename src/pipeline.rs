@@ -431,10 +431,7 @@ impl Before {
                 .write(true)
                 .open(&transcript)
                 .and_then(|file| file.set_len(len)),
-            None => match std::fs::remove_file(&transcript) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-                _ => Ok(()),
-            },
+            None => files::remove_file_if_present(&transcript),
         };
         restored.map_err(|source| PipelineError::Write {
             path: transcript,
@@ -1071,12 +1068,8 @@ impl Run<'_> {
                 .map(|v| self.out.join("views").join(format!("{}.png", v.name()))),
         );
         for path in paths {
-            match std::fs::remove_file(&path) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(PipelineError::Write { path, source: err })
-                }
-                _ => {}
-            }
+            files::remove_file_if_present(&path)
+                .map_err(|source| PipelineError::Write { path, source })?;
         }
         Ok(())
     }

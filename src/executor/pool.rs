@@ -193,10 +193,7 @@ fn prepare_dir(job: &Job) -> Result<(), ExecutorError> {
     };
     std::fs::create_dir_all(&job.dir).map_err(err)?;
     for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
-        match std::fs::remove_file(job.dir.join(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
-            _ => {}
-        }
+        crate::files::remove_file_if_present(&job.dir.join(name)).map_err(err)?;
     }
     std::fs::write(job.dir.join(CODE_FILE), &job.code).map_err(err)
 }
