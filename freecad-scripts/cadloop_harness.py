@@ -25,6 +25,8 @@ import FreeCAD  # must come before Part: a bare `import Part` crashes the interp
 import MeshPart
 import Part
 
+import cadloop_macro
+
 def add_module_paths():
     """Puts FreeCAD's Python workbenches (PartDesign, Sketcher, Draft, BOPTools, …)
     and their helper packages on sys.path, as FreeCAD's own start-up does."""
@@ -89,20 +91,19 @@ def run_job(code, job_dir):
     doc = FreeCAD.newDocument("cadloop_job")
     FreeCAD.setActiveDocument(doc.Name)
     vertices = indices = b""
+    namespace = fresh_namespace()
+    cadloop_macro.enter(namespace)
     try:
-        namespace = fresh_namespace()
         compiled = compile_code(code, lines)
         run_code(compiled, namespace, lines)
         timings["exec_ms"] = ms_since(started)
-        shape, added = resolve_result(doc, namespace)
+        documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
+        shape, source = resolve_result(documents, namespace)
         facts = measure(shape)
         check_shape(shape, facts)
         mark = time.perf_counter()
-        if added:
-            feature = doc.addObject("Part::Feature", "Result")
-            feature.Shape = shape
         shape.exportStep(os.path.join(staging, "model.step"))
-        doc.saveAs(os.path.join(staging, "model.FCStd"))
+        save_model_document(shape, source, documents, os.path.join(staging, "model.FCStd"))
         vertices, indices, deflection = tessellate(shape, facts)
         facts["tessellation"] = {
             "deflection_mm": deflection,
@@ -118,12 +119,26 @@ def run_job(code, job_dir):
             report["facts"] = failure.facts
         timings.setdefault("exec_ms", ms_since(started))
     finally:
+        ignored = cadloop_macro.leave()
         for name in set(FreeCAD.listDocuments()) - docs_before:
             FreeCAD.closeDocument(name)
         sys.stdout.flush()
         sys.stderr.flush()
+    if ignored:
+        report["ignored"] = ignored
     report["timings"] = timings
     return json.dumps(report), vertices, indices
+
+
+def save_model_document(shape, source, documents, path):
+    """model.FCStd: the document the result object lives in, with its history;
+    for a shape, a document holding it as a `Result` feature."""
+    if source is None:
+        open_documents = [d for d in documents if d.Name in FreeCAD.listDocuments()]
+        source = open_documents[0] if open_documents else FreeCAD.newDocument("cadloop_result")
+        feature = source.addObject("Part::Feature", "Result")
+        feature.Shape = shape
+    source.saveCopy(path)
 
 
 def ms_since(start):
@@ -146,7 +161,7 @@ def compile_code(code, lines):
     try:
         tree = compile(code, CODE_NAME, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
         check_imports(tree, lines)
-        return compile(tree, CODE_NAME, "exec", dont_inherit=True)
+        return compile(cadloop_macro.rewrite(tree), CODE_NAME, "exec", dont_inherit=True)
     except SyntaxError as err:
         lineno = err.lineno or 0
         text = source_line(lines, lineno) or (err.text or "").rstrip("\n")
@@ -174,7 +189,7 @@ def check_imports(tree, lines):
             continue
         for module in modules:
             top = module.split(".")[0]
-            if top not in ALLOWED_IMPORTS:
+            if top not in ALLOWED_IMPORTS and not cadloop_macro.is_gui_module(module):
                 raise JobFailure(
                     "sandbox",
                     f"{CODE_NAME}, line {node.lineno}: {source_line(lines, node.lineno).strip()}\n"
@@ -267,26 +282,29 @@ def raise_recompute(errors):
     )
 
 
-def resolve_result(doc, namespace):
-    """The shape to export and whether it must be added to the document."""
+def resolve_result(documents, namespace):
+    """The shape to export, and the document object it came from (None when the
+    shape is the code's own `result` or a fusion of several objects)."""
     if "result" in namespace:
         value = namespace["result"]
         if isinstance(value, Part.Shape):
-            return value, True
+            return value, None
         shape = getattr(value, "Shape", None)
         if isinstance(shape, Part.Shape) and hasattr(value, "TypeId"):
-            errors = recompute_errors(doc, [value] + list(getattr(value, "OutListRecursive", [])))
+            errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
             if errors:
                 raise_recompute(errors)
-            return shape, False
+            return value.Shape, value.Document
         raise JobFailure(
             "no-solid",
             f"`result` is a {type(value).__name__}; set it to a Part.Shape (e.g. a solid) or a document object with a Shape",
         )
-    errors = recompute_errors(doc)
+    errors = [e for d in documents for e in recompute_errors(d)]
     if errors:
         raise_recompute(errors)
-    leaves = result_objects(doc)
+    # What FreeCAD's window would show: the visible end products of every
+    # document the code made or used, whichever of them is active.
+    leaves = [obj for d in documents for obj in result_objects(d)]
     if not leaves:
         raise JobFailure(
             "no-solid",
@@ -294,14 +312,14 @@ def resolve_result(doc, namespace):
             "or add it to the document (e.g. Part.show(shape))",
         )
     if len(leaves) == 1:
-        return leaves[0].Shape, False
+        return leaves[0].Shape, leaves[0].Document
     shapes = [o.Shape for o in leaves]
     try:
         union = shapes[0].fuse(shapes[1:])
         union = union.removeSplitter()
     except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
         union = Part.makeCompound(shapes)
-    return union, True
+    return union, None
 
 
 def has_solid(obj):

@@ -30,6 +30,8 @@ use crate::executor::{
 use crate::mesh::Mesh;
 
 const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
+/// The GUI stand-ins and write guard for macros, which the harness imports.
+const MACRO_SOURCE: &str = include_str!("../freecad-scripts/cadloop_macro.py");
 /// Environment variable through which the supervisor names FreeCAD's module folder.
 pub const FREECAD_LIB_ENV: &str = "CADLOOP_FREECAD_LIB";
 /// The worker's own folder (jobs, HOME, TMPDIR): the only place it may write.
@@ -175,6 +177,10 @@ fn start_interpreter(py: Python<'_>) -> Result<Harness<'_>, String> {
         None,
     )
     .map_err(describe)?;
+    prepare_thread_for_freecad(py).map_err(describe)?;
+    let macro_source = CString::new(MACRO_SOURCE).map_err(|e| e.to_string())?;
+    PyModule::from_code(py, &macro_source, c"cadloop_macro.py", c"cadloop_macro")
+        .map_err(describe)?;
     let source = CString::new(HARNESS_SOURCE).map_err(|e| e.to_string())?;
     let module = PyModule::from_code(py, &source, c"cadloop_harness.py", c"cadloop_harness")
         .map_err(describe)?;
@@ -189,6 +195,22 @@ fn start_interpreter(py: Python<'_>) -> Result<Harness<'_>, String> {
         versions: (field("freecad"), field("python")),
         module,
     })
+}
+
+/// Gives this thread what FreeCAD's C++ error paths assume an interpreter
+/// thread already has, so they raise Python exceptions instead of aborting.
+///
+/// Python makes a thread's repr-recursion list (`Py_ReprEnter`) on the first
+/// repr of a list, tuple or dict in that thread. Several FreeCAD constructors
+/// (`Sketcher.Constraint('EllipseMajorRadius', 'Ellipse', 50)` among them)
+/// repr their arguments for the message while their parsing error is still
+/// set; on a thread without that list the repr fails, PyCXX throws
+/// `Py::Exception`, nothing catches it and the process aborts ("terminate
+/// called after throwing an instance of 'Py::Exception'"). FreeCAD's own
+/// console and GUI have made such reprs by the time a macro runs, so there
+/// the same line raises FreeCAD's `TypeError`. One repr here does the same.
+fn prepare_thread_for_freecad(py: Python<'_>) -> PyResult<()> {
+    py.run(c"repr([()])\n", None, None)
 }
 
 /// A Python exception as the text Python would print.
@@ -216,6 +238,7 @@ fn error_report(kind: ErrorKind, message: String) -> ExecReport {
         },
         timings: Timings::default(),
         output: CapturedOutput::default(),
+        ignored: Vec::new(),
     }
 }
 

@@ -152,6 +152,33 @@ pub struct ExecReport {
     pub timings: Timings,
     #[serde(default)]
     pub output: CapturedOutput,
+    /// What the code asked for that did not happen: GUI calls (there is no
+    /// GUI) and saves or exports outside its job folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<Ignored>,
+}
+
+/// One line of the code whose effect was left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ignored {
+    pub kind: IgnoredKind,
+    /// The line of code.py, when the call came from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The call as cadloop saw it, e.g. `Gui.SendMsgToActiveView()`.
+    pub call: String,
+    /// What happened instead, in words.
+    pub detail: String,
+}
+
+/// Why a call was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IgnoredKind {
+    /// A call into FreeCAD's GUI, which headless FreeCAD does not have.
+    Gui,
+    /// A save or export to a path outside the job folder.
+    Write,
 }
 
 impl ExecReport {

@@ -336,6 +336,7 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
         },
         timings: Timings::default(),
         output,
+        ignored: Vec::new(),
     }
 }
 

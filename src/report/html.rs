@@ -14,7 +14,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use super::{AttemptRecord, RunRecord, RunStatus, Stage};
-use crate::executor::{ExecReport, GeometryFacts, Outcome, MODEL_FILES};
+use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Outcome, MODEL_FILES};
 use crate::files;
 use crate::render::View;
 
@@ -138,8 +138,19 @@ struct AttemptView {
     captions: Vec<CaptionView>,
     critique: Option<CritiqueView>,
     output: Option<String>,
+    ignored: Vec<IgnoredView>,
     diff: Option<Vec<DiffLine>>,
     code: Vec<String>,
+}
+
+/// A GUI call or write of the code that did not happen, with its source line.
+#[derive(Debug, Serialize)]
+struct IgnoredView {
+    kind: &'static str,
+    line: Option<u32>,
+    call: String,
+    source: String,
+    detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -410,6 +421,25 @@ fn attempt_view(
             feedback: c.feedback.clone(),
         }),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
+        ignored: a
+            .result
+            .ignored
+            .iter()
+            .map(|i| IgnoredView {
+                kind: match i.kind {
+                    IgnoredKind::Gui => "GUI",
+                    IgnoredKind::Write => "write",
+                },
+                line: i.line,
+                call: i.call.clone(),
+                source: i
+                    .line
+                    .and_then(|n| a.code.lines().nth(n.saturating_sub(1) as usize))
+                    .map(|l| l.trim().to_string())
+                    .unwrap_or_default(),
+                detail: i.detail.clone(),
+            })
+            .collect(),
         diff: parent_code.map(|old| diff_lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
     }
