@@ -84,6 +84,8 @@ def run_job(code, job_dir):
     """Run one job; returns (report JSON, vertex bytes, index bytes)."""
     started = time.perf_counter()
     timings = {}
+    # Macros saved on Windows start with a byte-order mark, which compile() refuses in a str.
+    code = code.removeprefix("\ufeff")
     lines = code.splitlines()
     staging = os.path.join(job_dir, STAGING)
     os.makedirs(staging, exist_ok=True)

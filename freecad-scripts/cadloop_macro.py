@@ -176,6 +176,9 @@ class GuiDocument(StandIn):
     def __getattr__(self, name):
         if name == "Document":
             return self._document
+        if name == "ActiveObject":
+            obj = self._document.ActiveObject
+            return ViewProvider(obj) if obj is not None else None
         if name == "getObject":
             return self.get_object
         if name == "hide":

@@ -102,6 +102,7 @@ pub const DEFAULT_ALLOWED_IMPORTS: &[&str] = &[
     "BOPTools",
     "CompoundTools",
     "Import",
+    "Spreadsheet",
     "math",
     "cmath",
     "numpy",
@@ -122,6 +123,10 @@ pub const DEFAULT_ALLOWED_IMPORTS: &[&str] = &[
     "string",
     "re",
     "time",
+    // Macros build paths for their exports with these; the sandbox, not the
+    // import check, keeps them from touching anything outside the job.
+    "os",
+    "sys",
 ];
 
 /// One piece of code to run, and the folder its files go to.
