@@ -287,26 +287,26 @@ def raise_recompute(errors):
 def resolve_result(documents, namespace):
     """The shape to export, and the document object it came from (None when the
     shape is the code's own `result` or a fusion of several objects)."""
-    if "result" in namespace:
-        value = namespace["result"]
-        if isinstance(value, Part.Shape):
-            return value, None
-        shape = getattr(value, "Shape", None)
-        if isinstance(shape, Part.Shape) and hasattr(value, "TypeId"):
-            errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
-            if errors:
-                raise_recompute(errors)
-            return value.Shape, value.Document
-        raise JobFailure(
-            "no-solid",
-            f"`result` is a {type(value).__name__}; set it to a Part.Shape (e.g. a solid) or a document object with a Shape",
-        )
+    value = namespace.get("result")
+    if isinstance(value, Part.Shape):
+        return value, None
+    if isinstance(getattr(value, "Shape", None), Part.Shape) and hasattr(value, "TypeId"):
+        errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
+        if errors:
+            raise_recompute(errors)
+        return value.Shape, value.Document
     errors = [e for d in documents for e in recompute_errors(d)]
     if errors:
         raise_recompute(errors)
     # What FreeCAD's window would show: the visible end products of every
-    # document the code made or used, whichever of them is active.
+    # document the code made or used, whichever of them is active. A macro's
+    # own `result` of another type (say, a count) does not hide them.
     leaves = [obj for d in documents for obj in result_objects(d)]
+    if not leaves and "result" in namespace:
+        raise JobFailure(
+            "no-solid",
+            f"`result` is a {type(value).__name__}; set it to a Part.Shape (e.g. a solid) or a document object with a Shape",
+        )
     if not leaves:
         raise JobFailure(
             "no-solid",

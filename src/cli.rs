@@ -92,8 +92,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The FreeCAD Python script to run.
-    #[arg(value_name = "SCRIPT.py")]
+    /// The FreeCAD Python script to run: a .py file or a FreeCAD macro
+    /// (.FCMacro), GUI lines and all.
+    #[arg(value_name = "SCRIPT")]
     pub script: PathBuf,
     /// Folder for result.json and the models (created if missing).
     #[arg(long, value_name = "DIR")]
