@@ -59,7 +59,9 @@ ANGULAR_DEFLECTION = 0.3
 ALLOWED_IMPORTS = frozenset(m for m in os.environ.get("CADLOOP_ALLOWED_IMPORTS", "").split(",") if m)
 SANDBOX_HINT = (
     "Generated code may only build geometry: it cannot read or write files outside its job folder, "
-    "use the network or start processes. Build the part with FreeCAD's API and leave it in `result`."
+    "use the network or start processes. Build the part with FreeCAD's API and leave it in `result`; "
+    "cadloop saves the model itself (model.step, model.stl, model.FCStd), so a line that saves or "
+    "exports it can go."
 )
 
 
@@ -94,7 +96,7 @@ def run_job(code, job_dir):
     FreeCAD.setActiveDocument(doc.Name)
     vertices = indices = b""
     namespace = fresh_namespace()
-    cadloop_macro.enter(namespace)
+    cadloop_macro.enter(namespace, job_dir)
     try:
         compiled = compile_code(code, lines)
         run_code(compiled, namespace, lines)

@@ -301,8 +301,13 @@ GUI = GuiModule("FreeCADGui", "Gui")
 FINDER = GuiFinder()
 
 
-def enter(namespace):
+# The folder of the running job: saves and exports inside it happen.
+JOB_DIR = [os.getcwd()]
+
+
+def enter(namespace, job_dir):
     """Prepares a job: fresh notes, the GUI stand-ins importable, the hooks in `namespace`."""
+    JOB_DIR[0] = os.path.realpath(job_dir)
     NOTES.entries = []
     UNSAVED.clear()
     for name in [n for n in sys.modules if is_gui_module(n)]:
@@ -338,8 +343,9 @@ def view_object(obj):
 
 
 def inside_job(path):
-    """Whether `path` (relative to the job folder, the working directory) stays in it."""
-    job = os.path.realpath(os.getcwd())
+    """Whether `path` (relative paths are taken from the working directory,
+    which in a worker is the job folder) stays in the job folder."""
+    job = JOB_DIR[0]
     target = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
     return os.path.commonpath([job, target]) == job
 

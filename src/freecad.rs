@@ -8,8 +8,9 @@
 //! (or FreeCAD, or a C library) prints lands in that file and can never corrupt
 //! a frame. One thread (this one) owns the interpreter for the process's life.
 //!
-//! The Python half lives in `freecad-scripts/cadloop_harness.py`, compiled into
-//! the binary so a worker needs no source tree.
+//! The Python half lives in `freecad-scripts/cadloop_harness.py` and, for
+//! code written as GUI macros, `freecad-scripts/cadloop_macro.py`, both
+//! compiled into the binary so a worker needs no source tree.
 
 use std::ffi::CString;
 use std::fs::{self, File};
