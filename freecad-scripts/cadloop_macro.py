@@ -26,6 +26,7 @@ import ast
 import importlib.abc
 import importlib.machinery
 import os
+import re
 import sys
 import types
 
@@ -301,6 +302,8 @@ GUI = GuiModule("FreeCADGui", "Gui")
 FINDER = GuiFinder()
 
 
+# A Windows path (`C:/Users/...`, `C:\...`, `\\server\share`) is outside the job wherever it points.
+WINDOWS_PATH = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 # The folder of the running job: saves and exports inside it happen.
 JOB_DIR = [os.getcwd()]
 
@@ -345,6 +348,9 @@ def view_object(obj):
 def inside_job(path):
     """Whether `path` (relative paths are taken from the working directory,
     which in a worker is the job folder) stays in the job folder."""
+    text = os.fsdecode(os.fspath(path))
+    if WINDOWS_PATH.match(text):
+        return False
     job = JOB_DIR[0]
     target = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
     return os.path.commonpath([job, target]) == job

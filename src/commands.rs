@@ -22,7 +22,7 @@ use crate::cli::{
     RenderArgs, RunFlags,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
-use crate::executor::{ExecReport, ExecutorSettings, Job, Outcome, Pool, MODEL_FILES};
+use crate::executor::{ExecReport, ExecutorSettings, IgnoredKind, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmSettings, Recording};
@@ -373,6 +373,26 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
             }
             let _ = writeln!(text, "  details     {}", out.join("result.json").display());
         }
+    }
+    if !report.ignored.is_empty() {
+        let gui = report
+            .ignored
+            .iter()
+            .filter(|i| i.kind == IgnoredKind::Gui)
+            .count();
+        let writes = report.ignored.len() - gui;
+        let lines: Vec<String> = report
+            .ignored
+            .iter()
+            .filter_map(|i| i.line.map(|l| l.to_string()))
+            .collect();
+        let _ = writeln!(
+            text,
+            "  left out    {gui} GUI call{}, {writes} save{} outside the job (lines {}; see result.json)",
+            if gui == 1 { "" } else { "s" },
+            if writes == 1 { "" } else { "s" },
+            lines.join(", ")
+        );
     }
     if report.output.bytes > 0 {
         let _ = writeln!(

@@ -106,7 +106,9 @@ fn disagreement(reference: &Value, ours: &Value) -> Option<String> {
             let class = reference["class"].as_str().unwrap();
             let line = reference["line"].as_u64();
             if ours["outcome"] == "ok" {
-                return Some(format!("FreeCAD raised {class} at line {line:?}, cadloop built a solid"));
+                return Some(format!(
+                    "FreeCAD raised {class} at line {line:?}, cadloop built a solid"
+                ));
             }
             let names_class = message.contains(&format!("{class}:"));
             let same_line = ours["line"].as_u64() == line;
@@ -147,7 +149,45 @@ fn llm_style_macros_build_in_cadloop_as_in_freecads_gui() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // The corpus exercises all three outcomes, most of it building a solid.
-    assert!(outcomes.get("ok").copied().unwrap_or(0) >= 20, "{outcomes:?}");
-    assert!(outcomes.get("error").copied().unwrap_or(0) >= 5, "{outcomes:?}");
+    assert!(
+        outcomes.get("ok").copied().unwrap_or(0) >= 20,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.get("error").copied().unwrap_or(0) >= 5,
+        "{outcomes:?}"
+    );
     assert!(outcomes.contains_key("no-solid"), "{outcomes:?}");
+}
+
+#[test]
+fn exec_lists_what_a_macro_asked_of_the_gui_in_result_json_and_the_report() {
+    let work = tempfile::tempdir().unwrap();
+    let macro_path = corpus_dir().join("09_exports_outside.FCMacro");
+    let gui_macro = corpus_dir().join("01_box_hole_gui.FCMacro");
+    for (path, kind, line, call) in [
+        (&gui_macro, "gui", 31, "Gui.SendMsgToActiveView()"),
+        (&macro_path, "write", 16, "Bushing.saveAs("),
+    ] {
+        let result = exec(path, work.path());
+        assert_eq!(result["outcome"], "ok", "{result}");
+        let ignored = result["ignored"].as_array().expect("ignored lines");
+        let entry = ignored
+            .iter()
+            .find(|i| i["line"] == line)
+            .unwrap_or_else(|| panic!("line {line} not listed: {ignored:?}"));
+        assert_eq!(entry["kind"], kind);
+        assert!(entry["call"].as_str().unwrap().starts_with(call), "{entry}");
+
+        let out_dir = work.path().join(path.file_stem().unwrap());
+        let saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("result.json")).unwrap())
+                .unwrap();
+        assert_eq!(saved["ignored"], result["ignored"]);
+        let page = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(page.contains("Left out"), "no Left out section");
+        assert!(page.contains(&format!("<td class=\"num\">{line}</td>")));
+    }
+    let page = std::fs::read_to_string(work.path().join("01_box_hole_gui/report.html")).unwrap();
+    assert!(page.contains("Gui.SendMsgToActiveView(&quot;ViewFit&quot;)"));
 }

@@ -155,7 +155,10 @@ async fn the_import_check_names_the_line_and_its_bypasses_meet_the_os_sandbox() 
     )
     .await;
     assert!(message.contains("line 2"), "{message}");
-    assert!(message.contains("module 'socket' is not allowed"), "{message}");
+    assert!(
+        message.contains("module 'socket' is not allowed"),
+        "{message}"
+    );
     assert!(message.contains("FreeCAD"), "{message}");
     let message = assert_blocked(
         &pool,
