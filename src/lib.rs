@@ -8,7 +8,7 @@
 //! - [`caption`]: BLIP under ONNX Runtime: captions for the rendered views.
 //! - [`cli`]: the command line (clap types only).
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
-//! - [`commands`]: what each subcommand does, on top of the modules below.
+//! - [`commands`]: one file per subcommand (doctor included), on top of the modules below.
 //! - [`critique`]: geometry facts in words; the verdict and rewrite read from a reply.
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
 //! - [`files`]: output files written whole or not at all.
@@ -22,7 +22,6 @@
 //! - [`prompts`]: the prompt templates of `prompts/`, filled.
 //! - [`report`]: the run record (`run.json`) and the LLM transcript.
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
-//! - [`doctor`]: checks of the environment, each with the command that fixes it.
 
 pub mod batch;
 pub mod bench;
@@ -31,7 +30,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod critique;
-pub mod doctor;
 pub mod executor;
 pub mod files;
 pub mod freecad;

@@ -1,6 +1,7 @@
 //! The `cadloop` binary: parse, set up logging, run the command, map the
-//! outcome to an exit status (0 ok, 1 the generated or given code failed,
-//! 2 usage or environment error).
+//! outcome to an exit status ([`commands::ExitStatus`]: 0 ok, 1 the generated
+//! or given code failed, 2 usage or environment error, 130/143 stopped by
+//! SIGINT/SIGTERM).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cadloop::cli::{Cli, Command, GlobalArgs};
-use cadloop::{commands, doctor, freecad};
+use cadloop::commands::{self, ExitStatus};
+use cadloop::freecad;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,22 +31,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Generate(args) => commands::generate(&cli.global, args).await,
-            Command::Refine(args) => commands::refine(&cli.global, args).await,
-            Command::Bench(args) => commands::bench(&cli.global, args).await,
-            Command::Batch(args) => commands::batch(&cli.global, args).await,
-            Command::Exec(args) => commands::exec(&cli.global, args).await,
-            Command::Render(args) => commands::render(&cli.global, args).await,
-            Command::Caption(args) => commands::caption(&cli.global, args),
-            Command::Doctor => doctor::run(&cli.global).await,
+            Command::Generate(args) => commands::generate::generate(&cli.global, args).await,
+            Command::Refine(args) => commands::refine::refine(&cli.global, args).await,
+            Command::Bench(args) => commands::bench::bench(&cli.global, args).await,
+            Command::Batch(args) => commands::batch::batch(&cli.global, args).await,
+            Command::Exec(args) => commands::exec::exec(&cli.global, args).await,
+            Command::Render(args) => commands::render::render(&cli.global, args).await,
+            Command::Caption(args) => commands::caption::caption(&cli.global, args),
+            Command::Doctor => commands::doctor::run(&cli.global).await,
             Command::Worker => unreachable!("served above"),
         }
     });
     match result {
-        Ok(code) => code,
+        Ok(status) => status.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            ExitStatus::Error.into()
         }
     }
 }

@@ -5,12 +5,13 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::cli::GlobalArgs;
 use crate::config::{self, ExecutorFlags};
 use crate::executor::Pool;
+
+use super::ExitStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -177,15 +178,15 @@ fn llm_check(file: &config::LlmFile) -> Check {
 }
 
 /// `cadloop doctor`.
-pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let checks = checks(global).await;
     let mut stdout = std::io::stdout().lock();
     for c in &checks {
         writeln!(stdout, "{:<5} {:<12} {}", c.status, c.part, c.detail)?;
     }
     Ok(if checks.iter().any(|c| c.status == Status::Fail) {
-        ExitCode::from(2)
+        ExitStatus::Error
     } else {
-        ExitCode::SUCCESS
+        ExitStatus::Success
     })
 }

@@ -1,0 +1,241 @@
+//! `cadloop bench DATASET --out DIR` and `cadloop bench score`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::batch;
+use crate::bench;
+use crate::cli::{AlignArg, BenchAction, BenchArgs, GlobalArgs, MetricArgs, PromptVariant};
+use crate::config::{self, ExecutorFlags, FileConfig};
+use crate::files;
+use crate::mesh::Mesh;
+use crate::metrics::{Align, MetricSettings};
+use crate::progress;
+use crate::render::{self, RenderSettings};
+use crate::report::html;
+
+use super::batch::{batch_exit, BatchRun};
+use super::loop_settings::LoopConfig;
+use super::{mesh_with_freecad, write_json_atomically, ExitStatus};
+
+/// Checked metric settings from the flags.
+fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
+    if !(10..=1_000_000).contains(&args.samples) {
+        bail!(
+            "--samples {} is out of range; use 10 to 1000000",
+            args.samples
+        );
+    }
+    if !(8..=256).contains(&args.voxels) {
+        bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
+    }
+    Ok(MetricSettings {
+        samples: args.samples,
+        seed: args.seed,
+        align: match args.align {
+            AlignArg::Icp => Align::Icp,
+            AlignArg::None => Align::None,
+        },
+        voxels: args.voxels,
+    })
+}
+
+fn variant(v: PromptVariant) -> bench::Variant {
+    match v {
+        PromptVariant::Plain => bench::Variant::Plain,
+        PromptVariant::Measurements => bench::Variant::Measurements,
+    }
+}
+
+fn load_cases(dataset: &Path, v: PromptVariant) -> anyhow::Result<Vec<bench::Case>> {
+    let (cases, problems) = bench::load_dataset(dataset, variant(v))?;
+    for problem in &problems {
+        tracing::warn!("{}: {problem}; skipped", dataset.display());
+    }
+    if cases.is_empty() {
+        bail!("{} holds no case", dataset.display());
+    }
+    Ok(cases)
+}
+
+/// `cadloop bench DATASET --out DIR` and `cadloop bench score`.
+pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(BenchAction::Score {
+        results,
+        references,
+        out,
+        variant,
+        metrics,
+    }) = &args.action
+    {
+        let settings = metric_settings(metrics)?;
+        let cases = load_cases(references, *variant)?;
+        let (file, _) = config::load_file(global.config.as_deref())?;
+        let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
+            let model = results.join(format!("{}.stl", case.item.id));
+            (None, model.is_file().then_some(model))
+        })
+        .await?;
+        return finish_bench(references, &settings, &cases, scored, out);
+    }
+    let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
+        bail!("give the DATASET and --out DIR");
+    };
+    let settings = metric_settings(&args.metrics)?;
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let run = BatchRun::new(
+        out,
+        args.shard.as_deref(),
+        args.jobs,
+        Duration::from_secs(120),
+        global.quiet,
+    )?;
+    let cases = load_cases(dataset, args.variant)?;
+    let setup = LoopConfig::check(&file, &args.llm, &args.budget, &args.limits, None)?;
+    let items = cases.iter().map(|c| c.item.clone()).collect();
+    let ran = run.go(setup, items).await?;
+    if let Some((outcome, interrupted, _)) = &ran {
+        if interrupted.is_some() || outcome.stopped.is_some() {
+            return Ok(batch_exit(outcome, *interrupted));
+        }
+    }
+    let items_dir = out.join(batch::ITEMS_DIR);
+    let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
+        let (record, model) = bench::read_item(&items_dir.join(&case.item.dir_name));
+        (record, model)
+    })
+    .await?;
+    finish_bench(dataset, &settings, &cases, scored, out)
+}
+
+/// Scores every case; `find` gives a case's run record and model file.
+async fn score_cases(
+    file: &FileConfig,
+    cases: &[bench::Case],
+    settings: &MetricSettings,
+    out: &Path,
+    quiet: bool,
+    find: impl Fn(&bench::Case) -> (Option<crate::report::RunRecord>, Option<PathBuf>),
+) -> anyhow::Result<Vec<bench::CaseScore>> {
+    let render_settings = config::render_settings(&file.render, None)?;
+    let font = render::load_font()?;
+    let bar = progress::counter(cases.len() as u64, !quiet);
+    let mut scored = Vec::with_capacity(cases.len());
+    for case in cases {
+        let (record, model_path) = find(case);
+        let model = match &model_path {
+            Some(path) => Some(read_any_mesh(file, path).await?),
+            None => None,
+        };
+        let reference = match &case.reference {
+            Some(path) => Some(read_any_mesh(file, path).await?),
+            None => None,
+        };
+        let score = bench::score_case(
+            case,
+            record.as_ref(),
+            model.as_ref(),
+            reference.as_ref(),
+            settings,
+        );
+        write_case_page(
+            out,
+            case,
+            &score,
+            model.as_ref(),
+            reference.as_ref(),
+            &render_settings,
+            &font,
+        )?;
+        scored.push(score);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = &bar {
+        progress::finish(bar);
+    }
+    Ok(scored)
+}
+
+/// STL and OBJ directly, STEP through FreeCAD.
+async fn read_any_mesh(file: &FileConfig, path: &Path) -> anyhow::Result<Mesh> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if ext == "step" || ext == "stp" {
+        let flags = ExecutorFlags {
+            workers: Some(1),
+            ..Default::default()
+        };
+        return mesh_with_freecad(path, config::executor_settings(&file.executor, &flags)?).await;
+    }
+    Ok(bench::read_mesh(path)?)
+}
+
+/// `cases/<id>/`: the reference's and the result's sheets and the scores.
+fn write_case_page(
+    out: &Path,
+    case: &bench::Case,
+    score: &bench::CaseScore,
+    model: Option<&Mesh>,
+    reference: Option<&Mesh>,
+    settings: &RenderSettings,
+    font: &ab_glyph::FontVec,
+) -> anyhow::Result<()> {
+    let dir = out.join("cases").join(&case.item.dir_name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut page = format!(
+        "# {}
+
+{}
+
+outcome: {}
+
+",
+        case.item.id, case.item.prompt, score.outcome
+    );
+    if let Some(s) = &score.scores {
+        page.push_str(&format!(
+            "| PCD | Hausdorff | IoGT | IoU |\n| ---: | ---: | ---: | ---: |\n| {:.4} | {:.4} | {:.4} | {:.4} |\n\n",
+            s.pcd, s.hausdorff, s.iogt, s.iou
+        ));
+    }
+    for (name, mesh) in [("reference", reference), ("result", model)] {
+        let Some(mesh) = mesh else { continue };
+        match render::render(mesh, settings) {
+            Ok(views) => {
+                render::write_png(
+                    &dir.join(format!("{name}.png")),
+                    &render::contact_sheet(&views, font),
+                )?;
+                page.push_str(&format!("## {name}\n\n![{name}]({name}.png)\n\n"));
+            }
+            Err(err) => page.push_str(&format!("## {name}\n\ncannot render: {err}\n\n")),
+        }
+    }
+    files::write_atomically(&dir.join("case.md"), page.as_bytes())
+        .with_context(|| format!("cannot write {}", dir.display()))
+}
+
+fn finish_bench(
+    dataset: &Path,
+    settings: &MetricSettings,
+    cases: &[bench::Case],
+    scored: Vec<bench::CaseScore>,
+    out: &Path,
+) -> anyhow::Result<ExitStatus> {
+    let report = bench::report(&dataset.display().to_string(), settings, scored);
+    write_json_atomically(&out.join("bench.json"), &report)?;
+    html::write_index(out, &bench::index(out, &report, cases))
+        .with_context(|| format!("cannot write {}", out.join(html::INDEX_FILE).display()))?;
+    let md = bench::markdown(&report);
+    files::write_atomically(&out.join("bench.md"), md.as_bytes())
+        .with_context(|| format!("cannot write {}", out.join("bench.md").display()))?;
+    print!("{md}");
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,181 @@
+//! `cadloop exec SCRIPT --out DIR`: one script in a worker, its models, views, result.json and page.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::{ExecArgs, GlobalArgs};
+use crate::config::{self, ExecutorFlags};
+use crate::executor::{ExecReport, IgnoredKind, Job, Outcome, Pool, MODEL_FILES};
+use crate::files;
+use crate::render;
+use crate::report::html;
+
+use super::{check_out_dir, create_out_dir, read_script, write_json_atomically, ExitStatus};
+
+/// `cadloop exec SCRIPT --out DIR`.
+pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
+    let code = read_script(&args.script)?;
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let flags = ExecutorFlags {
+        workers: Some(1),
+        timeout_secs: args.timeout,
+        memory_limit_mib: args.memory_limit,
+    };
+    let settings = config::executor_settings(&file.executor, &flags)?;
+    let render_settings = config::render_settings(&file.render, args.size)?;
+    let font = render::load_font()?;
+    check_out_dir(&args.out)?;
+
+    // FreeCAD starts before the folder is made, so a broken set-up leaves nothing behind.
+    let pool = Pool::start(settings).await?;
+    let out = create_out_dir(&args.out)?;
+    remove_views(&out)?;
+    let output = pool
+        .run(Job {
+            code: code.clone(),
+            dir: out.clone(),
+            timeout: None,
+            inputs: Vec::new(),
+        })
+        .await?;
+    pool.shutdown().await;
+
+    let report = output.report;
+    if let Some(mesh) = &output.mesh {
+        let views = render::render(mesh, &render_settings)?;
+        render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
+    }
+    write_json_atomically(&out.join("result.json"), &report)?;
+    let script_name = args.script.file_name().map_or_else(
+        || args.script.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    html::write_exec_page(&out, &script_name, &code, &report)
+        .with_context(|| format!("cannot write {}", out.join(html::REPORT_FILE).display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", summary(&args.script, &out, &report))?;
+    }
+    Ok(if report.is_ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// Removes views left by an earlier run in the same folder, so they never
+/// describe a different part than result.json.
+fn remove_views(out: &Path) -> anyhow::Result<()> {
+    let views = render::View::ALL.map(|v| out.join("views").join(format!("{}.png", v.name())));
+    for path in views.iter().chain([&out.join("sheet.png")]) {
+        files::remove_file_if_present(path)
+            .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The one-screen summary `exec` prints.
+pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
+    let mut text = String::new();
+    let secs = report.timings.total_ms.unwrap_or(0.0) / 1000.0;
+    match &report.outcome {
+        Outcome::Ok { facts } => {
+            let _ = writeln!(
+                text,
+                "ok: {} → {} ({secs:.2} s)",
+                script.display(),
+                out.display()
+            );
+            let [x, y, z] = facts.bbox.size;
+            let _ = writeln!(
+                text,
+                "  solid       {} {} solid{}, volume {:.2} mm³, area {:.2} mm²",
+                facts.solids,
+                if facts.valid { "valid" } else { "INVALID" },
+                if facts.solids == 1 { "" } else { "s" },
+                facts.volume,
+                facts.area
+            );
+            let [mx, my, mz] = facts.bbox.min;
+            let _ = writeln!(
+                text,
+                "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})"
+            );
+            let [cx, cy, cz] = facts.center_of_mass;
+            let _ = writeln!(text, "  centre      {cx:.2}, {cy:.2}, {cz:.2}");
+            let types: Vec<String> = facts
+                .face_types
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                text,
+                "  topology    {} faces ({}), {} edges, {} vertices",
+                facts.faces,
+                types.join(", "),
+                facts.edges,
+                facts.vertices
+            );
+            let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
+            let _ = writeln!(
+                text,
+                "  files       {} ({triangles} triangles), result.json, views/, sheet.png",
+                MODEL_FILES.join(", ")
+            );
+        }
+        Outcome::Error {
+            kind,
+            message,
+            line,
+            ..
+        } => {
+            let at = line
+                .map(|l| format!(" at code.py line {l}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                text,
+                "failed ({kind}){at}: {} ({secs:.2} s)",
+                script.display()
+            );
+            for line in message.lines() {
+                let _ = writeln!(text, "  {line}");
+            }
+            let _ = writeln!(text, "  details     {}", out.join("result.json").display());
+        }
+    }
+    if !report.ignored.is_empty() {
+        let gui = report
+            .ignored
+            .iter()
+            .filter(|i| i.kind == IgnoredKind::Gui)
+            .count();
+        let writes = report.ignored.len() - gui;
+        let lines: Vec<String> = report
+            .ignored
+            .iter()
+            .filter_map(|i| i.line.map(|l| l.to_string()))
+            .collect();
+        let _ = writeln!(
+            text,
+            "  left out    {gui} GUI call{}, {writes} save{} outside the job (lines {}; see result.json)",
+            if gui == 1 { "" } else { "s" },
+            if writes == 1 { "" } else { "s" },
+            lines.join(", ")
+        );
+    }
+    if report.output.bytes > 0 {
+        let _ = writeln!(
+            text,
+            "  output      {} bytes printed, in {}",
+            report.output.bytes,
+            out.join(crate::executor::OUTPUT_FILE).display()
+        );
+    }
+    text
+}

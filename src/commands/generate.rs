@@ -1,0 +1,110 @@
+//! `cadloop generate PROMPT`: one run of the loop into a new folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::cli::{GenerateArgs, GlobalArgs};
+use crate::progress;
+
+use super::loop_settings::LoopConfig;
+use super::{create_out_dir, lock_run_dir, read_request, report_run, ExitStatus};
+
+/// `cadloop generate PROMPT`.
+pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitStatus> {
+    let prompt = read_prompt(args)?;
+    let setup = LoopConfig::for_one_run(global, &args.run)?;
+    let shown = match &args.out {
+        Some(dir) => {
+            check_run_dir(dir)?;
+            dir.clone()
+        }
+        None => default_run_dir(&prompt),
+    };
+    let (engine, settings) = match setup.start_one_run().await? {
+        Ok(started) => started,
+        Err(cause) => {
+            eprintln!(
+                "{}: before the run started; nothing was written",
+                cause.describe()
+            );
+            return Ok(ExitStatus::Interrupted(cause));
+        }
+    };
+    let created = !shown.exists();
+    let out = create_out_dir(&shown)?;
+    let _lock = lock_run_dir(&out)?;
+    let bar = progress::spinner(!global.quiet && !args.run.json);
+    let result = engine.run(&prompt, &out, settings, &bar).await;
+    progress::finish(&bar);
+    engine.pool.shutdown().await;
+    let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
+    let ended_early = result.llm_error.is_some() || result.interrupted.is_some();
+    if ended_early && result.record.attempts.is_empty() && created {
+        // Nothing happened worth keeping: leave no folder behind.
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    report_run(&shown, &result, args.run.json)
+}
+
+/// The prompt from the argument, standard input ("-") or --prompt-file; never empty.
+fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
+    read_request(
+        args.prompt.as_deref(),
+        args.prompt_file.as_deref(),
+        ("PROMPT", "--prompt-file", "prompt"),
+        "describe the part, e.g. \"a 40 x 20 x 10 mm block with a 6 mm hole\"",
+    )
+}
+
+/// A run folder must be new or empty: a run never mixes its attempts with another's.
+fn check_run_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--out {} exists and is not a folder; choose another path",
+            dir.display()
+        );
+    }
+    if dir.is_dir() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "--out {} already holds files; choose a new or empty folder (leave --out out for a fresh one under runs/)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `runs/<first words of the prompt>`, with -2, -3, … when taken.
+fn default_run_dir(prompt: &str) -> PathBuf {
+    let mut slug = String::new();
+    for word in prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+    {
+        if slug.len() + word.len() > 48 {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word.to_ascii_lowercase());
+    }
+    if slug.is_empty() {
+        slug.push_str("run");
+    }
+    let base = PathBuf::from("runs");
+    let taken =
+        |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
+    let mut dir = base.join(&slug);
+    let mut n = 2;
+    while taken(&dir) {
+        dir = base.join(format!("{slug}-{n}"));
+        n += 1;
+    }
+    dir
+}

@@ -1,0 +1,254 @@
+//! The subcommands, one file each: resolve the settings, call the library,
+//! print, return an [`ExitStatus`]. Errors here are `anyhow` with context;
+//! `main.rs` prints them and exits 2.
+//!
+//! - [`exec`], [`render`], [`caption`]: one script, one model, some images.
+//! - [`generate`], [`refine`]: one run of the loop, new or continued.
+//! - [`batch`], [`bench`]: many runs (bench also scores them).
+//! - [`doctor`]: the environment, checked.
+//! - `loop_settings`: the loop's settings, shared by the four that run it.
+
+pub mod batch;
+pub mod bench;
+pub mod caption;
+pub mod doctor;
+pub mod exec;
+pub mod generate;
+mod loop_settings;
+pub mod refine;
+pub mod render;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::executor::{ExecutorSettings, Job, Outcome, Pool};
+use crate::files;
+use crate::interrupt::Cause;
+use crate::mesh::Mesh;
+use crate::report::RunSummary;
+
+/// How a command ended, and so the process's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It did what was asked (0).
+    Success,
+    /// The generated or given code built no model (1).
+    Failed,
+    /// Usage or environment errors, or work cut short by them (2).
+    Error,
+    /// A signal stopped it (130 for SIGINT, 143 for SIGTERM).
+    Interrupted(Cause),
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Failed => ExitCode::from(1),
+            ExitStatus::Error => ExitCode::from(2),
+            ExitStatus::Interrupted(cause) => ExitCode::from(cause.exit_code()),
+        }
+    }
+}
+
+/// Meshes a STEP or FCStd file by running a small import script on a worker.
+async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::Result<Mesh> {
+    let path = model
+        .canonicalize()
+        .with_context(|| format!("cannot read the model {}", model.display()))?;
+    // The job reads its own copy of the model, by file name.
+    let name = path
+        .file_name()
+        .context("the model path has no file name")?;
+    let literal = serde_json::to_string(&name.to_string_lossy())?;
+    let code = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("fcstd"))
+    {
+        format!(
+            "import FreeCAD, Part\nsource = FreeCAD.openDocument({literal})\n\
+             solid = [o for o in source.Objects if hasattr(o, 'Shape') and o.Shape.Solids]\n\
+             names = {{o.Name for o in solid}}\n\
+             result = Part.makeCompound([o.Shape for o in solid if not any(u.Name in names for u in o.InList)])\n"
+        )
+    } else {
+        format!("import Part\nresult = Part.read({literal})\n")
+    };
+    let scratch = tempfile::tempdir()?;
+    let pool = Pool::start(settings).await?;
+    let output = pool
+        .run(Job {
+            code,
+            dir: scratch.path().to_path_buf(),
+            timeout: None,
+            inputs: vec![path.clone()],
+        })
+        .await?;
+    pool.shutdown().await;
+    match (output.mesh, output.report.outcome) {
+        (Some(mesh), _) => Ok(mesh),
+        (None, Outcome::Error { kind, message, .. }) => {
+            bail!(
+                "FreeCAD could not mesh {} ({kind}): {message}",
+                model.display()
+            )
+        }
+        (None, Outcome::Ok { .. }) => bail!("FreeCAD returned no mesh for {}", model.display()),
+    }
+}
+
+fn read_script(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the script {}", path.display()))?;
+    match String::from_utf8(bytes) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            let line = err.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            bail!(
+                "{} is not UTF-8 text (bad byte at offset {at}, line {line}); save it as UTF-8",
+                path.display()
+            )
+        }
+    }
+}
+
+/// Checks that `--out` may be used: a new folder, an empty one, or an earlier
+/// output (it has a result.json), so no file of the user's is overwritten.
+pub fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--out {} exists and is not a folder; choose another path",
+            dir.display()
+        );
+    }
+    if dir.is_dir() && !dir.join("result.json").exists() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "--out {} already holds files and is not an earlier cadloop output (no result.json); \
+                 choose a new or empty folder",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates the (checked) output folder and returns its absolute path: workers run elsewhere.
+pub fn create_out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve the folder {}", dir.display()))
+}
+
+/// Writes JSON through a temporary file and a rename, so a reader never sees half of it.
+pub fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    files::write_json_atomically(path, value)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Prints a run's summary (or its error) and gives the exit status.
+fn report_run(
+    shown: &Path,
+    result: &crate::pipeline::RunResult,
+    json: bool,
+) -> anyhow::Result<ExitStatus> {
+    let record = &result.record;
+    if let (Some(cause), false) = (result.interrupted, shown.exists()) {
+        eprintln!(
+            "{}: before the first attempt; nothing was kept",
+            cause.describe()
+        );
+        return Ok(ExitStatus::Interrupted(cause));
+    }
+    if let Some(err) = &result.llm_error {
+        if !record.outcome.has_model() {
+            let mut message = record.error.clone().unwrap_or_else(|| err.to_string());
+            if let Some(hint) = err.hint() {
+                message.push_str(&format!("\n  hint: {hint}"));
+            }
+            if shown.exists() {
+                message.push_str(&format!(
+                    "\n  the attempts so far are in {}",
+                    shown.display()
+                ));
+            }
+            bail!(message);
+        }
+    }
+    let summary = RunSummary::of(shown, record);
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &summary)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", summary.text(record))?;
+    }
+    if let Some(cause) = result.interrupted {
+        eprintln!(
+            "{}: the run stopped early; {} records what was done, and `cadloop refine` can go on from it",
+            cause.describe(),
+            shown.join(crate::report::RUN_FILE).display()
+        );
+        return Ok(ExitStatus::Interrupted(cause));
+    }
+    Ok(if record.outcome.has_model() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// Text from an argument, standard input ("-") or a file; never empty.
+/// `names`: the argument, the file flag, and what the text is.
+fn read_request(
+    arg: Option<&str>,
+    file: Option<&Path>,
+    names: (&str, &str, &str),
+    example: &str,
+) -> anyhow::Result<String> {
+    let (arg_name, file_flag, what) = names;
+    let (text, from) = match (arg, file) {
+        (Some("-"), _) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).with_context(|| {
+                format!("cannot read the {what} from standard input (is it UTF-8 text?)")
+            })?;
+            (text, "standard input".to_string())
+        }
+        (Some(p), _) => (p.to_string(), format!("the {arg_name} argument")),
+        (None, Some(path)) => (read_script(path)?, path.display().to_string()),
+        (None, None) => bail!("give the {what} as {arg_name} or {file_flag} FILE"),
+    };
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        bail!("the {what} ({from}) is empty; {example}");
+    }
+    const MAX_PROMPT_CHARS: usize = 20_000;
+    if text.chars().count() > MAX_PROMPT_CHARS {
+        bail!("the {what} ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
+    }
+    Ok(text)
+}
+
+/// Holds a run folder for one cadloop at a time (an advisory lock on the
+/// folder itself, released when the process ends however it ends).
+fn lock_run_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let handle = std::fs::File::open(dir)
+        .with_context(|| format!("cannot open the run folder {}", dir.display()))?;
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
+                "another cadloop is working on {}; wait for it to finish",
+                dir.display()
+            ),
+            other => anyhow::anyhow!("cannot lock the run folder {}: {other}", dir.display()),
+        },
+    )
+}

@@ -1,0 +1,55 @@
+//! `cadloop render MODEL --out DIR`: the seven views of a model file.
+
+use anyhow::{bail, Context};
+
+use crate::cli::{GlobalArgs, RenderArgs};
+use crate::config::{self, ExecutorFlags};
+use crate::render;
+
+use super::{mesh_with_freecad, ExitStatus};
+
+/// `cadloop render MODEL --out DIR`.
+pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
+    let (file, _) = config::load_file(global.config.as_deref())?;
+    let settings = config::render_settings(&file.render, args.size)?;
+    let font = render::load_font()?;
+    let extension = args
+        .model
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let mesh = match extension.as_str() {
+        "stl" => render::read_stl(&args.model)?,
+        "step" | "stp" | "fcstd" => {
+            let flags = ExecutorFlags {
+                workers: Some(1),
+                ..Default::default()
+            };
+            mesh_with_freecad(
+                &args.model,
+                config::executor_settings(&file.executor, &flags)?,
+            )
+            .await?
+        }
+        _ => bail!(
+            "{}: cannot render a .{extension} file; give an .stl, .step/.stp or .FCStd model",
+            args.model.display()
+        ),
+    };
+    let started = std::time::Instant::now();
+    let views = render::render(&mesh, &settings)?;
+    let elapsed = started.elapsed();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the folder {}", args.out.display()))?;
+    render::write_views(&args.out, &views, &render::contact_sheet(&views, &font))?;
+    println!(
+        "rendered 7 views of {} ({} triangles) in {:.0} ms → {}, {}",
+        args.model.display(),
+        mesh.triangles.len(),
+        elapsed.as_secs_f64() * 1000.0,
+        args.out.join("views").display(),
+        args.out.join("sheet.png").display()
+    );
+    Ok(ExitStatus::Success)
+}
