@@ -129,12 +129,68 @@ pub struct Caption {
     pub score: f32,
 }
 
+/// Why ONNX Runtime's library could not be found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OrtNotFound {
+    #[error("ORT_DYLIB_PATH names {}, which does not exist", .0.display())]
+    NoSuchFile(PathBuf),
+    #[error(
+        "libonnxruntime.so was not found: run the README's set-up (it installs the PyPI onnxruntime wheel \
+         into .venv) or set ORT_DYLIB_PATH"
+    )]
+    NotInstalled,
+}
+
+/// Finds ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the PyPI
+/// `onnxruntime` wheel in a `.venv` of the working directory or of a folder
+/// above the cadloop binary (where the project's set-up puts it).
+pub fn find_onnxruntime() -> Result<PathBuf, OrtNotFound> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(OrtNotFound::NoSuchFile(path))
+        };
+    }
+    let mut roots = vec![std::env::current_dir().unwrap_or_default()];
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for root in roots {
+        let lib = root.join(".venv/lib");
+        let Ok(pythons) = std::fs::read_dir(&lib) else {
+            continue;
+        };
+        for python in pythons.flatten() {
+            let capi = python.path().join("site-packages/onnxruntime/capi");
+            let Ok(files) = std::fs::read_dir(&capi) else {
+                continue;
+            };
+            let mut found: Vec<PathBuf> = files
+                .flatten()
+                .map(|f| f.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+                .collect();
+            found.sort();
+            if let Some(path) = found.pop() {
+                return Ok(path);
+            }
+        }
+    }
+    Err(OrtNotFound::NotInstalled)
+}
+
 /// The ONNX Runtime environment, created once per process from the library
-/// `config::find_onnxruntime` locates.
+/// [`find_onnxruntime`] locates.
 fn runtime() -> Result<&'static ort::environment::Environment, CaptionError> {
     static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
     let result = ENVIRONMENT.get_or_init(|| {
-        let library = crate::config::find_onnxruntime()?;
+        let library = find_onnxruntime().map_err(|e| e.to_string())?;
         let builder = ort::init_from(&library).map_err(|e| {
             format!("{e}; cadloop needs the library of the PyPI onnxruntime wheel 1.31 (run the README's set-up)")
         })?;

@@ -10,8 +10,23 @@ use serde::Deserialize;
 use crate::caption::Decoding;
 use crate::executor::ExecutorSettings;
 use crate::llm::LlmSettings;
-use crate::pipeline::Budget;
 use crate::render::{self, RenderSettings};
+
+/// How many repairs and refine rounds a run of the loop may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub max_repairs: u32,
+    pub max_refines: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_repairs: 3,
+            max_refines: 3,
+        }
+    }
+}
 
 /// The settings file looked for in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "cadloop.toml";
@@ -447,55 +462,6 @@ pub fn decoding(
         return Err(invalid("max length", "use 2 to 512 tokens"));
     }
     Ok(decoding)
-}
-
-/// Finds ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the PyPI
-/// `onnxruntime` wheel in a `.venv` of the working directory or of a folder
-/// above the cadloop binary (where the project's set-up puts it).
-pub fn find_onnxruntime() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "ORT_DYLIB_PATH names {}, which does not exist",
-                path.display()
-            ))
-        };
-    }
-    let mut roots = vec![std::env::current_dir().unwrap_or_default()];
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    for root in roots {
-        let lib = root.join(".venv/lib");
-        let Ok(pythons) = std::fs::read_dir(&lib) else {
-            continue;
-        };
-        for python in pythons.flatten() {
-            let capi = python.path().join("site-packages/onnxruntime/capi");
-            let Ok(files) = std::fs::read_dir(&capi) else {
-                continue;
-            };
-            let mut found: Vec<PathBuf> = files
-                .flatten()
-                .map(|f| f.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("libonnxruntime.so."))
-                })
-                .collect();
-            found.sort();
-            if let Some(path) = found.pop() {
-                return Ok(path);
-            }
-        }
-    }
-    Err("libonnxruntime.so was not found: run the README's set-up (it installs the PyPI onnxruntime wheel \
-         into .venv) or set ORT_DYLIB_PATH"
-        .to_string())
 }
 
 #[cfg(test)]

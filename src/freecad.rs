@@ -26,21 +26,14 @@ use pyo3::types::PyModule;
 use crate::executor::protocol::{read_frame, write_frame, FrameError, Reply, Request};
 use crate::executor::sandbox;
 use crate::executor::{
-    CapturedOutput, ErrorKind, ExecReport, Outcome, Timings, MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
+    CapturedOutput, ErrorKind, ExecReport, Outcome, Timings, AREA_ENV, DEFAULT_FREECAD_LIB,
+    FREECAD_LIB_ENV, MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
 };
 use crate::mesh::Mesh;
 
 const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
 /// The GUI stand-ins and write guard for macros, which the harness imports.
 const MACRO_SOURCE: &str = include_str!("../freecad-scripts/cadloop_macro.py");
-/// Environment variable through which the supervisor names FreeCAD's module folder.
-pub const FREECAD_LIB_ENV: &str = "CADLOOP_FREECAD_LIB";
-/// The worker's own folder (jobs, HOME, TMPDIR): the only place it may write.
-pub const AREA_ENV: &str = "CADLOOP_WORKER_AREA";
-/// The modules generated code may import, comma-separated; empty turns the check off.
-pub const ALLOWED_IMPORTS_ENV: &str = "CADLOOP_ALLOWED_IMPORTS";
-/// Debian's `freecad-python3` puts FreeCAD.so and Part.so here.
-pub const DEFAULT_FREECAD_LIB: &str = "/usr/lib/freecad-python3/lib";
 
 /// The descriptors a worker keeps for itself.
 struct Channels {

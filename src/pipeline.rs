@@ -23,6 +23,7 @@ use indicatif::ProgressBar;
 use tracing::Instrument;
 
 use crate::caption::{Captioner, Decoding};
+use crate::config::Budget;
 use crate::critique::{self, Verdict};
 use crate::executor::{ExecutorError, Job, Pool, MODEL_FILES};
 use crate::files;
@@ -39,22 +40,6 @@ use crate::report::{
     Exchange, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
     RunTimings, Stage, RUN_FILE, RUN_FORMAT, TRANSCRIPT_FILE,
 };
-
-/// How many repairs and refine rounds a run may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    pub max_repairs: u32,
-    pub max_refines: u32,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget {
-            max_repairs: 3,
-            max_refines: 3,
-        }
-    }
-}
 
 /// A loaded captioner, shared by runs (one caption job at a time).
 #[derive(Clone)]

@@ -110,9 +110,9 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
             }
         }
     }
-    out.push(match config::find_onnxruntime() {
+    out.push(match crate::caption::find_onnxruntime() {
         Ok(path) => check("onnxruntime", Status::Ok, path.display().to_string()),
-        Err(message) => check("onnxruntime", Status::Fail, message),
+        Err(err) => check("onnxruntime", Status::Fail, err.to_string()),
     });
     out.push(match crate::render::load_font() {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),

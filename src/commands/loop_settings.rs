@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::caption::{self, Captioner};
 use crate::cli::{GlobalArgs, LimitArgs, LlmArgs, LoopArgs, RunFlags};
-use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
+use crate::config::{self, Budget, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecutorSettings, Pool};
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmSettings, Recording};
-use crate::pipeline::{Budget, Engine, SharedCaptioner};
+use crate::pipeline::{Engine, SharedCaptioner};
 use crate::prompts::Prompts;
 use crate::render::{self, RenderSettings};
 use crate::report::{LlmRecord, RunSettings};

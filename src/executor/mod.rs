@@ -33,6 +33,16 @@ pub use pool::Pool;
 
 use crate::mesh::Mesh;
 
+/// Environment variable through which the supervisor names FreeCAD's module
+/// folder to a worker (`cadloop worker`, in `freecad.rs`).
+pub const FREECAD_LIB_ENV: &str = "CADLOOP_FREECAD_LIB";
+/// The worker's own folder (jobs, HOME, TMPDIR): the only place it may write.
+pub const AREA_ENV: &str = "CADLOOP_WORKER_AREA";
+/// The modules generated code may import, comma-separated; empty turns the check off.
+pub const ALLOWED_IMPORTS_ENV: &str = "CADLOOP_ALLOWED_IMPORTS";
+/// Debian's `freecad-python3` puts FreeCAD.so and Part.so here.
+pub const DEFAULT_FREECAD_LIB: &str = "/usr/lib/freecad-python3/lib";
+
 /// The file in a job folder that receives everything the code prints (stdout and stderr).
 pub const OUTPUT_FILE: &str = "output.txt";
 /// The generated code as it ran, written into the job folder.
@@ -75,7 +85,7 @@ impl ExecutorSettings {
             timeout: Duration::from_secs(60),
             memory_limit_mib: 4096,
             jobs_per_worker: 200,
-            freecad_lib: PathBuf::from(crate::freecad::DEFAULT_FREECAD_LIB),
+            freecad_lib: PathBuf::from(DEFAULT_FREECAD_LIB),
             worker_exe,
             startup_timeout: Duration::from_secs(60),
             allowed_imports: DEFAULT_ALLOWED_IMPORTS

@@ -19,8 +19,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::area::Area;
 use super::protocol::{self, FrameError, Reply, Request};
-use super::{ExecReport, ExecutorError, ExecutorSettings};
-use crate::freecad::{ALLOWED_IMPORTS_ENV, AREA_ENV, FREECAD_LIB_ENV};
+use super::{
+    ExecReport, ExecutorError, ExecutorSettings, ALLOWED_IMPORTS_ENV, AREA_ENV, FREECAD_LIB_ENV,
+};
 
 /// No single file a script writes (its printed output included) may exceed this.
 const FILE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
