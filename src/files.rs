@@ -42,3 +42,16 @@ pub fn remove_file_if_present(path: &Path) -> std::io::Result<()> {
 pub fn copy_atomically(from: &Path, to: &Path) -> std::io::Result<()> {
     write_atomically(to, &std::fs::read(from)?)
 }
+
+/// Appends `value` as one JSON line (the transcript, results logs,
+/// recordings); the line goes in a single write, so concurrent appenders in
+/// O_APPEND mode never interleave within a line.
+pub fn append_json_line(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &line))
+}

@@ -1,0 +1,61 @@
+//! Running an attempt's code in a FreeCAD worker and recording what came back.
+
+use crate::executor::Job;
+use crate::llm::Usage;
+use crate::mesh::Mesh;
+use crate::report::{AttemptRecord, AttemptTimings, Stage};
+
+use super::{attempt_path, write_json, Run, Stop};
+
+impl Run<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn execute(
+        &mut self,
+        number: u32,
+        code: String,
+        stage: Stage,
+        parent: Option<u32>,
+        round: u32,
+        usage: Usage,
+        llm_ms: f64,
+    ) -> Result<(AttemptRecord, Option<Mesh>), Stop> {
+        let dir = self.attempt_dir(number);
+        let output = self
+            .engine
+            .pool
+            .run(Job {
+                code: code.clone(),
+                dir: dir.clone(),
+                timeout: None,
+                inputs: Vec::new(),
+            })
+            .await?;
+        let report = output.report;
+        write_json(&dir.join("result.json"), &report)?;
+        let exec_ms = report.timings.total_ms.unwrap_or(0.0);
+        self.record.timings.exec_ms += exec_ms;
+        match report.error_kind() {
+            None => tracing::info!(attempt = number, "the code built a valid solid"),
+            Some(kind) => tracing::info!(attempt = number, %kind, "the code failed"),
+        }
+        let attempt = AttemptRecord {
+            number,
+            request: self.request,
+            stage,
+            round,
+            parent,
+            dir: attempt_path(number),
+            code,
+            result: report,
+            captions: None,
+            critique: None,
+            usage,
+            timings: AttemptTimings {
+                llm_ms,
+                exec_ms,
+                ..Default::default()
+            },
+        };
+        Ok((attempt, output.mesh))
+    }
+}

@@ -1,0 +1,78 @@
+//! Looking at a solid: its seven views and contact sheet, and their captions.
+
+use std::time::Instant;
+
+use crate::mesh::Mesh;
+use crate::render::{self, RenderError, View};
+use crate::report::CaptionRecord;
+
+use super::{write_json, PipelineError, Run, Stop};
+
+impl Run<'_> {
+    /// Renders the attempt's views and sheet into its folder and captions them.
+    pub(super) async fn look(&mut self, number: u32, mesh: Mesh) -> Result<(), Stop> {
+        self.status(number, "rendering");
+        let dir = self.attempt_dir(number);
+        let settings = self.engine.render.clone();
+        let font = self.engine.font.clone();
+        let started = Instant::now();
+        let gate = self
+            .engine
+            .render_gate
+            .acquire()
+            .await
+            .map_err(|e| PipelineError::Task(e.to_string()))?;
+        let (views, sheet) = tokio::task::spawn_blocking(move || -> Result<_, RenderError> {
+            let views = render::render(&mesh, &settings)?;
+            let sheet = render::contact_sheet(&views, &font);
+            Ok((views, sheet))
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        drop(gate);
+        let views = tokio::task::spawn_blocking(move || -> Result<render::Views, RenderError> {
+            render::write_views(&dir, &views, &sheet)?;
+            Ok(views)
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        let render_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.record.timings.render_ms += render_ms;
+
+        let mut caption_ms = None;
+        let mut captions = None;
+        if let Some(captioner) = self.engine.captioner.clone() {
+            self.status(number, "captioning");
+            let started = Instant::now();
+            let images: Vec<_> = views.images.iter().map(|(_, img)| img.clone()).collect();
+            let texts = tokio::task::spawn_blocking(move || {
+                let mut model = captioner
+                    .model
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                model.caption(&images, &captioner.decoding)
+            })
+            .await
+            .map_err(|e| PipelineError::Task(e.to_string()))??;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            self.record.timings.caption_ms += ms;
+            caption_ms = Some(ms);
+            let records: Vec<CaptionRecord> = View::ALL
+                .iter()
+                .zip(texts)
+                .map(|(view, c)| CaptionRecord {
+                    view: view.name().to_string(),
+                    text: c.text,
+                    score: c.score,
+                })
+                .collect();
+            write_json(&self.attempt_dir(number).join("captions.json"), &records)?;
+            captions = Some(records);
+        }
+        let attempt = self.attempt_mut(number);
+        attempt.timings.render_ms = Some(render_ms);
+        attempt.timings.caption_ms = caption_ms;
+        attempt.captions = captions;
+        Ok(())
+    }
+}

@@ -1,0 +1,613 @@
+//! The loop, as an explicit state machine: generate → execute → (error →
+//! repair) → render → caption → critique → (mismatch → execute the rewrite)
+//! → finish. It owns the stop rules and budgets and writes the run directory.
+//!
+//! Stage in the flow: the top. `commands::generate` builds an [`Engine`] (LLM
+//! client, prompts, executor pool, captioner) and calls [`Engine::run`] once;
+//! the batch command shares one engine between many runs. `cadloop refine`
+//! calls [`Engine::refine`], which goes through the same loop for a follow-up
+//! change, adding attempts to an existing run folder.
+//!
+//! Budgets, per request: at most `max_repairs` repairs for each piece of code
+//! the LLM writes from scratch, changes or rewrites (the request's first
+//! script and each refine round), and at most `max_refines` refine rounds.
+//! The result is the request's last attempt judged MATCH, else its last
+//! attempt that built a valid solid.
+//!
+//! Here: the [`Engine`], a run's state and the step dispatch (`Run::drive`).
+//! One file per step: `ask` (the LLM, with one reminder), `execute`
+//! (FreeCAD), `look` (render and caption), `judge` (the critique), `finish`
+//! (the result); `decide` holds the decisions between them as pure functions.
+
+mod ask;
+mod decide;
+mod execute;
+mod finish;
+mod judge;
+mod look;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use tracing::Instrument;
+
+use crate::caption::{Captioner, Decoding};
+use crate::config::Budget;
+use crate::executor::{ExecutorError, Pool};
+use crate::files;
+use crate::interrupt::{Cause, Interrupt};
+use crate::llm::{LlmClient, LlmError, Message, Usage};
+use crate::mesh::Mesh;
+use crate::prompts::{PromptError, Prompts, SystemContext};
+use crate::render::{RenderError, RenderSettings};
+use crate::report::{
+    html, AttemptRecord, CritiqueBasis, Exchange, RequestKind, RequestRecord, RunOutcome,
+    RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT, TRANSCRIPT_FILE,
+};
+
+use decide::AfterFailure;
+
+/// A loaded captioner, shared by runs (one caption job at a time).
+#[derive(Clone)]
+pub struct SharedCaptioner {
+    pub dir: PathBuf,
+    pub model: Arc<Mutex<Captioner>>,
+    pub decoding: Decoding,
+}
+
+/// Everything a run needs, built once.
+pub struct Engine {
+    pub llm: LlmClient,
+    pub prompts: Prompts,
+    pub pool: Arc<Pool>,
+    pub captioner: Option<SharedCaptioner>,
+    pub render: RenderSettings,
+    pub font: Arc<ab_glyph::FontVec>,
+    pub budget: Budget,
+    /// Modules the system prompt tells the LLM it may import.
+    pub allowed_modules: Vec<String>,
+    /// One render at a time, first come first served. A render already uses
+    /// every core; renders run side by side would share the cores and all
+    /// finish late together, keeping concurrent runs in lockstep.
+    pub render_gate: tokio::sync::Semaphore,
+    /// Raised to stop every run at its next wait (an LLM call, a FreeCAD job,
+    /// a render); each records what it did and why it stopped.
+    pub interrupt: Interrupt,
+}
+
+/// The loop itself failed (not the generated code, not the LLM).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("captioning failed")]
+    Caption(#[from] crate::caption::CaptionError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+/// A finished (or stopped) run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub record: RunRecord,
+    /// Set when the LLM endpoint failed and ended the run early.
+    pub llm_error: Option<LlmError>,
+    /// Set when the run was told to stop (a signal) before it ended by itself.
+    pub interrupted: Option<Cause>,
+}
+
+/// The step the loop takes next.
+enum Step {
+    /// Ask the LLM for code (a first generation or a repair).
+    Ask {
+        stage: Stage,
+        messages: Vec<Message>,
+        parent: Option<u32>,
+        round: u32,
+        repairs: u32,
+    },
+    /// Run code the LLM wrote.
+    Execute {
+        code: String,
+        stage: Stage,
+        parent: Option<u32>,
+        round: u32,
+        repairs: u32,
+        usage: Usage,
+        llm_ms: f64,
+    },
+    /// Render and caption an attempt that built a solid.
+    Look {
+        attempt: u32,
+        mesh: Mesh,
+        round: u32,
+    },
+    /// Ask the LLM whether the attempt matches the prompt.
+    Judge {
+        attempt: u32,
+        round: u32,
+    },
+    Finish {
+        reason: String,
+    },
+}
+
+impl Engine {
+    /// Runs the loop for `prompt`, writing into `out` (an existing, empty, absolute folder).
+    pub async fn run(
+        &self,
+        prompt: &str,
+        out: &Path,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let record = RunRecord {
+            format: RUN_FORMAT,
+            cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
+            status: RunStatus::Running,
+            prompt: prompt.to_string(),
+            settings: settings.clone(),
+            requests: vec![new_request(
+                1,
+                RequestKind::Generate,
+                prompt,
+                None,
+                settings,
+            )],
+            attempts: Vec::new(),
+            chosen: None,
+            outcome: RunOutcome::Pending,
+            stop_reason: String::new(),
+            critique_basis: self.critique_basis(),
+            usage: Usage::default(),
+            llm_calls: 0,
+            timings: RunTimings::default(),
+            error: None,
+        };
+        let run = self.start_run(out, record, progress)?;
+        let first = run.ask_generate(prompt)?;
+        run.go(first).await
+    }
+
+    /// Applies a follow-up change to a finished run in `out` (its record
+    /// already read and checked), starting from attempt `from`, which built a
+    /// solid. The new attempts are added after the existing ones.
+    pub async fn refine(
+        &self,
+        out: &Path,
+        mut record: RunRecord,
+        change: &str,
+        from: u32,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let before = Before {
+            transcript_len: std::fs::metadata(out.join(TRANSCRIPT_FILE))
+                .ok()
+                .map(|m| m.len()),
+            record: record.clone(),
+        };
+        let number = record.requests.len() as u32 + 1;
+        record.requests.push(new_request(
+            number,
+            RequestKind::Refine,
+            change,
+            Some(from),
+            settings.clone(),
+        ));
+        record.settings = settings;
+        record.status = RunStatus::Running;
+        record.outcome = RunOutcome::Pending;
+        record.stop_reason = String::new();
+        record.error = None;
+        record.critique_basis = self.critique_basis();
+        let mut run = self.start_run(out, record, progress)?;
+        run.before = Some(before);
+        let first = run.ask_edit(from, change)?;
+        run.go(first).await
+    }
+
+    fn critique_basis(&self) -> CritiqueBasis {
+        if self.captioner.is_some() {
+            CritiqueBasis::CaptionsAndGeometry
+        } else {
+            CritiqueBasis::Geometry
+        }
+    }
+
+    fn start_run<'a>(
+        &'a self,
+        out: &Path,
+        record: RunRecord,
+        progress: &'a ProgressBar,
+    ) -> Result<Run<'a>, PipelineError> {
+        let system = self.prompts.system(&SystemContext {
+            allowed_modules: self.allowed_modules.clone(),
+        })?;
+        let mut run = Run {
+            engine: self,
+            out: out.to_path_buf(),
+            system,
+            started: Instant::now(),
+            earlier_ms: record.timings.total_ms,
+            progress,
+            calls: record.llm_calls,
+            request: record.requests.len() as u32,
+            record,
+            before: None,
+        };
+        run.save()?;
+        Ok(run)
+    }
+}
+
+fn new_request(
+    number: u32,
+    kind: RequestKind,
+    text: &str,
+    from_attempt: Option<u32>,
+    settings: RunSettings,
+) -> RequestRecord {
+    RequestRecord {
+        number,
+        kind,
+        text: text.to_string(),
+        from_attempt,
+        attempts: Vec::new(),
+        chosen: None,
+        outcome: RunOutcome::Pending,
+        stop_reason: String::new(),
+        settings,
+        usage: Usage::default(),
+        llm_calls: 0,
+        total_ms: 0.0,
+    }
+}
+
+impl Run<'_> {
+    /// Drives the loop from `first` to the end and records how it ended.
+    async fn go(mut self, first: Step) -> Result<RunResult, PipelineError> {
+        let interrupt = self.engine.interrupt.clone();
+        let driven = {
+            let drive = self.drive(first);
+            tokio::select! {
+                biased;
+                cause = interrupt.wait() => Err(Stop::Interrupted(cause)),
+                driven = drive => driven,
+            }
+        };
+        let (llm_error, interrupted) = match driven {
+            Ok(()) => (None, None),
+            Err(Stop::Llm(err)) => (Some(err), None),
+            Err(Stop::Interrupted(cause)) => (None, Some(cause)),
+            Err(Stop::Pipeline(err)) => {
+                // Leave a record that says the run did not finish, and why.
+                self.record.status = RunStatus::Stopped;
+                self.record.error = Some(error_chain(&err));
+                self.record.stop_reason = "cadloop itself failed".into();
+                let _ = self.save();
+                return Err(err);
+            }
+        };
+        if interrupted.is_some() {
+            self.remove_unrecorded_attempt()?;
+        }
+        let untouched = self.record.requests[self.request as usize - 1]
+            .attempts
+            .is_empty();
+        let ended_early = llm_error.is_some() || interrupted.is_some();
+        if let (true, Some(before), true) = (ended_early, self.before.take(), untouched) {
+            // The change never got going: leave the run as it was.
+            before.restore_transcript(&self.out)?;
+            self.record = before.record;
+            self.write_files()?;
+            return Ok(RunResult {
+                record: self.record,
+                llm_error,
+                interrupted,
+            });
+        }
+        let early = match (&llm_error, interrupted) {
+            (Some(err), _) => Some((
+                error_chain(err),
+                format!("the LLM endpoint failed: {err:#}"),
+            )),
+            (None, Some(cause)) => {
+                Some((cause.describe().to_string(), cause.describe().to_string()))
+            }
+            (None, None) => None,
+        };
+        if let Some((error, reason)) = early {
+            self.record.error = Some(error);
+            self.finish(reason)?;
+            self.record.status = RunStatus::Stopped;
+            self.save()?;
+        }
+        Ok(RunResult {
+            record: self.record,
+            llm_error,
+            interrupted,
+        })
+    }
+
+    /// An attempt cut short before it was recorded leaves its folder (the
+    /// code, maybe a model) that run.json does not know; it goes, so the run
+    /// can be refined later.
+    fn remove_unrecorded_attempt(&self) -> Result<(), PipelineError> {
+        let dir = self.attempt_dir(self.next_number());
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(PipelineError::Write {
+                path: dir,
+                source: err,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why `drive` returned early.
+enum Stop {
+    Llm(LlmError),
+    Pipeline(PipelineError),
+    Interrupted(Cause),
+}
+
+impl<E: Into<PipelineError>> From<E> for Stop {
+    fn from(err: E) -> Stop {
+        Stop::Pipeline(err.into())
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One run in progress.
+struct Run<'a> {
+    engine: &'a Engine,
+    out: PathBuf,
+    system: String,
+    /// When this request started; `earlier_ms` is the time of the earlier ones.
+    started: Instant,
+    earlier_ms: f64,
+    progress: &'a ProgressBar,
+    /// LLM calls so far in the whole run (numbers the transcript).
+    calls: u32,
+    /// The request being worked on (1: the prompt).
+    request: u32,
+    record: RunRecord,
+    /// For a follow-up change: the run as it was, restored when the LLM
+    /// fails or a signal stops it before the change made any attempt.
+    before: Option<Before>,
+}
+
+/// What a follow-up change restores when it makes no attempt.
+struct Before {
+    record: RunRecord,
+    /// The transcript's length in bytes, if there was one: the calls of the
+    /// change are cut off.
+    transcript_len: Option<u64>,
+}
+
+impl Before {
+    /// Cuts the transcript in `out` back to what it was.
+    fn restore_transcript(&self, out: &Path) -> Result<(), PipelineError> {
+        let transcript = out.join(TRANSCRIPT_FILE);
+        let restored = match self.transcript_len {
+            Some(len) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&transcript)
+                .and_then(|file| file.set_len(len)),
+            None => files::remove_file_if_present(&transcript),
+        };
+        restored.map_err(|source| PipelineError::Write {
+            path: transcript,
+            source,
+        })
+    }
+}
+
+impl Run<'_> {
+    fn current(&mut self) -> &mut RequestRecord {
+        let i = self.request as usize - 1;
+        &mut self.record.requests[i]
+    }
+
+    /// The state machine's loop.
+    async fn drive(&mut self, mut step: Step) -> Result<(), Stop> {
+        let budget = self.engine.budget;
+        loop {
+            step = match step {
+                Step::Ask {
+                    stage,
+                    messages,
+                    parent,
+                    round,
+                    repairs,
+                } => {
+                    let number = self.next_number();
+                    self.status(number, &format!("asking the LLM ({})", stage.as_str()));
+                    let answer = self
+                        .ask_code(messages, stage.as_str(), number)
+                        .instrument(tracing::info_span!(
+                            "llm",
+                            attempt = number,
+                            stage = stage.as_str()
+                        ))
+                        .await?;
+                    match answer.code {
+                        Some(code) => Step::Execute {
+                            code,
+                            stage,
+                            parent,
+                            round,
+                            repairs,
+                            usage: answer.usage,
+                            llm_ms: answer.llm_ms,
+                        },
+                        None => Step::Finish {
+                            reason: format!(
+                                "the LLM replied without code to the {} request, even when reminded",
+                                stage.as_str()
+                            ),
+                        },
+                    }
+                }
+                Step::Execute {
+                    code,
+                    stage,
+                    parent,
+                    round,
+                    repairs,
+                    usage,
+                    llm_ms,
+                } => {
+                    let number = self.next_number();
+                    self.status(number, "running FreeCAD");
+                    let (attempt, mesh) = self
+                        .execute(number, code, stage, parent, round, usage, llm_ms)
+                        .instrument(tracing::info_span!("exec", attempt = number))
+                        .await?;
+                    let next = match mesh {
+                        Some(mesh) => Step::Look {
+                            attempt: number,
+                            mesh,
+                            round,
+                        },
+                        None => {
+                            match decide::after_failure(repairs, round, self.request > 1, budget) {
+                                AfterFailure::Repair => Step::Ask {
+                                    stage: Stage::Repair,
+                                    messages: self.repair_messages(&attempt)?,
+                                    parent: Some(number),
+                                    round,
+                                    repairs: repairs + 1,
+                                },
+                                AfterFailure::Finish(reason) => Step::Finish { reason },
+                            }
+                        }
+                    };
+                    self.record.attempts.push(attempt);
+                    self.current().attempts.push(number);
+                    self.save()?;
+                    next
+                }
+                Step::Look {
+                    attempt,
+                    mesh,
+                    round,
+                } => {
+                    self.look(attempt, mesh)
+                        .instrument(tracing::info_span!("look", attempt))
+                        .await?;
+                    self.save()?;
+                    if budget.max_refines == 0 {
+                        Step::Finish {
+                            reason: "no critique asked for (--max-refines 0)".into(),
+                        }
+                    } else {
+                        Step::Judge { attempt, round }
+                    }
+                }
+                Step::Judge { attempt, round } => {
+                    self.status(attempt, "asking the LLM to compare");
+                    let next = self
+                        .judge(attempt, round)
+                        .instrument(tracing::info_span!("critique", attempt, round))
+                        .await?;
+                    self.save()?;
+                    next
+                }
+                Step::Finish { reason } => {
+                    self.finish(reason)?;
+                    self.save()?;
+                    return Ok(());
+                }
+            };
+        }
+    }
+
+    fn next_number(&self) -> u32 {
+        self.record.attempts.len() as u32 + 1
+    }
+
+    fn status(&self, attempt: u32, what: &str) {
+        self.progress
+            .set_message(format!("attempt {attempt} · {what}"));
+    }
+
+    fn attempt_dir(&self, number: u32) -> PathBuf {
+        self.out.join(attempt_path(number))
+    }
+
+    fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
+        &mut self.record.attempts[number as usize - 1]
+    }
+
+    /// Writes run.json, then the page that shows it.
+    fn save(&mut self) -> Result<(), PipelineError> {
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.current().total_ms = ms;
+        self.record.timings.total_ms = self.earlier_ms + ms;
+        self.write_files()
+    }
+
+    fn write_files(&self) -> Result<(), PipelineError> {
+        write_json(&self.out.join(RUN_FILE), &self.record)?;
+        html::write_run_page(&self.out, &self.record).map_err(|source| PipelineError::Write {
+            path: self.out.join(html::REPORT_FILE),
+            source,
+        })
+    }
+
+    fn append_transcript(&self, exchange: &Exchange) -> Result<(), PipelineError> {
+        let path = self.out.join(TRANSCRIPT_FILE);
+        files::append_json_line(&path, exchange)
+            .map_err(|source| PipelineError::Write { path, source })
+    }
+}
+
+/// `attempts/NN`, relative to the run folder.
+pub fn attempt_path(number: u32) -> String {
+    format!("attempts/{number:02}")
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), PipelineError> {
+    files::write_json_atomically(path, value).map_err(|source| PipelineError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    files::write_atomically(path, bytes).map_err(|source| PipelineError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), PipelineError> {
+    files::copy_atomically(from, to).map_err(|source| PipelineError::Write {
+        path: to.to_path_buf(),
+        source,
+    })
+}
