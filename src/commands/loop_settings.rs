@@ -2,15 +2,15 @@
 //! the flags and `cadloop.toml`, then started as an [`Engine`].
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::caption::{self, Captioner};
+use crate::caption::{self, CaptionService};
 use crate::cli::{GlobalArgs, LimitArgs, LlmArgs, LoopArgs, RunFlags};
 use crate::config::{self, Budget, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::{ExecutorSettings, Pool};
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmSettings, Recording};
-use crate::pipeline::{Engine, SharedCaptioner};
+use crate::pipeline::Engine;
 use crate::prompts::Prompts;
 use crate::render::{self, RenderSettings};
 use crate::report::{LlmRecord, RunSettings};
@@ -112,18 +112,9 @@ impl LoopConfig {
         let font = render::load_font()?;
         let llm = LlmClient::new(self.llm.clone(), &self.recording)?;
         let captioner = match self.captioner_dir {
-            Some(dir) => {
-                let threads = self.captioner_threads;
-                let load_dir = dir.clone();
-                let model =
-                    tokio::task::spawn_blocking(move || Captioner::load(&load_dir, threads))
-                        .await??;
-                Some(SharedCaptioner {
-                    dir,
-                    model: Arc::new(Mutex::new(model)),
-                    decoding: self.decoding.clone(),
-                })
-            }
+            Some(dir) => Some(
+                CaptionService::start(dir, self.captioner_threads, self.decoding.clone()).await?,
+            ),
             None => {
                 tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
                 None
@@ -141,8 +132,8 @@ impl LoopConfig {
             },
             max_repairs: self.budget.max_repairs,
             max_refines: self.budget.max_refines,
-            captioner: captioner.as_ref().map(|c| c.dir.display().to_string()),
-            caption_beams: captioner.as_ref().map(|c| c.decoding.beams),
+            captioner: captioner.as_ref().map(|c| c.dir().display().to_string()),
+            caption_beams: captioner.as_ref().map(|c| c.decoding().beams),
             view_size: self.render.size,
             exec_timeout_secs: self.executor.timeout.as_secs_f64(),
             memory_limit_mib: self.executor.memory_limit_mib,

@@ -16,44 +16,35 @@ impl Run<'_> {
         let settings = self.engine.render.clone();
         let font = self.engine.font.clone();
         let started = Instant::now();
-        let gate = self
-            .engine
-            .render_gate
-            .acquire()
-            .await
-            .map_err(|e| PipelineError::Task(e.to_string()))?;
+        let gate = self.engine.render_gate.acquire().await?;
         let (views, sheet) = tokio::task::spawn_blocking(move || -> Result<_, RenderError> {
             let views = render::render(&mesh, &settings)?;
             let sheet = render::contact_sheet(&views, &font);
             Ok((views, sheet))
         })
         .await
-        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        .map_err(|e| PipelineError::Task("render", e))??;
         drop(gate);
         let views = tokio::task::spawn_blocking(move || -> Result<render::Views, RenderError> {
             render::write_views(&dir, &views, &sheet)?;
             Ok(views)
         })
         .await
-        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        .map_err(|e| PipelineError::Task("write views", e))??;
         let render_ms = started.elapsed().as_secs_f64() * 1e3;
         self.record.timings.render_ms += render_ms;
 
         let mut caption_ms = None;
         let mut captions = None;
-        if let Some(captioner) = self.engine.captioner.clone() {
+        let engine = self.engine;
+        if let Some(captioner) = &engine.captioner {
             self.status(number, "captioning");
             let started = Instant::now();
             let images: Vec<_> = views.images.iter().map(|(_, img)| img.clone()).collect();
-            let texts = tokio::task::spawn_blocking(move || {
-                let mut model = captioner
-                    .model
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                model.caption(&images, &captioner.decoding)
-            })
-            .await
-            .map_err(|e| PipelineError::Task(e.to_string()))??;
+            let texts = captioner
+                .caption(images)
+                .await
+                .map_err(PipelineError::from)?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             self.record.timings.caption_ms += ms;
             caption_ms = Some(ms);

@@ -27,13 +27,13 @@ mod judge;
 mod look;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use tracing::Instrument;
 
-use crate::caption::{Captioner, Decoding};
+use crate::caption::CaptionService;
 use crate::config::Budget;
 use crate::executor::{ExecutorError, Pool};
 use crate::files;
@@ -49,20 +49,13 @@ use crate::report::{
 
 use decide::AfterFailure;
 
-/// A loaded captioner, shared by runs (one caption job at a time).
-#[derive(Clone)]
-pub struct SharedCaptioner {
-    pub dir: PathBuf,
-    pub model: Arc<Mutex<Captioner>>,
-    pub decoding: Decoding,
-}
-
 /// Everything a run needs, built once.
 pub struct Engine {
     pub llm: LlmClient,
     pub prompts: Prompts,
     pub pool: Arc<Pool>,
-    pub captioner: Option<SharedCaptioner>,
+    /// The captioner, shared by runs (one caption job at a time).
+    pub captioner: Option<CaptionService>,
     pub render: RenderSettings,
     pub font: Arc<ab_glyph::FontVec>,
     pub budget: Budget,
@@ -94,8 +87,10 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("a background task failed: {0}")]
-    Task(String),
+    #[error("the {0} task failed")]
+    Task(&'static str, #[source] tokio::task::JoinError),
+    #[error("the render queue was closed")]
+    RenderGate(#[from] tokio::sync::AcquireError),
 }
 
 /// A finished (or stopped) run.

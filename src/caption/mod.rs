@@ -17,6 +17,8 @@
 //! for greedy, on log-probabilities for beams, as transformers does), an
 //! optional text prefix after the `[DEC]` token.
 
+mod service;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -25,6 +27,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use serde::Deserialize;
+
+pub use service::CaptionService;
 
 /// The manifest's file name in a model folder.
 pub const MANIFEST: &str = "cadloop-captioner.json";
@@ -66,6 +70,10 @@ pub enum CaptionError {
     },
     #[error("bad decoding settings: {0}")]
     Settings(String),
+    #[error("cannot start the captioner's thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the captioner's thread stopped (it failed while captioning)")]
+    Stopped,
 }
 
 #[derive(Debug, Clone, Deserialize)]
