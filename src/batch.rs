@@ -719,7 +719,7 @@ pub async fn run(
         let deadline = async {
             match stop_deadline {
                 // Once the interrupt is raised the items stop by themselves.
-                Some(at) if engine.interrupt.raised().is_none() => {
+                Some(at) if engine.interrupt().raised().is_none() => {
                     tokio::time::sleep_until(at).await
                 }
                 _ => std::future::pending().await,
@@ -778,7 +778,7 @@ pub async fn run(
             _ = tick => {}
             _ = deadline => {
                 tracing::warn!(in_flight = running.len(), "grace period over; stopping the items in flight (a rerun does them)");
-                engine.interrupt.raise(Cause::GraceOver);
+                engine.interrupt().raise(Cause::GraceOver);
             }
         }
         let done = outcome.finished + outcome.errored;
@@ -804,7 +804,7 @@ pub async fn run(
             }
         }
     }
-    if let Some(cause) = engine.interrupt.raised() {
+    if let Some(cause) = engine.interrupt().raised() {
         outcome.stopped = Some(cause.describe().into());
     }
     outcome.skipped = total - outcome.finished - outcome.errored;

@@ -194,7 +194,7 @@ impl BatchRun {
         if let Some(bar) = &bar {
             progress::finish(bar);
         }
-        engine.pool.shutdown().await;
+        engine.shutdown().await;
         // The first Ctrl-C only drains (sets `stop`); a second one, SIGTERM or
         // the grace period's end raise the interrupt with their own cause.
         let interrupted = match (interrupt.raised(), stop.load(Ordering::SeqCst)) {

@@ -37,7 +37,7 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine.run(&prompt, &out, settings, &bar).await;
     progress::finish(&bar);
-    engine.pool.shutdown().await;
+    engine.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
     let ended_early = result.llm_error.is_some() || result.interrupted.is_some();
     if ended_early && result.record.attempts.is_empty() && created {

@@ -1,32 +1,16 @@
 //! The loop's settings for generate, refine, batch and bench: checked from
 //! the flags and `cadloop.toml`, then started as an [`Engine`].
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use crate::caption::{self, CaptionService};
 use crate::cli::{GlobalArgs, LimitArgs, LlmArgs, LoopArgs, RunFlags};
-use crate::config::{self, Budget, ExecutorFlags, FileConfig, LlmFlags};
-use crate::executor::{ExecutorSettings, Pool};
+use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::interrupt::{Cause, Interrupt};
-use crate::llm::{LlmClient, LlmSettings, Recording};
-use crate::pipeline::Engine;
+use crate::llm::Recording;
+use crate::pipeline::{Engine, EngineSettings};
 use crate::prompts::Prompts;
-use crate::render::{self, RenderSettings};
-use crate::report::{LlmRecord, RunSettings};
+use crate::report::RunSettings;
 
 /// The loop's settings, checked; nothing started yet.
-pub(super) struct LoopConfig {
-    llm: LlmSettings,
-    recording: Recording,
-    budget: Budget,
-    prompts: Prompts,
-    executor: ExecutorSettings,
-    render: RenderSettings,
-    decoding: caption::Decoding,
-    captioner_dir: Option<PathBuf>,
-    captioner_threads: usize,
-}
+pub(super) struct LoopConfig(EngineSettings);
 
 impl LoopConfig {
     /// The settings of a single run (generate, refine): one FreeCAD worker.
@@ -73,20 +57,23 @@ impl LoopConfig {
             Some(dir) => Prompts::load(dir)?,
             None => Prompts::builtin(),
         };
-        Ok(LoopConfig {
+        let captioner_threads = file
+            .captioner
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // Checked even without a model, so a bad [captioner] section is found at once.
+        let decoding = config::decoding(&file.captioner, None, None, None, None)?;
+        let captioner = config::captioner_dir(loop_args.captioner.as_deref(), &file.captioner)
+            .map(|dir| (dir, captioner_threads, decoding));
+        Ok(LoopConfig(EngineSettings {
             llm,
             recording,
             budget,
             prompts,
             executor: config::executor_settings(&file.executor, &executor)?,
             render: config::render_settings(&file.render, None)?,
-            decoding: config::decoding(&file.captioner, None, None, None, None)?,
-            captioner_dir: config::captioner_dir(loop_args.captioner.as_deref(), &file.captioner),
-            captioner_threads: file
-                .captioner
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        })
+            captioner,
+        }))
     }
 
     /// [`LoopConfig::start`] for one run (generate, refine), which Ctrl-C or
@@ -100,57 +87,14 @@ impl LoopConfig {
         match interrupt.raised() {
             None => Ok(Ok((engine, settings))),
             Some(cause) => {
-                engine.pool.shutdown().await;
+                engine.shutdown().await;
                 Ok(Err(cause))
             }
         }
     }
 
-    /// Loads the captioner, starts the FreeCAD pool and builds the engine,
-    /// whose runs stop when `interrupt` is raised.
+    /// Starts the engine, whose runs stop when `interrupt` is raised.
     pub(super) async fn start(self, interrupt: Interrupt) -> anyhow::Result<(Engine, RunSettings)> {
-        let font = render::load_font()?;
-        let llm = LlmClient::new(self.llm.clone(), &self.recording)?;
-        let captioner = match self.captioner_dir {
-            Some(dir) => Some(
-                CaptionService::start(dir, self.captioner_threads, self.decoding.clone()).await?,
-            ),
-            None => {
-                tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
-                None
-            }
-        };
-        let pool = Arc::new(Pool::start(self.executor.clone()).await?);
-        let settings = RunSettings {
-            llm: LlmRecord {
-                base_url: self.llm.endpoint().to_string(),
-                model: self.llm.model.clone(),
-                temperature: self.llm.temperature,
-                max_tokens: self.llm.max_tokens,
-                request_timeout_secs: self.llm.request_timeout.as_secs_f64(),
-                retries: self.llm.retries,
-            },
-            max_repairs: self.budget.max_repairs,
-            max_refines: self.budget.max_refines,
-            captioner: captioner.as_ref().map(|c| c.dir().display().to_string()),
-            caption_beams: captioner.as_ref().map(|c| c.decoding().beams),
-            view_size: self.render.size,
-            exec_timeout_secs: self.executor.timeout.as_secs_f64(),
-            memory_limit_mib: self.executor.memory_limit_mib,
-            prompts: self.prompts.origins().to_vec(),
-        };
-        let engine = Engine {
-            llm,
-            prompts: self.prompts,
-            pool,
-            captioner,
-            render: self.render,
-            font: Arc::new(font),
-            budget: self.budget,
-            allowed_modules: self.executor.allowed_imports.clone(),
-            render_gate: tokio::sync::Semaphore::new(1),
-            interrupt,
-        };
-        Ok((engine, settings))
+        Ok(Engine::start(self.0, interrupt).await?)
     }
 }

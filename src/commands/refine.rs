@@ -61,7 +61,7 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         .refine(&out, record, &change, from, settings, &bar)
         .await;
     progress::finish(&bar);
-    engine.pool.shutdown().await;
+    engine.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", dir.display()))?;
     let not_applied = result.record.requests.len() == requests;
     if let (Some(cause), true) = (result.interrupted, not_applied) {

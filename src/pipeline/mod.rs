@@ -33,41 +33,134 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use tracing::Instrument;
 
-use crate::caption::CaptionService;
+use crate::caption::{CaptionService, Decoding};
 use crate::config::Budget;
-use crate::executor::{ExecutorError, Pool};
+use crate::executor::{ExecutorError, ExecutorSettings, Pool};
 use crate::files;
 use crate::interrupt::{Cause, Interrupt};
-use crate::llm::{LlmClient, LlmError, Message, Usage};
+use crate::llm::{LlmClient, LlmError, LlmSettings, Message, Recording, Usage};
 use crate::mesh::Mesh;
 use crate::prompts::{PromptError, Prompts, SystemContext};
-use crate::render::{RenderError, RenderSettings};
+use crate::render::{self, RenderError, RenderSettings};
 use crate::report::{
-    html, AttemptRecord, CritiqueBasis, Exchange, RequestKind, RequestRecord, RunOutcome,
-    RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT, TRANSCRIPT_FILE,
+    html, AttemptRecord, CritiqueBasis, Exchange, LlmRecord, RequestKind, RequestRecord,
+    RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT,
+    TRANSCRIPT_FILE,
 };
 
 use decide::AfterFailure;
 
-/// Everything a run needs, built once.
-pub struct Engine {
-    pub llm: LlmClient,
-    pub prompts: Prompts,
-    pub pool: Arc<Pool>,
-    /// The captioner, shared by runs (one caption job at a time).
-    pub captioner: Option<CaptionService>,
-    pub render: RenderSettings,
-    pub font: Arc<ab_glyph::FontVec>,
+/// What an [`Engine`] is built from: checked settings, nothing started yet.
+pub struct EngineSettings {
+    pub llm: LlmSettings,
+    pub recording: Recording,
     pub budget: Budget,
+    pub prompts: Prompts,
+    pub executor: ExecutorSettings,
+    pub render: RenderSettings,
+    /// The captioner model folder, its session threads and decoding; `None`:
+    /// the critique sees the geometry facts only.
+    pub captioner: Option<(PathBuf, usize, Decoding)>,
+}
+
+/// Everything a run needs, built once by [`Engine::start`] and shared by the
+/// runs that use it (one for generate and refine, many for batch and bench).
+pub struct Engine {
+    llm: LlmClient,
+    prompts: Prompts,
+    pool: Arc<Pool>,
+    /// The captioner, shared by runs (one caption job at a time).
+    captioner: Option<CaptionService>,
+    render: RenderSettings,
+    font: Arc<ab_glyph::FontVec>,
+    budget: Budget,
     /// Modules the system prompt tells the LLM it may import.
-    pub allowed_modules: Vec<String>,
+    allowed_modules: Vec<String>,
     /// One render at a time, first come first served. A render already uses
     /// every core; renders run side by side would share the cores and all
     /// finish late together, keeping concurrent runs in lockstep.
-    pub render_gate: tokio::sync::Semaphore,
+    render_gate: tokio::sync::Semaphore,
     /// Raised to stop every run at its next wait (an LLM call, a FreeCAD job,
     /// a render); each records what it did and why it stopped.
-    pub interrupt: Interrupt,
+    interrupt: Interrupt,
+}
+
+/// The engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Font(#[from] RenderError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Caption(#[from] crate::caption::CaptionError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+}
+
+impl Engine {
+    /// Loads the font and the captioner, starts the FreeCAD pool and the LLM
+    /// client; runs stop when `interrupt` is raised. Also gives the settings
+    /// a run records.
+    pub async fn start(
+        settings: EngineSettings,
+        interrupt: Interrupt,
+    ) -> Result<(Engine, RunSettings), StartError> {
+        let font = render::load_font()?;
+        let llm = LlmClient::new(settings.llm.clone(), &settings.recording)?;
+        let captioner = match settings.captioner {
+            Some((dir, threads, decoding)) => {
+                Some(CaptionService::start(dir, threads, decoding).await?)
+            }
+            None => {
+                tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
+                None
+            }
+        };
+        let pool = Arc::new(Pool::start(settings.executor.clone()).await?);
+        let (llm_settings, executor) = (&settings.llm, &settings.executor);
+        let record = RunSettings {
+            llm: LlmRecord {
+                base_url: llm_settings.endpoint().to_string(),
+                model: llm_settings.model.clone(),
+                temperature: llm_settings.temperature,
+                max_tokens: llm_settings.max_tokens,
+                request_timeout_secs: llm_settings.request_timeout.as_secs_f64(),
+                retries: llm_settings.retries,
+            },
+            max_repairs: settings.budget.max_repairs,
+            max_refines: settings.budget.max_refines,
+            captioner: captioner.as_ref().map(|c| c.dir().display().to_string()),
+            caption_beams: captioner.as_ref().map(|c| c.decoding().beams),
+            view_size: settings.render.size,
+            exec_timeout_secs: executor.timeout.as_secs_f64(),
+            memory_limit_mib: executor.memory_limit_mib,
+            prompts: settings.prompts.origins().to_vec(),
+        };
+        let engine = Engine {
+            llm,
+            prompts: settings.prompts,
+            pool,
+            captioner,
+            render: settings.render,
+            font: Arc::new(font),
+            budget: settings.budget,
+            allowed_modules: executor.allowed_imports.clone(),
+            render_gate: tokio::sync::Semaphore::new(1),
+            interrupt,
+        };
+        Ok((engine, record))
+    }
+
+    /// Stops the FreeCAD workers; the captioner's thread ends with the engine.
+    pub async fn shutdown(&self) {
+        self.pool.shutdown().await;
+    }
+
+    /// The stop request every run of this engine waits on.
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
 }
 
 /// The loop itself failed (not the generated code, not the LLM).
