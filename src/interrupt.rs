@@ -3,7 +3,6 @@
 //! to its LLM calls and FreeCAD jobs, so a run stops at once and still leaves
 //! a record of what it did instead of a folder that says "running" forever.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,22 +39,28 @@ impl Cause {
 }
 
 /// A stop request that every clone sees. Raised once; the first cause stays.
+/// For many runs at once there is a softer request first: drain (take no new
+/// work, let what runs finish).
 #[derive(Debug, Clone)]
 pub struct Interrupt {
     cause: Arc<watch::Sender<Option<Cause>>>,
+    drain: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Interrupt {
     fn default() -> Self {
         Interrupt {
             cause: Arc::new(watch::channel(None).0),
+            drain: Arc::new(watch::channel(false).0),
         }
     }
 }
 
 impl Interrupt {
-    /// Asks everything holding a clone to stop. A later cause does not replace the first.
+    /// Asks everything holding a clone to stop (and to drain). A later cause
+    /// does not replace the first.
     pub fn raise(&self, cause: Cause) {
+        self.drain.send_replace(true);
         self.cause.send_if_modified(|now| match now {
             Some(_) => false,
             None => {
@@ -65,9 +70,19 @@ impl Interrupt {
         });
     }
 
+    /// Asks for no new work; what runs goes on.
+    pub fn drain(&self) {
+        self.drain.send_replace(true);
+    }
+
     /// Whether, and why, a stop was asked for.
     pub fn raised(&self) -> Option<Cause> {
         *self.cause.borrow()
+    }
+
+    /// Whether new work should be left alone (a drain or a stop was asked for).
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
     }
 
     /// Waits until a stop is asked for.
@@ -84,20 +99,27 @@ impl Interrupt {
         }
     }
 
+    /// Waits until a drain (or a stop) is asked for.
+    pub async fn wait_drain(&self) {
+        let mut seen = self.drain.subscribe();
+        if seen.wait_for(|draining| *draining).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// An interrupt raised by the first SIGINT or SIGTERM this process gets
     /// (the handlers stay installed, so later ones change nothing).
     pub fn on_signals() -> std::io::Result<Interrupt> {
-        Interrupt::listen(None)
+        Interrupt::listen(false)
     }
 
-    /// For many runs at once: the first SIGINT only sets `drain` (take no new
-    /// work, let what runs finish); a second SIGINT, or SIGTERM, raises the
-    /// interrupt.
-    pub fn on_signals_draining(drain: Arc<AtomicBool>) -> std::io::Result<Interrupt> {
-        Interrupt::listen(Some(drain))
+    /// For many runs at once: the first SIGINT only drains; a second SIGINT,
+    /// or SIGTERM, raises the interrupt.
+    pub fn on_signals_draining() -> std::io::Result<Interrupt> {
+        Interrupt::listen(true)
     }
 
-    fn listen(drain: Option<Arc<AtomicBool>>) -> std::io::Result<Interrupt> {
+    fn listen(drain_first: bool) -> std::io::Result<Interrupt> {
         let interrupt = Interrupt::default();
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -114,16 +136,12 @@ impl Interrupt {
                 if raised.raised().is_some() {
                     continue;
                 }
-                if let (Cause::Sigint, Some(drain)) = (cause, &drain) {
-                    if !drain.swap(true, Ordering::SeqCst) {
-                        tracing::warn!(
-                            "Ctrl-C: finishing the work in flight; press Ctrl-C again to stop it at once"
-                        );
-                        continue;
-                    }
-                }
-                if let Some(drain) = &drain {
-                    drain.store(true, Ordering::SeqCst);
+                if drain_first && cause == Cause::Sigint && !raised.draining() {
+                    raised.drain();
+                    tracing::warn!(
+                        "Ctrl-C: finishing the work in flight; press Ctrl-C again to stop it at once"
+                    );
+                    continue;
                 }
                 tracing::warn!("{}: stopping and recording what was done", cause.describe());
                 raised.raise(cause);
@@ -150,5 +168,19 @@ mod tests {
         assert_eq!(interrupt.raised(), Some(Cause::Sigterm));
         // Waiting after the fact returns at once.
         assert_eq!(interrupt.wait().await, Cause::Sigterm);
+        assert!(interrupt.draining(), "a stop drains too");
+    }
+
+    #[tokio::test]
+    async fn a_drain_is_seen_by_every_clone_and_is_not_a_stop() {
+        let interrupt = Interrupt::default();
+        let clone = interrupt.clone();
+        let waiting = tokio::spawn(async move { clone.wait_drain().await });
+        tokio::task::yield_now().await;
+        assert!(!interrupt.draining());
+        interrupt.drain();
+        waiting.await.unwrap();
+        assert!(interrupt.draining());
+        assert_eq!(interrupt.raised(), None);
     }
 }

@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,8 +167,7 @@ impl BatchRun {
             );
             return Ok(None);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let interrupt = Interrupt::on_signals_draining(stop.clone())?;
+        let interrupt = Interrupt::on_signals_draining()?;
         let (engine, settings) = setup.start(interrupt.clone()).await?;
         let engine = Arc::new(engine);
         let bar = progress::counter(todo.len() as u64, !self.quiet);
@@ -178,26 +176,22 @@ impl BatchRun {
             bar: bar.clone().unwrap_or_else(indicatif::ProgressBar::hidden),
         };
         let log_path = log.path().to_path_buf();
-        let outcome = batch::run(
-            engine.clone(),
-            todo,
-            &out,
+        let run = batch::Batch {
+            engine: engine.clone(),
+            out: &out,
             settings,
-            self.jobs,
-            log,
-            self.shard,
-            progress,
-            stop.clone(),
-            self.grace,
-        )
-        .await;
+            jobs: self.jobs,
+            shard: self.shard,
+            grace: self.grace,
+        };
+        let outcome = batch::run(run, todo, log, progress).await;
         if let Some(bar) = &bar {
             progress::finish(bar);
         }
         engine.shutdown().await;
-        // The first Ctrl-C only drains (sets `stop`); a second one, SIGTERM or
-        // the grace period's end raise the interrupt with their own cause.
-        let interrupted = match (interrupt.raised(), stop.load(Ordering::SeqCst)) {
+        // The first Ctrl-C only drains; a second one, SIGTERM or the grace
+        // period's end raise the interrupt with their own cause.
+        let interrupted = match (interrupt.raised(), interrupt.draining()) {
             (Some(cause), _) => Some(cause),
             (None, true) => Some(Cause::Sigint),
             (None, false) => None,
