@@ -202,60 +202,6 @@ pub fn freecad_prompt(text: &str) -> String {
     out
 }
 
-/// Reads a reference or result mesh: STL or OBJ. (STEP goes through FreeCAD
-/// in the command layer.)
-pub fn read_mesh(path: &Path) -> Result<Mesh, BenchError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    match ext.as_str() {
-        "stl" => crate::render::read_stl(path).map_err(|e| BenchError::Dataset {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
-        "obj" => {
-            let options = tobj::LoadOptions {
-                triangulate: true,
-                single_index: true,
-                ..Default::default()
-            };
-            let (models, _) = tobj::load_obj(path, &options).map_err(|e| BenchError::Dataset {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            let mut mesh = Mesh {
-                vertices: Vec::new(),
-                triangles: Vec::new(),
-                closed: false,
-            };
-            for model in models {
-                let base = mesh.vertices.len() as u32;
-                mesh.vertices.extend(
-                    model
-                        .mesh
-                        .positions
-                        .chunks_exact(3)
-                        .map(|p| [p[0], p[1], p[2]]),
-                );
-                mesh.triangles.extend(
-                    model
-                        .mesh
-                        .indices
-                        .chunks_exact(3)
-                        .map(|t| [base + t[0], base + t[1], base + t[2]]),
-                );
-            }
-            Ok(mesh)
-        }
-        _ => Err(BenchError::Dataset {
-            path: path.to_path_buf(),
-            message: "cannot read this kind of mesh here; give .stl or .obj".into(),
-        }),
-    }
-}
-
 /// One scored case, as bench.json lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseScore {

@@ -9,6 +9,7 @@ use crate::batch;
 use crate::bench;
 use crate::cli::{AlignArg, BenchAction, BenchArgs, GlobalArgs, MetricArgs, PromptVariant};
 use crate::config::{self, ExecutorFlags, FileConfig};
+use crate::executor::MeshLoader;
 use crate::files;
 use crate::mesh::Mesh;
 use crate::metrics::{Align, MetricSettings};
@@ -18,7 +19,7 @@ use crate::report::html;
 
 use super::batch::{batch_exit, BatchRun};
 use super::loop_settings::LoopConfig;
-use super::{mesh_with_freecad, write_json_atomically, ExitStatus};
+use super::{write_json_atomically, ExitStatus};
 
 /// Checked metric settings from the flags.
 fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
@@ -122,59 +123,72 @@ async fn score_cases(
     let render_settings = config::render_settings(&file.render, None)?;
     let font = render::load_font()?;
     let bar = progress::counter(cases.len() as u64, !quiet);
+    let flags = ExecutorFlags {
+        workers: Some(1),
+        ..Default::default()
+    };
+    // One FreeCAD pool for every STEP or FCStd model, started only if one comes.
+    let loader = MeshLoader::new(config::executor_settings(&file.executor, &flags)?);
     let mut scored = Vec::with_capacity(cases.len());
+    let mut failed = None;
     for case in cases {
-        let (record, model_path) = find(case);
-        let model = match &model_path {
-            Some(path) => Some(read_any_mesh(file, path).await?),
-            None => None,
-        };
-        let reference = match &case.reference {
-            Some(path) => Some(read_any_mesh(file, path).await?),
-            None => None,
-        };
-        let score = bench::score_case(
-            case,
-            record.as_ref(),
-            model.as_ref(),
-            reference.as_ref(),
-            settings,
-        );
-        write_case_page(
-            out,
-            case,
-            &score,
-            model.as_ref(),
-            reference.as_ref(),
-            &render_settings,
-            &font,
-        )?;
-        scored.push(score);
+        match score_one(case, &find, &loader, settings, out, &render_settings, &font).await {
+            Ok(score) => scored.push(score),
+            Err(err) => {
+                failed = Some(err);
+                break;
+            }
+        }
         if let Some(bar) = &bar {
             bar.inc(1);
         }
     }
+    loader.shutdown().await;
     if let Some(bar) = &bar {
         progress::finish(bar);
     }
-    Ok(scored)
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(scored),
+    }
 }
 
-/// STL and OBJ directly, STEP through FreeCAD.
-async fn read_any_mesh(file: &FileConfig, path: &Path) -> anyhow::Result<Mesh> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    if ext == "step" || ext == "stp" {
-        let flags = ExecutorFlags {
-            workers: Some(1),
-            ..Default::default()
-        };
-        return mesh_with_freecad(path, config::executor_settings(&file.executor, &flags)?).await;
-    }
-    Ok(bench::read_mesh(path)?)
+/// Scores one case and writes its page.
+async fn score_one(
+    case: &bench::Case,
+    find: &impl Fn(&bench::Case) -> (Option<crate::report::RunRecord>, Option<PathBuf>),
+    loader: &MeshLoader,
+    settings: &MetricSettings,
+    out: &Path,
+    render_settings: &RenderSettings,
+    font: &ab_glyph::FontVec,
+) -> anyhow::Result<bench::CaseScore> {
+    let (record, model_path) = find(case);
+    let model = match &model_path {
+        Some(path) => Some(loader.load(path).await?),
+        None => None,
+    };
+    let reference = match &case.reference {
+        Some(path) => Some(loader.load(path).await?),
+        None => None,
+    };
+    let score = bench::score_case(
+        case,
+        record.as_ref(),
+        model.as_ref(),
+        reference.as_ref(),
+        settings,
+    );
+    write_case_page(
+        out,
+        case,
+        &score,
+        model.as_ref(),
+        reference.as_ref(),
+        render_settings,
+        font,
+    )?;
+    Ok(score)
 }
 
 /// `cases/<id>/`: the reference's and the result's sheets and the scores.

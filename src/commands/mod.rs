@@ -24,10 +24,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::executor::{ExecutorSettings, Job, Outcome, Pool};
 use crate::files;
 use crate::interrupt::Cause;
-use crate::mesh::Mesh;
 use crate::report::RunSummary;
 
 /// How a command ended, and so the process's exit status.
@@ -51,52 +49,6 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Error => ExitCode::from(2),
             ExitStatus::Interrupted(cause) => ExitCode::from(cause.exit_code()),
         }
-    }
-}
-
-/// Meshes a STEP or FCStd file by running a small import script on a worker.
-async fn mesh_with_freecad(model: &Path, settings: ExecutorSettings) -> anyhow::Result<Mesh> {
-    let path = model
-        .canonicalize()
-        .with_context(|| format!("cannot read the model {}", model.display()))?;
-    // The job reads its own copy of the model, by file name.
-    let name = path
-        .file_name()
-        .context("the model path has no file name")?;
-    let literal = serde_json::to_string(&name.to_string_lossy())?;
-    let code = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("fcstd"))
-    {
-        format!(
-            "import FreeCAD, Part\nsource = FreeCAD.openDocument({literal})\n\
-             solid = [o for o in source.Objects if hasattr(o, 'Shape') and o.Shape.Solids]\n\
-             names = {{o.Name for o in solid}}\n\
-             result = Part.makeCompound([o.Shape for o in solid if not any(u.Name in names for u in o.InList)])\n"
-        )
-    } else {
-        format!("import Part\nresult = Part.read({literal})\n")
-    };
-    let scratch = tempfile::tempdir()?;
-    let pool = Pool::start(settings).await?;
-    let output = pool
-        .run(Job {
-            code,
-            dir: scratch.path().to_path_buf(),
-            timeout: None,
-            inputs: vec![path.clone()],
-        })
-        .await?;
-    pool.shutdown().await;
-    match (output.mesh, output.report.outcome) {
-        (Some(mesh), _) => Ok(mesh),
-        (None, Outcome::Error { kind, message, .. }) => {
-            bail!(
-                "FreeCAD could not mesh {} ({kind}): {message}",
-                model.display()
-            )
-        }
-        (None, Outcome::Ok { .. }) => bail!("FreeCAD returned no mesh for {}", model.display()),
     }
 }
 

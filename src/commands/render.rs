@@ -4,9 +4,10 @@ use anyhow::{bail, Context};
 
 use crate::cli::{GlobalArgs, RenderArgs};
 use crate::config::{self, ExecutorFlags};
+use crate::executor::MeshLoader;
 use crate::render;
 
-use super::{mesh_with_freecad, ExitStatus};
+use super::ExitStatus;
 
 /// `cadloop render MODEL --out DIR`.
 pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
@@ -19,24 +20,20 @@ pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<Ex
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let mesh = match extension.as_str() {
-        "stl" => render::read_stl(&args.model)?,
-        "step" | "stp" | "fcstd" => {
-            let flags = ExecutorFlags {
-                workers: Some(1),
-                ..Default::default()
-            };
-            mesh_with_freecad(
-                &args.model,
-                config::executor_settings(&file.executor, &flags)?,
-            )
-            .await?
-        }
-        _ => bail!(
+    if !matches!(extension.as_str(), "stl" | "step" | "stp" | "fcstd") {
+        bail!(
             "{}: cannot render a .{extension} file; give an .stl, .step/.stp or .FCStd model",
             args.model.display()
-        ),
+        );
+    }
+    let flags = ExecutorFlags {
+        workers: Some(1),
+        ..Default::default()
     };
+    let loader = MeshLoader::new(config::executor_settings(&file.executor, &flags)?);
+    let mesh = loader.load(&args.model).await;
+    loader.shutdown().await;
+    let mesh = mesh?;
     let started = std::time::Instant::now();
     let views = render::render(&mesh, &settings)?;
     let elapsed = started.elapsed();

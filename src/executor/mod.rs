@@ -9,6 +9,7 @@
 //! - [`worker`]: one worker process: spawn with limits, send a job, time out, kill.
 //! - [`pool`]: the pool: bounded concurrency, restart of dead workers, recycling.
 //! - [`area`]: each worker's temporary folder, and the sweep of those a killed cadloop left.
+//! - [`load`]: meshes from model files (STL, OBJ; STEP and FCStd through a pool).
 //! - [`sandbox`]: Landlock and seccomp, entered by each worker before Python starts.
 //!
 //! A failing script is data (an [`Outcome::Error`]), never an `Err`; `Err` is
@@ -16,6 +17,7 @@
 //! cannot be written).
 
 pub mod area;
+pub mod load;
 pub mod pool;
 pub mod protocol;
 pub mod sandbox;
@@ -29,6 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use load::{LoadError, MeshLoader};
 pub use pool::Pool;
 
 use crate::mesh::Mesh;
