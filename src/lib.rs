@@ -21,6 +21,7 @@
 //! - [`progress`]: the live progress line on a terminal.
 //! - [`prompts`]: the prompt templates of `prompts/`, filled.
 //! - [`report`]: the run record (`run.json`) and the LLM transcript.
+//! - [`run`]: the run folder as a type: its lock, layout, record, transcript and result.
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
 
 pub mod batch;
@@ -42,3 +43,4 @@ pub mod progress;
 pub mod prompts;
 pub mod render;
 pub mod report;
+pub mod run;

@@ -50,6 +50,9 @@ const LINE: [u8; 3] = [40, 40, 48];
 const BASE: [f32; 3] = [150.0, 172.0, 205.0];
 /// Output images are at most this many pixels on a side.
 pub const MAX_SIZE: u32 = 2048;
+/// The folder [`write_views`] puts the seven views in, and the contact sheet beside it.
+pub const VIEWS_DIR: &str = "views";
+pub const SHEET_FILE: &str = "sheet.png";
 /// The sampled image (size × supersample) is at most this many samples on a side,
 /// which bounds a view's buffers to 128 MiB.
 pub const MAX_SAMPLED_SIDE: u32 = 4096;
@@ -681,7 +684,7 @@ fn draw_label(
 /// Writes `DIR/views/<name>.png` and `DIR/sheet.png`, each through a
 /// temporary file and a rename so no reader sees half a PNG.
 pub fn write_views(dir: &Path, views: &Views, sheet: &RgbImage) -> Result<(), RenderError> {
-    let views_dir = dir.join("views");
+    let views_dir = dir.join(VIEWS_DIR);
     std::fs::create_dir_all(&views_dir).map_err(|source| RenderError::Write {
         path: views_dir.clone(),
         source,
@@ -689,7 +692,7 @@ pub fn write_views(dir: &Path, views: &Views, sheet: &RgbImage) -> Result<(), Re
     for (view, image) in &views.images {
         write_png(&views_dir.join(format!("{}.png", view.name())), image)?;
     }
-    write_png(&dir.join("sheet.png"), sheet)
+    write_png(&dir.join(SHEET_FILE), sheet)
 }
 
 /// Encodes a PNG atomically (temporary file in the same folder, then rename).

@@ -66,6 +66,8 @@ pub enum BatchError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Run(#[from] crate::run::RunDirError),
     #[error("{}: line {line} is not a result record: {message}", path.display())]
     Results {
         path: PathBuf,

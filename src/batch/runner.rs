@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::interrupt::Cause;
 use crate::pipeline::{Engine, PipelineError, RunResult};
 use crate::report::{RunSettings, RunSummary};
+use crate::run::RunDir;
 
 use super::{BatchError, Item, ResultRecord, ResultsLog, ITEMS_DIR};
 
@@ -146,14 +147,14 @@ impl Runner<'_> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(output)?;
         }
-        std::fs::create_dir_all(&dir).map_err(output)?;
+        let run_dir = RunDir::create(&dir)?;
         let engine = self.batch.engine.clone();
         let settings = self.batch.settings.clone();
         let span = tracing::info_span!("item", id = %item.id);
         self.running.spawn(
             async move {
                 let result = engine
-                    .run(&item.prompt, &dir, settings, &ProgressBar::hidden())
+                    .run(&item.prompt, &run_dir, settings, &ProgressBar::hidden())
                     .await;
                 (item, result)
             }

@@ -72,8 +72,11 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
 /// Removes views left by an earlier run in the same folder, so they never
 /// describe a different part than result.json.
 fn remove_views(out: &Path) -> anyhow::Result<()> {
-    let views = render::View::ALL.map(|v| out.join("views").join(format!("{}.png", v.name())));
-    for path in views.iter().chain([&out.join("sheet.png")]) {
+    let views = render::View::ALL.map(|v| {
+        out.join(render::VIEWS_DIR)
+            .join(format!("{}.png", v.name()))
+    });
+    for path in views.iter().chain([&out.join(render::SHEET_FILE)]) {
         files::remove_file_if_present(path)
             .with_context(|| format!("cannot remove {}", path.display()))?;
     }

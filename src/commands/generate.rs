@@ -6,9 +6,10 @@ use anyhow::{bail, Context};
 
 use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::progress;
+use crate::run::RunDir;
 
 use super::loop_settings::LoopConfig;
-use super::{create_out_dir, lock_run_dir, read_request, report_run, ExitStatus};
+use super::{read_request, report_run, ExitStatus};
 
 /// `cadloop generate PROMPT`.
 pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitStatus> {
@@ -32,17 +33,17 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         }
     };
     let created = !shown.exists();
-    let out = create_out_dir(&shown)?;
-    let _lock = lock_run_dir(&out)?;
+    let run_dir = RunDir::create(&shown)?;
+    let out = run_dir.path();
     let bar = progress::spinner(!global.quiet && !args.run.json);
-    let result = engine.run(&prompt, &out, settings, &bar).await;
+    let result = engine.run(&prompt, &run_dir, settings, &bar).await;
     progress::finish(&bar);
     engine.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
     let ended_early = result.llm_error.is_some() || result.interrupted.is_some();
     if ended_early && result.record.attempts.is_empty() && created {
         // Nothing happened worth keeping: leave no folder behind.
-        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_dir_all(out);
     }
     report_run(&shown, &result, args.run.json)
 }

@@ -188,19 +188,3 @@ fn read_request(
     }
     Ok(text)
 }
-
-/// Holds a run folder for one cadloop at a time (an advisory lock on the
-/// folder itself, released when the process ends however it ends).
-fn lock_run_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    let handle = std::fs::File::open(dir)
-        .with_context(|| format!("cannot open the run folder {}", dir.display()))?;
-    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-        |(_, errno)| match errno {
-            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
-                "another cadloop is working on {}; wait for it to finish",
-                dir.display()
-            ),
-            other => anyhow::anyhow!("cannot lock the run folder {}: {other}", dir.display()),
-        },
-    )
-}

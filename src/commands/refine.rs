@@ -5,9 +5,10 @@ use anyhow::{bail, Context};
 use crate::cli::{GlobalArgs, RefineArgs};
 use crate::executor::Outcome;
 use crate::progress;
+use crate::run::RunDir;
 
 use super::loop_settings::LoopConfig;
-use super::{lock_run_dir, read_request, report_run, ExitStatus};
+use super::{read_request, report_run, ExitStatus};
 
 /// `cadloop refine RUN_DIR CHANGE`.
 pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitStatus> {
@@ -18,29 +19,11 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         "say what to change, e.g. \"make the hole 8 mm\"",
     )?;
     let dir = &args.run_dir;
-    if !dir.is_dir() {
-        bail!(
-            "{} is not a folder; give the run folder `cadloop generate` wrote (its path is in the summary)",
-            dir.display()
-        );
-    }
-    let out = dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let _lock = lock_run_dir(&out)?;
-    let record = crate::report::read_run(&out)?;
+    let (run_dir, record) = RunDir::open(dir)?;
     let from = start_attempt(&record, args.from_attempt)?;
     if record.status == crate::report::RunStatus::Running {
         tracing::warn!(
             "run.json says its last request never finished (the process was stopped); it stays recorded as it is"
-        );
-    }
-    let next = crate::pipeline::attempt_path(record.attempts.len() as u32 + 1);
-    if out.join(&next).exists() {
-        bail!(
-            "{} already exists but run.json records only {} attempts; the folder was changed by hand or by another program, so nothing was changed",
-            out.join(&next).display(),
-            record.attempts.len()
         );
     }
     let setup = LoopConfig::for_one_run(global, &args.run)?;
@@ -58,7 +41,7 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
     let requests = record.requests.len();
     let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine
-        .refine(&out, record, &change, from, settings, &bar)
+        .refine(&run_dir, record, &change, from, settings, &bar)
         .await;
     progress::finish(&bar);
     engine.shutdown().await;

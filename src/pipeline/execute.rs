@@ -5,7 +5,9 @@ use crate::llm::Usage;
 use crate::mesh::Mesh;
 use crate::report::{AttemptRecord, AttemptTimings, Stage};
 
-use super::{attempt_path, write_json, Run, Stop};
+use crate::run::attempt_path;
+
+use super::{write_json, Run, Stop};
 
 impl Run<'_> {
     #[allow(clippy::too_many_arguments)]

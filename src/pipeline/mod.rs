@@ -43,10 +43,10 @@ use crate::mesh::Mesh;
 use crate::prompts::{PromptError, Prompts, SystemContext};
 use crate::render::{self, RenderError, RenderSettings};
 use crate::report::{
-    html, AttemptRecord, CritiqueBasis, Exchange, LlmRecord, RequestKind, RequestRecord,
-    RunOutcome, RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FILE, RUN_FORMAT,
-    TRANSCRIPT_FILE,
+    AttemptRecord, CritiqueBasis, Exchange, LlmRecord, RequestKind, RequestRecord, RunOutcome,
+    RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FORMAT,
 };
+use crate::run::{RunDir, RunDirError, Snapshot};
 
 use decide::AfterFailure;
 
@@ -180,6 +180,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Run(#[from] RunDirError),
     #[error("the {0} task failed")]
     Task(&'static str, #[source] tokio::task::JoinError),
     #[error("the render queue was closed")]
@@ -233,11 +235,11 @@ enum Step {
 }
 
 impl Engine {
-    /// Runs the loop for `prompt`, writing into `out` (an existing, empty, absolute folder).
+    /// Runs the loop for `prompt`, writing into `dir` (a new or empty run folder).
     pub async fn run(
         &self,
         prompt: &str,
-        out: &Path,
+        dir: &RunDir,
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
@@ -264,29 +266,24 @@ impl Engine {
             timings: RunTimings::default(),
             error: None,
         };
-        let run = self.start_run(out, record, progress)?;
+        let run = self.start_run(dir, record, progress)?;
         let first = run.ask_generate(prompt)?;
         run.go(first).await
     }
 
-    /// Applies a follow-up change to a finished run in `out` (its record
+    /// Applies a follow-up change to a finished run in `dir` (its record
     /// already read and checked), starting from attempt `from`, which built a
     /// solid. The new attempts are added after the existing ones.
     pub async fn refine(
         &self,
-        out: &Path,
+        dir: &RunDir,
         mut record: RunRecord,
         change: &str,
         from: u32,
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
-        let before = Before {
-            transcript_len: std::fs::metadata(out.join(TRANSCRIPT_FILE))
-                .ok()
-                .map(|m| m.len()),
-            record: record.clone(),
-        };
+        let before = dir.snapshot(&record);
         let number = record.requests.len() as u32 + 1;
         record.requests.push(new_request(
             number,
@@ -301,7 +298,7 @@ impl Engine {
         record.stop_reason = String::new();
         record.error = None;
         record.critique_basis = self.critique_basis();
-        let mut run = self.start_run(out, record, progress)?;
+        let mut run = self.start_run(dir, record, progress)?;
         run.before = Some(before);
         let first = run.ask_edit(from, change)?;
         run.go(first).await
@@ -317,7 +314,7 @@ impl Engine {
 
     fn start_run<'a>(
         &'a self,
-        out: &Path,
+        dir: &'a RunDir,
         record: RunRecord,
         progress: &'a ProgressBar,
     ) -> Result<Run<'a>, PipelineError> {
@@ -326,7 +323,7 @@ impl Engine {
         })?;
         let mut run = Run {
             engine: self,
-            out: out.to_path_buf(),
+            dir,
             system,
             started: Instant::now(),
             earlier_ms: record.timings.total_ms,
@@ -398,9 +395,7 @@ impl Run<'_> {
         let ended_early = llm_error.is_some() || interrupted.is_some();
         if let (true, Some(before), true) = (ended_early, self.before.take(), untouched) {
             // The change never got going: leave the run as it was.
-            before.restore_transcript(&self.out)?;
-            self.record = before.record;
-            self.write_files()?;
+            self.record = self.dir.restore(before)?;
             return Ok(RunResult {
                 record: self.record,
                 llm_error,
@@ -434,14 +429,7 @@ impl Run<'_> {
     /// code, maybe a model) that run.json does not know; it goes, so the run
     /// can be refined later.
     fn remove_unrecorded_attempt(&self) -> Result<(), PipelineError> {
-        let dir = self.attempt_dir(self.next_number());
-        match std::fs::remove_dir_all(&dir) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(PipelineError::Write {
-                path: dir,
-                source: err,
-            }),
-            _ => Ok(()),
-        }
+        Ok(self.dir.remove_attempt(self.next_number())?)
     }
 }
 
@@ -472,7 +460,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// One run in progress.
 struct Run<'a> {
     engine: &'a Engine,
-    out: PathBuf,
+    dir: &'a RunDir,
     system: String,
     /// When this request started; `earlier_ms` is the time of the earlier ones.
     started: Instant,
@@ -485,33 +473,7 @@ struct Run<'a> {
     record: RunRecord,
     /// For a follow-up change: the run as it was, restored when the LLM
     /// fails or a signal stops it before the change made any attempt.
-    before: Option<Before>,
-}
-
-/// What a follow-up change restores when it makes no attempt.
-struct Before {
-    record: RunRecord,
-    /// The transcript's length in bytes, if there was one: the calls of the
-    /// change are cut off.
-    transcript_len: Option<u64>,
-}
-
-impl Before {
-    /// Cuts the transcript in `out` back to what it was.
-    fn restore_transcript(&self, out: &Path) -> Result<(), PipelineError> {
-        let transcript = out.join(TRANSCRIPT_FILE);
-        let restored = match self.transcript_len {
-            Some(len) => std::fs::OpenOptions::new()
-                .write(true)
-                .open(&transcript)
-                .and_then(|file| file.set_len(len)),
-            None => files::remove_file_if_present(&transcript),
-        };
-        restored.map_err(|source| PipelineError::Write {
-            path: transcript,
-            source,
-        })
-    }
+    before: Option<Snapshot>,
 }
 
 impl Run<'_> {
@@ -644,7 +606,7 @@ impl Run<'_> {
     }
 
     fn attempt_dir(&self, number: u32) -> PathBuf {
-        self.out.join(attempt_path(number))
+        self.dir.attempt_dir(number)
     }
 
     fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
@@ -660,23 +622,12 @@ impl Run<'_> {
     }
 
     fn write_files(&self) -> Result<(), PipelineError> {
-        write_json(&self.out.join(RUN_FILE), &self.record)?;
-        html::write_run_page(&self.out, &self.record).map_err(|source| PipelineError::Write {
-            path: self.out.join(html::REPORT_FILE),
-            source,
-        })
+        Ok(self.dir.save(&self.record)?)
     }
 
     fn append_transcript(&self, exchange: &Exchange) -> Result<(), PipelineError> {
-        let path = self.out.join(TRANSCRIPT_FILE);
-        files::append_json_line(&path, exchange)
-            .map_err(|source| PipelineError::Write { path, source })
+        Ok(self.dir.append_transcript(exchange)?)
     }
-}
-
-/// `attempts/NN`, relative to the run folder.
-pub fn attempt_path(number: u32) -> String {
-    format!("attempts/{number:02}")
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), PipelineError> {
@@ -689,13 +640,6 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Pipeline
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
     files::write_atomically(path, bytes).map_err(|source| PipelineError::Write {
         path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn copy(from: &Path, to: &Path) -> Result<(), PipelineError> {
-    files::copy_atomically(from, to).map_err(|source| PipelineError::Write {
-        path: to.to_path_buf(),
         source,
     })
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::{AttemptRecord, RunRecord, RunStatus, Stage};
 use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Outcome, MODEL_FILES};
 use crate::files;
-use crate::render::View;
+use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const INDEX_FILE: &str = "index.html";
@@ -237,8 +237,8 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
             .and_then(|a| a.critique.as_ref())
             .and_then(|c| c.verdict)
             .map(|v| v.as_str().to_uppercase()),
-        sheet: present(dir, "sheet.png"),
-        views: view_images(dir, "views"),
+        sheet: present(dir, SHEET_FILE),
+        views: view_images(dir, VIEWS_DIR),
         facts: chosen_attempt
             .and_then(|a| a.result.facts())
             .map(facts_view),
@@ -320,8 +320,8 @@ pub fn exec_page(
         requests: Vec::new(),
         chosen: None,
         verdict: None,
-        sheet: present(dir, "sheet.png"),
-        views: view_images(dir, "views"),
+        sheet: present(dir, SHEET_FILE),
+        views: view_images(dir, VIEWS_DIR),
         facts: report.facts().map(facts_view),
         downloads: downloads(dir),
         attempts: vec![view],
@@ -381,7 +381,7 @@ fn attempt_view(
     let sheet_path = if a.dir.is_empty() {
         None
     } else {
-        present(dir, &format!("{}/sheet.png", a.dir))
+        present(dir, &format!("{}/{SHEET_FILE}", a.dir))
     };
     AttemptView {
         number: a.number,
@@ -609,7 +609,7 @@ impl IndexRow {
             outcome: outcome.to_string(),
             attempts,
             page: present(dir, &format!("{relative}/{REPORT_FILE}")),
-            thumbnail: present(dir, &format!("{relative}/sheet.png")),
+            thumbnail: present(dir, &format!("{relative}/{SHEET_FILE}")),
             links: Vec::new(),
             metrics: Vec::new(),
         }

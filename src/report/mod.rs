@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::critique::Verdict;
 use crate::executor::{ExecReport, Outcome, MODEL_FILES};
 use crate::llm::{Message, Reply, Usage};
+use crate::render::{SHEET_FILE, VIEWS_DIR};
 
 /// The version of the run.json layout; bumped when a field changes meaning.
 /// Format 2 added the chain of requests (`requests`, `attempts[].request`).
@@ -323,7 +324,7 @@ impl RunSummary {
         ];
         if record.outcome.has_model() {
             files.extend(MODEL_FILES.iter().map(|f| f.to_string()));
-            files.extend(["views/".to_string(), "sheet.png".to_string()]);
+            files.extend([format!("{VIEWS_DIR}/"), SHEET_FILE.to_string()]);
         }
         RunSummary {
             out: out.to_path_buf(),
