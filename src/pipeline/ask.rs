@@ -8,7 +8,7 @@ use crate::llm::{Message, Reply, Usage};
 use crate::prompts::{self, EditContext, ErrorContext, RepairContext, Want};
 use crate::report::{AttemptRecord, Exchange, Stage};
 
-use super::{PipelineError, Run, Step, Stop};
+use super::{Ask, PipelineError, Run, Step, Stop};
 
 /// Code from the LLM, with what it cost.
 pub(super) struct Answer {
@@ -27,7 +27,7 @@ pub(super) struct Asked {
 
 impl Run<'_> {
     pub(super) fn ask_generate(&self, prompt: &str) -> Result<Step, PipelineError> {
-        Ok(Step::Ask {
+        Ok(Step::Ask(Ask {
             stage: Stage::Generate,
             messages: vec![
                 Message::system(&self.system),
@@ -36,7 +36,7 @@ impl Run<'_> {
             parent: None,
             round: 0,
             repairs: 0,
-        })
+        }))
     }
 
     /// The first step of a follow-up change: the starting code, its facts and the change.
@@ -57,13 +57,13 @@ impl Run<'_> {
                 .unwrap_or_default(),
             numbered_code: prompts::number_lines(&start.code),
         })?;
-        Ok(Step::Ask {
+        Ok(Step::Ask(Ask {
             stage: Stage::Edit,
             messages: vec![Message::system(&self.system), Message::user(text)],
             parent: Some(from),
             round: 0,
             repairs: 0,
-        })
+        }))
     }
 
     /// The follow-up changes that led to the current request, oldest first:

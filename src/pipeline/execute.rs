@@ -1,26 +1,29 @@
 //! Running an attempt's code in a FreeCAD worker and recording what came back.
 
 use crate::executor::Job;
-use crate::llm::Usage;
 use crate::mesh::Mesh;
-use crate::report::{AttemptRecord, AttemptTimings, Stage};
+use crate::report::{AttemptRecord, AttemptTimings};
 
 use crate::run::attempt_path;
 
-use super::{write_json, Run, Stop};
+use super::{write_json, Execute, Run, Stop};
 
 impl Run<'_> {
-    #[allow(clippy::too_many_arguments)]
+    /// Runs `run.code` as attempt `number` and records it (not yet in the run).
     pub(super) async fn execute(
         &mut self,
         number: u32,
-        code: String,
-        stage: Stage,
-        parent: Option<u32>,
-        round: u32,
-        usage: Usage,
-        llm_ms: f64,
+        run: Execute,
     ) -> Result<(AttemptRecord, Option<Mesh>), Stop> {
+        let Execute {
+            code,
+            stage,
+            parent,
+            round,
+            usage,
+            llm_ms,
+            ..
+        } = run;
         let dir = self.attempt_dir(number);
         let output = self
             .engine

@@ -7,12 +7,11 @@ use crate::prompts::{self, RefineContext, ViewCaption, Want};
 use crate::report::{CritiqueRecord, Stage};
 
 use super::decide;
-use super::{write_file, Run, Step, Stop};
+use super::{write_file, Execute, PipelineError, Run, Step, Stop};
 
 impl Run<'_> {
-    /// The critique of an attempt, and what the loop does next.
-    pub(super) async fn judge(&mut self, number: u32, round: u32) -> Result<Step, Stop> {
-        let budget = self.engine.budget;
+    /// The critique request: what was asked, the attempt's facts, captions and code.
+    fn critique_messages(&self, number: u32, round: u32) -> Result<Vec<Message>, PipelineError> {
         let attempt = &self.record.attempts[number as usize - 1];
         let facts = attempt
             .result
@@ -27,15 +26,20 @@ impl Run<'_> {
                 })
                 .collect()
         });
-        let asked = self.asked();
         let text = self.engine.prompts.refine(&RefineContext {
-            prompt: &asked,
+            prompt: &self.asked(),
             facts,
             captions,
             numbered_code: prompts::number_lines(&attempt.code),
-            last_round: round >= budget.max_refines,
+            last_round: round >= self.engine.budget.max_refines,
         })?;
-        let messages = vec![Message::system(&self.system), Message::user(text)];
+        Ok(vec![Message::system(&self.system), Message::user(text)])
+    }
+
+    /// The critique of an attempt, and what the loop does next.
+    pub(super) async fn judge(&mut self, number: u32, round: u32) -> Result<Step, Stop> {
+        let budget = self.engine.budget;
+        let messages = self.critique_messages(number, round)?;
         let lacking = |reply: &str| {
             let c = critique::read_critique(reply);
             decide::missing_from_critique(c.verdict, c.code.is_some(), round, budget)
@@ -84,7 +88,7 @@ impl Run<'_> {
             llm_ms,
         });
         Ok(match rewrite {
-            Some(code) => Step::Execute {
+            Some(code) => Step::Execute(Execute {
                 code,
                 stage: Stage::Refine,
                 parent: Some(number),
@@ -92,7 +96,7 @@ impl Run<'_> {
                 repairs: 0,
                 usage,
                 llm_ms,
-            },
+            }),
             None => Step::Finish {
                 reason: decide::end_after_critique(critique.verdict, number, round, budget),
             },

@@ -201,23 +201,9 @@ pub struct RunResult {
 /// The step the loop takes next.
 enum Step {
     /// Ask the LLM for code (a first generation or a repair).
-    Ask {
-        stage: Stage,
-        messages: Vec<Message>,
-        parent: Option<u32>,
-        round: u32,
-        repairs: u32,
-    },
+    Ask(Ask),
     /// Run code the LLM wrote.
-    Execute {
-        code: String,
-        stage: Stage,
-        parent: Option<u32>,
-        round: u32,
-        repairs: u32,
-        usage: Usage,
-        llm_ms: f64,
-    },
+    Execute(Execute),
     /// Render and caption an attempt that built a solid.
     Look {
         attempt: u32,
@@ -232,6 +218,27 @@ enum Step {
     Finish {
         reason: String,
     },
+}
+
+/// A request for code, and where it stands in the loop.
+struct Ask {
+    stage: Stage,
+    messages: Vec<Message>,
+    parent: Option<u32>,
+    round: u32,
+    /// Repairs made so far for the code this one repairs or replaces.
+    repairs: u32,
+}
+
+/// Code to run, and what it cost to get.
+struct Execute {
+    code: String,
+    stage: Stage,
+    parent: Option<u32>,
+    round: u32,
+    repairs: u32,
+    usage: Usage,
+    llm_ms: f64,
 }
 
 impl Engine {
@@ -482,85 +489,13 @@ impl Run<'_> {
         &mut self.record.requests[i]
     }
 
-    /// The state machine's loop.
+    /// The state machine's loop: ask → execute → (failed: ask for a repair)
+    /// → look → judge → (mismatch: execute the rewrite) → finish.
     async fn drive(&mut self, mut step: Step) -> Result<(), Stop> {
-        let budget = self.engine.budget;
         loop {
             step = match step {
-                Step::Ask {
-                    stage,
-                    messages,
-                    parent,
-                    round,
-                    repairs,
-                } => {
-                    let number = self.next_number();
-                    self.status(number, &format!("asking the LLM ({})", stage.as_str()));
-                    let answer = self
-                        .ask_code(messages, stage.as_str(), number)
-                        .instrument(tracing::info_span!(
-                            "llm",
-                            attempt = number,
-                            stage = stage.as_str()
-                        ))
-                        .await?;
-                    match answer.code {
-                        Some(code) => Step::Execute {
-                            code,
-                            stage,
-                            parent,
-                            round,
-                            repairs,
-                            usage: answer.usage,
-                            llm_ms: answer.llm_ms,
-                        },
-                        None => Step::Finish {
-                            reason: format!(
-                                "the LLM replied without code to the {} request, even when reminded",
-                                stage.as_str()
-                            ),
-                        },
-                    }
-                }
-                Step::Execute {
-                    code,
-                    stage,
-                    parent,
-                    round,
-                    repairs,
-                    usage,
-                    llm_ms,
-                } => {
-                    let number = self.next_number();
-                    self.status(number, "running FreeCAD");
-                    let (attempt, mesh) = self
-                        .execute(number, code, stage, parent, round, usage, llm_ms)
-                        .instrument(tracing::info_span!("exec", attempt = number))
-                        .await?;
-                    let next = match mesh {
-                        Some(mesh) => Step::Look {
-                            attempt: number,
-                            mesh,
-                            round,
-                        },
-                        None => {
-                            match decide::after_failure(repairs, round, self.request > 1, budget) {
-                                AfterFailure::Repair => Step::Ask {
-                                    stage: Stage::Repair,
-                                    messages: self.repair_messages(&attempt)?,
-                                    parent: Some(number),
-                                    round,
-                                    repairs: repairs + 1,
-                                },
-                                AfterFailure::Finish(reason) => Step::Finish { reason },
-                            }
-                        }
-                    };
-                    self.record.attempts.push(attempt);
-                    self.current().attempts.push(number);
-                    self.save()?;
-                    next
-                }
+                Step::Ask(ask) => self.ask_step(ask).await?,
+                Step::Execute(execute) => self.execute_step(execute).await?,
                 Step::Look {
                     attempt,
                     mesh,
@@ -570,7 +505,7 @@ impl Run<'_> {
                         .instrument(tracing::info_span!("look", attempt))
                         .await?;
                     self.save()?;
-                    if budget.max_refines == 0 {
+                    if self.engine.budget.max_refines == 0 {
                         Step::Finish {
                             reason: "no critique asked for (--max-refines 0)".into(),
                         }
@@ -594,6 +529,67 @@ impl Run<'_> {
                 }
             };
         }
+    }
+
+    /// Asks for code; a reply without any (even when reminded) ends the loop.
+    async fn ask_step(&mut self, ask: Ask) -> Result<Step, Stop> {
+        let number = self.next_number();
+        let stage = ask.stage.as_str();
+        self.status(number, &format!("asking the LLM ({stage})"));
+        let answer = self
+            .ask_code(ask.messages, stage, number)
+            .instrument(tracing::info_span!("llm", attempt = number, stage))
+            .await?;
+        Ok(match answer.code {
+            Some(code) => Step::Execute(Execute {
+                code,
+                stage: ask.stage,
+                parent: ask.parent,
+                round: ask.round,
+                repairs: ask.repairs,
+                usage: answer.usage,
+                llm_ms: answer.llm_ms,
+            }),
+            None => Step::Finish {
+                reason: format!(
+                    "the LLM replied without code to the {stage} request, even when reminded"
+                ),
+            },
+        })
+    }
+
+    /// Runs the code as the next attempt; a solid is looked at, a failure
+    /// repaired while the budget allows.
+    async fn execute_step(&mut self, run: Execute) -> Result<Step, Stop> {
+        let number = self.next_number();
+        self.status(number, "running FreeCAD");
+        let (round, repairs) = (run.round, run.repairs);
+        let (attempt, mesh) = self
+            .execute(number, run)
+            .instrument(tracing::info_span!("exec", attempt = number))
+            .await?;
+        let budget = self.engine.budget;
+        let next = match mesh {
+            Some(mesh) => Step::Look {
+                attempt: number,
+                mesh,
+                round,
+            },
+            None => match decide::after_failure(repairs, round, self.request > 1, budget) {
+                AfterFailure::Repair => Step::Ask(Ask {
+                    stage: Stage::Repair,
+                    messages: self.repair_messages(&attempt)?,
+                    parent: Some(number),
+                    round,
+                    repairs: repairs + 1,
+                }),
+                AfterFailure::Finish(reason) => Step::Finish { reason },
+            },
+        };
+        self.record.attempts.push(attempt);
+        self.current().attempts.push(number);
+        self.save()?;
+        Ok(next)
     }
 
     fn next_number(&self) -> u32 {
