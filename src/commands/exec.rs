@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::config::{self, ExecutorFlags};
-use crate::executor::{ExecReport, IgnoredKind, Job, Outcome, Pool, MODEL_FILES};
+use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
 use crate::render;
 use crate::report::html;
@@ -95,42 +95,7 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
                 script.display(),
                 out.display()
             );
-            let [x, y, z] = facts.bbox.size;
-            let _ = writeln!(
-                text,
-                "  solid       {} {} solid{}, volume {:.2} mm³, area {:.2} mm²",
-                facts.solids,
-                if facts.valid { "valid" } else { "INVALID" },
-                if facts.solids == 1 { "" } else { "s" },
-                facts.volume,
-                facts.area
-            );
-            let [mx, my, mz] = facts.bbox.min;
-            let _ = writeln!(
-                text,
-                "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})"
-            );
-            let [cx, cy, cz] = facts.center_of_mass;
-            let _ = writeln!(text, "  centre      {cx:.2}, {cy:.2}, {cz:.2}");
-            let types: Vec<String> = facts
-                .face_types
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            let _ = writeln!(
-                text,
-                "  topology    {} faces ({}), {} edges, {} vertices",
-                facts.faces,
-                types.join(", "),
-                facts.edges,
-                facts.vertices
-            );
-            let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
-            let _ = writeln!(
-                text,
-                "  files       {} ({triangles} triangles), result.json, views/, sheet.png",
-                MODEL_FILES.join(", ")
-            );
+            write_facts(&mut text, facts);
         }
         Outcome::Error {
             kind,
@@ -181,4 +146,44 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
         );
     }
     text
+}
+
+/// The solid's lines of the summary.
+fn write_facts(text: &mut String, facts: &GeometryFacts) {
+    let [x, y, z] = facts.bbox.size;
+    let _ = writeln!(
+        text,
+        "  solid       {} {} solid{}, volume {:.2} mm³, area {:.2} mm²",
+        facts.solids,
+        if facts.valid { "valid" } else { "INVALID" },
+        if facts.solids == 1 { "" } else { "s" },
+        facts.volume,
+        facts.area
+    );
+    let [mx, my, mz] = facts.bbox.min;
+    let _ = writeln!(
+        text,
+        "  size        {x:.2} × {y:.2} × {z:.2} mm (min corner {mx:.2}, {my:.2}, {mz:.2})"
+    );
+    let [cx, cy, cz] = facts.center_of_mass;
+    let _ = writeln!(text, "  centre      {cx:.2}, {cy:.2}, {cz:.2}");
+    let types: Vec<String> = facts
+        .face_types
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        text,
+        "  topology    {} faces ({}), {} edges, {} vertices",
+        facts.faces,
+        types.join(", "),
+        facts.edges,
+        facts.vertices
+    );
+    let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
+    let _ = writeln!(
+        text,
+        "  files       {} ({triangles} triangles), result.json, views/, sheet.png",
+        MODEL_FILES.join(", ")
+    );
 }

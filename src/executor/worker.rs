@@ -73,44 +73,8 @@ impl Worker {
             source,
         };
         let area = Area::create().map_err(spawn_err)?;
-        let mut command = Command::new(&settings.worker_exe);
-        command
-            .arg("worker")
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env(AREA_ENV, area.path())
-            .env("HOME", area.path().join("home"))
-            .env("TMPDIR", area.path().join("tmp"))
-            .env("LANG", "C.UTF-8")
-            .env("LC_ALL", "C.UTF-8")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONNOUSERSITE", "1")
-            .env("PYTHONHASHSEED", "0")
-            .env(FREECAD_LIB_ENV, &settings.freecad_lib)
-            .env(ALLOWED_IMPORTS_ENV, settings.allowed_imports.join(","))
-            .envs(
-                INHERITED_ENV
-                    .iter()
-                    .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
-            )
-            .current_dir(area.path().join("job"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
         let memory_bytes = settings.memory_limit_mib.saturating_mul(1024 * 1024);
-        // SAFETY: between fork and exec only async-signal-safe calls are made
-        // (setrlimit and prctl are plain syscalls; no allocation).
-        unsafe {
-            command.pre_exec(move || {
-                setrlimit(Resource::RLIMIT_AS, memory_bytes, memory_bytes)?;
-                setrlimit(Resource::RLIMIT_FSIZE, FILE_SIZE_LIMIT, FILE_SIZE_LIMIT)?;
-                setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                Ok(())
-            });
-        }
+        let mut command = worker_command(settings, &area, memory_bytes);
         let mut child = command.spawn().map_err(|source| ExecutorError::Spawn {
             exe: settings.worker_exe.clone(),
             source,
@@ -277,6 +241,50 @@ impl Worker {
             }
         }
     }
+}
+
+/// The `cadloop worker` command: a scrubbed environment, pipes, its own
+/// process group, and limits set between fork and exec, so they hold before
+/// Python or any generated code runs.
+fn worker_command(settings: &ExecutorSettings, area: &Area, memory_bytes: u64) -> Command {
+    let mut command = Command::new(&settings.worker_exe);
+    command
+        .arg("worker")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env(AREA_ENV, area.path())
+        .env("HOME", area.path().join("home"))
+        .env("TMPDIR", area.path().join("tmp"))
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONHASHSEED", "0")
+        .env(FREECAD_LIB_ENV, &settings.freecad_lib)
+        .env(ALLOWED_IMPORTS_ENV, settings.allowed_imports.join(","))
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+        )
+        .current_dir(area.path().join("job"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (setrlimit and prctl are plain syscalls; no allocation).
+    unsafe {
+        command.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_AS, memory_bytes, memory_bytes)?;
+            setrlimit(Resource::RLIMIT_FSIZE, FILE_SIZE_LIMIT, FILE_SIZE_LIMIT)?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Exit status in words: "exit status 3" or "signal SIGSEGV".

@@ -218,7 +218,6 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
         RunStatus::Stopped if record.outcome.has_model() => record.outcome.as_str(),
         RunStatus::Stopped => "stopped",
     };
-    let usage = record.usage;
     let page = Page {
         version: env!("CARGO_PKG_VERSION"),
         kind: "cadloop run".into(),
@@ -244,35 +243,41 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
             .map(facts_view),
         downloads: downloads(dir),
         attempts,
-        footer: vec![
-            format!(
-                "LLM {} at {} · {} calls · {} tokens ({} prompt, {} completion)",
-                record.settings.llm.model,
-                record.settings.llm.base_url,
-                record.llm_calls,
-                usage.total_tokens,
-                usage.prompt_tokens,
-                usage.completion_tokens
-            ),
-            format!(
-                "{:.1} s in all: LLM {:.1} s, FreeCAD {:.1} s, rendering {:.1} s, captions {:.1} s · the critique saw {}",
-                record.timings.total_ms / 1e3,
-                record.timings.llm_ms / 1e3,
-                record.timings.exec_ms / 1e3,
-                record.timings.render_ms / 1e3,
-                record.timings.caption_ms / 1e3,
-                match record.critique_basis {
-                    super::CritiqueBasis::CaptionsAndGeometry => "captions and geometry",
-                    super::CritiqueBasis::Geometry => "geometry only",
-                }
-            ),
-            format!(
-                "Written by cadloop {} · the whole record is in run.json, the LLM exchanges in transcript.jsonl",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ],
+        footer: run_footer(record),
     };
     fill("page.html", page)
+}
+
+/// The run page's footer: the LLM, its use, the time spent.
+fn run_footer(record: &RunRecord) -> Vec<String> {
+    let usage = record.usage;
+    vec![
+        format!(
+            "LLM {} at {} · {} calls · {} tokens ({} prompt, {} completion)",
+            record.settings.llm.model,
+            record.settings.llm.base_url,
+            record.llm_calls,
+            usage.total_tokens,
+            usage.prompt_tokens,
+            usage.completion_tokens
+        ),
+        format!(
+            "{:.1} s in all: LLM {:.1} s, FreeCAD {:.1} s, rendering {:.1} s, captions {:.1} s · the critique saw {}",
+            record.timings.total_ms / 1e3,
+            record.timings.llm_ms / 1e3,
+            record.timings.exec_ms / 1e3,
+            record.timings.render_ms / 1e3,
+            record.timings.caption_ms / 1e3,
+            match record.critique_basis {
+                super::CritiqueBasis::CaptionsAndGeometry => "captions and geometry",
+                super::CritiqueBasis::Geometry => "geometry only",
+            }
+        ),
+        format!(
+            "Written by cadloop {} · the whole record is in run.json, the LLM exchanges in transcript.jsonl",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ]
 }
 
 /// Writes `report.html` into a run folder.
@@ -363,21 +368,6 @@ fn attempt_view(
             message: message.clone(),
         }),
     };
-    let t = &a.timings;
-    let mut timings = vec![];
-    if t.llm_ms > 0.0 {
-        timings.push(format!("LLM {:.1} s", t.llm_ms / 1e3));
-    }
-    timings.push(format!("FreeCAD {:.2} s", t.exec_ms / 1e3));
-    for (name, ms) in [
-        ("render", t.render_ms),
-        ("captions", t.caption_ms),
-        ("critique", t.critique_ms),
-    ] {
-        if let Some(ms) = ms {
-            timings.push(format!("{name} {:.2} s", ms / 1e3));
-        }
-    }
     let sheet_path = if a.dir.is_empty() {
         None
     } else {
@@ -391,7 +381,7 @@ fn attempt_view(
         parent: a.parent,
         chosen: chosen == Some(a.number),
         dir: (!a.dir.is_empty()).then(|| a.dir.clone()),
-        timings: timings.join(" · "),
+        timings: timings_line(&a.timings),
         tokens: a.usage.total_tokens + a.critique.as_ref().map_or(0, |c| c.usage.total_tokens),
         facts: if error.is_none() {
             a.result.facts().map(facts_view)
@@ -421,28 +411,51 @@ fn attempt_view(
             feedback: c.feedback.clone(),
         }),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
-        ignored: a
-            .result
-            .ignored
-            .iter()
-            .map(|i| IgnoredView {
-                kind: match i.kind {
-                    IgnoredKind::Gui => "GUI",
-                    IgnoredKind::Write => "write",
-                },
-                line: i.line,
-                call: i.call.clone(),
-                source: i
-                    .line
-                    .and_then(|n| a.code.lines().nth(n.saturating_sub(1) as usize))
-                    .map(|l| l.trim().to_string())
-                    .unwrap_or_default(),
-                detail: i.detail.clone(),
-            })
-            .collect(),
+        ignored: ignored_views(a),
         diff: parent_code.map(|old| diff_lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
     }
+}
+
+/// An attempt's time per stage, in one line.
+fn timings_line(t: &super::AttemptTimings) -> String {
+    let mut timings = vec![];
+    if t.llm_ms > 0.0 {
+        timings.push(format!("LLM {:.1} s", t.llm_ms / 1e3));
+    }
+    timings.push(format!("FreeCAD {:.2} s", t.exec_ms / 1e3));
+    for (name, ms) in [
+        ("render", t.render_ms),
+        ("captions", t.caption_ms),
+        ("critique", t.critique_ms),
+    ] {
+        if let Some(ms) = ms {
+            timings.push(format!("{name} {:.2} s", ms / 1e3));
+        }
+    }
+    timings.join(" · ")
+}
+
+/// The lines of the attempt's code that did nothing headless, with their source.
+fn ignored_views(a: &AttemptRecord) -> Vec<IgnoredView> {
+    a.result
+        .ignored
+        .iter()
+        .map(|i| IgnoredView {
+            kind: match i.kind {
+                IgnoredKind::Gui => "GUI",
+                IgnoredKind::Write => "write",
+            },
+            line: i.line,
+            call: i.call.clone(),
+            source: i
+                .line
+                .and_then(|n| a.code.lines().nth(n.saturating_sub(1) as usize))
+                .map(|l| l.trim().to_string())
+                .unwrap_or_default(),
+            detail: i.detail.clone(),
+        })
+        .collect()
 }
 
 /// A unified diff, as lines tagged for colouring.
