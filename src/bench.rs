@@ -2,8 +2,9 @@
 //! `metrics`, summarised in tables.
 //!
 //! Stage in the flow: `cadloop bench DATASET` loads the cases here
-//! ([`load_dataset`]), runs them through the batch engine, then [`score_run`]
-//! reads each item's record and model and scores it against its reference;
+//! ([`load_dataset`]), runs them through the batch engine, then
+//! [`score_case`] scores each item's model (read by the executor's
+//! `MeshLoader`) against its reference;
 //! `cadloop bench score` does the same for another system's `<id>.stl` files.
 //! [`report`] turns the scored cases into `bench.json` and `bench.md`.
 //!

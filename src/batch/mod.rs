@@ -5,7 +5,7 @@
 //! Stage in the flow: on top of `pipeline`. `commands::batch` reads the input
 //! with [`read_items`], keeps its shard ([`shard`]) minus what earlier runs
 //! finished ([`finished_ids`]), and hands the rest to [`run`], which runs
-//! `--jobs` items at a time on one [`Engine`] (one FreeCAD pool, one
+//! `--jobs` items at a time on one [`Engine`](crate::pipeline::Engine) (one FreeCAD pool, one
 //! captioner) and appends a [`ResultRecord`] per finished item.
 //!
 //! The results log is the only record of what is finished: one JSON line per
