@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::batch::{self, InputFormat, InputOptions, Item, Problem};
 use crate::mesh::Mesh;
 use crate::metrics::{self, MetricSettings, Scores};
-use crate::report::{html, RunRecord, RUN_FILE};
+use crate::report::{html, RunRecord};
 
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";
 pub const MEASUREMENTS_PROMPT_FILE: &str =
@@ -283,9 +283,8 @@ pub fn score_case(
 
 /// Reads a batch item's run record and model, when they exist.
 pub fn read_item(dir: &Path) -> (Option<RunRecord>, Option<PathBuf>) {
-    let record: Option<RunRecord> = std::fs::read(dir.join(RUN_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    // Through report's reader, so a run.json of another format counts as none.
+    let record = crate::report::read_run(dir).ok();
     let model = dir.join("model.stl");
     let has_model = record.as_ref().is_some_and(|r| r.outcome.has_model());
     (record, (has_model && model.is_file()).then_some(model))
