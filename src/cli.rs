@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::config;
+
 /// Text to CAD: an LLM writes FreeCAD Python, cadloop runs it, looks at the
 /// result and refines it.
 #[derive(Debug, Parser)]
@@ -24,7 +26,7 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Settings file [default: ./cadloop.toml when it exists].
-    #[arg(long, env = "CADLOOP_CONFIG", global = true, value_name = "FILE")]
+    #[arg(long, env = config::env::CONFIG, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -132,7 +134,7 @@ pub struct CaptionArgs {
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
     /// The captioner model folder (made by captioner/export.py).
-    #[arg(long, env = "CADLOOP_CAPTIONER", value_name = "DIR")]
+    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
     pub captioner: Option<PathBuf>,
     /// Beams for beam search; 1 decodes greedily [default: 3].
     #[arg(long, value_name = "N")]
@@ -203,10 +205,10 @@ pub struct GenerateArgs {
 pub struct LlmArgs {
     /// The OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1 (Ollama)
     /// [default: OpenAI's, when OPENAI_API_KEY is set].
-    #[arg(long, env = "OPENAI_BASE_URL", value_name = "URL")]
+    #[arg(long, env = config::env::BASE_URL, value_name = "URL")]
     pub base_url: Option<String>,
     /// The model to ask [default at OpenAI: gpt-4.1-mini].
-    #[arg(long, env = "CADLOOP_MODEL", value_name = "NAME")]
+    #[arg(long, env = config::env::MODEL, value_name = "NAME")]
     pub model: Option<String>,
     /// Sampling temperature, 0 to 2 [default: the server's].
     #[arg(long, value_name = "T")]
@@ -251,7 +253,7 @@ pub struct LoopArgs {
     #[arg(long, value_name = "N")]
     pub max_refines: Option<u32>,
     /// The captioner model folder; without one the critique uses the geometry alone.
-    #[arg(long, env = "CADLOOP_CAPTIONER", value_name = "DIR")]
+    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
     pub captioner: Option<PathBuf>,
     /// A folder of prompt templates (system.md, generate.md, repair.md,
     /// refine.md, reminder.md) replacing the built-in ones it has.
@@ -419,4 +421,39 @@ pub struct MetricArgs {
 pub enum AlignArg {
     None,
     Icp,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::config::Budget;
+    use crate::executor::ExecutorSettings;
+
+    /// The help of `generate`'s flag `long`.
+    fn help_of(long: &str) -> String {
+        let command = Cli::command();
+        let generate = command
+            .find_subcommand("generate")
+            .expect("generate exists");
+        let arg = generate
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("--{long} exists"));
+        arg.get_help().map(ToString::to_string).unwrap_or_default()
+    }
+
+    /// Defaults live in the settings; the help, which cannot name them, must agree.
+    #[test]
+    fn the_help_states_the_defaults_the_settings_use() {
+        let budget = Budget::default();
+        assert!(help_of("max-repairs").contains(&format!("[default: {}]", budget.max_repairs)));
+        assert!(help_of("max-refines").contains(&format!("[default: {}]", budget.max_refines)));
+        let executor = ExecutorSettings::with_defaults("cadloop".into());
+        let timeout = executor.timeout.as_secs();
+        assert!(help_of("timeout").contains(&format!("[default: {timeout}]")));
+        let memory = executor.memory_limit_mib;
+        assert!(help_of("memory-limit").contains(&format!("[default: {memory}]")));
+    }
 }

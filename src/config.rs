@@ -148,9 +148,24 @@ pub struct LlmFlags {
     pub retries: Option<u32>,
 }
 
+/// The environment variables cadloop reads, named once for clap (`env = …`)
+/// and for `cadloop doctor`, which must resolve settings as the commands do.
+pub mod env {
+    /// The settings file.
+    pub const CONFIG: &str = "CADLOOP_CONFIG";
+    /// The captioner model folder.
+    pub const CAPTIONER: &str = "CADLOOP_CAPTIONER";
+    /// The LLM endpoint's base URL.
+    pub const BASE_URL: &str = "OPENAI_BASE_URL";
+    /// The LLM model's name.
+    pub const MODEL: &str = "CADLOOP_MODEL";
+    /// The LLM API key (never written anywhere).
+    pub const API_KEY: &str = "OPENAI_API_KEY";
+}
+
 /// The API key from `OPENAI_API_KEY`, when set and not blank.
 pub fn api_key_from_env() -> Option<String> {
-    std::env::var("OPENAI_API_KEY")
+    std::env::var(env::API_KEY)
         .ok()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())

@@ -125,7 +125,7 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
 
 /// Loads the configured captioner model for real (ONNX Runtime included).
 fn captioner_check(file: &config::CaptionerFile) -> Check {
-    let flag = std::env::var_os("CADLOOP_CAPTIONER").map(std::path::PathBuf::from);
+    let flag = std::env::var_os(config::env::CAPTIONER).map(std::path::PathBuf::from);
     let Some(dir) = config::captioner_dir(flag.as_deref(), file) else {
         return check(
             "captioner",
@@ -156,8 +156,8 @@ fn captioner_check(file: &config::CaptionerFile) -> Check {
 /// The LLM settings as `generate` would resolve them (no request is sent).
 fn llm_check(file: &config::LlmFile) -> Check {
     let flags = config::LlmFlags {
-        base_url: std::env::var("OPENAI_BASE_URL").ok(),
-        model: std::env::var("CADLOOP_MODEL").ok(),
+        base_url: std::env::var(config::env::BASE_URL).ok(),
+        model: std::env::var(config::env::MODEL).ok(),
         ..Default::default()
     };
     let key = config::api_key_from_env();
