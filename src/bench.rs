@@ -393,7 +393,6 @@ pub fn report(dataset: &str, settings: &MetricSettings, cases: Vec<CaseScore>) -
     }
 }
 
-/// bench.md: the tables.
 /// `index.html` of a bench folder: one row per case with its scores,
 /// linking to the run's report (when the run is here) and the case page.
 pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
@@ -457,6 +456,7 @@ pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
     }
 }
 
+/// bench.md: the tables.
 pub fn markdown(report: &BenchReport) -> String {
     let mut md = format!(
         "# cadloop bench: {}\n\n{} cases; metrics on {} points per surface (seed {}), alignment {}, IoU on {}³ voxels.\n\n",

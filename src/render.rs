@@ -4,6 +4,10 @@
 //! Stage in the flow: the executor's mesh comes in; the views go to the
 //! captioner and, with the sheet, into the run directory for people.
 //!
+//! One file on purpose (it is over 700 lines): cameras, the z-buffered
+//! rasteriser, edge lines and shading are one algorithm whose parts share
+//! their buffers and conventions, and read best side by side.
+//!
 //! # Camera conventions (FreeCAD's standard views)
 //! Each view is a direction the camera looks along and the world axis that is
 //! "up" on screen; screen-right is `look × up`.

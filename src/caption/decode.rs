@@ -1,0 +1,348 @@
+//! Decoding: greedy and beam search over the text decoder, step by step
+//! with its key/value cache, as transformers' `generate` does for BLIP.
+
+use ort::value::DynValue;
+
+use super::{run_err, run_err_text, tensor_f32, tensor_ids, CaptionError, Captioner};
+/// The decoder's key/value cache between steps.
+struct Cache {
+    self_k: DynValue,
+    self_v: DynValue,
+    cross_k: DynValue,
+    cross_v: DynValue,
+}
+
+/// Last-position logits, one row per sequence.
+fn logits_rows(value: &DynValue, graph: &'static str) -> Result<Vec<Vec<f32>>, CaptionError> {
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| run_err(graph, e))?;
+    let vocab = *shape
+        .last()
+        .ok_or_else(|| run_err_text(graph, "logits have no shape"))? as usize;
+    Ok(data.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// Takes the entries of `axis` in `order` (entries may repeat): the batch
+/// axis is 0 for image embeddings and 1 for the `[L, B, …]` caches.
+fn gather_axis(
+    value: &DynValue,
+    axis: usize,
+    order: &[usize],
+    graph: &'static str,
+) -> Result<DynValue, CaptionError> {
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| run_err(graph, e))?;
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(outer * order.len() * inner);
+    for o in 0..outer {
+        for &b in order {
+            let at = (o * dims[axis] + b) * inner;
+            out.extend_from_slice(&data[at..at + inner]);
+        }
+    }
+    let mut new_dims = dims;
+    new_dims[axis] = order.len();
+    Ok(tensor_f32(new_dims, out, graph)?.into_dyn())
+}
+
+/// transformers' repetition penalty: each distinct token already in the
+/// sequence has its score divided by the penalty when positive, multiplied
+/// when negative (once, however often it occurred).
+fn apply_repetition_penalty(scores: &mut [f32], sequence: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = sequence.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    for token in seen {
+        if let Some(s) = scores.get_mut(token as usize) {
+            *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
+        }
+    }
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+    let log_sum = sum.ln() + max;
+    row.iter().map(|&x| x - log_sum).collect()
+}
+
+/// Index of the largest value; the first one on ties, as torch.argmax.
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// One decoding run's fixed settings.
+pub(super) struct Search {
+    pub(super) start: Vec<u32>,
+    pub(super) max_length: usize,
+    pub(super) beams: usize,
+    pub(super) penalty: f32,
+    pub(super) sep: u32,
+    pub(super) pad: u32,
+}
+
+impl Search {
+    /// Runs the first decoder pass over `rows` (all the same length).
+    fn first(
+        &self,
+        model: &mut Captioner,
+        rows: &[Vec<u32>],
+        embeds: &DynValue,
+    ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
+        let ids = tensor_ids(rows, 0, "decoder_init")?;
+        let mut out = model
+            .init
+            .run(ort::inputs!["input_ids" => ids, "image_embeds" => embeds])
+            .map_err(|e| run_err("decoder_init", e))?;
+        let logits = logits_rows(&out["logits"], "decoder_init")?;
+        if logits[0].len() != model.manifest.vocab_size {
+            return Err(CaptionError::Run {
+                graph: "decoder_init",
+                message: format!(
+                    "the decoder scores {} tokens, the manifest says {}; export the model again",
+                    logits[0].len(),
+                    model.manifest.vocab_size
+                ),
+            });
+        }
+        let mut take = |name: &str| {
+            out.remove(name)
+                .ok_or_else(|| run_err_text("decoder_init", "missing output"))
+        };
+        let cache = Cache {
+            self_k: take("self_k")?,
+            self_v: take("self_v")?,
+            cross_k: take("cross_k")?,
+            cross_v: take("cross_v")?,
+        };
+        Ok((logits, cache))
+    }
+
+    /// Feeds the last token of each row; returns the logits and the grown cache.
+    fn next(
+        &self,
+        model: &mut Captioner,
+        rows: &[Vec<u32>],
+        cache: Cache,
+    ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
+        let ids = tensor_ids(rows, rows[0].len() - 1, "decoder_step")?;
+        let mut out = model
+            .step
+            .run(ort::inputs![
+                "input_ids" => ids,
+                "self_k" => &cache.self_k,
+                "self_v" => &cache.self_v,
+                "cross_k" => &cache.cross_k,
+                "cross_v" => &cache.cross_v,
+            ])
+            .map_err(|e| run_err("decoder_step", e))?;
+        let logits = logits_rows(&out["logits"], "decoder_step")?;
+        let self_k = out
+            .remove("next_k")
+            .ok_or_else(|| run_err_text("decoder_step", "missing next_k"))?;
+        let self_v = out
+            .remove("next_v")
+            .ok_or_else(|| run_err_text("decoder_step", "missing next_v"))?;
+        drop(out);
+        Ok((
+            logits,
+            Cache {
+                self_k,
+                self_v,
+                cross_k: cache.cross_k,
+                cross_v: cache.cross_v,
+            },
+        ))
+    }
+
+    pub(super) fn greedy(
+        &self,
+        model: &mut Captioner,
+        embeds: DynValue,
+        batch: usize,
+    ) -> Result<Vec<(Vec<u32>, f32)>, CaptionError> {
+        let mut rows = vec![self.start.clone(); batch];
+        let mut done = vec![false; batch];
+        let mut sums = vec![0f32; batch];
+        let mut counts = vec![0usize; batch];
+        let (mut logits, mut cache) = self.first(model, &rows, &embeds)?;
+        loop {
+            for (b, row) in rows.iter_mut().enumerate() {
+                // A finished row still runs with the batch; it only grows padding.
+                if done[b] {
+                    row.push(self.pad);
+                    continue;
+                }
+                let mut scores = logits[b].clone();
+                apply_repetition_penalty(&mut scores, row, self.penalty);
+                let token = argmax(&scores) as u32;
+                sums[b] += log_softmax(&scores)[token as usize];
+                counts[b] += 1;
+                row.push(token);
+                done[b] = token == self.sep;
+            }
+            if done.iter().all(|&d| d) || rows[0].len() >= self.max_length {
+                break;
+            }
+            (logits, cache) = self.next(model, &rows, cache)?;
+        }
+        Ok(rows
+            .into_iter()
+            .enumerate()
+            .map(|(b, row)| (trim(row, self.sep), sums[b] / counts[b].max(1) as f32))
+            .collect())
+    }
+
+    /// transformers' beam search (length penalty 1, `early_stopping=False`).
+    pub(super) fn beam(
+        &self,
+        model: &mut Captioner,
+        embeds: DynValue,
+        batch: usize,
+    ) -> Result<Vec<(Vec<u32>, f32)>, CaptionError> {
+        let k = self.beams;
+        let keep = 2 * k;
+        let prompt = self.start.len();
+        // running[b][j]: sequence and accumulated log-probability of beam j of image b.
+        let mut running: Vec<Vec<(Vec<u32>, f32)>> = (0..batch)
+            .map(|_| {
+                (0..k)
+                    .map(|j| (self.start.clone(), if j == 0 { 0.0 } else { -1e9 }))
+                    .collect()
+            })
+            .collect();
+        let mut finished: Vec<Vec<(Vec<u32>, f32)>> = vec![Vec::new(); batch];
+        let mut open = vec![true; batch];
+        let flat = |running: &Vec<Vec<(Vec<u32>, f32)>>| -> Vec<Vec<u32>> {
+            running
+                .iter()
+                .flat_map(|beams| beams.iter().map(|(s, _)| s.clone()))
+                .collect()
+        };
+        // All beams of an image start alike: one first pass per image (its
+        // cross-attention keys/values are the costly part), then copies.
+        let (first_logits, first_cache) =
+            self.first(model, &vec![self.start.clone(); batch], &embeds)?;
+        let expanded: Vec<usize> = (0..batch).flat_map(|b| std::iter::repeat_n(b, k)).collect();
+        let mut logits: Vec<Vec<f32>> = expanded.iter().map(|&b| first_logits[b].clone()).collect();
+        let mut cache = Cache {
+            self_k: gather_axis(&first_cache.self_k, 1, &expanded, "decoder_init")?,
+            self_v: gather_axis(&first_cache.self_v, 1, &expanded, "decoder_init")?,
+            cross_k: gather_axis(&first_cache.cross_k, 1, &expanded, "decoder_init")?,
+            cross_v: gather_axis(&first_cache.cross_v, 1, &expanded, "decoder_init")?,
+        };
+        drop(first_cache);
+        let mut cur_len = prompt;
+        loop {
+            let mut order = Vec::with_capacity(batch * k);
+            let mut all_stop = true;
+            for b in 0..batch {
+                // Top `keep` continuations over all beams and tokens.
+                let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
+                for (j, (seq, score)) in running[b].iter().enumerate() {
+                    let mut lp = log_softmax(&logits[b * k + j]);
+                    apply_repetition_penalty(&mut lp, seq, self.penalty);
+                    candidates.extend(
+                        lp.iter()
+                            .enumerate()
+                            .map(|(t, &p)| (p + score, j, t as u32)),
+                    );
+                }
+                candidates.sort_by(|a, c| c.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(c.1, c.2))));
+                candidates.truncate(keep);
+                let hits: Vec<bool> = candidates
+                    .iter()
+                    .map(|&(_, _, t)| t == self.sep || cur_len + 1 >= self.max_length)
+                    .collect();
+                all_stop &= hits.iter().all(|&h| h);
+                // Finished: the top-k candidates that stop, scored per generated token.
+                if open[b] {
+                    for (rank, (&(score, j, t), &hit)) in candidates.iter().zip(&hits).enumerate() {
+                        if hit && rank < k {
+                            let mut seq = running[b][j].0.clone();
+                            seq.push(t);
+                            finished[b].push((seq, score / (cur_len + 1 - prompt) as f32));
+                        }
+                    }
+                    finished[b].sort_by(|a, c| c.1.total_cmp(&a.1));
+                    finished[b].truncate(k);
+                }
+                // Running: the best k candidates that do not stop.
+                let mut next: Vec<(f32, usize, u32)> = candidates
+                    .iter()
+                    .zip(&hits)
+                    .map(|(&(s, j, t), &hit)| (if hit { s - 1e9 } else { s }, j, t))
+                    .collect();
+                next.sort_by(|a, c| c.0.total_cmp(&a.0));
+                next.truncate(k);
+                let previous = std::mem::take(&mut running[b]);
+                running[b] = next
+                    .iter()
+                    .map(|&(s, j, t)| {
+                        let mut seq = previous[j].0.clone();
+                        seq.push(t);
+                        (seq, s)
+                    })
+                    .collect();
+                order.extend(next.iter().map(|&(_, j, _)| b * k + j));
+            }
+            cur_len += 1;
+            for b in 0..batch {
+                // Stop a batch entry once no running beam can beat its worst finished one.
+                let best_running = running[b][0].1 / (cur_len - prompt) as f32;
+                let worst_finished = if finished[b].len() == k {
+                    finished[b]
+                        .iter()
+                        .map(|f| f.1)
+                        .fold(f32::INFINITY, f32::min)
+                } else {
+                    -1e9
+                };
+                open[b] &= best_running > worst_finished;
+            }
+            if all_stop || !open.iter().any(|&o| o) {
+                break;
+            }
+            cache = Cache {
+                self_k: gather_axis(&cache.self_k, 1, &order, "decoder_step")?,
+                self_v: gather_axis(&cache.self_v, 1, &order, "decoder_step")?,
+                ..cache
+            };
+            (logits, cache) = self.next(model, &flat(&running), cache)?;
+        }
+        // The best finished beam; its score is already per generated token.
+        Ok(finished
+            .into_iter()
+            .zip(running)
+            .map(|(done, live)| {
+                let (seq, score) = done.into_iter().next().unwrap_or_else(|| {
+                    let (seq, sum) = live.into_iter().next().unwrap_or_default();
+                    let generated = (seq.len() - prompt).max(1) as f32;
+                    (seq, sum / generated)
+                });
+                (trim(seq, self.sep), score)
+            })
+            .collect())
+    }
+}
+
+/// Cuts a sequence after its first `[SEP]`.
+fn trim(mut ids: Vec<u32>, sep: u32) -> Vec<u32> {
+    if let Some(at) = ids.iter().position(|&t| t == sep) {
+        ids.truncate(at + 1);
+    }
+    ids
+}
