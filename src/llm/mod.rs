@@ -12,14 +12,17 @@
 //! budget; anything else fails at once. Replies are read leniently (only
 //! `choices[].message.content` and `usage` are needed), since local servers
 //! leave out fields OpenAI sends.
+//!
+//! `code`: the code in a reply. `record`: `--record` and `--replay`.
+
+mod code;
+mod record;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_openai::config::OpenAIConfig;
@@ -31,6 +34,10 @@ use async_openai::types::chat::{
     CreateChatCompletionRequest,
 };
 use serde::{Deserialize, Serialize};
+
+pub use code::extract_code;
+pub use record::Recording;
+use record::{Recorder, Replay};
 
 /// OpenAI's endpoint, used when no base URL is given.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -313,111 +320,6 @@ pub struct LlmClient {
     recorder: Option<Arc<Recorder>>,
 }
 
-/// Where replies are written (`--record`) or read from (`--replay`).
-#[derive(Debug, Clone, Default)]
-pub struct Recording {
-    pub record: Option<PathBuf>,
-    pub replay: Option<PathBuf>,
-}
-
-/// One line of a recording.
-#[derive(Debug, Serialize, Deserialize)]
-struct Recorded {
-    messages: Vec<Message>,
-    reply: Reply,
-}
-
-/// Replies from a recording, matched by the messages sent; a request made
-/// twice gets the replies recorded for it in their order.
-struct Replay {
-    file: PathBuf,
-    replies: Mutex<HashMap<String, VecDeque<Reply>>>,
-}
-
-impl Replay {
-    fn load(file: &Path) -> Result<Replay, LlmError> {
-        let text = std::fs::read_to_string(file).map_err(|e| LlmError::Recording {
-            file: file.to_path_buf(),
-            message: format!("cannot read it: {e}"),
-        })?;
-        let mut replies: HashMap<String, VecDeque<Reply>> = HashMap::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let recorded: Recorded =
-                serde_json::from_str(line).map_err(|e| LlmError::Recording {
-                    file: file.to_path_buf(),
-                    message: format!("line {} is not a recorded exchange: {e}", i + 1),
-                })?;
-            replies
-                .entry(request_key(&recorded.messages))
-                .or_default()
-                .push_back(recorded.reply);
-        }
-        Ok(Replay {
-            file: file.to_path_buf(),
-            replies: Mutex::new(replies),
-        })
-    }
-
-    fn take(&self, messages: &[Message]) -> Result<Reply, LlmError> {
-        let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
-        replies
-            .get_mut(&request_key(messages))
-            .and_then(VecDeque::pop_front)
-            .ok_or_else(|| {
-                let last = messages.last().map_or("", |m| m.content.as_str());
-                LlmError::NotRecorded {
-                    file: self.file.clone(),
-                    request: last.chars().take(120).collect(),
-                }
-            })
-    }
-}
-
-fn request_key(messages: &[Message]) -> String {
-    serde_json::to_string(messages).expect("messages serialise")
-}
-
-/// Appends every exchange to a recording, one JSON line each.
-struct Recorder {
-    file: PathBuf,
-    out: Mutex<std::fs::File>,
-}
-
-impl Recorder {
-    fn open(file: &Path) -> Result<Recorder, LlmError> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file)
-            .map_err(|e| LlmError::Recording {
-                file: file.to_path_buf(),
-                message: format!("cannot open it for writing: {e}"),
-            })?;
-        Ok(Recorder {
-            file: file.to_path_buf(),
-            out: Mutex::new(out),
-        })
-    }
-
-    fn write(&self, messages: &[Message], reply: &Reply) -> Result<(), LlmError> {
-        let mut line = serde_json::to_vec(&Recorded {
-            messages: messages.to_vec(),
-            reply: reply.clone(),
-        })
-        .expect("exchanges serialise");
-        line.push(b'\n');
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.write_all(&line).map_err(|e| LlmError::Recording {
-            file: self.file.clone(),
-            message: format!("cannot append to it: {e}"),
-        })
-    }
-}
-
 impl std::fmt::Debug for LlmClient {
     // Written by hand: the async-openai client holds the API key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -646,144 +548,9 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// Languages a fenced block may be labelled with and still be taken as the code.
-const CODE_LABELS: [&str; 4] = ["python", "py", "python3", "freecad"];
-
-/// The FreeCAD Python in a reply: the last complete fenced block labelled
-/// python (or py, python3), else the last complete unlabelled block. A reply
-/// with no fence at all is taken whole when it starts like a script (an
-/// import, a comment). `None` when there is no code.
-pub fn extract_code(reply: &str) -> Option<String> {
-    let blocks = fenced_blocks(reply);
-    let labelled = blocks
-        .iter()
-        .rev()
-        .find(|b| CODE_LABELS.contains(&b.label.as_str()));
-    let unlabelled = blocks.iter().rev().find(|b| b.label.is_empty());
-    if let Some(block) = labelled.or(unlabelled) {
-        return Some(block.body.clone()).filter(|code| !code.trim().is_empty());
-    }
-    let has_fence = reply.lines().any(|l| fence_of(l).is_some());
-    let first = reply.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let looks_like_code =
-        first.starts_with("import ") || first.starts_with("from ") || first.starts_with('#');
-    (!has_fence && looks_like_code).then(|| ensure_newline(reply.trim()))
-}
-
-struct Block {
-    label: String,
-    body: String,
-}
-
-/// A fence line: its character, its length and the info string after it.
-fn fence_of(line: &str) -> Option<(char, usize, &str)> {
-    let indent = line.len() - line.trim_start_matches(' ').len();
-    if indent > 3 {
-        return None;
-    }
-    let rest = &line[indent..];
-    let ch = rest.chars().next().filter(|&c| c == '`' || c == '~')?;
-    let len = rest.chars().take_while(|&c| c == ch).count();
-    (len >= 3).then(|| (ch, len, rest[len..].trim()))
-}
-
-/// The complete fenced blocks of a Markdown text, in order.
-fn fenced_blocks(text: &str) -> Vec<Block> {
-    let mut blocks = Vec::new();
-    let mut open: Option<(char, usize, String, Vec<&str>)> = None;
-    for line in text.lines() {
-        match (&mut open, fence_of(line)) {
-            (None, Some((ch, len, info))) => {
-                let label = info
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches('{')
-                    .trim_start_matches('.')
-                    .trim_end_matches('}')
-                    .to_ascii_lowercase();
-                open = Some((ch, len, label, Vec::new()));
-            }
-            (Some((ch, len, _, _)), Some((c, l, info)))
-                if c == *ch && l >= *len && info.is_empty() =>
-            {
-                let (_, _, label, lines) = open.take().expect("matched Some");
-                blocks.push(Block {
-                    label,
-                    body: ensure_newline(&lines.join("\n")),
-                });
-            }
-            (Some((_, _, _, lines)), _) => lines.push(line),
-            (None, None) => {}
-        }
-    }
-    blocks
-}
-
-fn ensure_newline(code: &str) -> String {
-    let mut code = code.to_string();
-    if !code.ends_with('\n') {
-        code.push('\n');
-    }
-    code
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_complete_python_block_wins() {
-        let reply = "First try:\n```python\nresult = 1\n```\nBetter:\n```python\nimport Part\nresult = Part.makeBox(1, 2, 3)\n```\nDone.";
-        assert_eq!(
-            extract_code(reply).unwrap(),
-            "import Part\nresult = Part.makeBox(1, 2, 3)\n"
-        );
-    }
-
-    #[test]
-    fn a_labelled_block_beats_an_unlabelled_one_and_other_languages_are_not_code() {
-        let reply =
-            "```python\nresult = 1\n```\n```\nsome output\n```\n```bash\nfreecadcmd x.py\n```";
-        assert_eq!(extract_code(reply).unwrap(), "result = 1\n");
-        let unlabelled = "Here:\n```\nimport Part\nresult = Part.makeSphere(2)\n```";
-        assert_eq!(
-            extract_code(unlabelled).unwrap(),
-            "import Part\nresult = Part.makeSphere(2)\n"
-        );
-        assert_eq!(extract_code("```bash\nls\n```"), None);
-    }
-
-    #[test]
-    fn an_unclosed_block_is_not_taken_but_a_closed_one_before_it_is() {
-        assert_eq!(extract_code("```python\nresult = Part.makeBox(1,"), None);
-        let reply = "```py\nresult = 2\n```\nAnd then ```python\nresult = ";
-        // The second fence is not at a line start, so it is text.
-        assert_eq!(extract_code(reply).unwrap(), "result = 2\n");
-        let truncated = "```python\nresult = 2\n```\n```python\nresult = Part.make";
-        assert_eq!(extract_code(truncated).unwrap(), "result = 2\n");
-    }
-
-    #[test]
-    fn fences_may_be_tildes_longer_indented_or_carry_attributes() {
-        let reply = "~~~Python\nresult = 3\n~~~\n";
-        assert_eq!(extract_code(reply).unwrap(), "result = 3\n");
-        let nested = "````python\nprint('```')\nresult = 4\n````";
-        assert_eq!(extract_code(nested).unwrap(), "print('```')\nresult = 4\n");
-        let attrs = "  ```{.python title=\"part\"}\nresult = 5\n  ```";
-        assert_eq!(extract_code(attrs).unwrap(), "result = 5\n");
-    }
-
-    #[test]
-    fn prose_has_no_code_and_bare_scripts_are_taken_whole() {
-        assert_eq!(extract_code("I cannot help with that."), None);
-        assert_eq!(extract_code(""), None);
-        assert_eq!(extract_code("```python\n\n```"), None);
-        assert_eq!(
-            extract_code("import Part\nresult = Part.makeBox(1, 1, 1)").unwrap(),
-            "import Part\nresult = Part.makeBox(1, 1, 1)\n"
-        );
-    }
 
     #[test]
     fn backoff_doubles_stays_jittered_below_the_cap() {
