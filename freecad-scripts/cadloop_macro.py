@@ -186,6 +186,10 @@ class GuiDocument(StandIn):
             return lambda obj_name: self.set_visibility(obj_name, False)
         if name == "show":
             return lambda obj_name: self.set_visibility(obj_name, True)
+        # `Gui.ActiveDocument.Box` is Box's view provider, as in FreeCAD.
+        obj = self._document.getObject(name) if not name.startswith("_") else None
+        if obj is not None:
+            return ViewProvider(obj)
         return super().__getattr__(name)
 
     def get_object(self, name):

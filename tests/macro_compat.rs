@@ -122,9 +122,12 @@ Part.show(Part.makeBox(2, 2, 2), "Kept")
 Part.show(Part.makeBox(4, 4, 4, App.Vector(50, 0, 0)), "Other")
 Gui.ActiveDocument.hide("Other")
 assert not App.ActiveDocument.Other.ViewObject.Visibility
+Part.show(Part.makeBox(3, 3, 3, App.Vector(0, 50, 0)), "Third")
+FreeCADGui.ActiveDocument.Third.Visibility = False
 "#;
     let (output, _dir) = run(&pool, code).await;
     assert_volume(&output, 8.0);
+    assert!(output.report.ignored.is_empty(), "{:#?}", output.report.ignored);
     pool.shutdown().await;
 }
 
