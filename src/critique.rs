@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::GeometryFacts;
+use crate::executor::{GeometryFacts, Ignored};
 use crate::llm::extract_code;
 
 /// The LLM's judgement of an attempt.
@@ -219,6 +219,26 @@ fn face_word(kind: &str, n: u32) -> String {
     word.to_string()
 }
 
+/// The attempt's lines that did nothing here (GUI calls, saves outside the
+/// job), for the critique, so the rewrite can drop them; `None` when there
+/// were none.
+pub fn describe_ignored(ignored: &[Ignored]) -> Option<String> {
+    if ignored.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = ignored
+        .iter()
+        .map(|i| match i.line {
+            Some(n) => format!("line {n} `{}`", i.call),
+            None => format!("`{}`", i.call),
+        })
+        .collect();
+    Some(format!(
+        "- lines that did nothing here (cadloop runs FreeCAD without a GUI and saves the model itself; leave them out): {}",
+        lines.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -301,5 +321,31 @@ mod tests {
              - 7 faces (1 cylindrical, 6 planar), 15 edges, 10 vertices\n\
              - centre of mass: (20, 10, 5) mm"
         );
+    }
+
+    #[test]
+    fn lines_left_out_are_listed_for_the_critique_with_their_numbers() {
+        use crate::executor::IgnoredKind;
+        assert_eq!(describe_ignored(&[]), None);
+        let ignored = [
+            Ignored {
+                kind: IgnoredKind::Gui,
+                line: Some(12),
+                call: "Gui.SendMsgToActiveView()".into(),
+                detail: String::new(),
+            },
+            Ignored {
+                kind: IgnoredKind::Write,
+                line: None,
+                call: "doc.saveAs('/tmp/x.FCStd')".into(),
+                detail: String::new(),
+            },
+        ];
+        let text = describe_ignored(&ignored).unwrap();
+        assert!(
+            text.contains("line 12 `Gui.SendMsgToActiveView()`"),
+            "{text}"
+        );
+        assert!(text.ends_with("`doc.saveAs('/tmp/x.FCStd')`"), "{text}");
     }
 }

@@ -475,3 +475,39 @@ fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
     );
     assert!(stderr.contains("a sphere of 10 mm"), "{stderr}");
 }
+
+/// A script written as a GUI macro builds; the critique hears which of its
+/// lines did nothing, so the rewrite can leave them out.
+#[test]
+fn gui_lines_of_a_generated_script_reach_the_critique_by_line() {
+    let macro_style = format!(
+        "import FreeCADGui as Gui\n{RIGHT}Gui.SendMsgToActiveView(\"ViewFit\")\n\
+         App.ActiveDocument.saveAs(\"/tmp/bracket.FCStd\")\n"
+    );
+    let server = ScriptedLlm::start(vec![
+        reply(&fenced(&macro_style)),
+        reply("VERDICT: MATCH\nSize and hole agree."),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &[]);
+    assert_exit(&out, 0);
+    let requests = server.requests();
+    let critique = requests[1].last_user();
+    assert!(
+        critique.contains("lines that did nothing here"),
+        "{critique}"
+    );
+    assert!(
+        critique.contains("line 8 `Gui.SendMsgToActiveView()`"),
+        "{critique}"
+    );
+    assert!(
+        critique.contains("line 9 `cadloop_job.saveAs('/tmp/bracket.FCStd')`"),
+        "{critique}"
+    );
+    let record = run_json(dir.path());
+    let ignored = record["attempts"][0]["result"]["ignored"]
+        .as_array()
+        .unwrap();
+    assert_eq!(ignored.len(), 2, "{ignored:?}");
+}

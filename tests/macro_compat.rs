@@ -127,7 +127,11 @@ FreeCADGui.ActiveDocument.Third.Visibility = False
 "#;
     let (output, _dir) = run(&pool, code).await;
     assert_volume(&output, 8.0);
-    assert!(output.report.ignored.is_empty(), "{:#?}", output.report.ignored);
+    assert!(
+        output.report.ignored.is_empty(),
+        "{:#?}",
+        output.report.ignored
+    );
     pool.shutdown().await;
 }
 

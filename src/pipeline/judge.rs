@@ -13,11 +13,15 @@ impl Run<'_> {
     /// The critique request: what was asked, the attempt's facts, captions and code.
     fn critique_messages(&self, number: u32, round: u32) -> Result<Vec<Message>, PipelineError> {
         let attempt = &self.record.attempts[number as usize - 1];
-        let facts = attempt
+        let mut facts = attempt
             .result
             .facts()
             .map(critique::describe_facts)
             .unwrap_or_default();
+        if let Some(left_out) = critique::describe_ignored(&attempt.result.ignored) {
+            facts.push('\n');
+            facts.push_str(&left_out);
+        }
         let captions = attempt.captions.as_ref().map(|cs| {
             cs.iter()
                 .map(|c| ViewCaption {
