@@ -138,8 +138,7 @@ def save_model_document(shape, source, documents, path):
     """model.FCStd: the document the result object lives in, with its history;
     for a shape, a document holding it as a `Result` feature."""
     if source is None:
-        open_documents = [d for d in documents if d.Name in FreeCAD.listDocuments()]
-        source = open_documents[0] if open_documents else FreeCAD.newDocument("cadloop_result")
+        source = documents[0] if documents else FreeCAD.newDocument("cadloop_result")
         feature = source.addObject("Part::Feature", "Result")
         feature.Shape = shape
     source.saveCopy(path)

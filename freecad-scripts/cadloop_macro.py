@@ -183,23 +183,16 @@ class GuiDocument(StandIn):
         if name == "getObject":
             return self.get_object
         if name == "hide":
-            return lambda obj_name: self.set_visibility(obj_name, False)
+            return lambda obj: set_object_visibility(obj, False, self._document)
         if name == "show":
-            return lambda obj_name: self.set_visibility(obj_name, True)
+            return lambda obj: set_object_visibility(obj, True, self._document)
         # `Gui.ActiveDocument.Box` is Box's view provider, as in FreeCAD.
-        obj = self._document.getObject(name) if not name.startswith("_") else None
-        if obj is not None:
-            return ViewProvider(obj)
-        return super().__getattr__(name)
+        view = self.get_object(name) if not name.startswith("_") else None
+        return view if view is not None else super().__getattr__(name)
 
     def get_object(self, name):
         obj = self._document.getObject(name)
         return ViewProvider(obj) if obj is not None else None
-
-    def set_visibility(self, name, visible):
-        obj = self._document.getObject(name)
-        if obj is not None:
-            obj.Visibility = visible
 
 
 def gui_document(path, document):
@@ -216,9 +209,12 @@ def find_document(ref):
     return ref if isinstance(ref, FreeCAD.Document) else None
 
 
-def set_object_visibility(obj, visible):
+def set_object_visibility(obj, visible, document=None):
+    """Shows or hides an object, given itself or its name in `document`
+    (default: the active one)."""
     if isinstance(obj, str):
-        obj = FreeCAD.ActiveDocument.getObject(obj) if FreeCAD.ActiveDocument else None
+        document = document or FreeCAD.ActiveDocument
+        obj = document.getObject(obj) if document else None
     if obj is not None and hasattr(obj, "Visibility"):
         obj.Visibility = visible
 
@@ -356,7 +352,7 @@ def inside_job(path):
     if WINDOWS_PATH.match(text):
         return False
     job = JOB_DIR[0]
-    target = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    target = os.path.realpath(os.path.abspath(os.path.expanduser(text)))
     return os.path.commonpath([job, target]) == job
 
 

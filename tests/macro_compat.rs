@@ -183,6 +183,7 @@ obj.Shape.exportStep("inside.step")
 Import.export([obj], "sub.step")
 assert Part.read("inside.step").Volume > 0
 assert Part.read("sub.step").Volume > 0
+obj.Shape.exportStep(b"/tmp/cadloop-test-bytes.step")
 "#
     );
     let (output, _dir) = run(&pool, &code).await;
@@ -198,7 +199,11 @@ assert Part.read("sub.step").Volume > 0
             "{note:?}"
         );
     }
-    assert_eq!(ignored.len(), 6, "{ignored:#?}");
+    // A path given as bytes is judged like a string.
+    assert!(noted(ignored, IgnoredKind::Write, 16)
+        .call
+        .contains("cadloop-test-bytes"));
+    assert_eq!(ignored.len(), 7, "{ignored:#?}");
     pool.shutdown().await;
 }
 

@@ -41,10 +41,7 @@ impl Run<'_> {
             self.status(number, "captioning");
             let started = Instant::now();
             let images: Vec<_> = views.images.iter().map(|(_, img)| img.clone()).collect();
-            let texts = captioner
-                .caption(images)
-                .await
-                .map_err(PipelineError::from)?;
+            let texts = captioner.caption(images).await?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             self.record.timings.caption_ms += ms;
             caption_ms = Some(ms);
