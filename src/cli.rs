@@ -55,8 +55,9 @@ pub enum Command {
     /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
     /// record per finished item. Resumable: a rerun with the same --out skips
     /// finished ids. `cadloop batch summary OUT` merges every shard's results.
-    /// Exit status: 0 every item taken was finished, 1 interrupted, 2 usage or
-    /// environment errors, or items cut short by the LLM endpoint.
+    /// Exit status: 0 every item taken was finished, 2 usage or environment
+    /// errors, or items cut short by the LLM endpoint, 130/143 stopped by
+    /// SIGINT/SIGTERM.
     Batch(BatchArgs),
     /// Benchmark on a dataset: run the loop on every case, then score it.
     ///
@@ -86,7 +87,11 @@ pub enum Command {
     Caption(CaptionArgs),
     /// Check FreeCAD, the embedded interpreter, ONNX Runtime, the captioner
     /// model and the LLM settings; say how to fix what is missing.
-    Doctor,
+    ///
+    /// Settings come from the same flags, environment variables and
+    /// cadloop.toml as the other commands'.
+    /// Exit status: 0 ready (warnings allowed), 2 a required part fails.
+    Doctor(DoctorArgs),
     /// Serve jobs to a supervisor over stdin/stdout (internal).
     #[command(hide = true)]
     Worker,
@@ -101,12 +106,8 @@ pub struct ExecArgs {
     /// Folder for result.json and the models (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Wall-clock limit for the script, in seconds [default: 60].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Address-space limit of the worker, in MiB [default: 4096].
-    #[arg(long, value_name = "MIB")]
-    pub memory_limit: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Print result.json on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -200,9 +201,19 @@ pub struct GenerateArgs {
     pub run: RunFlags,
 }
 
-/// Where the LLM is and how to ask it. The API key comes from OPENAI_API_KEY.
-#[derive(Debug, Args)]
-pub struct LlmArgs {
+/// `cadloop doctor`: the flags whose settings it checks.
+#[derive(Debug, Default, Args)]
+pub struct DoctorArgs {
+    /// The captioner model folder to load.
+    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
+    pub captioner: Option<PathBuf>,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+/// Which endpoint and model. The API key comes from OPENAI_API_KEY.
+#[derive(Debug, Default, Args)]
+pub struct EndpointArgs {
     /// The OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1 (Ollama)
     /// [default: OpenAI's, when OPENAI_API_KEY is set].
     #[arg(long, env = config::env::BASE_URL, value_name = "URL")]
@@ -210,6 +221,13 @@ pub struct LlmArgs {
     /// The model to ask [default at OpenAI: gpt-4.1-mini].
     #[arg(long, env = config::env::MODEL, value_name = "NAME")]
     pub model: Option<String>,
+}
+
+/// Where the LLM is and how to ask it.
+#[derive(Debug, Args)]
+pub struct LlmArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Sampling temperature, 0 to 2 [default: the server's].
     #[arg(long, value_name = "T")]
     pub temperature: Option<f32>,
@@ -233,7 +251,7 @@ pub struct LlmArgs {
 }
 
 /// Limits for the generated code.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct LimitArgs {
     /// Wall-clock limit for each script, in seconds [default: 60].
     #[arg(long, value_name = "SECS")]

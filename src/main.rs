@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             Command::Exec(args) => commands::exec::exec(&cli.global, args).await,
             Command::Render(args) => commands::render::render(&cli.global, args).await,
             Command::Caption(args) => commands::caption::caption(&cli.global, args),
-            Command::Doctor => commands::doctor::run(&cli.global).await,
+            Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
             Command::Worker => unreachable!("served above"),
         }
     });

@@ -83,7 +83,9 @@ pub async fn run(
 type Ended = (Item, Result<RunResult, PipelineError>);
 type Running = JoinSet<Ended>;
 
-/// What ended a wait of the runner.
+/// What ended a wait of the runner. Lives for one turn of the loop, so the
+/// size of a finished run's result in it costs nothing worth boxing.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Ended(Option<Result<Ended, tokio::task::JoinError>>),
     GraceOver,

@@ -136,6 +136,16 @@ impl Default for Decoding {
     }
 }
 
+/// Which captioner model to load, with how many threads, decoding how.
+#[derive(Debug, Clone)]
+pub struct CaptionSettings {
+    /// The model folder (made by captioner/export.py).
+    pub model: PathBuf,
+    /// Threads per ONNX Runtime session.
+    pub threads: usize,
+    pub decoding: Decoding,
+}
+
 /// One image's caption.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caption {

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use image::RgbImage;
 use tokio::sync::oneshot;
 
-use super::{Caption, CaptionError, Captioner, Decoding};
+use super::{Caption, CaptionError, CaptionSettings, Captioner, Decoding};
 
 /// A loaded model behind its own thread.
 pub struct CaptionService {
@@ -27,14 +27,15 @@ struct Request {
 }
 
 impl CaptionService {
-    /// Loads the model in `dir` on a new thread (`threads`: each ONNX
+    /// Loads the model on a new thread (`settings.threads`: each ONNX
     /// session's intra-op thread count), which then serves requests until the
     /// service is dropped.
-    pub async fn start(
-        dir: PathBuf,
-        threads: usize,
-        decoding: Decoding,
-    ) -> Result<CaptionService, CaptionError> {
+    pub async fn start(settings: CaptionSettings) -> Result<CaptionService, CaptionError> {
+        let CaptionSettings {
+            model: dir,
+            threads,
+            decoding,
+        } = settings;
         let (requests, inbox) = mpsc::channel::<Request>();
         let (loaded, load_result) = oneshot::channel();
         let model_dir = dir.clone();

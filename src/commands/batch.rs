@@ -9,12 +9,11 @@ use anyhow::{bail, Context};
 
 use crate::batch::{self, InputFormat, InputOptions, ResultsLog};
 use crate::cli::{BatchAction, BatchArgs, BatchFormat, GlobalArgs};
-use crate::config;
 use crate::interrupt::{Cause, Interrupt};
 use crate::progress;
 use crate::report::html;
 
-use super::loop_settings::LoopConfig;
+use super::settings::{LoopSettings, Settings};
 use super::ExitStatus;
 
 /// `cadloop batch INPUT --out DIR` and `cadloop batch summary DIR`.
@@ -25,7 +24,7 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
     let (Some(input), Some(out)) = (&args.input, &args.out) else {
         bail!("give the INPUT file and --out DIR");
     };
-    let (file, _) = config::load_file(global.config.as_deref())?;
+    let settings = Settings::read(global)?;
     let run = BatchRun::new(
         out,
         args.shard.as_deref(),
@@ -69,7 +68,7 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         bail!("{} holds no usable prompt", input.display());
     }
     let read = items.len();
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, &args.limits, None)?;
+    let setup = settings.run_loop(&args.llm, &args.budget, &args.limits, None)?;
     tracing::info!(read, skipped_lines = problems.len(), "batch input");
     let (outcome, interrupted, log_path) = match run.go(setup, items).await? {
         Some(done) => done,
@@ -137,7 +136,7 @@ impl BatchRun {
     /// Runs this shard's unfinished items. `None` when none was left to do.
     pub(super) async fn go(
         &self,
-        setup: LoopConfig,
+        setup: LoopSettings,
         items: Vec<batch::Item>,
     ) -> anyhow::Result<Option<(batch::BatchOutcome, Option<Cause>, PathBuf)>> {
         let mine = match self.shard {

@@ -7,41 +7,18 @@ use anyhow::{bail, Context};
 
 use crate::batch;
 use crate::bench;
-use crate::cli::{AlignArg, BenchAction, BenchArgs, GlobalArgs, MetricArgs, PromptVariant};
-use crate::config::{self, ExecutorFlags, FileConfig};
+use crate::cli::{BenchAction, BenchArgs, GlobalArgs, PromptVariant};
 use crate::executor::MeshLoader;
 use crate::files;
 use crate::mesh::Mesh;
-use crate::metrics::{Align, MetricSettings};
+use crate::metrics::MetricSettings;
 use crate::progress;
 use crate::render::{self, RenderSettings};
 use crate::report::html;
 
 use super::batch::{batch_exit, BatchRun};
-use super::loop_settings::LoopConfig;
+use super::settings::{BenchSettings, Settings};
 use super::{write_json_atomically, ExitStatus};
-
-/// Checked metric settings from the flags.
-fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
-    if !(10..=1_000_000).contains(&args.samples) {
-        bail!(
-            "--samples {} is out of range; use 10 to 1000000",
-            args.samples
-        );
-    }
-    if !(8..=256).contains(&args.voxels) {
-        bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
-    }
-    Ok(MetricSettings {
-        samples: args.samples,
-        seed: args.seed,
-        align: match args.align {
-            AlignArg::Icp => Align::Icp,
-            AlignArg::None => Align::None,
-        },
-        voxels: args.voxels,
-    })
-}
 
 fn variant(v: PromptVariant) -> bench::Variant {
     match v {
@@ -71,21 +48,20 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         metrics,
     }) = &args.action
     {
-        let settings = metric_settings(metrics)?;
+        let settings = Settings::read(global)?.bench(metrics)?;
         let cases = load_cases(references, *variant)?;
-        let (file, _) = config::load_file(global.config.as_deref())?;
-        let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
+        let scored = score_cases(&settings, &cases, out, global.quiet, |case| {
             let model = results.join(format!("{}.stl", case.item.id));
             (None, model.is_file().then_some(model))
         })
         .await?;
-        return finish_bench(references, &settings, &cases, scored, out);
+        return finish_bench(references, &settings.metrics, &cases, scored, out);
     }
     let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
         bail!("give the DATASET and --out DIR");
     };
-    let settings = metric_settings(&args.metrics)?;
-    let (file, _) = config::load_file(global.config.as_deref())?;
+    let file = Settings::read(global)?;
+    let settings = file.bench(&args.metrics)?;
     let run = BatchRun::new(
         out,
         args.shard.as_deref(),
@@ -94,7 +70,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         global.quiet,
     )?;
     let cases = load_cases(dataset, args.variant)?;
-    let setup = LoopConfig::check(&file, &args.llm, &args.budget, &args.limits, None)?;
+    let setup = file.run_loop(&args.llm, &args.budget, &args.limits, None)?;
     let items = cases.iter().map(|c| c.item.clone()).collect();
     let ran = run.go(setup, items).await?;
     if let Some((outcome, interrupted, _)) = &ran {
@@ -103,36 +79,29 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         }
     }
     let items_dir = out.join(batch::ITEMS_DIR);
-    let scored = score_cases(&file, &cases, &settings, out, global.quiet, |case| {
-        let (record, model) = bench::read_item(&items_dir.join(&case.item.dir_name));
-        (record, model)
+    let scored = score_cases(&settings, &cases, out, global.quiet, |case| {
+        bench::read_item(&items_dir.join(&case.item.dir_name))
     })
     .await?;
-    finish_bench(dataset, &settings, &cases, scored, out)
+    finish_bench(dataset, &settings.metrics, &cases, scored, out)
 }
 
 /// Scores every case; `find` gives a case's run record and model file.
 async fn score_cases(
-    file: &FileConfig,
+    settings: &BenchSettings,
     cases: &[bench::Case],
-    settings: &MetricSettings,
     out: &Path,
     quiet: bool,
     find: impl Fn(&bench::Case) -> (Option<crate::report::RunRecord>, Option<PathBuf>),
 ) -> anyhow::Result<Vec<bench::CaseScore>> {
-    let render_settings = config::render_settings(&file.render, None)?;
     let font = render::load_font()?;
     let bar = progress::counter(cases.len() as u64, !quiet);
-    let flags = ExecutorFlags {
-        workers: Some(1),
-        ..Default::default()
-    };
     // One FreeCAD pool for every STEP or FCStd model, started only if one comes.
-    let loader = MeshLoader::new(config::executor_settings(&file.executor, &flags)?);
+    let loader = MeshLoader::new(settings.scoring.executor.clone());
     let mut scored = Vec::with_capacity(cases.len());
     let mut failed = None;
     for case in cases {
-        match score_one(case, &find, &loader, settings, out, &render_settings, &font).await {
+        match score_one(case, &find, &loader, settings, out, &font).await {
             Ok(score) => scored.push(score),
             Err(err) => {
                 failed = Some(err);
@@ -158,9 +127,8 @@ async fn score_one(
     case: &bench::Case,
     find: &impl Fn(&bench::Case) -> (Option<crate::report::RunRecord>, Option<PathBuf>),
     loader: &MeshLoader,
-    settings: &MetricSettings,
+    settings: &BenchSettings,
     out: &Path,
-    render_settings: &RenderSettings,
     font: &ab_glyph::FontVec,
 ) -> anyhow::Result<bench::CaseScore> {
     let (record, model_path) = find(case);
@@ -177,7 +145,7 @@ async fn score_one(
         record.as_ref(),
         model.as_ref(),
         reference.as_ref(),
-        settings,
+        &settings.metrics,
     );
     write_case_page(
         out,
@@ -185,7 +153,7 @@ async fn score_one(
         &score,
         model.as_ref(),
         reference.as_ref(),
-        render_settings,
+        &settings.scoring.render,
         font,
     )?;
     Ok(score)

@@ -6,25 +6,15 @@ use anyhow::bail;
 
 use crate::caption;
 use crate::cli::{CaptionArgs, GlobalArgs};
-use crate::config;
 
+use super::settings::{no_captioner_hint, Settings};
 use super::ExitStatus;
 
 /// `cadloop caption IMAGE... --captioner DIR`.
 pub fn caption(global: &GlobalArgs, args: &CaptionArgs) -> anyhow::Result<ExitStatus> {
-    let (file, _) = config::load_file(global.config.as_deref())?;
-    let decoding = config::decoding(
-        &file.captioner,
-        args.beams,
-        args.max_length,
-        args.repetition_penalty,
-        args.prefix.clone(),
-    )?;
-    let Some(dir) = config::captioner_dir(args.captioner.as_deref(), &file.captioner) else {
-        bail!(
-            "no captioner model: give --captioner DIR (or set CADLOOP_CAPTIONER); \
-             make a model folder with captioner/export.py (see captioner/README.md)"
-        );
+    let settings = Settings::read(global)?.caption(args.captioner.as_deref(), Some(args))?;
+    let Some(settings) = settings else {
+        bail!("no captioner model: {}", no_captioner_hint());
     };
     // Every image is read before any work, so a bad one costs nothing.
     let images = args
@@ -32,18 +22,14 @@ pub fn caption(global: &GlobalArgs, args: &CaptionArgs) -> anyhow::Result<ExitSt
         .iter()
         .map(|path| caption::load_image(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let threads = file
-        .captioner
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let loading = std::time::Instant::now();
-    let mut captioner = caption::Captioner::load(&dir, threads)?;
+    let mut captioner = caption::Captioner::load(&settings.model, settings.threads)?;
     let loaded = loading.elapsed();
     let captioning = std::time::Instant::now();
-    let captions = captioner.caption(&images, &decoding)?;
+    let captions = captioner.caption(&images, &settings.decoding)?;
     tracing::info!(
         images = images.len(),
-        beams = decoding.beams,
+        beams = settings.decoding.beams,
         caption_ms = captioning.elapsed().as_secs_f64() * 1e3,
         load_ms = loaded.as_secs_f64() * 1e3,
         "captioned"

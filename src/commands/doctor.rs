@@ -7,10 +7,10 @@ use std::fmt;
 use std::io::Write as _;
 use std::time::Instant;
 
-use crate::cli::GlobalArgs;
-use crate::config::{self, ExecutorFlags};
-use crate::executor::Pool;
+use crate::cli::{DoctorArgs, GlobalArgs, LimitArgs};
+use crate::executor::{ExecutorSettings, Pool};
 
+use super::settings::{no_captioner_hint, Settings};
 use super::ExitStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,69 +46,19 @@ fn check(part: &'static str, status: Status, detail: impl Into<String>) -> Check
     }
 }
 
-/// Runs every check; starting a real worker is part of it.
-pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
+/// Runs every check; starting a real worker is part of it. The settings are
+/// resolved as the other commands resolve them, from the same flags,
+/// environment variables and file.
+pub async fn checks(global: &GlobalArgs, args: &DoctorArgs) -> Vec<Check> {
     let mut out = Vec::new();
-    // Read once; a broken file is reported here and the later checks use defaults.
-    let file = config::load_file(global.config.as_deref()).map(|(file, _)| file);
-    let settings = file
-        .as_ref()
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|file| {
-            let flags = ExecutorFlags {
-                workers: Some(1),
-                ..Default::default()
-            };
-            config::executor_settings(&file.executor, &flags).map_err(|e| e.to_string())
-        });
-    let (captioner, llm) = file
-        .map(|file| (file.captioner, file.llm))
-        .unwrap_or_default();
-    match settings {
-        Err(message) => out.push(check("settings", Status::Fail, message)),
-        Ok(settings) => {
-            let module = settings.freecad_lib.join("FreeCAD.so");
-            if module.is_file() {
-                out.push(check(
-                    "FreeCAD",
-                    Status::Ok,
-                    format!("modules in {}", settings.freecad_lib.display()),
-                ));
-                let started = Instant::now();
-                match Pool::start(settings).await {
-                    Ok(pool) => {
-                        let (freecad, python) = pool.versions();
-                        out.push(check(
-                            "interpreter",
-                            Status::Ok,
-                            format!(
-                                "FreeCAD {freecad} on embedded Python {python}; a worker started in {:.2} s",
-                                started.elapsed().as_secs_f64()
-                            ),
-                        ));
-                        let sandbox = pool.sandbox().to_string();
-                        let complete = sandbox.contains("landlock: fully enforced")
-                            && !sandbox.contains("seccomp: failed");
-                        out.push(check(
-                            "sandbox",
-                            if complete { Status::Ok } else { Status::Warn },
-                            sandbox,
-                        ));
-                        pool.shutdown().await;
-                    }
-                    Err(err) => out.push(check("interpreter", Status::Fail, format!("{err}"))),
-                }
-            } else {
-                out.push(check(
-                    "FreeCAD",
-                    Status::Fail,
-                    format!(
-                        "{} not found; install it with `sudo apt-get install freecad-python3`",
-                        module.display()
-                    ),
-                ));
-            }
-        }
+    // A broken file is reported here; the later checks then use the defaults.
+    let settings = Settings::read(global).unwrap_or_else(|err| {
+        out.push(check("settings", Status::Fail, format!("{err:#}")));
+        Settings::defaults()
+    });
+    match settings.exec(&LimitArgs::default(), None, Some(1)) {
+        Err(err) => out.push(check("settings", Status::Fail, format!("{err:#}"))),
+        Ok(exec) => out.extend(freecad_checks(exec.executor).await),
     }
     out.push(match crate::caption::find_onnxruntime() {
         Ok(path) => check("onnxruntime", Status::Ok, path.display().to_string()),
@@ -118,21 +68,68 @@ pub async fn checks(global: &GlobalArgs) -> Vec<Check> {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
         Err(err) => check("font", Status::Fail, err.to_string()),
     });
-    out.push(captioner_check(&captioner));
-    out.push(llm_check(&llm));
+    out.push(captioner_check(&settings, args));
+    out.push(llm_check(&settings, args));
+    out
+}
+
+/// FreeCAD's modules, then a real worker: the interpreter and the sandbox.
+async fn freecad_checks(settings: ExecutorSettings) -> Vec<Check> {
+    let module = settings.freecad_lib.join("FreeCAD.so");
+    if !module.is_file() {
+        return vec![check(
+            "FreeCAD",
+            Status::Fail,
+            format!(
+                "{} not found; install it with `sudo apt-get install freecad-python3`",
+                module.display()
+            ),
+        )];
+    }
+    let mut out = vec![check(
+        "FreeCAD",
+        Status::Ok,
+        format!("modules in {}", settings.freecad_lib.display()),
+    )];
+    let started = Instant::now();
+    match Pool::start(settings).await {
+        Ok(pool) => {
+            let (freecad, python) = pool.versions();
+            out.push(check(
+                "interpreter",
+                Status::Ok,
+                format!(
+                    "FreeCAD {freecad} on embedded Python {python}; a worker started in {:.2} s",
+                    started.elapsed().as_secs_f64()
+                ),
+            ));
+            let sandbox = pool.sandbox().to_string();
+            let complete = sandbox.contains("landlock: fully enforced")
+                && !sandbox.contains("seccomp: failed");
+            out.push(check(
+                "sandbox",
+                if complete { Status::Ok } else { Status::Warn },
+                sandbox,
+            ));
+            pool.shutdown().await;
+        }
+        Err(err) => out.push(check("interpreter", Status::Fail, format!("{err}"))),
+    }
     out
 }
 
 /// Loads the configured captioner model for real (ONNX Runtime included).
-fn captioner_check(file: &config::CaptionerFile) -> Check {
-    let flag = std::env::var_os(config::env::CAPTIONER).map(std::path::PathBuf::from);
-    let Some(dir) = config::captioner_dir(flag.as_deref(), file) else {
-        return check(
-            "captioner",
-            Status::Warn,
-            "no captioner model configured (CADLOOP_CAPTIONER or [captioner] model); \
-             make one with captioner/export.py, see captioner/README.md",
-        );
+fn captioner_check(settings: &Settings, args: &DoctorArgs) -> Check {
+    let dir = match settings.caption(args.captioner.as_deref(), None) {
+        Err(err) => return check("captioner", Status::Fail, format!("{err:#}")),
+        Ok(None) => {
+            return check(
+                "captioner",
+                Status::Warn,
+                format!("no captioner model configured: {}", no_captioner_hint()),
+            )
+        }
+        Ok(Some(captioner)) => captioner.model,
     };
     match crate::caption::Captioner::load(&dir, 1) {
         Ok(model) => {
@@ -154,32 +151,29 @@ fn captioner_check(file: &config::CaptionerFile) -> Check {
 }
 
 /// The LLM settings as `generate` would resolve them (no request is sent).
-fn llm_check(file: &config::LlmFile) -> Check {
-    let flags = config::LlmFlags {
-        base_url: std::env::var(config::env::BASE_URL).ok(),
-        model: std::env::var(config::env::MODEL).ok(),
-        ..Default::default()
-    };
-    let key = config::api_key_from_env();
-    let has_key = key.is_some();
-    match config::llm_settings(file, &flags, key) {
-        Ok(settings) => check(
+fn llm_check(settings: &Settings, args: &DoctorArgs) -> Check {
+    match settings.llm(&args.endpoint) {
+        Ok(llm) => check(
             "LLM",
             Status::Ok,
             format!(
                 "endpoint {}, model {}, API key {}",
-                settings.endpoint(),
-                settings.model,
-                if has_key { "set" } else { "unset" }
+                llm.endpoint(),
+                llm.model,
+                if llm.api_key.is_some() {
+                    "set"
+                } else {
+                    "unset"
+                }
             ),
         ),
-        Err(err) => check("LLM", Status::Warn, err.to_string().replace('\n', " ")),
+        Err(err) => check("LLM", Status::Warn, one_line(&format!("{err:#}"))),
     }
 }
 
 /// `cadloop doctor`.
-pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    let checks = checks(global).await;
+pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result<ExitStatus> {
+    let checks = checks(global, args).await;
     let mut stdout = std::io::stdout().lock();
     for c in &checks {
         writeln!(stdout, "{:<5} {:<12} {}", c.status, c.part, c.detail)?;
@@ -189,4 +183,9 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// A message on one line of the report: its lines and indents joined by single spaces.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

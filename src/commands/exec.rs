@@ -7,30 +7,23 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::{ExecArgs, GlobalArgs};
-use crate::config::{self, ExecutorFlags};
 use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Job, Outcome, Pool, MODEL_FILES};
 use crate::files;
 use crate::render;
 use crate::report::html;
 
+use super::settings::Settings;
 use super::{check_out_dir, create_out_dir, read_script, write_json_atomically, ExitStatus};
 
 /// `cadloop exec SCRIPT --out DIR`.
 pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
     let code = read_script(&args.script)?;
-    let (file, _) = config::load_file(global.config.as_deref())?;
-    let flags = ExecutorFlags {
-        workers: Some(1),
-        timeout_secs: args.timeout,
-        memory_limit_mib: args.memory_limit,
-    };
-    let settings = config::executor_settings(&file.executor, &flags)?;
-    let render_settings = config::render_settings(&file.render, args.size)?;
+    let settings = Settings::read(global)?.exec(&args.limits, args.size, Some(1))?;
     let font = render::load_font()?;
     check_out_dir(&args.out)?;
 
     // FreeCAD starts before the folder is made, so a broken set-up leaves nothing behind.
-    let pool = Pool::start(settings).await?;
+    let pool = Pool::start(settings.executor).await?;
     let out = create_out_dir(&args.out)?;
     remove_views(&out)?;
     let output = pool
@@ -45,7 +38,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
 
     let report = output.report;
     if let Some(mesh) = &output.mesh {
-        let views = render::render(mesh, &render_settings)?;
+        let views = render::render(mesh, &settings.render)?;
         render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
     }
     write_json_atomically(&out.join("result.json"), &report)?;

@@ -8,13 +8,13 @@ use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::progress;
 use crate::run::RunDir;
 
-use super::loop_settings::LoopConfig;
+use super::settings::Settings;
 use super::{read_request, report_run, ExitStatus};
 
 /// `cadloop generate PROMPT`.
 pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<ExitStatus> {
     let prompt = read_prompt(args)?;
-    let setup = LoopConfig::for_one_run(global, &args.run)?;
+    let setup = Settings::read(global)?.one_run(&args.run)?;
     let shown = match &args.out {
         Some(dir) => {
             check_run_dir(dir)?;

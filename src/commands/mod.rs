@@ -6,7 +6,7 @@
 //! - [`generate`], [`refine`]: one run of the loop, new or continued.
 //! - [`batch`], [`bench`]: many runs (bench also scores them).
 //! - [`doctor`]: the environment, checked.
-//! - `loop_settings`: the loop's settings, shared by the four that run it.
+//! - [`settings`]: each command family's settings, resolved once.
 
 pub mod batch;
 pub mod bench;
@@ -14,9 +14,9 @@ pub mod caption;
 pub mod doctor;
 pub mod exec;
 pub mod generate;
-mod loop_settings;
 pub mod refine;
 pub mod render;
+pub mod settings;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

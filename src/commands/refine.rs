@@ -7,7 +7,7 @@ use crate::executor::Outcome;
 use crate::progress;
 use crate::run::RunDir;
 
-use super::loop_settings::LoopConfig;
+use super::settings::Settings;
 use super::{read_request, report_run, ExitStatus};
 
 /// `cadloop refine RUN_DIR CHANGE`.
@@ -26,7 +26,7 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
             "run.json says its last request never finished (the process was stopped); it stays recorded as it is"
         );
     }
-    let setup = LoopConfig::for_one_run(global, &args.run)?;
+    let setup = Settings::read(global)?.one_run(&args.run)?;
     let (engine, settings) = match setup.start_one_run().await? {
         Ok(started) => started,
         Err(cause) => {

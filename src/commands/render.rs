@@ -2,17 +2,16 @@
 
 use anyhow::{bail, Context};
 
-use crate::cli::{GlobalArgs, RenderArgs};
-use crate::config::{self, ExecutorFlags};
+use crate::cli::{GlobalArgs, LimitArgs, RenderArgs};
 use crate::executor::MeshLoader;
 use crate::render;
 
+use super::settings::Settings;
 use super::ExitStatus;
 
 /// `cadloop render MODEL --out DIR`.
 pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
-    let (file, _) = config::load_file(global.config.as_deref())?;
-    let settings = config::render_settings(&file.render, args.size)?;
+    let settings = Settings::read(global)?.exec(&LimitArgs::default(), args.size, Some(1))?;
     let font = render::load_font()?;
     let extension = args
         .model
@@ -26,16 +25,12 @@ pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<Ex
             args.model.display()
         );
     }
-    let flags = ExecutorFlags {
-        workers: Some(1),
-        ..Default::default()
-    };
-    let loader = MeshLoader::new(config::executor_settings(&file.executor, &flags)?);
+    let loader = MeshLoader::new(settings.executor);
     let mesh = loader.load(&args.model).await;
     loader.shutdown().await;
     let mesh = mesh?;
     let started = std::time::Instant::now();
-    let views = render::render(&mesh, &settings)?;
+    let views = render::render(&mesh, &settings.render)?;
     let elapsed = started.elapsed();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the folder {}", args.out.display()))?;

@@ -33,7 +33,7 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use tracing::Instrument;
 
-use crate::caption::{CaptionService, Decoding};
+use crate::caption::{CaptionService, CaptionSettings};
 use crate::config::Budget;
 use crate::executor::{ExecutorError, ExecutorSettings, Pool};
 use crate::files;
@@ -58,9 +58,8 @@ pub struct EngineSettings {
     pub prompts: Prompts,
     pub executor: ExecutorSettings,
     pub render: RenderSettings,
-    /// The captioner model folder, its session threads and decoding; `None`:
-    /// the critique sees the geometry facts only.
-    pub captioner: Option<(PathBuf, usize, Decoding)>,
+    /// `None`: the critique sees the geometry facts only.
+    pub captioner: Option<CaptionSettings>,
 }
 
 /// Everything a run needs, built once by [`Engine::start`] and shared by the
@@ -109,9 +108,7 @@ impl Engine {
         let font = render::load_font()?;
         let llm = LlmClient::new(settings.llm.clone(), &settings.recording)?;
         let captioner = match settings.captioner {
-            Some((dir, threads, decoding)) => {
-                Some(CaptionService::start(dir, threads, decoding).await?)
-            }
+            Some(captioner) => Some(CaptionService::start(captioner).await?),
             None => {
                 tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
                 None
