@@ -45,6 +45,12 @@ pub enum BenchError {
     },
     #[error("{}: {message}", path.display())]
     Dataset { path: PathBuf, message: String },
+    #[error("{} is not a usable strata table (id, then one column per stratification)", path.display())]
+    Strata {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
     #[error(transparent)]
     Batch(#[from] batch::BatchError),
 }
@@ -163,18 +169,18 @@ fn read_strata(path: &Path) -> Result<HashMap<String, BTreeMap<String, String>>,
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| BenchError::Dataset {
+        .map_err(|source| BenchError::Strata {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?
         .iter()
         .map(str::to_string)
         .collect();
     let mut out = HashMap::new();
     for record in reader.records() {
-        let record = record.map_err(|e| BenchError::Dataset {
+        let record = record.map_err(|source| BenchError::Strata {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         let Some(id) = record.get(0) else { continue };
         let strata = headers

@@ -43,15 +43,38 @@ pub fn copy_atomically(from: &Path, to: &Path) -> std::io::Result<()> {
     write_atomically(to, &std::fs::read(from)?)
 }
 
-/// Appends `value` as one JSON line (the transcript, results logs,
-/// recordings); the line goes in a single write, so concurrent appenders in
-/// O_APPEND mode never interleave within a line.
+/// Appends `value` as one JSON line to `path` (the transcript); see [`JsonLines`].
 pub fn append_json_line(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, &line))
+    JsonLines::open(path)?.append(value)
+}
+
+/// A JSON-lines file open for appending (the transcript, the batch results
+/// logs, LLM recordings). Each value goes in a single write, so concurrent
+/// appenders in O_APPEND mode never interleave within a line.
+pub struct JsonLines {
+    file: std::fs::File,
+}
+
+impl JsonLines {
+    /// Opens `path` for appending, creating it when missing.
+    pub fn open(path: &Path) -> std::io::Result<JsonLines> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(JsonLines { file })
+    }
+
+    /// Appends `value` as one line.
+    pub fn append(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        std::io::Write::write_all(&mut self.file, &line)
+    }
+
+    /// Appends `value` and waits until it is on disk.
+    pub fn append_durably(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        self.append(value)?;
+        self.file.sync_data()
+    }
 }

@@ -44,3 +44,16 @@ pub mod prompts;
 pub mod render;
 pub mod report;
 pub mod run;
+
+/// An error and its causes on one line, `outer: cause: root cause`, for
+/// records and reports that keep errors as text.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -2,11 +2,12 @@
 //! lock and synced; read back to know what is finished.
 
 use std::collections::HashSet;
-use std::io::{BufRead, Write as _};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::JsonLines;
 use crate::report::RunSummary;
 
 use super::{BatchError, RESULTS_FILE};
@@ -83,11 +84,11 @@ pub fn read_results(out: &Path) -> Result<Vec<ResultRecord>, BatchError> {
                 Err(_) if lines.peek().is_none() => {
                     tracing::warn!(file = %path.display(), line = i + 1, "ignoring a torn last line");
                 }
-                Err(err) => {
+                Err(source) => {
                     return Err(BatchError::Results {
                         path: path.clone(),
                         line: i + 1,
-                        message: err.to_string(),
+                        source,
                     })
                 }
             }
@@ -104,7 +105,7 @@ pub fn finished_ids(out: &Path) -> Result<HashSet<String>, BatchError> {
 /// The append-only results log of this process, held under a lock.
 pub struct ResultsLog {
     path: PathBuf,
-    file: std::fs::File,
+    file: JsonLines,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -145,11 +146,7 @@ impl ResultsLog {
                 file.sync_all().map_err(io(&path))?;
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = JsonLines::open(&path).map_err(io(&path))?;
         Ok(ResultsLog {
             path,
             file,
@@ -163,14 +160,12 @@ impl ResultsLog {
 
     /// Appends one record as one line in one write, and syncs it to disk.
     pub fn append(&mut self, record: &ResultRecord) -> Result<(), BatchError> {
-        let err = |source| BatchError::Output {
-            path: self.path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(record).map_err(|e| err(std::io::Error::other(e)))?;
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(err)?;
-        self.file.sync_data().map_err(err)
+        self.file
+            .append_durably(record)
+            .map_err(|source| BatchError::Output {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 

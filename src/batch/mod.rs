@@ -68,10 +68,11 @@ pub enum BatchError {
     },
     #[error(transparent)]
     Run(#[from] crate::run::RunDirError),
-    #[error("{}: line {line} is not a result record: {message}", path.display())]
+    #[error("{}: line {line} is not a result record (remove the line, or the file, to redo those items)", path.display())]
     Results {
         path: PathBuf,
         line: usize,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
 }

@@ -3,7 +3,7 @@
 
 use ort::value::DynValue;
 
-use super::{run_err, run_err_text, tensor_f32, tensor_ids, CaptionError, Captioner};
+use super::{output_err, run_err, tensor_f32, tensor_ids, CaptionError, Captioner};
 /// The decoder's key/value cache between steps.
 struct Cache {
     self_k: DynValue,
@@ -19,7 +19,7 @@ fn logits_rows(value: &DynValue, graph: &'static str) -> Result<Vec<Vec<f32>>, C
         .map_err(|e| run_err(graph, e))?;
     let vocab = *shape
         .last()
-        .ok_or_else(|| run_err_text(graph, "logits have no shape"))? as usize;
+        .ok_or_else(|| output_err(graph, "logits have no shape"))? as usize;
     Ok(data.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect())
 }
 
@@ -109,9 +109,9 @@ impl Search {
             .map_err(|e| run_err("decoder_init", e))?;
         let logits = logits_rows(&out["logits"], "decoder_init")?;
         if logits[0].len() != model.manifest.vocab_size {
-            return Err(CaptionError::Run {
+            return Err(CaptionError::Output {
                 graph: "decoder_init",
-                message: format!(
+                problem: format!(
                     "the decoder scores {} tokens, the manifest says {}; export the model again",
                     logits[0].len(),
                     model.manifest.vocab_size
@@ -120,7 +120,7 @@ impl Search {
         }
         let mut take = |name: &str| {
             out.remove(name)
-                .ok_or_else(|| run_err_text("decoder_init", "missing output"))
+                .ok_or_else(|| output_err("decoder_init", "missing output"))
         };
         let cache = Cache {
             self_k: take("self_k")?,
@@ -152,10 +152,10 @@ impl Search {
         let logits = logits_rows(&out["logits"], "decoder_step")?;
         let self_k = out
             .remove("next_k")
-            .ok_or_else(|| run_err_text("decoder_step", "missing next_k"))?;
+            .ok_or_else(|| output_err("decoder_step", "missing next_k"))?;
         let self_v = out
             .remove("next_v")
-            .ok_or_else(|| run_err_text("decoder_step", "missing next_v"))?;
+            .ok_or_else(|| output_err("decoder_step", "missing next_v"))?;
         drop(out);
         Ok((
             logits,

@@ -26,7 +26,7 @@ mod preprocess;
 mod service;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use image::RgbImage;
 use ort::session::builder::GraphOptimizationLevel;
@@ -50,21 +50,49 @@ pub enum CaptionError {
     NoModel(PathBuf),
     #[error("{}: {message}", path.display())]
     Manifest { path: PathBuf, message: String },
+    #[error("{} is not a captioner manifest", path.display())]
+    ManifestJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{} is missing from the captioner model; export the model again (captioner/export.py)", .0.display())]
     MissingFile(PathBuf),
-    #[error("cannot load ONNX Runtime: {0}")]
-    Runtime(String),
-    #[error("ONNX Runtime cannot load {}: {message}; the file is damaged or not from captioner/export.py", path.display())]
-    Graph { path: PathBuf, message: String },
-    #[error("running the {graph} graph failed: {message}")]
+    /// Shared: the runtime is loaded once per process, and each later use
+    /// reports the same failure.
+    #[error("cannot load ONNX Runtime")]
+    Runtime(#[source] Arc<RuntimeError>),
+    #[error("ONNX Runtime cannot load {} (the file is damaged or not from captioner/export.py)", path.display())]
+    Graph {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("running the {graph} graph failed")]
     Run {
         graph: &'static str,
-        message: String,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("the {graph} graph gave an unusable output: {problem}")]
+    Output {
+        graph: &'static str,
+        problem: String,
     },
     #[error("{} does not match the manifest: {message}; export the model again", path.display())]
     Mismatch { path: PathBuf, message: String },
-    #[error("cannot load the tokenizer {}: {message}", path.display())]
-    Tokenizer { path: PathBuf, message: String },
+    #[error("cannot load the tokenizer {}", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: tokenizers::Error,
+    },
+    #[error("the tokenizer cannot {what}")]
+    Tokenize {
+        what: &'static str,
+        #[source]
+        source: tokenizers::Error,
+    },
     #[error("cannot read the image {}", path.display())]
     Image {
         path: PathBuf,
@@ -83,6 +111,21 @@ pub enum CaptionError {
     Thread(#[source] std::io::Error),
     #[error("the captioner's thread stopped (it failed while captioning)")]
     Stopped,
+}
+
+/// Why ONNX Runtime could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    NotFound(#[from] OrtNotFound),
+    #[error("{} is not a usable ONNX Runtime; cadloop needs the library of the PyPI onnxruntime wheel 1.31 (run the README's set-up)", library.display())]
+    Load {
+        library: PathBuf,
+        #[source]
+        source: ort::LoadDynamicError,
+    },
+    #[error("cannot create the ONNX Runtime environment")]
+    Environment(#[source] ort::Error),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,13 +258,20 @@ pub fn find_onnxruntime() -> Result<PathBuf, OrtNotFound> {
 /// The ONNX Runtime environment, created once per process from the library
 /// [`find_onnxruntime`] locates.
 fn runtime() -> Result<&'static ort::environment::Environment, CaptionError> {
-    static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    type Loaded = Result<ort::environment::Environment, Arc<RuntimeError>>;
+    static ENVIRONMENT: OnceLock<Loaded> = OnceLock::new();
     let result = ENVIRONMENT.get_or_init(|| {
-        let library = find_onnxruntime().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&library).map_err(|e| {
-            format!("{e}; cadloop needs the library of the PyPI onnxruntime wheel 1.31 (run the README's set-up)")
+        let library = find_onnxruntime().map_err(|e| Arc::new(e.into()))?;
+        let builder = ort::init_from(&library).map_err(|source| {
+            Arc::new(RuntimeError::Load {
+                library: library.clone(),
+                source,
+            })
         })?;
-        builder.with_name("cadloop").build().map_err(|e| e.to_string())
+        builder
+            .with_name("cadloop")
+            .build()
+            .map_err(|e| Arc::new(RuntimeError::Environment(e)))
     });
     result
         .as_ref()
@@ -247,9 +297,9 @@ impl Captioner {
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|_| CaptionError::MissingFile(manifest_path.clone()))?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| CaptionError::Manifest {
+            serde_json::from_str(&text).map_err(|source| CaptionError::ManifestJson {
                 path: manifest_path.clone(),
-                message: e.to_string(),
+                source,
             })?;
         if manifest.format != 1 {
             return Err(CaptionError::Manifest {
@@ -266,9 +316,9 @@ impl Captioner {
             if !path.is_file() {
                 return Err(CaptionError::MissingFile(path));
             }
-            let graph_err = |e: ort::Error| CaptionError::Graph {
+            let graph_err = |source: ort::Error| CaptionError::Graph {
                 path: path.clone(),
-                message: e.to_string(),
+                source,
             };
             Session::builder(environment)
                 .map_err(graph_err)?
@@ -323,10 +373,10 @@ impl Captioner {
         if !tokenizer_path.is_file() {
             return Err(CaptionError::MissingFile(tokenizer_path));
         }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|source| {
             CaptionError::Tokenizer {
                 path: tokenizer_path.clone(),
-                message: e.to_string(),
+                source,
             }
         })?;
         if tokenizer.get_vocab_size(true) > manifest.vocab_size {
@@ -375,13 +425,12 @@ impl Captioner {
                     .copied()
                     .filter(|&t| t != m.bos_token_id && t != m.sep_token_id && t != m.pad_token_id)
                     .collect();
-                let text = self
-                    .tokenizer
-                    .decode(&words, true)
-                    .map_err(|e| CaptionError::Run {
-                        graph: "tokenizer",
-                        message: e.to_string(),
-                    })?;
+                let text = self.tokenizer.decode(&words, true).map_err(|source| {
+                    CaptionError::Tokenize {
+                        what: "decode a caption",
+                        source,
+                    }
+                })?;
                 Ok(Caption {
                     text: text.trim().to_string(),
                     ids,
@@ -418,7 +467,10 @@ impl Captioner {
             let encoded = self
                 .tokenizer
                 .encode(prefix.as_str(), false)
-                .map_err(|e| CaptionError::Settings(format!("cannot tokenize the prefix: {e}")))?;
+                .map_err(|source| CaptionError::Tokenize {
+                    what: "encode the prefix",
+                    source,
+                })?;
             start.extend(encoded.get_ids());
         }
         let max_length = decoding.max_length.unwrap_or(self.manifest.max_length);
@@ -465,21 +517,18 @@ impl Captioner {
             .map_err(|e| run_err("vision", e))?;
         outputs
             .remove("image_embeds")
-            .ok_or_else(|| run_err_text("vision", "no image_embeds output"))
+            .ok_or_else(|| output_err("vision", "no image_embeds output"))
     }
 }
 
-fn run_err(graph: &'static str, e: ort::Error) -> CaptionError {
-    CaptionError::Run {
-        graph,
-        message: e.to_string(),
-    }
+fn run_err(graph: &'static str, source: ort::Error) -> CaptionError {
+    CaptionError::Run { graph, source }
 }
 
-fn run_err_text(graph: &'static str, message: &str) -> CaptionError {
-    CaptionError::Run {
+fn output_err(graph: &'static str, problem: &str) -> CaptionError {
+    CaptionError::Output {
         graph,
-        message: message.to_string(),
+        problem: problem.to_string(),
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn checks(global: &GlobalArgs, args: &DoctorArgs) -> Vec<Check> {
     });
     out.push(match crate::render::load_font() {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
-        Err(err) => check("font", Status::Fail, err.to_string()),
+        Err(err) => check("font", Status::Fail, crate::error_chain(&err)),
     });
     out.push(captioner_check(&settings, args));
     out.push(llm_check(&settings, args));
@@ -113,7 +113,7 @@ async fn freecad_checks(settings: ExecutorSettings) -> Vec<Check> {
             ));
             pool.shutdown().await;
         }
-        Err(err) => out.push(check("interpreter", Status::Fail, format!("{err}"))),
+        Err(err) => out.push(check("interpreter", Status::Fail, crate::error_chain(&err))),
     }
     out
 }
@@ -146,7 +146,7 @@ fn captioner_check(settings: &Settings, args: &DoctorArgs) -> Check {
                 ),
             )
         }
-        Err(err) => check("captioner", Status::Fail, err.to_string()),
+        Err(err) => check("captioner", Status::Fail, crate::error_chain(&err)),
     }
 }
 

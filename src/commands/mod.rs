@@ -121,7 +121,10 @@ fn report_run(
     }
     if let Some(err) = &result.llm_error {
         if !record.outcome.has_model() {
-            let mut message = record.error.clone().unwrap_or_else(|| err.to_string());
+            let mut message = record
+                .error
+                .clone()
+                .unwrap_or_else(|| crate::error_chain(err));
             if let Some(hint) = err.hint() {
                 message.push_str(&format!("\n  hint: {hint}"));
             }

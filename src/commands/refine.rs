@@ -56,7 +56,7 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         return Ok(ExitStatus::Interrupted(cause));
     }
     if let (Some(err), true) = (&result.llm_error, not_applied) {
-        let mut message = format!("{err:#}");
+        let mut message = crate::error_chain(err);
         if let Some(hint) = err.hint() {
             message.push_str(&format!("\n  hint: {hint}"));
         }

@@ -400,6 +400,10 @@ pub enum ExecutorError {
     },
     #[error("the worker broke the protocol: {0}")]
     Protocol(String),
+    #[error("the worker sent a mesh that cannot be read")]
+    Mesh(#[source] crate::mesh::MeshError),
+    #[error("a worker's start-up task failed")]
+    Starting(#[source] tokio::task::JoinError),
     #[error("the executor pool is shut down")]
     Closed,
 }

@@ -46,7 +46,7 @@ impl Pool {
         }
         let mut workers = Vec::with_capacity(count);
         while let Some(joined) = starting.join_next().await {
-            let worker = joined.map_err(|e| ExecutorError::Protocol(e.to_string()))??;
+            let worker = joined.map_err(ExecutorError::Starting)??;
             workers.push(worker);
         }
         let versions = (
@@ -122,8 +122,8 @@ impl Pool {
                     drop(permit);
                 }
                 let mesh = if report.is_ok() {
-                    let mut mesh = Mesh::from_le_bytes(&vertices, &indices)
-                        .map_err(|e| ExecutorError::Protocol(e.to_string()))?;
+                    let mut mesh =
+                        Mesh::from_le_bytes(&vertices, &indices).map_err(ExecutorError::Mesh)?;
                     // An ok report means a valid solid, tessellated with outward normals.
                     mesh.closed = true;
                     Some(mesh)

@@ -168,12 +168,41 @@ pub enum LlmError {
     },
     #[error("the LLM endpoint {url} sent a reply cadloop cannot read: {message}")]
     Malformed { url: String, message: String },
-    #[error("the LLM request to {url} failed: {message}")]
-    Request { url: String, message: String },
+    #[error("the LLM endpoint {url} sent a reply that is not the expected JSON: {body}")]
+    Undecodable {
+        url: String,
+        body: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot set up the HTTP client for {url}")]
+    Client {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the LLM request to {url} failed")]
+    Request {
+        url: String,
+        #[source]
+        source: OpenAIError,
+    },
     #[error("{}: no recorded reply for the request that begins {request:?}; record the run again with --record", file.display())]
     NotRecorded { file: PathBuf, request: String },
-    #[error("{}: {message}", file.display())]
-    Recording { file: PathBuf, message: String },
+    #[error("cannot {action} the recording {}", file.display())]
+    RecordingFile {
+        file: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: line {line} is not a recorded exchange", file.display())]
+    RecordingLine {
+        file: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl LlmError {
@@ -371,9 +400,9 @@ impl LlmClient {
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("cadloop/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| LlmError::Request {
+            .map_err(|source| LlmError::Client {
                 url: settings.endpoint().to_string(),
-                message: e.to_string(),
+                source,
             })?;
         let config = OpenAIConfig::new()
             .with_api_base(settings.endpoint())
@@ -525,15 +554,13 @@ impl LlmClient {
                     tries,
                     message: shorten(&body),
                 },
-                _ => LlmError::Malformed {
+                _ => LlmError::Undecodable {
                     url,
-                    message: format!("{e} in {}", shorten(&body)),
+                    body: shorten(&body),
+                    source: e,
                 },
             },
-            other => LlmError::Request {
-                url,
-                message: other.to_string(),
-            },
+            other => LlmError::Request { url, source: other },
         }
     }
 }

@@ -2,11 +2,12 @@
 //! replayed run gives the same run.json and models offline.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::JsonLines;
 
 use super::{LlmError, Message, Reply};
 
@@ -33,9 +34,10 @@ pub(super) struct Replay {
 
 impl Replay {
     pub(super) fn load(file: &Path) -> Result<Replay, LlmError> {
-        let text = std::fs::read_to_string(file).map_err(|e| LlmError::Recording {
+        let text = std::fs::read_to_string(file).map_err(|source| LlmError::RecordingFile {
             file: file.to_path_buf(),
-            message: format!("cannot read it: {e}"),
+            action: "read",
+            source,
         })?;
         let mut replies: HashMap<String, VecDeque<Reply>> = HashMap::new();
         for (i, line) in text
@@ -44,9 +46,10 @@ impl Replay {
             .filter(|(_, l)| !l.trim().is_empty())
         {
             let recorded: Recorded =
-                serde_json::from_str(line).map_err(|e| LlmError::Recording {
+                serde_json::from_str(line).map_err(|source| LlmError::RecordingLine {
                     file: file.to_path_buf(),
-                    message: format!("line {} is not a recorded exchange: {e}", i + 1),
+                    line: i + 1,
+                    source,
                 })?;
             replies
                 .entry(request_key(&recorded.messages))
@@ -81,19 +84,16 @@ fn request_key(messages: &[Message]) -> String {
 /// Appends every exchange to a recording, one JSON line each.
 pub(super) struct Recorder {
     file: PathBuf,
-    out: Mutex<std::fs::File>,
+    out: Mutex<JsonLines>,
 }
 
 impl Recorder {
     pub(super) fn open(file: &Path) -> Result<Recorder, LlmError> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file)
-            .map_err(|e| LlmError::Recording {
-                file: file.to_path_buf(),
-                message: format!("cannot open it for writing: {e}"),
-            })?;
+        let out = JsonLines::open(file).map_err(|source| LlmError::RecordingFile {
+            file: file.to_path_buf(),
+            action: "open for writing",
+            source,
+        })?;
         Ok(Recorder {
             file: file.to_path_buf(),
             out: Mutex::new(out),
@@ -101,16 +101,16 @@ impl Recorder {
     }
 
     pub(super) fn write(&self, messages: &[Message], reply: &Reply) -> Result<(), LlmError> {
-        let mut line = serde_json::to_vec(&Recorded {
+        let exchange = Recorded {
             messages: messages.to_vec(),
             reply: reply.clone(),
-        })
-        .expect("exchanges serialise");
-        line.push(b'\n');
+        };
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.write_all(&line).map_err(|e| LlmError::Recording {
-            file: self.file.clone(),
-            message: format!("cannot append to it: {e}"),
-        })
+        out.append(&exchange)
+            .map_err(|source| LlmError::RecordingFile {
+                file: self.file.clone(),
+                action: "append to",
+                source,
+            })
     }
 }

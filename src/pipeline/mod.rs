@@ -35,6 +35,7 @@ use tracing::Instrument;
 
 use crate::caption::{CaptionService, CaptionSettings};
 use crate::config::Budget;
+use crate::error_chain;
 use crate::executor::{ExecutorError, ExecutorSettings, Pool};
 use crate::files;
 use crate::interrupt::{Cause, Interrupt};
@@ -409,7 +410,7 @@ impl Run<'_> {
         let early = match (&llm_error, interrupted) {
             (Some(err), _) => Some((
                 error_chain(err),
-                format!("the LLM endpoint failed: {err:#}"),
+                format!("the LLM endpoint failed: {}", error_chain(err)),
             )),
             (None, Some(cause)) => {
                 Some((cause.describe().to_string(), cause.describe().to_string()))
@@ -448,17 +449,6 @@ impl<E: Into<PipelineError>> From<E> for Stop {
     fn from(err: E) -> Stop {
         Stop::Pipeline(err.into())
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One run in progress.
