@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::batch::{self, InputFormat, InputOptions, Item, Problem};
 use crate::mesh::Mesh;
 use crate::metrics::{self, MetricSettings, Scores};
-use crate::report::{html, RunRecord};
+use crate::report::{index, RunRecord};
 
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";
 pub const MEASUREMENTS_PROMPT_FILE: &str =
@@ -401,7 +401,7 @@ pub fn report(dataset: &str, settings: &MetricSettings, cases: Vec<CaseScore>) -
 
 /// `index.html` of a bench folder: one row per case with its scores,
 /// linking to the run's report (when the run is here) and the case page.
-pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
+pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> index::Index {
     let scores: HashMap<&str, &CaseScore> =
         report.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let fmt = |v: f64| format!("{v:.4}");
@@ -411,7 +411,7 @@ pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
             let relative = format!("{}/{}", batch::ITEMS_DIR, case.item.dir_name);
             let score = scores.get(case.item.id.as_str());
             let record = crate::report::read_run(&out.join(&relative)).ok();
-            let mut row = html::IndexRow::for_run(
+            let mut row = index::IndexRow::for_run(
                 out,
                 &relative,
                 &case.item.id,
@@ -421,7 +421,7 @@ pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
             );
             let case_dir = format!("cases/{}", case.item.dir_name);
             if out.join(&case_dir).join("case.md").is_file() {
-                row.links.push(html::Link {
+                row.links.push(index::Link {
                     name: "comparison".into(),
                     href: format!("{case_dir}/case.md"),
                 });
@@ -451,7 +451,7 @@ pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> html::Index {
             "median PCD {pcd:.4} · mean IoU {iou:.4} · the full tables are in bench.md"
         ));
     }
-    html::Index {
+    index::Index {
         kind: "cadloop bench".into(),
         title: report.dataset.clone(),
         summary,

@@ -236,6 +236,9 @@ fn error_report(kind: ErrorKind, message: String) -> ExecReport {
     }
 }
 
+/// A job's report, and its mesh's vertex and index bytes.
+type JobResult = (ExecReport, Vec<u8>, Vec<u8>);
+
 /// Runs one job in the harness; never fails: every failure becomes a report.
 fn run_job(
     py: Python<'_>,
@@ -243,7 +246,7 @@ fn run_job(
     channels: &Channels,
     code: &str,
     dir: &Path,
-) -> (ExecReport, Vec<u8>, Vec<u8>) {
+) -> JobResult {
     let staging = dir.join(STAGING_DIR);
     let output_path = dir.join(OUTPUT_FILE);
     // The supervisor empties the folder before each job (inputs may then be
@@ -260,40 +263,7 @@ fn run_job(
             );
         }
     };
-    // Err: the harness itself failed (not the code), as (kind, message).
-    let called = channels
-        .capture_into(&capture)
-        .map_err(|e| {
-            (
-                ErrorKind::Crashed,
-                format!("cannot capture the output: {e}"),
-            )
-        })
-        .and_then(|()| {
-            harness
-                .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
-                .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
-                .map_err(|err| {
-                    if err.is_instance_of::<PyMemoryError>(py) {
-                        let message = "the worker ran out of memory while measuring or exporting \
-                                       the result; build a simpler part";
-                        (ErrorKind::OutOfMemory, message.to_string())
-                    } else {
-                        let text = python_error_text(py, &err);
-                        (ErrorKind::Crashed, format!("the harness failed:\n{text}"))
-                    }
-                })
-        })
-        .and_then(|(json, vertices, indices)| {
-            serde_json::from_str::<ExecReport>(&json)
-                .map(|report| (report, vertices, indices))
-                .map_err(|e| {
-                    (
-                        ErrorKind::Crashed,
-                        format!("the harness sent a bad report: {e}"),
-                    )
-                })
-        });
+    let called = call_harness(py, harness, channels, &capture, code, dir);
     channels.restore();
     drop(capture);
 
@@ -323,6 +293,44 @@ fn run_job(
     }
 }
 
+/// Runs the job in the harness with the output captured into `capture`.
+/// `Err`: the harness itself failed (not the code), as (kind, message).
+fn call_harness(
+    py: Python<'_>,
+    harness: &Bound<'_, PyModule>,
+    channels: &Channels,
+    capture: &File,
+    code: &str,
+    dir: &Path,
+) -> Result<JobResult, (ErrorKind, String)> {
+    channels.capture_into(capture).map_err(|e| {
+        (
+            ErrorKind::Crashed,
+            format!("cannot capture the output: {e}"),
+        )
+    })?;
+    let (json, vertices, indices) = harness
+        .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
+        .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
+        .map_err(|err| {
+            if err.is_instance_of::<PyMemoryError>(py) {
+                let message = "the worker ran out of memory while measuring or exporting \
+                               the result; build a simpler part";
+                (ErrorKind::OutOfMemory, message.to_string())
+            } else {
+                let text = python_error_text(py, &err);
+                (ErrorKind::Crashed, format!("the harness failed:\n{text}"))
+            }
+        })?;
+    let report = serde_json::from_str::<ExecReport>(&json).map_err(|e| {
+        (
+            ErrorKind::Crashed,
+            format!("the harness sent a bad report: {e}"),
+        )
+    })?;
+    Ok((report, vertices, indices))
+}
+
 /// Writes model.stl next to the staged STEP and FCStd, then moves all three into place.
 fn finish_exports(
     staging: &Path,
@@ -331,10 +339,8 @@ fn finish_exports(
     indices: &[u8],
 ) -> Result<(), String> {
     let mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
-    mesh.write_stl(&staging.join("model.stl")).map_err(|e| {
-        let cause = std::error::Error::source(&e).map(ToString::to_string);
-        format!("{e}: {}", cause.unwrap_or_default())
-    })?;
+    mesh.write_stl(&staging.join("model.stl"))
+        .map_err(|e| crate::error_chain(&e))?;
     for name in MODEL_FILES {
         fs::rename(staging.join(name), dir.join(name))
             .map_err(|e| format!("could not move {name} into {}: {e}", dir.display()))?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::report::html;
+use crate::report::index;
 
 use super::log::{read_results, result_logs};
 use super::{BatchError, ResultRecord};
@@ -30,7 +30,7 @@ pub struct Summary {
 
 /// `index.html` of a batch folder: one row per id (the first record of an
 /// id counts, as in [`summarize`]), linking to the item's report.
-pub fn index(out: &Path, summary: &Summary) -> Result<html::Index, BatchError> {
+pub fn index(out: &Path, summary: &Summary) -> Result<index::Index, BatchError> {
     let mut seen = HashSet::new();
     let rows = read_results(out)?
         .into_iter()
@@ -40,7 +40,7 @@ pub fn index(out: &Path, summary: &Summary) -> Result<html::Index, BatchError> {
             let prompt = crate::report::read_run(&out.join(&relative))
                 .map(|record| record.prompt)
                 .unwrap_or_default();
-            html::IndexRow::for_run(
+            index::IndexRow::for_run(
                 out,
                 &relative,
                 &r.id,
@@ -50,7 +50,7 @@ pub fn index(out: &Path, summary: &Summary) -> Result<html::Index, BatchError> {
             )
         })
         .collect();
-    Ok(html::Index {
+    Ok(index::Index {
         kind: "cadloop batch".into(),
         title: out
             .file_name()

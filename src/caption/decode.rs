@@ -214,106 +214,20 @@ impl Search {
         batch: usize,
     ) -> Result<Vec<(Vec<u32>, f32)>, CaptionError> {
         let k = self.beams;
-        let keep = 2 * k;
-        let prompt = self.start.len();
-        // running[b][j]: sequence and accumulated log-probability of beam j of image b.
-        let mut running: Vec<Vec<(Vec<u32>, f32)>> = (0..batch)
-            .map(|_| {
-                (0..k)
-                    .map(|j| (self.start.clone(), if j == 0 { 0.0 } else { -1e9 }))
-                    .collect()
-            })
-            .collect();
-        let mut finished: Vec<Vec<(Vec<u32>, f32)>> = vec![Vec::new(); batch];
-        let mut open = vec![true; batch];
-        let flat = |running: &Vec<Vec<(Vec<u32>, f32)>>| -> Vec<Vec<u32>> {
-            running
-                .iter()
-                .flat_map(|beams| beams.iter().map(|(s, _)| s.clone()))
-                .collect()
-        };
-        // All beams of an image start alike: one first pass per image (its
-        // cross-attention keys/values are the costly part), then copies.
-        let (first_logits, first_cache) =
-            self.first(model, &vec![self.start.clone(); batch], &embeds)?;
-        let expanded: Vec<usize> = (0..batch).flat_map(|b| std::iter::repeat_n(b, k)).collect();
-        let mut logits: Vec<Vec<f32>> = expanded.iter().map(|&b| first_logits[b].clone()).collect();
-        let mut cache = Cache {
-            self_k: gather_axis(&first_cache.self_k, 1, &expanded, "decoder_init")?,
-            self_v: gather_axis(&first_cache.self_v, 1, &expanded, "decoder_init")?,
-            cross_k: gather_axis(&first_cache.cross_k, 1, &expanded, "decoder_init")?,
-            cross_v: gather_axis(&first_cache.cross_v, 1, &expanded, "decoder_init")?,
-        };
-        drop(first_cache);
-        let mut cur_len = prompt;
+        let mut images: Vec<Beams> = (0..batch).map(|_| Beams::new(&self.start, k)).collect();
+        let (mut logits, mut cache) = self.first_per_image(model, &embeds, batch)?;
+        let mut cur_len = self.start.len();
         loop {
             let mut order = Vec::with_capacity(batch * k);
             let mut all_stop = true;
-            for b in 0..batch {
-                // Top `keep` continuations over all beams and tokens.
-                let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
-                for (j, (seq, score)) in running[b].iter().enumerate() {
-                    let mut lp = log_softmax(&logits[b * k + j]);
-                    apply_repetition_penalty(&mut lp, seq, self.penalty);
-                    candidates.extend(
-                        lp.iter()
-                            .enumerate()
-                            .map(|(t, &p)| (p + score, j, t as u32)),
-                    );
-                }
-                candidates.sort_by(|a, c| c.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(c.1, c.2))));
-                candidates.truncate(keep);
-                let hits: Vec<bool> = candidates
-                    .iter()
-                    .map(|&(_, _, t)| t == self.sep || cur_len + 1 >= self.max_length)
-                    .collect();
-                all_stop &= hits.iter().all(|&h| h);
-                // Finished: the top-k candidates that stop, scored per generated token.
-                if open[b] {
-                    for (rank, (&(score, j, t), &hit)) in candidates.iter().zip(&hits).enumerate() {
-                        if hit && rank < k {
-                            let mut seq = running[b][j].0.clone();
-                            seq.push(t);
-                            finished[b].push((seq, score / (cur_len + 1 - prompt) as f32));
-                        }
-                    }
-                    finished[b].sort_by(|a, c| c.1.total_cmp(&a.1));
-                    finished[b].truncate(k);
-                }
-                // Running: the best k candidates that do not stop.
-                let mut next: Vec<(f32, usize, u32)> = candidates
-                    .iter()
-                    .zip(&hits)
-                    .map(|(&(s, j, t), &hit)| (if hit { s - 1e9 } else { s }, j, t))
-                    .collect();
-                next.sort_by(|a, c| c.0.total_cmp(&a.0));
-                next.truncate(k);
-                let previous = std::mem::take(&mut running[b]);
-                running[b] = next
-                    .iter()
-                    .map(|&(s, j, t)| {
-                        let mut seq = previous[j].0.clone();
-                        seq.push(t);
-                        (seq, s)
-                    })
-                    .collect();
-                order.extend(next.iter().map(|&(_, j, _)| b * k + j));
+            for (b, image) in images.iter_mut().enumerate() {
+                let (stop, from) = image.advance(&logits[b * k..(b + 1) * k], self, cur_len);
+                all_stop &= stop;
+                order.extend(from.into_iter().map(|j| b * k + j));
+                image.close_if_settled(k, cur_len + 1 - self.start.len());
             }
             cur_len += 1;
-            for b in 0..batch {
-                // Stop a batch entry once no running beam can beat its worst finished one.
-                let best_running = running[b][0].1 / (cur_len - prompt) as f32;
-                let worst_finished = if finished[b].len() == k {
-                    finished[b]
-                        .iter()
-                        .map(|f| f.1)
-                        .fold(f32::INFINITY, f32::min)
-                } else {
-                    -1e9
-                };
-                open[b] &= best_running > worst_finished;
-            }
-            if all_stop || !open.iter().any(|&o| o) {
+            if all_stop || !images.iter().any(|image| image.open) {
                 break;
             }
             cache = Cache {
@@ -321,21 +235,152 @@ impl Search {
                 self_v: gather_axis(&cache.self_v, 1, &order, "decoder_step")?,
                 ..cache
             };
-            (logits, cache) = self.next(model, &flat(&running), cache)?;
+            let rows: Vec<Vec<u32>> = images
+                .iter()
+                .flat_map(|image| image.running.iter().map(|(seq, _)| seq.clone()))
+                .collect();
+            (logits, cache) = self.next(model, &rows, cache)?;
         }
-        // The best finished beam; its score is already per generated token.
-        Ok(finished
+        let prompt = self.start.len();
+        Ok(images
             .into_iter()
-            .zip(running)
-            .map(|(done, live)| {
-                let (seq, score) = done.into_iter().next().unwrap_or_else(|| {
-                    let (seq, sum) = live.into_iter().next().unwrap_or_default();
-                    let generated = (seq.len() - prompt).max(1) as f32;
-                    (seq, sum / generated)
-                });
-                (trim(seq, self.sep), score)
-            })
+            .map(|image| image.best(prompt, self.sep))
             .collect())
+    }
+
+    /// The first pass for beam search: all beams of an image start alike, so
+    /// it runs once per image (its cross-attention keys/values are the costly
+    /// part) and is copied to each of the image's beams.
+    fn first_per_image(
+        &self,
+        model: &mut Captioner,
+        embeds: &DynValue,
+        batch: usize,
+    ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
+        let (first_logits, first_cache) =
+            self.first(model, &vec![self.start.clone(); batch], embeds)?;
+        let expanded: Vec<usize> = (0..batch)
+            .flat_map(|b| std::iter::repeat_n(b, self.beams))
+            .collect();
+        let logits = expanded.iter().map(|&b| first_logits[b].clone()).collect();
+        let cache = Cache {
+            self_k: gather_axis(&first_cache.self_k, 1, &expanded, "decoder_init")?,
+            self_v: gather_axis(&first_cache.self_v, 1, &expanded, "decoder_init")?,
+            cross_k: gather_axis(&first_cache.cross_k, 1, &expanded, "decoder_init")?,
+            cross_v: gather_axis(&first_cache.cross_v, 1, &expanded, "decoder_init")?,
+        };
+        Ok((logits, cache))
+    }
+}
+
+/// One image's beams during beam search.
+struct Beams {
+    /// Each running beam's sequence and accumulated log-probability.
+    running: Vec<(Vec<u32>, f32)>,
+    /// Finished sequences scored per generated token, best first, at most k.
+    finished: Vec<(Vec<u32>, f32)>,
+    /// False once no running beam can beat the worst finished one.
+    open: bool,
+}
+
+impl Beams {
+    /// k beams of `start`; only the first counts until they differ.
+    fn new(start: &[u32], k: usize) -> Beams {
+        Beams {
+            running: (0..k)
+                .map(|j| (start.to_vec(), if j == 0 { 0.0 } else { -1e9 }))
+                .collect(),
+            finished: Vec::new(),
+            open: true,
+        }
+    }
+
+    /// Extends the beams by one token from `logits` (one row per beam) at
+    /// length `cur_len`. Gives whether every top candidate stops, and which
+    /// old beam each new one continues.
+    fn advance(
+        &mut self,
+        logits: &[Vec<f32>],
+        search: &Search,
+        cur_len: usize,
+    ) -> (bool, Vec<usize>) {
+        let k = search.beams;
+        let prompt = search.start.len();
+        // The top 2k continuations over all beams and tokens.
+        let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
+        for (j, (seq, score)) in self.running.iter().enumerate() {
+            let mut lp = log_softmax(&logits[j]);
+            apply_repetition_penalty(&mut lp, seq, search.penalty);
+            candidates.extend(
+                lp.iter()
+                    .enumerate()
+                    .map(|(t, &p)| (p + score, j, t as u32)),
+            );
+        }
+        candidates.sort_by(|a, c| c.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(c.1, c.2))));
+        candidates.truncate(2 * k);
+        let hits: Vec<bool> = candidates
+            .iter()
+            .map(|&(_, _, t)| t == search.sep || cur_len + 1 >= search.max_length)
+            .collect();
+        let all_stop = hits.iter().all(|&h| h);
+        // Finished: the top-k candidates that stop, scored per generated token.
+        if self.open {
+            for (rank, (&(score, j, t), &hit)) in candidates.iter().zip(&hits).enumerate() {
+                if hit && rank < k {
+                    let mut seq = self.running[j].0.clone();
+                    seq.push(t);
+                    self.finished
+                        .push((seq, score / (cur_len + 1 - prompt) as f32));
+                }
+            }
+            self.finished.sort_by(|a, c| c.1.total_cmp(&a.1));
+            self.finished.truncate(k);
+        }
+        // Running: the best k candidates that do not stop.
+        let mut next: Vec<(f32, usize, u32)> = candidates
+            .iter()
+            .zip(&hits)
+            .map(|(&(s, j, t), &hit)| (if hit { s - 1e9 } else { s }, j, t))
+            .collect();
+        next.sort_by(|a, c| c.0.total_cmp(&a.0));
+        next.truncate(k);
+        let previous = std::mem::take(&mut self.running);
+        self.running = next
+            .iter()
+            .map(|&(s, j, t)| {
+                let mut seq = previous[j].0.clone();
+                seq.push(t);
+                (seq, s)
+            })
+            .collect();
+        (all_stop, next.iter().map(|&(_, j, _)| j).collect())
+    }
+
+    /// Closes the image once no running beam, `generated` tokens long, can
+    /// beat its worst finished one.
+    fn close_if_settled(&mut self, k: usize, generated: usize) {
+        let best_running = self.running[0].1 / generated as f32;
+        let worst_finished = if self.finished.len() == k {
+            self.finished
+                .iter()
+                .map(|f| f.1)
+                .fold(f32::INFINITY, f32::min)
+        } else {
+            -1e9
+        };
+        self.open &= best_running > worst_finished;
+    }
+
+    /// The best finished beam (its score already per generated token), else
+    /// the best running one.
+    fn best(self, prompt: usize, sep: u32) -> (Vec<u32>, f32) {
+        let (seq, score) = self.finished.into_iter().next().unwrap_or_else(|| {
+            let (seq, sum) = self.running.into_iter().next().unwrap_or_default();
+            let generated = (seq.len() - prompt).max(1) as f32;
+            (seq, sum / generated)
+        });
+        (trim(seq, sep), score)
     }
 }
 

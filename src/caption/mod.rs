@@ -278,6 +278,122 @@ fn runtime() -> Result<&'static ort::environment::Environment, CaptionError> {
         .map_err(|e| CaptionError::Runtime(e.clone()))
 }
 
+impl Manifest {
+    /// Reads and checks `cadloop-captioner.json`.
+    fn read(path: &Path) -> Result<Manifest, CaptionError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|_| CaptionError::MissingFile(path.to_path_buf()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| CaptionError::ManifestJson {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if manifest.format != 1 {
+            return Err(CaptionError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "format {} is not one this cadloop reads (1)",
+                    manifest.format
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+/// One graph of the model as an ONNX Runtime session.
+fn open_session(
+    environment: &ort::environment::Environment,
+    path: &Path,
+    threads: usize,
+) -> Result<Session, CaptionError> {
+    if !path.is_file() {
+        return Err(CaptionError::MissingFile(path.to_path_buf()));
+    }
+    let graph_err = |source: ort::Error| CaptionError::Graph {
+        path: path.to_path_buf(),
+        source,
+    };
+    Session::builder(environment)
+        .map_err(graph_err)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| graph_err(e.into()))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| graph_err(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| graph_err(e.into()))?
+        .commit_from_file(path)
+        .map_err(graph_err)
+}
+
+/// The three graphs take the inputs cadloop feeds, and the vision graph the
+/// manifest's image size.
+fn check_graphs(
+    dir: &Path,
+    manifest: &Manifest,
+    [vision, init, step]: [&Session; 3],
+) -> Result<(), CaptionError> {
+    let graphs = &manifest.graphs;
+    for (session, name, inputs) in [
+        (vision, &graphs.vision, &["pixel_values"][..]),
+        (
+            init,
+            &graphs.decoder_init,
+            &["input_ids", "image_embeds"][..],
+        ),
+        (
+            step,
+            &graphs.decoder_step,
+            &["input_ids", "self_k", "self_v", "cross_k", "cross_v"][..],
+        ),
+    ] {
+        let have: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        if have != inputs {
+            return Err(CaptionError::Mismatch {
+                path: dir.join(name),
+                message: format!("inputs are {have:?}, expected {inputs:?}"),
+            });
+        }
+    }
+    // The image size is fixed in the vision graph; it must be the manifest's.
+    let pixel_shape = vision.inputs()[0]
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.to_vec());
+    let side = manifest.image_size as i64;
+    if !matches!(pixel_shape.as_deref(), Some([_, 3, h, w]) if *h == side && *w == side) {
+        return Err(CaptionError::Mismatch {
+            path: dir.join(&graphs.vision),
+            message: format!(
+                "pixel_values has shape {pixel_shape:?}, the manifest says {side}² RGB images"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tokenizer, which must not know more tokens than the model scores.
+fn load_tokenizer(path: &Path, vocab_size: usize) -> Result<tokenizers::Tokenizer, CaptionError> {
+    if !path.is_file() {
+        return Err(CaptionError::MissingFile(path.to_path_buf()));
+    }
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(path).map_err(|source| CaptionError::Tokenizer {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if tokenizer.get_vocab_size(true) > vocab_size {
+        return Err(CaptionError::Mismatch {
+            path: path.to_path_buf(),
+            message: format!(
+                "the tokenizer has {} tokens, the model {vocab_size}",
+                tokenizer.get_vocab_size(true),
+            ),
+        });
+    }
+    Ok(tokenizer)
+}
+
 /// A loaded model: three sessions and a tokenizer.
 pub struct Captioner {
     manifest: Manifest,
@@ -293,102 +409,14 @@ impl Captioner {
         if !dir.is_dir() {
             return Err(CaptionError::NoModel(dir.to_path_buf()));
         }
-        let manifest_path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&manifest_path)
-            .map_err(|_| CaptionError::MissingFile(manifest_path.clone()))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|source| CaptionError::ManifestJson {
-                path: manifest_path.clone(),
-                source,
-            })?;
-        if manifest.format != 1 {
-            return Err(CaptionError::Manifest {
-                path: manifest_path,
-                message: format!(
-                    "format {} is not one this cadloop reads (1)",
-                    manifest.format
-                ),
-            });
-        }
+        let manifest = Manifest::read(&dir.join(MANIFEST))?;
         let environment = runtime()?;
-        let open = |name: &str| -> Result<Session, CaptionError> {
-            let path = dir.join(name);
-            if !path.is_file() {
-                return Err(CaptionError::MissingFile(path));
-            }
-            let graph_err = |source: ort::Error| CaptionError::Graph {
-                path: path.clone(),
-                source,
-            };
-            Session::builder(environment)
-                .map_err(graph_err)?
-                .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(|e| graph_err(e.into()))?
-                .with_intra_threads(threads.max(1))
-                .map_err(|e| graph_err(e.into()))?
-                .with_inter_threads(1)
-                .map_err(|e| graph_err(e.into()))?
-                .commit_from_file(&path)
-                .map_err(graph_err)
-        };
+        let open = |name: &str| open_session(environment, &dir.join(name), threads);
         let vision = open(&manifest.graphs.vision)?;
         let init = open(&manifest.graphs.decoder_init)?;
         let step = open(&manifest.graphs.decoder_step)?;
-        for (session, name, inputs) in [
-            (&vision, &manifest.graphs.vision, &["pixel_values"][..]),
-            (
-                &init,
-                &manifest.graphs.decoder_init,
-                &["input_ids", "image_embeds"][..],
-            ),
-            (
-                &step,
-                &manifest.graphs.decoder_step,
-                &["input_ids", "self_k", "self_v", "cross_k", "cross_v"][..],
-            ),
-        ] {
-            let have: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-            if have != inputs {
-                return Err(CaptionError::Mismatch {
-                    path: dir.join(name),
-                    message: format!("inputs are {have:?}, expected {inputs:?}"),
-                });
-            }
-        }
-        // The image size is fixed in the vision graph; it must be the manifest's.
-        let pixel_shape = vision.inputs()[0]
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.to_vec());
-        let side = manifest.image_size as i64;
-        if !matches!(pixel_shape.as_deref(), Some([_, 3, h, w]) if *h == side && *w == side) {
-            return Err(CaptionError::Mismatch {
-                path: dir.join(&manifest.graphs.vision),
-                message: format!(
-                    "pixel_values has shape {pixel_shape:?}, the manifest says {side}² RGB images"
-                ),
-            });
-        }
-        let tokenizer_path = dir.join(&manifest.tokenizer);
-        if !tokenizer_path.is_file() {
-            return Err(CaptionError::MissingFile(tokenizer_path));
-        }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|source| {
-            CaptionError::Tokenizer {
-                path: tokenizer_path.clone(),
-                source,
-            }
-        })?;
-        if tokenizer.get_vocab_size(true) > manifest.vocab_size {
-            return Err(CaptionError::Mismatch {
-                path: tokenizer_path,
-                message: format!(
-                    "the tokenizer has {} tokens, the model {}",
-                    tokenizer.get_vocab_size(true),
-                    manifest.vocab_size
-                ),
-            });
-        }
+        check_graphs(dir, &manifest, [&vision, &init, &step])?;
+        let tokenizer = load_tokenizer(&dir.join(&manifest.tokenizer), manifest.vocab_size)?;
         Ok(Captioner {
             manifest,
             vision,

@@ -11,7 +11,7 @@ use crate::batch::{self, InputFormat, InputOptions, ResultsLog};
 use crate::cli::{BatchAction, BatchArgs, BatchFormat, GlobalArgs};
 use crate::interrupt::{Cause, Interrupt};
 use crate::progress;
-use crate::report::html;
+use crate::report::index;
 
 use super::settings::{LoopSettings, Settings};
 use super::ExitStatus;
@@ -203,8 +203,8 @@ impl BatchRun {
 fn write_batch_index(out: &Path) -> anyhow::Result<()> {
     let summary = batch::summarize(out)?;
     let index = batch::index(out, &summary)?;
-    html::write_index(out, &index)
-        .with_context(|| format!("cannot write {}", out.join(html::INDEX_FILE).display()))
+    index::write_index(out, &index)
+        .with_context(|| format!("cannot write {}", out.join(index::INDEX_FILE).display()))
 }
 
 fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {

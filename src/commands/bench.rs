@@ -14,7 +14,7 @@ use crate::mesh::Mesh;
 use crate::metrics::MetricSettings;
 use crate::progress;
 use crate::render::{self, RenderSettings};
-use crate::report::html;
+use crate::report::index;
 
 use super::batch::{batch_exit, BatchRun};
 use super::settings::{BenchSettings, Settings};
@@ -213,8 +213,8 @@ fn finish_bench(
 ) -> anyhow::Result<ExitStatus> {
     let report = bench::report(&dataset.display().to_string(), settings, scored);
     write_json_atomically(&out.join("bench.json"), &report)?;
-    html::write_index(out, &bench::index(out, &report, cases))
-        .with_context(|| format!("cannot write {}", out.join(html::INDEX_FILE).display()))?;
+    index::write_index(out, &bench::index(out, &report, cases))
+        .with_context(|| format!("cannot write {}", out.join(index::INDEX_FILE).display()))?;
     let md = bench::markdown(&report);
     files::write_atomically(&out.join("bench.md"), md.as_bytes())
         .with_context(|| format!("cannot write {}", out.join("bench.md").display()))?;

@@ -168,7 +168,9 @@ pub enum LlmError {
     },
     #[error("the LLM endpoint {url} sent a reply cadloop cannot read: {message}")]
     Malformed { url: String, message: String },
-    #[error("the LLM endpoint {url} sent a reply that is not the expected JSON: {body}")]
+    #[error(
+        "the LLM endpoint {url} sent a reply cadloop cannot read (not the expected JSON): {body}"
+    )]
     Undecodable {
         url: String,
         body: String,
@@ -185,7 +187,7 @@ pub enum LlmError {
     Request {
         url: String,
         #[source]
-        source: OpenAIError,
+        source: Box<OpenAIError>,
     },
     #[error("{}: no recorded reply for the request that begins {request:?}; record the run again with --record", file.display())]
     NotRecorded { file: PathBuf, request: String },
@@ -560,7 +562,10 @@ impl LlmClient {
                     source: e,
                 },
             },
-            other => LlmError::Request { url, source: other },
+            other => LlmError::Request {
+                url,
+                source: Box::new(other),
+            },
         }
     }
 }

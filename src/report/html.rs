@@ -1,5 +1,6 @@
 //! The run as a page: `report.html` in every run folder (and `cadloop exec`
-//! output), `index.html` in batch and bench folders.
+//! output); [`super::index`] builds batch and bench folders' `index.html`
+//! from the same templates.
 //!
 //! One self-contained file each: the style sheet is inline, images are
 //! referenced relatively (the page works from the folder, copied or served),
@@ -19,7 +20,6 @@ use crate::files;
 use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 
 pub const REPORT_FILE: &str = "report.html";
-pub const INDEX_FILE: &str = "index.html";
 
 /// Lines of unchanged code shown around each change in a diff.
 const DIFF_CONTEXT: usize = 3;
@@ -50,7 +50,7 @@ fn env() -> &'static Environment<'static> {
     })
 }
 
-fn fill(name: &str, context: impl Serialize) -> std::io::Result<String> {
+pub(super) fn fill(name: &str, context: impl Serialize) -> std::io::Result<String> {
     env()
         .get_template(name)
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(context))))
@@ -524,7 +524,7 @@ fn facts_view(f: &GeometryFacts) -> FactsView {
 }
 
 /// `relative` when the file exists in `dir`.
-fn present(dir: &Path, relative: &str) -> Option<String> {
+pub(super) fn present(dir: &Path, relative: &str) -> Option<String> {
     dir.join(relative).is_file().then(|| relative.to_string())
 }
 
@@ -563,91 +563,13 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// The first line of a prompt, cut to a title's length.
-fn title_of(prompt: &str) -> String {
+pub(super) fn title_of(prompt: &str) -> String {
     let line = prompt.lines().next().unwrap_or("").trim();
     if line.chars().count() > 80 {
         format!("{}…", line.chars().take(79).collect::<String>())
     } else {
         line.to_string()
     }
-}
-
-/// One row of an index page.
-#[derive(Debug, Clone, Serialize)]
-pub struct IndexRow {
-    pub id: String,
-    pub prompt: String,
-    pub outcome: String,
-    pub attempts: usize,
-    /// The item's report, relative to the index.
-    pub page: Option<String>,
-    pub thumbnail: Option<String>,
-    /// Further pages (a bench case's comparison page).
-    pub links: Vec<Link>,
-    /// One value per [`Index::metrics`] column, formatted.
-    pub metrics: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Link {
-    pub name: String,
-    pub href: String,
-}
-
-/// `index.html` of a batch or bench folder.
-#[derive(Debug, Clone, Serialize)]
-pub struct Index {
-    pub kind: String,
-    pub title: String,
-    /// Lines under the title (counts, rates).
-    pub summary: Vec<String>,
-    /// Metric column names.
-    pub metrics: Vec<String>,
-    pub rows: Vec<IndexRow>,
-}
-
-impl IndexRow {
-    /// A row for the run folder `dir/relative`, its page and sheet linked when present.
-    pub fn for_run(
-        dir: &Path,
-        relative: &str,
-        id: &str,
-        prompt: &str,
-        outcome: &str,
-        attempts: usize,
-    ) -> IndexRow {
-        IndexRow {
-            id: id.to_string(),
-            prompt: title_of(prompt),
-            outcome: outcome.to_string(),
-            attempts,
-            page: present(dir, &format!("{relative}/{REPORT_FILE}")),
-            thumbnail: present(dir, &format!("{relative}/{SHEET_FILE}")),
-            links: Vec::new(),
-            metrics: Vec::new(),
-        }
-    }
-}
-
-pub fn write_index(dir: &Path, index: &Index) -> std::io::Result<()> {
-    let html = index_page(index)?;
-    files::write_atomically(&dir.join(INDEX_FILE), html.as_bytes())
-}
-
-fn index_page(index: &Index) -> std::io::Result<String> {
-    #[derive(Serialize)]
-    struct Context<'a> {
-        version: &'static str,
-        #[serde(flatten)]
-        index: &'a Index,
-    }
-    fill(
-        "index.html",
-        Context {
-            version: env!("CARGO_PKG_VERSION"),
-            index,
-        },
-    )
 }
 
 #[cfg(test)]
@@ -683,33 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn untrusted_text_is_escaped_in_every_template() {
-        let evil = "<script>alert(1)</script> & \"quotes\"";
-        let index = Index {
-            kind: "cadloop batch".into(),
-            title: evil.into(),
-            summary: vec![evil.into()],
-            metrics: vec!["PCD".into()],
-            rows: vec![IndexRow {
-                id: evil.into(),
-                prompt: evil.into(),
-                outcome: "match".into(),
-                attempts: 1,
-                page: Some("items/x/report.html".into()),
-                thumbnail: None,
-                links: vec![Link {
-                    name: evil.into(),
-                    href: "cases/x/case.md".into(),
-                }],
-                metrics: vec!["0.1".into()],
-            }],
-        };
-        let html = index_page(&index).unwrap();
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
-            "{html}"
-        );
+    fn sizes_and_titles_are_short() {
         assert_eq!(human_size(2048), "2.0 KiB");
         assert_eq!(title_of("first\nsecond"), "first");
     }

@@ -1,12 +1,13 @@
 //! The records a run leaves behind: `run.json` (serde types here),
 //! `transcript.jsonl` (the LLM exchanges, one per line) and `report.html`
-//! (the run as a page, [`html`]).
+//! (the run as a page, [`html`]); batch and bench folders' `index.html` ([`index`]).
 //!
 //! Stage in the flow: `pipeline` fills a [`RunRecord`] as it goes and writes
 //! it after every attempt, so a run that is stopped midway still says what it
 //! did; `refine`, batch and bench read these records back.
 
 pub mod html;
+pub mod index;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
