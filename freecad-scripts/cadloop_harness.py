@@ -16,7 +16,9 @@ import builtins
 import difflib
 import errno
 import json
+import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -97,8 +99,9 @@ def run_job(code, job_dir):
     vertices = indices = b""
     namespace = fresh_namespace()
     cadloop_macro.enter(namespace, job_dir)
+    parameters = []
     try:
-        compiled = compile_code(code, lines)
+        compiled, parameters = compile_code(code, lines)
         run_code(compiled, namespace, lines)
         timings["exec_ms"] = ms_since(started)
         documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
@@ -130,6 +133,8 @@ def run_job(code, job_dir):
         sys.stderr.flush()
     if ignored:
         report["ignored"] = ignored
+    if parameters:
+        report["parameters"] = parameters
     report["timings"] = timings
     return json.dumps(report), vertices, indices
 
@@ -164,7 +169,8 @@ def compile_code(code, lines):
     try:
         tree = compile(code, CODE_NAME, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
         check_imports(tree, lines)
-        return compile(cadloop_macro.rewrite(tree), CODE_NAME, "exec", dont_inherit=True)
+        parameters = read_parameters(tree, code)
+        return compile(cadloop_macro.rewrite(tree), CODE_NAME, "exec", dont_inherit=True), parameters
     except SyntaxError as err:
         lineno = err.lineno or 0
         text = source_line(lines, lineno) or (err.text or "").rstrip("\n")
@@ -177,6 +183,73 @@ def compile_code(code, lines):
         raise JobFailure("syntax", message, lineno or None) from None
     except ValueError as err:  # e.g. a NUL byte in the source
         raise JobFailure("syntax", f"{CODE_NAME}: {err}") from None
+
+
+# Python's own line breaks, as ast numbers lines.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Integers JSON readers take exactly (cadloop reads them as 64-bit).
+MAX_EXACT_INT = 2**53
+
+
+def read_parameters(tree, code):
+    """The script's parameters: the top-level assignments of a number
+    literal (optionally signed) at its start, before the first statement
+    that is neither such an assignment, an import, nor the docstring. Each
+    gives its name, value, kind, line, the literal's byte span in the line
+    and the line's comment. A name assigned twice counts once, at its last
+    assignment (the one in effect)."""
+    lines = LINE_BREAK.split(code)
+    found = {}
+    for index, node in enumerate(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            continue
+        parameter = parameter_of(node, lines)
+        if parameter is None:
+            break
+        found.pop(parameter["name"], None)
+        found[parameter["name"]] = parameter
+    return list(found.values())
+
+
+def parameter_of(node, lines):
+    """`NAME = number` (or `NAME: type = number`) as a parameter, else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target, value = node.targets[0], node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
+        target, value = node.target, node.value
+    else:
+        return None
+    if not isinstance(target, ast.Name):
+        return None
+    number = value
+    sign = 1
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, (ast.USub, ast.UAdd)):
+        number = value.operand
+        sign = -1 if isinstance(value.op, ast.USub) else 1
+    if not isinstance(number, ast.Constant) or type(number.value) not in (int, float):
+        return None
+    literal = sign * number.value
+    if isinstance(literal, int) and abs(literal) > MAX_EXACT_INT:
+        return None
+    if isinstance(literal, float) and not math.isfinite(literal):
+        return None
+    if value.lineno != value.end_lineno or value.lineno > len(lines):
+        return None
+    line = lines[value.lineno - 1].encode("utf-8")
+    rest = line[value.end_col_offset:].decode("utf-8", "replace")
+    comment = rest.split("#", 1)[1].strip() if "#" in rest else ""
+    return {
+        "name": target.id,
+        "value": literal,
+        "kind": "int" if isinstance(literal, int) else "float",
+        "line": value.lineno,
+        "span": [value.col_offset, value.end_col_offset],
+        "text": line[value.col_offset:value.end_col_offset].decode("utf-8"),
+        "comment": comment,
+    }
 
 
 def check_imports(tree, lines):

@@ -233,6 +233,7 @@ fn error_report(kind: ErrorKind, message: String) -> ExecReport {
         timings: Timings::default(),
         output: CapturedOutput::default(),
         ignored: Vec::new(),
+        parameters: Vec::new(),
     }
 }
 

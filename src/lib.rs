@@ -17,6 +17,7 @@
 //! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
 //! - [`mesh`]: the triangle mesh passed from the executor onwards.
 //! - [`metrics`]: point-cloud distance, Hausdorff, IoGT and voxel IoU against a reference.
+//! - [`params`]: a script's named number constants, and the tweak that rewrites them.
 //! - [`pipeline`]: the loop as a state machine: generate, execute, repair, look, refine.
 //! - [`progress`]: the live progress line on a terminal.
 //! - [`prompts`]: the prompt templates of `prompts/`, filled.
@@ -38,6 +39,7 @@ pub mod interrupt;
 pub mod llm;
 pub mod mesh;
 pub mod metrics;
+pub mod params;
 pub mod pipeline;
 pub mod progress;
 pub mod prompts;

@@ -174,6 +174,9 @@ pub struct ExecReport {
     /// GUI) and saves or exports outside its job folder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<Ignored>,
+    /// The named number constants at the top of the code ([`crate::params`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<crate::params::Parameter>,
 }
 
 /// One line of the code whose effect was left out.

@@ -337,6 +337,7 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
         timings: Timings::default(),
         output,
         ignored: Vec::new(),
+        parameters: Vec::new(),
     }
 }
 

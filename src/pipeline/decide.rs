@@ -187,6 +187,7 @@ mod tests {
                 timings: Timings::default(),
                 output: CapturedOutput::default(),
                 ignored: Vec::new(),
+                parameters: Vec::new(),
             },
             captions: None,
             critique: verdict.map(|v| CritiqueRecord {
