@@ -50,6 +50,16 @@ pub enum Command {
     /// attempts are added to the run folder; earlier ones stay in attempts/NN/.
     /// run.json records the chain of requests.
     Refine(RefineArgs),
+    /// Change a part's parameters without the LLM: new values for the named
+    /// numbers at the top of its code.
+    ///
+    /// Rewrites only those literals of the run's result (or --from-attempt
+    /// N), runs, renders and captions it as a new attempt in the run folder,
+    /// and makes it the result. No LLM endpoint is needed. --list prints the
+    /// parameters. Exit status: 0 rebuilt, 1 an unknown name, a value of the
+    /// wrong kind, or values FreeCAD could not build (the run's result is
+    /// kept), 2 usage or environment error.
+    Tweak(TweakArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
     ///
     /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
@@ -184,6 +194,30 @@ pub struct RefineArgs {
     pub from_attempt: Option<u32>,
     #[command(flatten)]
     pub run: RunFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct TweakArgs {
+    /// The run folder (written by `cadloop generate`, refine or tweak).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// New values, e.g. LENGTH=45 HOLE_D=8.
+    #[arg(value_name = "NAME=VALUE", required_unless_present = "list")]
+    pub values: Vec<String>,
+    /// Start from this attempt's code instead of the run's result.
+    #[arg(long, value_name = "N")]
+    pub from_attempt: Option<u32>,
+    /// Print the parameters (of the result, or of --from-attempt N) and stop.
+    #[arg(long, conflicts_with = "values")]
+    pub list: bool,
+    /// Print the summary (or the --list) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The captioner model folder; without one the views are not captioned.
+    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
+    pub captioner: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

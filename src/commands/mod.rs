@@ -3,7 +3,8 @@
 //! `main.rs` prints them and exits 2.
 //!
 //! - [`exec`], [`render`], [`caption`]: one script, one model, some images.
-//! - [`generate`], [`refine`]: one run of the loop, new or continued.
+//! - [`generate`], [`refine`]: one run of the loop, new or continued;
+//!   [`tweak`]: new parameter values for a run, no LLM.
 //! - [`batch`], [`bench`]: many runs (bench also scores them).
 //! - [`doctor`]: the environment, checked.
 //! - [`settings`]: each command family's settings, resolved once.
@@ -17,6 +18,7 @@ pub mod generate;
 pub mod refine;
 pub mod render;
 pub mod settings;
+pub mod tweak;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -190,4 +192,41 @@ fn read_request(
         bail!("the {what} ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
     }
     Ok(text)
+}
+
+/// The attempt a change starts from: the one asked for, else the run's result.
+pub(super) fn start_attempt(
+    record: &crate::report::RunRecord,
+    asked: Option<u32>,
+) -> anyhow::Result<u32> {
+    let built: Vec<String> = record
+        .attempts
+        .iter()
+        .filter(|a| a.executed())
+        .map(|a| a.number.to_string())
+        .collect();
+    let choose = if built.is_empty() {
+        "no attempt of this run built a solid, so there is nothing to change; start again with `cadloop generate`".to_string()
+    } else {
+        format!(
+            "choose one that built a solid with --from-attempt N: {}",
+            built.join(", ")
+        )
+    };
+    let n = match (asked, &record.chosen) {
+        (Some(n), _) => n,
+        (None, Some(choice)) => return Ok(choice.attempt),
+        (None, None) => bail!("the run has no result to start from; {choose}"),
+    };
+    let Some(attempt) = record.attempts.get((n as usize).wrapping_sub(1)) else {
+        bail!(
+            "--from-attempt {n}: the run has attempts 1 to {}; {choose}",
+            record.attempts.len()
+        );
+    };
+    if let crate::executor::Outcome::Error { kind, line, .. } = &attempt.result.outcome {
+        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+        bail!("--from-attempt {n}: that attempt built no solid (it failed: {kind}{at}); {choose}");
+    }
+    Ok(n)
 }

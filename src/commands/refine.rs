@@ -3,12 +3,11 @@
 use anyhow::{bail, Context};
 
 use crate::cli::{GlobalArgs, RefineArgs};
-use crate::executor::Outcome;
 use crate::progress;
 use crate::run::RunDir;
 
 use super::settings::Settings;
-use super::{read_request, report_run, ExitStatus};
+use super::{read_request, report_run, start_attempt, ExitStatus};
 
 /// `cadloop refine RUN_DIR CHANGE`.
 pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitStatus> {
@@ -67,38 +66,4 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
         bail!(message);
     }
     report_run(dir, &result, args.run.json)
-}
-
-/// The attempt a change starts from: the one asked for, else the run's result.
-fn start_attempt(record: &crate::report::RunRecord, asked: Option<u32>) -> anyhow::Result<u32> {
-    let built: Vec<String> = record
-        .attempts
-        .iter()
-        .filter(|a| a.executed())
-        .map(|a| a.number.to_string())
-        .collect();
-    let choose = if built.is_empty() {
-        "no attempt of this run built a solid, so there is nothing to change; start again with `cadloop generate`".to_string()
-    } else {
-        format!(
-            "choose one that built a solid with --from-attempt N: {}",
-            built.join(", ")
-        )
-    };
-    let n = match (asked, &record.chosen) {
-        (Some(n), _) => n,
-        (None, Some(choice)) => return Ok(choice.attempt),
-        (None, None) => bail!("the run has no result to start from; {choose}"),
-    };
-    let Some(attempt) = record.attempts.get((n as usize).wrapping_sub(1)) else {
-        bail!(
-            "--from-attempt {n}: the run has attempts 1 to {}; {choose}",
-            record.attempts.len()
-        );
-    };
-    if let Outcome::Error { kind, line, .. } = &attempt.result.outcome {
-        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-        bail!("--from-attempt {n}: that attempt built no solid (it failed: {kind}{at}); {choose}");
-    }
-    Ok(n)
 }

@@ -163,13 +163,31 @@ impl Settings {
         };
         let exec = self.exec(limits, None, workers)?;
         Ok(LoopSettings(EngineSettings {
-            llm,
+            llm: Some(llm),
             recording,
             budget,
             prompts,
             executor: exec.executor,
             render: exec.render,
             captioner: self.caption(loop_args.captioner.as_deref(), None)?,
+        }))
+    }
+
+    /// A tweak's settings: one FreeCAD worker, the views and captioner, no LLM.
+    pub fn tweak(
+        &self,
+        captioner: Option<&Path>,
+        limits: &LimitArgs,
+    ) -> anyhow::Result<LoopSettings> {
+        let exec = self.exec(limits, None, Some(1))?;
+        Ok(LoopSettings(EngineSettings {
+            llm: None,
+            recording: Recording::default(),
+            budget: config::budget(&self.file.generate, None, None)?,
+            prompts: Prompts::builtin(),
+            executor: exec.executor,
+            render: exec.render,
+            captioner: self.caption(captioner, None)?,
         }))
     }
 

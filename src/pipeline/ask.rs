@@ -101,7 +101,12 @@ impl Run<'_> {
         purpose: &str,
         attempt: u32,
     ) -> Result<Reply, Stop> {
-        let reply = self.engine.llm.chat(messages).await.map_err(Stop::Llm)?;
+        let llm = self
+            .engine
+            .llm
+            .as_ref()
+            .ok_or(Stop::Pipeline(PipelineError::NoLlm))?;
+        let reply = llm.chat(messages).await.map_err(Stop::Llm)?;
         self.calls += 1;
         self.record.llm_calls = self.calls;
         self.record.usage += reply.usage;

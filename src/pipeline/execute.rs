@@ -22,6 +22,7 @@ impl Run<'_> {
             round,
             usage,
             llm_ms,
+            changes,
             ..
         } = run;
         let dir = self.attempt_dir(number);
@@ -54,6 +55,7 @@ impl Run<'_> {
             result: report,
             captions: None,
             critique: None,
+            changes,
             usage,
             timings: AttemptTimings {
                 llm_ms,

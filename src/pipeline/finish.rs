@@ -13,12 +13,17 @@ impl Run<'_> {
         let request = self.request;
         let mine = self.record.attempts.iter().filter(|a| a.request == request);
         let (chosen, outcome) = decide::choose_result(mine);
-        self.dir.promote(chosen.as_ref().map(|c| c.attempt))?;
         tracing::info!(outcome = outcome.as_str(), reason = %reason, "run finished");
         let current = self.current();
         current.chosen = chosen.clone();
         current.outcome = outcome;
         current.stop_reason = reason.clone();
+        if chosen.is_none() && self.tweaking() {
+            // A failed tweak leaves the run's result, files and page as they were.
+            self.record.status = RunStatus::Finished;
+            return Ok(());
+        }
+        self.dir.promote(chosen.as_ref().map(|c| c.attempt))?;
         self.record.chosen = chosen;
         self.record.outcome = outcome;
         self.record.stop_reason = reason;

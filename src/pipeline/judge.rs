@@ -93,6 +93,7 @@ impl Run<'_> {
         });
         Ok(match rewrite {
             Some(code) => Step::Execute(Execute {
+                changes: Vec::new(),
                 code,
                 stage: Stage::Refine,
                 parent: Some(number),

@@ -53,7 +53,8 @@ use decide::AfterFailure;
 
 /// What an [`Engine`] is built from: checked settings, nothing started yet.
 pub struct EngineSettings {
-    pub llm: LlmSettings,
+    /// `None`: an engine for tweaks, which never ask the LLM.
+    pub llm: Option<LlmSettings>,
     pub recording: Recording,
     pub budget: Budget,
     pub prompts: Prompts,
@@ -66,7 +67,7 @@ pub struct EngineSettings {
 /// Everything a run needs, built once by [`Engine::start`] and shared by the
 /// runs that use it (one for generate and refine, many for batch and bench).
 pub struct Engine {
-    llm: LlmClient,
+    llm: Option<LlmClient>,
     prompts: Prompts,
     pool: Arc<Pool>,
     /// The captioner, shared by runs (one caption job at a time).
@@ -107,7 +108,10 @@ impl Engine {
         interrupt: Interrupt,
     ) -> Result<(Engine, RunSettings), StartError> {
         let font = render::load_font()?;
-        let llm = LlmClient::new(settings.llm.clone(), &settings.recording)?;
+        let llm = match &settings.llm {
+            Some(llm) => Some(LlmClient::new(llm.clone(), &settings.recording)?),
+            None => None,
+        };
         let captioner = match settings.captioner {
             Some(captioner) => Some(CaptionService::start(captioner).await?),
             None => {
@@ -116,16 +120,16 @@ impl Engine {
             }
         };
         let pool = Arc::new(Pool::start(settings.executor.clone()).await?);
-        let (llm_settings, executor) = (&settings.llm, &settings.executor);
+        let executor = &settings.executor;
         let record = RunSettings {
-            llm: LlmRecord {
-                base_url: llm_settings.endpoint().to_string(),
-                model: llm_settings.model.clone(),
-                temperature: llm_settings.temperature,
-                max_tokens: llm_settings.max_tokens,
-                request_timeout_secs: llm_settings.request_timeout.as_secs_f64(),
-                retries: llm_settings.retries,
-            },
+            llm: settings.llm.as_ref().map(|llm| LlmRecord {
+                base_url: llm.endpoint().to_string(),
+                model: llm.model.clone(),
+                temperature: llm.temperature,
+                max_tokens: llm.max_tokens,
+                request_timeout_secs: llm.request_timeout.as_secs_f64(),
+                retries: llm.retries,
+            }),
             max_repairs: settings.budget.max_repairs,
             max_refines: settings.budget.max_refines,
             captioner: captioner.as_ref().map(|c| c.dir().display().to_string()),
@@ -184,6 +188,17 @@ pub enum PipelineError {
     Task(&'static str, #[source] tokio::task::JoinError),
     #[error("the render queue was closed")]
     RenderGate(#[from] tokio::sync::AcquireError),
+    #[error("this engine was started without an LLM (for tweaks)")]
+    NoLlm,
+}
+
+/// New parameter values for a finished run's attempt `from`.
+#[derive(Debug, Clone)]
+pub struct Tweak {
+    pub from: u32,
+    /// Attempt `from`'s code with the new values.
+    pub code: String,
+    pub changes: Vec<crate::params::Change>,
 }
 
 /// A finished (or stopped) run.
@@ -231,6 +246,8 @@ struct Ask {
 /// Code to run, and what it cost to get.
 struct Execute {
     code: String,
+    /// A tweak's new parameter values.
+    changes: Vec<crate::params::Change>,
     stage: Stage,
     parent: Option<u32>,
     round: u32,
@@ -307,6 +324,55 @@ impl Engine {
         run.before = Some(before);
         let first = run.ask_edit(from, change)?;
         run.go(first).await
+    }
+
+    /// Runs `code` (attempt `from`'s with new parameter values) as a new
+    /// attempt of a finished run in `dir`: no LLM, no repair, no critique;
+    /// rendered and captioned like any attempt. When it fails, the run's
+    /// result stays as it was.
+    pub async fn tweak(
+        &self,
+        dir: &RunDir,
+        mut record: RunRecord,
+        tweak: Tweak,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let before = dir.snapshot(&record);
+        let number = record.requests.len() as u32 + 1;
+        let text = tweak
+            .changes
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.to))
+            .collect::<Vec<_>>()
+            .join(" ");
+        record.requests.push(new_request(
+            number,
+            RequestKind::Tweak,
+            &text,
+            Some(tweak.from),
+            settings.clone(),
+        ));
+        // The run keeps naming the LLM that wrote its code.
+        let llm = record.settings.llm.take();
+        record.settings = RunSettings {
+            llm: settings.llm.or(llm),
+            ..settings
+        };
+        record.status = RunStatus::Running;
+        let mut run = self.start_run(dir, record, progress)?;
+        run.before = Some(before);
+        run.go(Step::Execute(Execute {
+            code: tweak.code,
+            changes: tweak.changes,
+            stage: Stage::Tweak,
+            parent: Some(tweak.from),
+            round: 0,
+            repairs: 0,
+            usage: Usage::default(),
+            llm_ms: 0.0,
+        }))
+        .await
     }
 
     fn critique_basis(&self) -> CritiqueBasis {
@@ -492,7 +558,13 @@ impl Run<'_> {
                         .instrument(tracing::info_span!("look", attempt))
                         .await?;
                     self.save()?;
-                    if self.engine.budget.max_refines == 0 {
+                    if self.tweaking() {
+                        Step::Finish {
+                            reason: format!(
+                                "attempt {attempt} rebuilt the part with the new values"
+                            ),
+                        }
+                    } else if self.engine.budget.max_refines == 0 {
                         Step::Finish {
                             reason: "no critique asked for (--max-refines 0)".into(),
                         }
@@ -529,6 +601,7 @@ impl Run<'_> {
             .await?;
         Ok(match answer.code {
             Some(code) => Step::Execute(Execute {
+                changes: Vec::new(),
                 code,
                 stage: ask.stage,
                 parent: ask.parent,
@@ -562,6 +635,11 @@ impl Run<'_> {
                 mesh,
                 round,
             },
+            None if self.tweaking() => Step::Finish {
+                reason: format!(
+                    "the new values made the code fail (attempt {number}); the run's result is unchanged"
+                ),
+            },
             None => match decide::after_failure(repairs, round, self.request > 1, budget) {
                 AfterFailure::Repair => Step::Ask(Ask {
                     stage: Stage::Repair,
@@ -577,6 +655,11 @@ impl Run<'_> {
         self.current().attempts.push(number);
         self.save()?;
         Ok(next)
+    }
+
+    /// Whether this request is a tweak: no LLM, no repair, no critique.
+    fn tweaking(&self) -> bool {
+        self.record.requests[self.request as usize - 1].kind == RequestKind::Tweak
     }
 
     fn next_number(&self) -> u32 {

@@ -139,8 +139,21 @@ struct AttemptView {
     critique: Option<CritiqueView>,
     output: Option<String>,
     ignored: Vec<IgnoredView>,
+    /// A tweak's changes, e.g. "LENGTH 40 → 45".
+    changes: Vec<String>,
+    parameters: Vec<ParameterView>,
     diff: Option<Vec<DiffLine>>,
     code: Vec<String>,
+}
+
+/// One named number of the attempt's code.
+#[derive(Debug, Serialize)]
+struct ParameterView {
+    name: String,
+    value: String,
+    comment: String,
+    /// A tweak set it.
+    changed: bool,
 }
 
 /// A GUI call or write of the code that did not happen, with its source line.
@@ -204,6 +217,7 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
             kind: match r.kind {
                 super::RequestKind::Generate => "prompt",
                 super::RequestKind::Refine => "change",
+                super::RequestKind::Tweak => "tweak",
             },
             text: r.text.clone(),
             from_attempt: r.from_attempt,
@@ -251,11 +265,13 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
 /// The run page's footer: the LLM, its use, the time spent.
 fn run_footer(record: &RunRecord) -> Vec<String> {
     let usage = record.usage;
+    let llm = match &record.settings.llm {
+        Some(llm) => format!("LLM {} at {}", llm.model, llm.base_url),
+        None => "no LLM".to_string(),
+    };
     vec![
         format!(
-            "LLM {} at {} · {} calls · {} tokens ({} prompt, {} completion)",
-            record.settings.llm.model,
-            record.settings.llm.base_url,
+            "{llm} · {} calls · {} tokens ({} prompt, {} completion)",
             record.llm_calls,
             usage.total_tokens,
             usage.prompt_tokens,
@@ -294,6 +310,7 @@ pub fn exec_page(
     report: &ExecReport,
 ) -> std::io::Result<String> {
     let attempt = AttemptRecord {
+        changes: Vec::new(),
         number: 1,
         request: 1,
         stage: Stage::Generate,
@@ -412,6 +429,18 @@ fn attempt_view(
         }),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
         ignored: ignored_views(a),
+        changes: a.changes.iter().map(ToString::to_string).collect(),
+        parameters: a
+            .result
+            .parameters
+            .iter()
+            .map(|p| ParameterView {
+                name: p.name.clone(),
+                value: p.text.clone(),
+                comment: p.comment.clone(),
+                changed: a.changes.iter().any(|c| c.name == p.name),
+            })
+            .collect(),
         diff: parent_code.map(|old| diff_lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
     }

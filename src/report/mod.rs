@@ -83,6 +83,8 @@ pub struct RequestRecord {
 pub enum RequestKind {
     Generate,
     Refine,
+    /// New parameter values, applied without the LLM (`cadloop tweak`).
+    Tweak,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +141,9 @@ pub enum CritiqueBasis {
 /// The settings a run used, secrets left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
-    pub llm: LlmRecord,
+    /// `None` for a tweak, which asks no LLM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmRecord>,
     pub max_repairs: u32,
     pub max_refines: u32,
     /// The captioner model folder; `None` when the critique saw geometry only.
@@ -174,6 +178,8 @@ pub enum Stage {
     Refine,
     /// A change of earlier code asked for with `cadloop refine`.
     Edit,
+    /// Earlier code with new parameter values (`cadloop tweak`), no LLM.
+    Tweak,
 }
 
 impl Stage {
@@ -183,6 +189,7 @@ impl Stage {
             Stage::Repair => "repair",
             Stage::Refine => "refine",
             Stage::Edit => "edit",
+            Stage::Tweak => "tweak",
         }
     }
 }
@@ -207,6 +214,9 @@ pub struct AttemptRecord {
     pub captions: Option<Vec<CaptionRecord>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critique: Option<CritiqueRecord>,
+    /// A tweak's new parameter values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<crate::params::Change>,
     /// Tokens of the LLM calls that wrote this code.
     pub usage: Usage,
     pub timings: AttemptTimings,
@@ -299,6 +309,9 @@ pub struct RunSummary {
     pub tokens: crate::llm::Usage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The result's parameters (the named numbers `cadloop tweak` changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<crate::params::Parameter>,
 }
 
 impl RunSummary {
@@ -345,6 +358,9 @@ impl RunSummary {
             llm_calls: request.map_or(record.llm_calls, |r| r.llm_calls),
             tokens: request.map_or(record.usage, |r| r.usage),
             error: record.error.clone(),
+            parameters: chosen
+                .map(|a| a.result.parameters.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -401,6 +417,14 @@ impl RunSummary {
                     }
                 }
             }
+        }
+        if !self.parameters.is_empty() {
+            let values: Vec<String> = self
+                .parameters
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.text))
+                .collect();
+            let _ = writeln!(text, "  parameters  {}", values.join(" "));
         }
         if let Some(error) = &self.error {
             let _ = writeln!(text, "  LLM error   {error}");
