@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(engine.executor.workers, 2);
         assert_eq!(engine.executor.timeout.as_secs_f64(), 7.0);
         assert_eq!(engine.render.size, 200);
-        assert_eq!(engine.llm.retries, 2);
+        assert_eq!(engine.llm.as_ref().map(|l| l.retries), Some(2));
         let captioner = engine.captioner.expect("the file names a model");
         assert_eq!(captioner.model, PathBuf::from("/models/blip"));
         assert_eq!((captioner.threads, captioner.decoding.beams), (3, 2));

@@ -175,6 +175,7 @@ mod tests {
             }
         };
         AttemptRecord {
+            changes: Vec::new(),
             number,
             request: 1,
             stage: Stage::Generate,
