@@ -37,7 +37,7 @@ pub enum Command {
     /// The LLM writes FreeCAD Python; cadloop runs it (failures go back for
     /// repair), renders seven views, captions them, and has the LLM compare
     /// what was built with what was asked, rewriting until they match or the
-    /// budget is spent. Writes the run folder: run.json, model.step/.stl/.FCStd,
+    /// budget is spent. Writes the run folder: run.json, model.step/.stl/.FCStd/.glb,
     /// views/, sheet.png, attempts/NN/, transcript.jsonl and report.html.
     /// Exit status: 0 a model was made, 1 no attempt built a solid, 2 usage,
     /// environment or LLM endpoint error.
@@ -81,14 +81,14 @@ pub enum Command {
     /// Run a FreeCAD Python script in a separate, limited process and export its solid.
     ///
     /// Writes DIR/result.json (outcome, geometry facts or the error), DIR/code.py,
-    /// and on success DIR/model.step, DIR/model.stl, DIR/model.FCStd, the seven
+    /// and on success DIR/model.step, DIR/model.stl, DIR/model.FCStd, DIR/model.glb, the seven
     /// views in DIR/views/ and DIR/sheet.png.
     /// Exit status: 0 ok, 1 the script failed, 2 usage or environment error.
     Exec(ExecArgs),
     /// Render the seven standard views of a model and a contact sheet.
     ///
     /// Writes DIR/views/{front,back,left,right,top,bottom,iso}.png and DIR/sheet.png.
-    /// STL files are read directly; STEP and FCStd files are meshed by FreeCAD.
+    /// STL and GLB files are read directly; STEP and FCStd files are meshed by FreeCAD.
     Render(RenderArgs),
     /// Caption images with the BLIP model in --captioner DIR.
     ///
@@ -128,7 +128,7 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The model: .stl (binary or ASCII), .step/.stp or .FCStd.
+    /// The model: .stl (binary or ASCII), .glb (binary glTF), .step/.stp or .FCStd.
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
     /// Folder for views/ and sheet.png (created if missing).

@@ -332,7 +332,8 @@ fn call_harness(
     Ok((report, vertices, indices))
 }
 
-/// Writes model.stl next to the staged STEP and FCStd, then moves all three into place.
+/// Writes model.stl and model.glb next to the staged STEP and FCStd, then
+/// moves all four into place.
 fn finish_exports(
     staging: &Path,
     dir: &Path,
@@ -342,6 +343,7 @@ fn finish_exports(
     let mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
     mesh.write_stl(&staging.join("model.stl"))
         .map_err(|e| crate::error_chain(&e))?;
+    crate::glb::write(&mesh, &staging.join("model.glb")).map_err(|e| crate::error_chain(&e))?;
     for name in MODEL_FILES {
         fs::rename(staging.join(name), dir.join(name))
             .map_err(|e| format!("could not move {name} into {}: {e}", dir.display()))?;

@@ -12,6 +12,7 @@
 //! - [`critique`]: geometry facts in words; the verdict and rewrite read from a reply.
 //! - [`executor`]: the supervisor's pool of `cadloop worker` processes.
 //! - [`files`]: output files written whole or not at all.
+//! - [`glb`]: the mesh as binary glTF (model.glb), written and read.
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
 //! - [`interrupt`]: SIGINT and SIGTERM as one stop request the loop waits on.
 //! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
@@ -35,6 +36,7 @@ pub mod critique;
 pub mod executor;
 pub mod files;
 pub mod freecad;
+pub mod glb;
 pub mod interrupt;
 pub mod llm;
 pub mod mesh;

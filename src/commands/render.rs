@@ -19,9 +19,9 @@ pub async fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<Ex
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    if !matches!(extension.as_str(), "stl" | "step" | "stp" | "fcstd") {
+    if !matches!(extension.as_str(), "stl" | "glb" | "step" | "stp" | "fcstd") {
         bail!(
-            "{}: cannot render a .{extension} file; give an .stl, .step/.stp or .FCStd model",
+            "{}: cannot render a .{extension} file; give an .stl, .glb, .step/.stp or .FCStd model",
             args.model.display()
         );
     }

@@ -1,5 +1,5 @@
-//! Meshes from model files, for `cadloop render` and bench scoring: STL
-//! and OBJ read directly, STEP and FCStd meshed by FreeCAD on a worker pool
+//! Meshes from model files, for `cadloop render` and bench scoring: STL,
+//! OBJ and GLB read directly, STEP and FCStd meshed by FreeCAD on a worker pool
 //! that starts the first time one is needed and then serves every file.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use crate::render::RenderError;
 /// Why a model file gave no mesh.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}: cannot read a .{extension} file; give .stl, .obj, .step/.stp or .FCStd", path.display())]
+    #[error("{}: cannot read a .{extension} file; give .stl, .obj, .glb, .step/.stp or .FCStd", path.display())]
     Unsupported { path: PathBuf, extension: String },
     #[error("cannot read the model {}", path.display())]
     Read {
@@ -29,6 +29,8 @@ pub enum LoadError {
         #[source]
         source: tobj::LoadError,
     },
+    #[error(transparent)]
+    Glb(#[from] crate::glb::GlbError),
     #[error(transparent)]
     Executor(#[from] ExecutorError),
     #[error("FreeCAD could not mesh {} ({kind}): {message}", path.display())]
@@ -63,6 +65,7 @@ impl MeshLoader {
         match extension.as_str() {
             "stl" => Ok(crate::render::read_stl(path)?),
             "obj" => read_obj(path),
+            "glb" => Ok(crate::glb::read(path)?),
             "step" | "stp" | "fcstd" => self.mesh_with_freecad(path).await,
             _ => Err(LoadError::Unsupported {
                 path: path.to_path_buf(),

@@ -51,7 +51,7 @@ pub const OUTPUT_FILE: &str = "output.txt";
 /// The generated code as it ran, written into the job folder.
 pub const CODE_FILE: &str = "code.py";
 /// The models a successful job leaves in its folder.
-pub const MODEL_FILES: [&str; 3] = ["model.step", "model.stl", "model.FCStd"];
+pub const MODEL_FILES: [&str; 4] = ["model.step", "model.stl", "model.FCStd", "model.glb"];
 /// Where the worker stages exports before moving them into place.
 pub const STAGING_DIR: &str = ".staging";
 /// How much of the captured output a report carries (head and tail, each half).
