@@ -2,6 +2,11 @@
 import FreeCAD as App
 import Part
 
-block = Part.makeBox(40, 20, 10)
-hole = Part.makeCylinder(3, 10, App.Vector(20, 10, 0))
+LENGTH = 40  # block length along X, mm
+WIDTH = 20  # block width along Y, mm
+HEIGHT = 10  # block height, mm
+HOLE_D = 6  # through-hole diameter, mm
+
+block = Part.makeBox(LENGTH, WIDTH, HEIGHT)
+hole = Part.makeCylinder(HOLE_D / 2, HEIGHT, App.Vector(LENGTH / 2, WIDTH / 2, 0))
 result = block.cut(hole)

@@ -1,5 +1,8 @@
 # A 25 mm cube with 3 mm chamfers on all edges.
 import Part
 
-cube = Part.makeBox(25, 25, 25)
-result = cube.makeChamfer(3, cube.Edges)
+SIDE = 25  # cube side, mm
+CHAMFER = 3  # chamfer size, mm
+
+cube = Part.makeBox(SIDE, SIDE, SIDE)
+result = cube.makeChamfer(CHAMFER, cube.Edges)

@@ -2,6 +2,11 @@
 import FreeCAD as App
 import Part
 
-outer = Part.makeCylinder(30, 80)
-inner = Part.makeCylinder(27, 76, App.Vector(0, 0, 4))
+DIAMETER = 60  # outside diameter, mm
+HEIGHT = 80  # mm
+WALL = 3  # wall thickness, mm
+FLOOR = 4  # floor thickness, mm
+
+outer = Part.makeCylinder(DIAMETER / 2, HEIGHT)
+inner = Part.makeCylinder(DIAMETER / 2 - WALL, HEIGHT - FLOOR, App.Vector(0, 0, FLOOR))
 result = outer.cut(inner)

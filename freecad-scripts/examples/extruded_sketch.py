@@ -2,12 +2,17 @@
 import FreeCAD as App
 import Part
 
+LENGTH = 60  # overall length, mm
+WIDTH = 20  # width (the ends' diameter), mm
+THICKNESS = 5  # mm
+
 V = App.Vector
+r = WIDTH / 2
 edges = [
-    Part.LineSegment(V(10, 0, 0), V(50, 0, 0)).toShape(),
-    Part.Arc(V(50, 0, 0), V(60, 10, 0), V(50, 20, 0)).toShape(),
-    Part.LineSegment(V(50, 20, 0), V(10, 20, 0)).toShape(),
-    Part.Arc(V(10, 20, 0), V(0, 10, 0), V(10, 0, 0)).toShape(),
+    Part.LineSegment(V(r, 0, 0), V(LENGTH - r, 0, 0)).toShape(),
+    Part.Arc(V(LENGTH - r, 0, 0), V(LENGTH, r, 0), V(LENGTH - r, WIDTH, 0)).toShape(),
+    Part.LineSegment(V(LENGTH - r, WIDTH, 0), V(r, WIDTH, 0)).toShape(),
+    Part.Arc(V(r, WIDTH, 0), V(0, r, 0), V(r, 0, 0)).toShape(),
 ]
 face = Part.Face(Part.Wire(edges))
-result = face.extrude(V(0, 0, 5))
+result = face.extrude(V(0, 0, THICKNESS))

@@ -3,8 +3,17 @@ import math
 import FreeCAD as App
 import Part
 
-flange = Part.makeCylinder(40, 10).cut(Part.makeCylinder(15, 10))
-for i in range(6):
-    a = 2 * math.pi * i / 6
-    flange = flange.cut(Part.makeCylinder(4, 10, App.Vector(30 * math.cos(a), 30 * math.sin(a), 0)))
+OUTER_D = 80  # flange diameter, mm
+THICKNESS = 10  # mm
+BORE_D = 30  # centre bore diameter, mm
+BOLT_COUNT = 6  # bolt holes
+BOLT_D = 8  # bolt hole diameter, mm
+BOLT_CIRCLE_D = 60  # bolt circle diameter, mm
+
+flange = Part.makeCylinder(OUTER_D / 2, THICKNESS).cut(Part.makeCylinder(BORE_D / 2, THICKNESS))
+r = BOLT_CIRCLE_D / 2
+for i in range(BOLT_COUNT):
+    a = 2 * math.pi * i / BOLT_COUNT
+    bolt = Part.makeCylinder(BOLT_D / 2, THICKNESS, App.Vector(r * math.cos(a), r * math.sin(a), 0))
+    flange = flange.cut(bolt)
 result = flange

@@ -2,9 +2,15 @@
 import FreeCAD as App
 import Part
 
-base = Part.makeBox(50, 30, 5)
-upright = Part.makeBox(5, 30, 50)
+LEG = 50  # length of each leg, mm
+WIDTH = 30  # bracket width along Y, mm
+THICKNESS = 5  # leg thickness, mm
+HOLE_D = 6  # hole diameter, mm
+HOLE_AT = 30  # hole centre along each leg from the corner, mm
+
+base = Part.makeBox(LEG, WIDTH, THICKNESS)
+upright = Part.makeBox(THICKNESS, WIDTH, LEG)
 bracket = base.fuse(upright).removeSplitter()
-bracket = bracket.cut(Part.makeCylinder(3, 5, App.Vector(30, 15, 0)))
-bracket = bracket.cut(Part.makeCylinder(3, 5, App.Vector(0, 15, 30), App.Vector(1, 0, 0)))
-result = bracket
+bracket = bracket.cut(Part.makeCylinder(HOLE_D / 2, THICKNESS, App.Vector(HOLE_AT, WIDTH / 2, 0)))
+side_hole = Part.makeCylinder(HOLE_D / 2, THICKNESS, App.Vector(0, WIDTH / 2, HOLE_AT), App.Vector(1, 0, 0))
+result = bracket.cut(side_hole)

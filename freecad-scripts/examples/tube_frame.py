@@ -2,6 +2,10 @@
 import Part
 import FreeCAD as App
 
-outer = Part.makeBox(80, 80, 10)
-inner = Part.makeBox(60, 60, 10, App.Vector(10, 10, 0))
+OUTSIDE = 80  # outside side, mm
+BAR = 10  # bar width, mm
+HEIGHT = 10  # mm
+
+outer = Part.makeBox(OUTSIDE, OUTSIDE, HEIGHT)
+inner = Part.makeBox(OUTSIDE - 2 * BAR, OUTSIDE - 2 * BAR, HEIGHT, App.Vector(BAR, BAR, 0))
 result = outer.cut(inner)

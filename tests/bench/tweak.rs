@@ -1,0 +1,195 @@
+//! `cadloop tweak` against `cadloop refine` for the same change, on every
+//! example part: the first parameter of the part made 10 % larger. Times run
+//! from command start to exit (models, views, run.json and page written),
+//! no captioner. Refine asks a scripted OpenAI-compatible server that
+//! answers at once with the changed code, with `--max-refines 0` (no
+//! critique): the floor of any LLM round trip. Prints the median of three
+//! runs per part, the median over the parts, and the ratio refine / tweak
+//! measured in this run. Goal: tweak ≤ 150 ms for a typical part.
+//!
+//! `cargo bench --bench tweak` (set-up first: `scripts/dev setup`).
+
+#[path = "../common/llm_server.rs"]
+#[allow(dead_code)]
+mod llm_server;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use llm_server::{Scripted, ScriptedLlm};
+
+const ROUNDS: usize = 3;
+
+/// The example parts by name.
+fn examples() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// The first `NAME = number` line of `code`: name and value text.
+fn first_parameter(code: &str) -> Option<(String, String)> {
+    code.lines().find_map(|line| {
+        let (name, rest) = line.split_once(" = ")?;
+        let value = rest.split_whitespace().next()?;
+        let upper = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        (upper && value.parse::<f64>().is_ok()).then(|| (name.to_string(), value.to_string()))
+    })
+}
+
+/// `value` 10 % larger, keeping an integer an integer.
+fn larger(value: &str) -> String {
+    match value.parse::<i64>() {
+        Ok(n) => (n + (n / 10).max(1)).to_string(),
+        Err(_) => format!("{:.1}", value.parse::<f64>().unwrap() * 1.1),
+    }
+}
+
+/// `code` with `name`'s value set to `value`.
+fn with_value(code: &str, name: &str, value: &str) -> String {
+    code.lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((n, rest)) if n == name => {
+                let comment = rest
+                    .split_once('#')
+                    .map(|(_, c)| format!("  #{c}"))
+                    .unwrap_or_default();
+                format!("{n} = {value}{comment}")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn cadloop(dir: &Path, args: &[&str]) -> f64 {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .arg("-q")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
+        .output()
+        .unwrap();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    assert!(
+        out.status.success(),
+        "cadloop {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ms
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let parts = examples();
+    let codes = parts.clone();
+    // "part NAME." → its code; "retune NAME: PARAM=VALUE" → the code with that value.
+    let server = ScriptedLlm::responding(std::time::Duration::ZERO, move |seen| {
+        let ask = seen.last_user();
+        let code = if let Some(at) = ask.find("retune ") {
+            let change = ask[at + 7..].lines().next().unwrap_or("");
+            let (part, assignment) = change.split_once(": ").unwrap_or(("", ""));
+            let (name, value) = assignment.split_once('=').unwrap_or(("", ""));
+            with_value(&codes[part], name, value)
+        } else {
+            let part = codes
+                .keys()
+                .find(|k| ask.contains(&format!("part {k}.")))
+                .expect("the prompt names a part");
+            codes[part].clone()
+        };
+        Scripted::Reply(format!("```python\n{code}```"))
+    });
+    let url = server.url();
+    println!(
+        "tweak vs refine (instant LLM, no critique, no captioner): median of {ROUNDS} runs, ms"
+    );
+    println!(
+        "{:<18} {:>22} {:>9} {:>9} {:>7}",
+        "part", "change", "tweak", "refine", "ratio"
+    );
+    let (mut tweaks, mut refines) = (Vec::new(), Vec::new());
+    for (part, code) in &parts {
+        let Some((name, value)) = first_parameter(code) else {
+            println!("{part:<18} (no parameters)");
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = format!("part {part}.");
+        cadloop(
+            dir.path(),
+            &[
+                "generate",
+                &prompt,
+                "--base-url",
+                &url,
+                "--model",
+                "m",
+                "--max-refines",
+                "0",
+                "--out",
+                "run",
+            ],
+        );
+        let new_value = larger(&value);
+        let assignment = format!("{name}={new_value}");
+        let (mut tweak_ms, mut refine_ms) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            tweak_ms.push(cadloop(
+                dir.path(),
+                &["tweak", "run", &assignment, "--from-attempt", "1"],
+            ));
+            let change = format!("retune {part}: {assignment}");
+            refine_ms.push(cadloop(
+                dir.path(),
+                &[
+                    "refine",
+                    "run",
+                    &change,
+                    "--from-attempt",
+                    "1",
+                    "--base-url",
+                    &url,
+                    "--model",
+                    "m",
+                    "--max-refines",
+                    "0",
+                ],
+            ));
+        }
+        let (t, r) = (median(tweak_ms), median(refine_ms));
+        println!(
+            "{part:<18} {:>22} {t:>9.0} {r:>9.0} {:>6.2}x",
+            format!("{name} {value}→{new_value}"),
+            r / t
+        );
+        tweaks.push(t);
+        refines.push(r);
+    }
+    let (t, r) = (median(tweaks), median(refines));
+    println!(
+        "median over {} parts: tweak {t:.0} ms, refine {r:.0} ms, refine / tweak {:.2}x",
+        refines.len(),
+        r / t
+    );
+    println!("goal: tweak ≤ 150 ms for a typical part");
+}
