@@ -228,6 +228,9 @@ pub struct CaseScore {
     /// Against the reference; `None` when the case has none.
     #[serde(flatten)]
     pub scores: Option<Scores>,
+    /// The result's parameters, the dimensions as the LLM named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<crate::params::Parameter>,
 }
 
 /// Scores a case from its run record (if any) and model (if any).
@@ -284,7 +287,18 @@ pub fn score_case(
         tokens: record.map_or(0, |r| r.usage.total_tokens),
         seconds: record.map_or(0.0, |r| r.timings.total_ms / 1e3),
         scores,
+        parameters: record.map(result_parameters).unwrap_or_default(),
     }
+}
+
+/// The parameters of a run's result.
+fn result_parameters(record: &RunRecord) -> Vec<crate::params::Parameter> {
+    record
+        .chosen
+        .as_ref()
+        .and_then(|c| record.attempts.get(c.attempt as usize - 1))
+        .map(|a| a.result.parameters.clone())
+        .unwrap_or_default()
 }
 
 /// Reads a batch item's run record and model, when they exist.
@@ -584,6 +598,7 @@ mod tests {
                 iogt: 1.0,
                 iou: 0.5,
             }),
+            parameters: Vec::new(),
         };
         let cases = [
             case("a", true, [true; 4], 0.1),

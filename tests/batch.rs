@@ -34,7 +34,7 @@ fn cube_writer(seen: &Seen) -> Scripted {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
     Scripted::Reply(format!(
-        "```python\nimport Part\nresult = Part.makeBox({side}, {side}, {side})\n```"
+        "```python\nimport Part\n\nSIDE = {side}  # cube side, mm\n\nresult = Part.makeBox(SIDE, SIDE, SIDE)\n```"
     ))
 }
 
@@ -123,6 +123,14 @@ fn thirty_items_with_four_jobs_are_each_recorded_once() {
         if expected == "match" {
             let size = &run["attempts"][0]["result"]["facts"]["bbox"]["size"];
             assert_eq!(size[0].as_f64().unwrap(), f64::from(n), "{id}");
+            // The record carries the result's parameters.
+            let side = &record["parameters"][0];
+            assert_eq!(
+                (&side["name"], &side["value"]),
+                (&Value::from("SIDE"), &Value::from(n)),
+                "{record}"
+            );
+            assert_eq!(side["comment"], "cube side, mm");
         } else {
             assert_eq!(record["attempts"], 2);
         }
