@@ -5,7 +5,10 @@
 //! answers at once with the changed code, with `--max-refines 0` (no
 //! critique): the floor of any LLM round trip. Prints the median of three
 //! runs per part, the median over the parts, and the ratio refine / tweak
-//! measured in this run. Goal: tweak ≤ 150 ms for a typical part.
+//! measured in this run. Goal: tweak ≤ 150 ms for a typical part. The
+//! tweak's time is split into the run itself (its request's `total_ms` in
+//! run.json: FreeCAD, the views, the records) and the rest (process and
+//! FreeCAD worker start-up, shut-down).
 //!
 //! `cargo bench --bench tweak` (set-up first: `scripts/dev setup`).
 
@@ -94,6 +97,14 @@ fn cadloop(dir: &Path, args: &[&str]) -> f64 {
     ms
 }
 
+/// The latest request's own time, from run.json.
+fn last_request_ms(run: &Path) -> f64 {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let requests = record["requests"].as_array().unwrap();
+    requests.last().unwrap()["total_ms"].as_f64().unwrap()
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -124,10 +135,10 @@ fn main() {
         "tweak vs refine (instant LLM, no critique, no captioner): median of {ROUNDS} runs, ms"
     );
     println!(
-        "{:<18} {:>22} {:>9} {:>9} {:>7}",
-        "part", "change", "tweak", "refine", "ratio"
+        "{:<18} {:>22} {:>9} {:>7} {:>8} {:>9} {:>7}",
+        "part", "change", "tweak", "in run", "start-up", "refine", "ratio"
     );
-    let (mut tweaks, mut refines) = (Vec::new(), Vec::new());
+    let (mut tweaks, mut refines, mut in_runs) = (Vec::new(), Vec::new(), Vec::new());
     for (part, code) in &parts {
         let Some((name, value)) = first_parameter(code) else {
             println!("{part:<18} (no parameters)");
@@ -152,12 +163,13 @@ fn main() {
         );
         let new_value = larger(&value);
         let assignment = format!("{name}={new_value}");
-        let (mut tweak_ms, mut refine_ms) = (Vec::new(), Vec::new());
+        let (mut tweak_ms, mut refine_ms, mut in_run_ms) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             tweak_ms.push(cadloop(
                 dir.path(),
                 &["tweak", "run", &assignment, "--from-attempt", "1"],
             ));
+            in_run_ms.push(last_request_ms(&dir.path().join("run")));
             let change = format!("retune {part}: {assignment}");
             refine_ms.push(cadloop(
                 dir.path(),
@@ -176,20 +188,26 @@ fn main() {
                 ],
             ));
         }
-        let (t, r) = (median(tweak_ms), median(refine_ms));
+        let (t, r, in_run) = (median(tweak_ms), median(refine_ms), median(in_run_ms));
         println!(
-            "{part:<18} {:>22} {t:>9.0} {r:>9.0} {:>6.2}x",
+            "{part:<18} {:>22} {t:>9.0} {in_run:>7.0} {:>8.0} {r:>9.0} {:>6.2}x",
             format!("{name} {value}→{new_value}"),
+            t - in_run,
             r / t
         );
         tweaks.push(t);
         refines.push(r);
+        in_runs.push(in_run);
     }
-    let (t, r) = (median(tweaks), median(refines));
+    let parts_run = refines.len();
+    let (t, r, in_run) = (median(tweaks), median(refines), median(in_runs));
     println!(
         "median over {} parts: tweak {t:.0} ms, refine {r:.0} ms, refine / tweak {:.2}x",
-        refines.len(),
+        parts_run,
         r / t
+    );
+    println!(
+        "tweak's run itself (FreeCAD, views, records): median {in_run:.0} ms; the rest is start-up"
     );
     println!("goal: tweak ≤ 150 ms for a typical part");
 }
