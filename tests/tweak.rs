@@ -12,24 +12,23 @@ use common::parts::{fenced, generate_with, step_volume, tiny_captioner};
 use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
-const PROMPT: &str = "a 40 x 20 x 10 mm block with a 6 mm hole through the middle";
+const PROMPT: &str = "a 30 mm square plate, 4.5 mm thick, with a 10 mm bore in the middle";
 
 /// The part as the system prompt asks for it: every dimension named at the top.
 const PARAMETRIC: &str = "import FreeCAD as App
 import Part
 
-LENGTH = 40  # block length along X, mm
-WIDTH = 20.0  # block width along Y, mm
-HEIGHT = 10  # block height, mm
-HOLE_D = 6.0  # through-hole diameter, mm
+SIDE = 30  # square plate side, mm
+THICKNESS = 4.5  # plate thickness, mm
+BORE_D = 10.0  # centre bore diameter, mm
 
-block = Part.makeBox(LENGTH, WIDTH, HEIGHT)
-hole = Part.makeCylinder(HOLE_D / 2, HEIGHT, App.Vector(LENGTH / 2, WIDTH / 2, 0))
-result = block.cut(hole)
+plate = Part.makeBox(SIDE, SIDE, THICKNESS)
+bore = Part.makeCylinder(BORE_D / 2, THICKNESS, App.Vector(SIDE / 2, SIDE / 2, 0))
+result = plate.cut(bore)
 ";
 
-fn volume(length: f64, width: f64, height: f64, hole_d: f64) -> f64 {
-    length * width * height - PI * (hole_d / 2.0).powi(2) * height
+fn volume(side: f64, thickness: f64, bore_d: f64) -> f64 {
+    side * side * thickness - PI * (bore_d / 2.0).powi(2) * thickness
 }
 
 fn run_json(run: &Path) -> Value {
@@ -74,15 +73,15 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
     let listed = tweak(dir.path(), &["--list"]);
     assert_exit(&listed, 0);
     let listed = text(&listed.stdout);
-    assert!(listed.contains("LENGTH = 40"), "{listed}");
-    assert!(listed.contains("# through-hole diameter, mm"), "{listed}");
+    assert!(listed.contains("SIDE      = 30"), "{listed}");
+    assert!(listed.contains("# centre bore diameter, mm"), "{listed}");
 
     // No endpoint is configured in the tweak's environment (cadloop() clears it).
     let out = tweak(
         dir.path(),
         &[
-            "LENGTH=45",
-            "HOLE_D=8",
+            "SIDE=35",
+            "BORE_D=12",
             "--captioner",
             tiny_captioner().to_str().unwrap(),
         ],
@@ -90,7 +89,7 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
     assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("parameters  LENGTH=45 WIDTH=20.0 HEIGHT=10 HOLE_D=8.0"),
+        stdout.contains("parameters  SIDE=35 THICKNESS=4.5 BORE_D=12.0"),
         "{stdout}"
     );
 
@@ -104,15 +103,15 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
     assert_eq!(
         tweaked["changes"],
         serde_json::json!([
-            {"name": "LENGTH", "from": 40, "to": 45},
-            {"name": "HOLE_D", "from": 6.0, "to": 8.0}
+            {"name": "SIDE", "from": 30, "to": 35},
+            {"name": "BORE_D", "from": 10.0, "to": 12.0}
         ])
     );
     assert_eq!(tweaked["usage"]["total_tokens"], 0);
     assert_eq!(tweaked["captions"].as_array().map(Vec::len), Some(7));
     let request = &record["requests"][1];
     assert_eq!(request["kind"], "tweak");
-    assert_eq!(request["text"], "LENGTH=45 HOLE_D=8.0");
+    assert_eq!(request["text"], "SIDE=35 BORE_D=12.0");
     assert_eq!(request["from_attempt"], 1);
     assert_eq!(request["llm_calls"], 0);
     assert_eq!(record["final"]["attempt"], 2);
@@ -127,10 +126,9 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
     assert_eq!(
         values,
         [
-            ("LENGTH".to_string(), serde_json::json!(45)),
-            ("WIDTH".to_string(), serde_json::json!(20.0)),
-            ("HEIGHT".to_string(), serde_json::json!(10)),
-            ("HOLE_D".to_string(), serde_json::json!(8.0)),
+            ("SIDE".to_string(), serde_json::json!(35)),
+            ("THICKNESS".to_string(), serde_json::json!(4.5)),
+            ("BORE_D".to_string(), serde_json::json!(12.0)),
         ]
     );
 
@@ -149,12 +147,12 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
         differing,
         [
             (
-                "LENGTH = 40  # block length along X, mm",
-                "LENGTH = 45  # block length along X, mm"
+                "SIDE = 30  # square plate side, mm",
+                "SIDE = 35  # square plate side, mm"
             ),
             (
-                "HOLE_D = 6.0  # through-hole diameter, mm",
-                "HOLE_D = 8.0  # through-hole diameter, mm"
+                "BORE_D = 10.0  # centre bore diameter, mm",
+                "BORE_D = 12.0  # centre bore diameter, mm"
             ),
         ]
     );
@@ -162,7 +160,7 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
 
     // The top-level model is the new part, as FreeCAD measures it.
     let measured = step_volume(&run.join("model.step"));
-    let expected = volume(45.0, 20.0, 10.0, 8.0);
+    let expected = volume(35.0, 4.5, 12.0);
     assert!(
         (measured - expected).abs() < 1e-6 * expected,
         "{measured} vs {expected}"
@@ -170,16 +168,16 @@ fn a_tweak_rebuilds_with_new_values_and_touches_only_their_lines() {
 
     // The page lists the parameters and what the tweak changed.
     let page = std::fs::read_to_string(run.join("report.html")).unwrap();
-    assert!(page.contains("HOLE_D"), "the page lists parameters");
-    assert!(page.contains("LENGTH 40 → 45"), "the page shows the change");
+    assert!(page.contains("THICKNESS"), "the page lists parameters");
+    assert!(page.contains("SIDE 30 → 35"), "the page shows the change");
 
     // A second tweak from attempt 1 starts from its values, not the result's.
-    let out = tweak(dir.path(), &["WIDTH=25", "--from-attempt", "1", "--json"]);
+    let out = tweak(dir.path(), &["BORE_D=4", "--from-attempt", "1", "--json"]);
     assert_exit(&out, 0);
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["final_attempt"], 3);
     let measured = step_volume(&run.join("model.step"));
-    let expected = volume(40.0, 25.0, 10.0, 6.0);
+    let expected = volume(30.0, 4.5, 4.0);
     assert!(
         (measured - expected).abs() < 1e-6 * expected,
         "{measured} vs {expected}"
@@ -197,17 +195,17 @@ fn refusals_and_failing_values_leave_the_result_as_it_was() {
     for (args, says) in [
         (
             vec!["DEPTH=3"],
-            "no parameter is named DEPTH; the parameters are LENGTH, WIDTH, HEIGHT, HOLE_D",
+            "no parameter is named DEPTH; the parameters are SIDE, THICKNESS, BORE_D",
         ),
         (
-            vec!["HEIGHT=2.5"],
-            "HEIGHT is int: \"2.5\" is not a whole number",
+            vec!["SIDE=2.5"],
+            "SIDE is int: \"2.5\" is not a whole number",
         ),
         (
-            vec!["WIDTH=wide"],
-            "WIDTH is float: \"wide\" is not a finite number",
+            vec!["THICKNESS=wide"],
+            "THICKNESS is float: \"wide\" is not a finite number",
         ),
-        (vec!["LENGTH"], "is not NAME=VALUE"),
+        (vec!["SIDE"], "is not NAME=VALUE"),
     ] {
         let out = tweak(dir.path(), &args);
         assert_exit(&out, 1);
@@ -220,7 +218,7 @@ fn refusals_and_failing_values_leave_the_result_as_it_was() {
     // A folder in use is refused before anything is read.
     let lock = std::fs::File::open(&run).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
-    let out = tweak(dir.path(), &["LENGTH=45"]);
+    let out = tweak(dir.path(), &["SIDE=45"]);
     assert_exit(&out, 2);
     assert!(
         text(&out.stderr).contains("another cadloop is working"),
@@ -231,7 +229,7 @@ fn refusals_and_failing_values_leave_the_result_as_it_was() {
     assert_eq!(result_files(&run), before);
 
     // Values FreeCAD cannot build: the attempt is recorded, the result kept.
-    let out = tweak(dir.path(), &["HEIGHT=0"]);
+    let out = tweak(dir.path(), &["THICKNESS=0"]);
     assert_exit(&out, 1);
     let stderr = text(&out.stderr);
     assert!(
@@ -260,7 +258,7 @@ fn a_run_without_parameters_cannot_be_tweaked() {
     let run = dir.path().join("run");
     assert_exit(&generate_with(dir.path(), &server, PROMPT, &[]), 0);
     let before = result_files(&run);
-    let out = tweak(dir.path(), &["LENGTH=45"]);
+    let out = tweak(dir.path(), &["SIDE=45"]);
     assert_exit(&out, 1);
     assert!(
         text(&out.stderr).contains("has no parameters"),
