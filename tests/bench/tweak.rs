@@ -131,6 +131,8 @@ fn main() {
         Scripted::Reply(format!("```python\n{code}```"))
     });
     let url = server.url();
+    // The scripted endpoint, and no critique: one LLM call per command.
+    let llm = ["--base-url", &url, "--model", "m", "--max-refines", "0"];
     println!(
         "tweak vs refine (instant LLM, no critique, no captioner): median of {ROUNDS} runs, ms"
     );
@@ -148,18 +150,7 @@ fn main() {
         let prompt = format!("part {part}.");
         cadloop(
             dir.path(),
-            &[
-                "generate",
-                &prompt,
-                "--base-url",
-                &url,
-                "--model",
-                "m",
-                "--max-refines",
-                "0",
-                "--out",
-                "run",
-            ],
+            &[&["generate", &prompt, "--out", "run"], &llm[..]].concat(),
         );
         let new_value = larger(&value);
         let assignment = format!("{name}={new_value}");
@@ -173,19 +164,7 @@ fn main() {
             let change = format!("retune {part}: {assignment}");
             refine_ms.push(cadloop(
                 dir.path(),
-                &[
-                    "refine",
-                    "run",
-                    &change,
-                    "--from-attempt",
-                    "1",
-                    "--base-url",
-                    &url,
-                    "--model",
-                    "m",
-                    "--max-refines",
-                    "0",
-                ],
+                &[&["refine", "run", &change, "--from-attempt", "1"], &llm[..]].concat(),
             ));
         }
         let (t, r, in_run) = (median(tweak_ms), median(refine_ms), median(in_run_ms));
