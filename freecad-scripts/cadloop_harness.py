@@ -192,12 +192,13 @@ MAX_EXACT_INT = 2**53
 
 
 def read_parameters(tree, code):
-    """The script's parameters: the top-level assignments of a number
-    literal (optionally signed) at its start, before the first statement
-    that is neither such an assignment, an import, nor the docstring. Each
-    gives its name, value, kind, line, the literal's byte span in the line
-    and the line's comment. A name assigned twice counts once, at its last
-    assignment (the one in effect)."""
+    """The script's parameters: the top-level assignments of number literals
+    (optionally signed; `NAME = 40`, `NAME: float = 4.5`, `L, W = 40, 20`) at
+    its start, before the first statement that is neither such an
+    assignment, an import, nor the docstring. Each gives its name, value,
+    kind, line, the literal's byte span in the line and the line's comment.
+    A name assigned twice counts once, at its last assignment (the one in
+    effect)."""
     lines = LINE_BREAK.split(code)
     found = {}
     for index, node in enumerate(tree.body):
@@ -206,22 +207,35 @@ def read_parameters(tree, code):
         if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
                 and isinstance(node.value.value, str):
             continue
-        parameter = parameter_of(node, lines)
-        if parameter is None:
+        parameters = parameters_of(node, lines)
+        if parameters is None:
             break
-        found.pop(parameter["name"], None)
-        found[parameter["name"]] = parameter
+        for parameter in parameters:
+            found.pop(parameter["name"], None)
+            found[parameter["name"]] = parameter
     return list(found.values())
 
 
-def parameter_of(node, lines):
-    """`NAME = number` (or `NAME: type = number`) as a parameter, else None."""
+def parameters_of(node, lines):
+    """The parameters one statement assigns, or None when it is not an
+    assignment of number literals to names."""
     if isinstance(node, ast.Assign) and len(node.targets) == 1:
         target, value = node.targets[0], node.value
     elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
         target, value = node.target, node.value
     else:
         return None
+    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) \
+            and len(target.elts) == len(value.elts):
+        pairs = list(zip(target.elts, value.elts))
+    else:
+        pairs = [(target, value)]
+    parameters = [parameter_of(name, literal, lines) for name, literal in pairs]
+    return None if any(p is None for p in parameters) else parameters
+
+
+def parameter_of(target, value, lines):
+    """`NAME` given a number literal, as a parameter, else None."""
     if not isinstance(target, ast.Name):
         return None
     number = value

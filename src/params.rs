@@ -309,6 +309,24 @@ mod tests {
     }
 
     #[test]
+    fn several_literals_on_one_line_change_together() {
+        let code = "L, W = 40, 20.5  # mm\n";
+        let p = [
+            parameter("L", 40.into(), Kind::Int, 1, [7, 9], "40"),
+            parameter(
+                "W",
+                serde_json::Number::from_f64(20.5).unwrap(),
+                Kind::Float,
+                1,
+                [11, 15],
+                "20.5",
+            ),
+        ];
+        let (out, _) = apply(code, &p, &[assign("W=7.25"), assign("L=100")]).unwrap();
+        assert_eq!(out, "L, W = 100, 7.25  # mm\n");
+    }
+
+    #[test]
     fn a_byte_order_mark_shifts_the_first_line_only() {
         let code = "\u{feff}WIDTH = 8\nresult = None\n";
         let p = [parameter("WIDTH", 8.into(), Kind::Int, 1, [8, 9], "8")];
