@@ -270,3 +270,55 @@ fn a_run_without_parameters_cannot_be_tweaked() {
     assert_exit(&listed, 0);
     assert!(text(&listed.stdout).contains("has no parameters"));
 }
+
+/// What counts as a parameter, as the executor reads it.
+#[test]
+fn parameters_are_the_number_literals_at_the_top_of_the_script() {
+    let script = "\"\"\"A block.\"\"\"
+import FreeCAD as App
+import Part
+from FreeCAD import Vector
+
+L, W = 40, 20.5  # block, mm
+H: float = +10.0  # height, mm
+R = 3  # first try
+import math
+R = 4  # hole radius, mm
+FLAG = True
+LATE = 7  # after a statement that is not a number: not a parameter
+block = Part.makeBox(L, W, H)
+result = block.cut(Part.makeCylinder(R, H, Vector(L / 2, W / 2, 0)))
+";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("part.py"), script).unwrap();
+    let out = cadloop(dir.path(), &["exec", "part.py", "--out", "out", "--json"]);
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, Value, String, u64, String)> = report["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["value"].clone(),
+                p["kind"].as_str().unwrap().to_string(),
+                p["line"].as_u64().unwrap(),
+                p["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let row = |n: &str, v: Value, k: &str, l: u64, t: &str| {
+        (n.to_string(), v, k.to_string(), l, t.to_string())
+    };
+    assert_eq!(
+        found,
+        [
+            row("L", 40.into(), "int", 6, "40"),
+            row("W", 20.5.into(), "float", 6, "20.5"),
+            row("H", 10.0.into(), "float", 7, "+10.0"),
+            row("R", 4.into(), "int", 10, "4"),
+        ]
+    );
+    assert_eq!(report["parameters"][3]["comment"], "hole radius, mm");
+}
