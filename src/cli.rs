@@ -60,6 +60,14 @@ pub enum Command {
     /// wrong kind, or values FreeCAD could not build (the run's result is
     /// kept), 2 usage or environment error.
     Tweak(TweakArgs),
+    /// The studio: a local web app over a runs folder.
+    ///
+    /// Lists the runs, shows each in a 3D viewer with its parameters as
+    /// controls that rebuild the part (tweak, no LLM), and opens the example
+    /// parts as runs. Binds 127.0.0.1 unless --host says otherwise; a
+    /// non-loopback address needs the token printed in the URL. Stops on
+    /// Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
     ///
     /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
@@ -213,6 +221,27 @@ pub struct TweakArgs {
     /// Print the summary (or the --list) as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The captioner model folder; without one the views are not captioned.
+    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
+    pub captioner: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The runs folder (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
+    /// The address to listen on; anything but loopback needs a token.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// The port (0: any free one; the URL is printed).
+    #[arg(long, value_name = "PORT", default_value_t = 8420)]
+    pub port: u16,
+    /// Open the studio in the default browser.
+    #[arg(long)]
+    pub open: bool,
     /// The captioner model folder; without one the views are not captioned.
     #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
     pub captioner: Option<PathBuf>,

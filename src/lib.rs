@@ -24,6 +24,7 @@
 //! - [`prompts`]: the prompt templates of `prompts/`, filled.
 //! - [`report`]: the run record (`run.json`) and the LLM transcript.
 //! - [`run`]: the run folder as a type: its lock, layout, record, transcript and result.
+//! - [`studio`]: `cadloop serve`, the local web app: pages, viewer, tweak API, guard.
 //! - [`render`]: seven orthographic views and a contact sheet, on the CPU.
 
 pub mod batch;
@@ -48,6 +49,7 @@ pub mod prompts;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod studio;
 
 /// An error and its causes on one line, `outer: cause: root cause`, for
 /// records and reports that keep errors as text.

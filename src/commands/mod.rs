@@ -6,6 +6,7 @@
 //! - [`generate`], [`refine`]: one run of the loop, new or continued;
 //!   [`tweak`]: new parameter values for a run, no LLM.
 //! - [`batch`], [`bench`]: many runs (bench also scores them).
+//! - [`serve`]: the studio, a local web app over a runs folder.
 //! - [`doctor`]: the environment, checked.
 //! - [`settings`]: each command family's settings, resolved once.
 
@@ -17,6 +18,7 @@ pub mod exec;
 pub mod generate;
 pub mod refine;
 pub mod render;
+pub mod serve;
 pub mod settings;
 pub mod tweak;
 

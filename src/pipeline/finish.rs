@@ -18,8 +18,8 @@ impl Run<'_> {
         current.chosen = chosen.clone();
         current.outcome = outcome;
         current.stop_reason = reason.clone();
-        if chosen.is_none() && self.tweaking() {
-            // A failed tweak leaves the run's result, files and page as they were.
+        if chosen.is_none() && self.record.requests.len() > 1 && self.without_llm() {
+            // A failed tweak leaves the run's earlier result, files and page as they were.
             self.record.status = RunStatus::Finished;
             return Ok(());
         }

@@ -265,7 +265,42 @@ impl Engine {
         settings: RunSettings,
         progress: &ProgressBar,
     ) -> Result<RunResult, PipelineError> {
-        let record = RunRecord {
+        let record = self.new_record(prompt, settings);
+        let run = self.start_run(dir, record, progress)?;
+        let first = run.ask_generate(prompt)?;
+        run.go(first).await
+    }
+
+    /// Runs `code`, given as it is, as the first attempt of a new run in
+    /// `dir` (a new or empty run folder): no LLM, no repair, no critique.
+    /// `prompt` says what the code builds.
+    pub async fn run_given(
+        &self,
+        prompt: &str,
+        code: String,
+        dir: &RunDir,
+        settings: RunSettings,
+        progress: &ProgressBar,
+    ) -> Result<RunResult, PipelineError> {
+        let mut record = self.new_record(prompt, settings);
+        record.requests[0].kind = RequestKind::Given;
+        let run = self.start_run(dir, record, progress)?;
+        run.go(Step::Execute(Execute {
+            code,
+            changes: Vec::new(),
+            stage: Stage::Given,
+            parent: None,
+            round: 0,
+            repairs: 0,
+            usage: Usage::default(),
+            llm_ms: 0.0,
+        }))
+        .await
+    }
+
+    /// A new run's record, with its first request.
+    fn new_record(&self, prompt: &str, settings: RunSettings) -> RunRecord {
+        RunRecord {
             format: RUN_FORMAT,
             cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
             status: RunStatus::Running,
@@ -287,10 +322,7 @@ impl Engine {
             llm_calls: 0,
             timings: RunTimings::default(),
             error: None,
-        };
-        let run = self.start_run(dir, record, progress)?;
-        let first = run.ask_generate(prompt)?;
-        run.go(first).await
+        }
     }
 
     /// Applies a follow-up change to a finished run in `dir` (its record
@@ -558,7 +590,7 @@ impl Run<'_> {
                         .instrument(tracing::info_span!("look", attempt))
                         .await?;
                     self.save()?;
-                    if self.tweaking() {
+                    if self.without_llm() {
                         Step::Finish {
                             reason: format!(
                                 "attempt {attempt} rebuilt the part with the new values"
@@ -635,9 +667,9 @@ impl Run<'_> {
                 mesh,
                 round,
             },
-            None if self.tweaking() => Step::Finish {
+            None if self.without_llm() => Step::Finish {
                 reason: format!(
-                    "the new values made the code fail (attempt {number}); the run's result is unchanged"
+                    "the code failed (attempt {number}) and there is no LLM to repair it; the run's result is unchanged"
                 ),
             },
             None => match decide::after_failure(repairs, round, self.request > 1, budget) {
@@ -657,9 +689,13 @@ impl Run<'_> {
         Ok(next)
     }
 
-    /// Whether this request is a tweak: no LLM, no repair, no critique.
-    fn tweaking(&self) -> bool {
-        self.record.requests[self.request as usize - 1].kind == RequestKind::Tweak
+    /// Whether this request runs code without the LLM (a tweak, or code
+    /// given as it is): no repair, no critique.
+    fn without_llm(&self) -> bool {
+        matches!(
+            self.record.requests[self.request as usize - 1].kind,
+            RequestKind::Tweak | RequestKind::Given
+        )
     }
 
     fn next_number(&self) -> u32 {

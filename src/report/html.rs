@@ -218,6 +218,7 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
                 super::RequestKind::Generate => "prompt",
                 super::RequestKind::Refine => "change",
                 super::RequestKind::Tweak => "tweak",
+                super::RequestKind::Given => "given code",
             },
             text: r.text.clone(),
             from_attempt: r.from_attempt,

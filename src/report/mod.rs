@@ -85,6 +85,8 @@ pub enum RequestKind {
     Refine,
     /// New parameter values, applied without the LLM (`cadloop tweak`).
     Tweak,
+    /// Code given as it is, run without the LLM (the studio's examples).
+    Given,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +182,8 @@ pub enum Stage {
     Edit,
     /// Earlier code with new parameter values (`cadloop tweak`), no LLM.
     Tweak,
+    /// Code given as it is, not written by the LLM.
+    Given,
 }
 
 impl Stage {
@@ -190,6 +194,7 @@ impl Stage {
             Stage::Refine => "refine",
             Stage::Edit => "edit",
             Stage::Tweak => "tweak",
+            Stage::Given => "given",
         }
     }
 }

@@ -1,0 +1,352 @@
+//! The studio: `cadloop serve`, a local web app over the runs folder. One
+//! process and one [`Engine`] (worker pool, captioner) serve every request.
+//!
+//! This part: the runs page, a run's page with its model in a 3D viewer
+//! (three.js from npm, served from its install) and controls for its
+//! parameters that call `tweak`, the example parts opened as runs without
+//! any LLM, and the files of the runs folder. Every request passes the
+//! [`guard`] first.
+
+pub mod guard;
+mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use indicatif::ProgressBar;
+use serde::Deserialize;
+
+use crate::params::{self, Assignment};
+use crate::pipeline::{Engine, Tweak};
+use crate::report::{read_run, RunSettings};
+use crate::run::RunDir;
+
+pub use guard::Guard;
+
+/// Request bodies are small JSON objects.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Where the studio serves from.
+pub struct StudioConfig {
+    /// The runs folder (created if missing).
+    pub runs: PathBuf,
+    /// The example parts offered as runs.
+    pub examples: PathBuf,
+    /// The npm install holding `three/`.
+    pub web_modules: PathBuf,
+}
+
+struct Studio {
+    runs: PathBuf,
+    examples: PathBuf,
+    web_modules: PathBuf,
+    engine: Engine,
+    settings: RunSettings,
+    /// Per run: the newest tweak asked for, and the lock rebuilds wait on.
+    tweaks: Mutex<HashMap<String, Arc<TweakQueue>>>,
+}
+
+#[derive(Default)]
+struct TweakQueue {
+    newest: AtomicU64,
+    running: tokio::sync::Mutex<()>,
+}
+
+type Shared = State<Arc<Studio>>;
+
+/// A refusal or failure, as a JSON body with its status.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// The studio's routes behind `guard`.
+pub fn router(
+    config: StudioConfig,
+    engine: Engine,
+    settings: RunSettings,
+    guard: Guard,
+) -> std::io::Result<Router> {
+    std::fs::create_dir_all(&config.runs)?;
+    let studio = Arc::new(Studio {
+        runs: config.runs.canonicalize()?,
+        examples: config.examples,
+        web_modules: config.web_modules,
+        engine,
+        settings,
+        tweaks: Mutex::new(HashMap::new()),
+    });
+    Ok(Router::new()
+        .route("/", get(runs_page))
+        .route("/runs/{id}/", get(run_page))
+        .route("/runs/{id}/files/{*path}", get(run_file))
+        .route(
+            "/assets/studio.js",
+            get(|| async { script(pages::STUDIO_JS) }),
+        )
+        .route("/assets/three/{*path}", get(three_file))
+        .route("/api/runs/{id}", get(run_json))
+        .route("/api/runs/{id}/tweak", post(tweak))
+        .route("/api/examples/{name}", post(open_example))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            guard::middleware,
+        ))
+        .with_state(studio))
+}
+
+/// Serves `router` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+}
+
+fn script(source: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        source,
+    )
+        .into_response()
+}
+
+async fn runs_page(State(studio): Shared) -> Result<Html<String>, Failure> {
+    let runs = pages::list_runs(&studio.runs);
+    let examples = pages::list_examples(&studio.examples);
+    pages::runs_page(&runs, &examples)
+        .map(Html)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The run folder of `id`, checked.
+fn run_dir(studio: &Studio, id: &str) -> Result<PathBuf, Failure> {
+    if !guard::valid_id(id) {
+        return Err(bad(format!("{id:?} is not a run id")));
+    }
+    guard::inside(&studio.runs, id)
+        .filter(|p| p.join(crate::report::RUN_FILE).is_file())
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no run {id}")))
+}
+
+async fn run_page(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Html<String>, Failure> {
+    let dir = run_dir(&studio, &id)?;
+    let record =
+        read_run(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let three = studio
+        .web_modules
+        .join("three/build/three.module.js")
+        .is_file();
+    pages::run_page(&id, &record, three)
+        .map(Html)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn run_json(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let dir = run_dir(&studio, &id)?;
+    let record =
+        read_run(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    Ok(Json(pages::run_state(&id, &record)))
+}
+
+async fn run_file(
+    State(studio): Shared,
+    UrlPath((id, path)): UrlPath<(String, String)>,
+) -> Result<Response, Failure> {
+    let dir = run_dir(&studio, &id)?;
+    let file = guard::inside(&dir, &path)
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no file {path}")))?;
+    send_file(&file).await
+}
+
+async fn three_file(
+    State(studio): Shared,
+    UrlPath(path): UrlPath<String>,
+) -> Result<Response, Failure> {
+    let root = studio.web_modules.join("three");
+    let file = guard::inside(&root, &path)
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no file {path}")))?;
+    send_file(&file).await
+}
+
+async fn send_file(path: &Path) -> Result<Response, Failure> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|_| Failure(StatusCode::NOT_FOUND, "not a readable file".into()))?;
+    let kind = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "js" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "html" => "text/html; charset=utf-8",
+        "png" => "image/png",
+        "glb" => "model/gltf-binary",
+        "stl" => "model/stl",
+        "step" => "model/step",
+        "py" | "md" | "txt" | "jsonl" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct TweakBody {
+    /// NAME → new value, as text or a number.
+    values: HashMap<String, serde_json::Value>,
+}
+
+/// Rebuilds a run's result with new parameter values; the newest request
+/// for a run wins (an older one still waiting is dropped).
+async fn tweak(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<TweakBody>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let dir = run_dir(&studio, &id)?;
+    let queue = studio
+        .tweaks
+        .lock()
+        .expect("tweak table")
+        .entry(id.clone())
+        .or_default()
+        .clone();
+    let mine = queue.newest.fetch_add(1, Ordering::SeqCst) + 1;
+    let _turn = queue.running.lock().await;
+    if queue.newest.load(Ordering::SeqCst) != mine {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            "superseded by a newer change".into(),
+        ));
+    }
+    let (run_dir, record) =
+        RunDir::open(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let from = record
+        .chosen
+        .as_ref()
+        .map(|c| c.attempt)
+        .ok_or_else(|| bad("the run has no result to change"))?;
+    let attempt = &record.attempts[from as usize - 1];
+    let assignments: Vec<Assignment> = body
+        .values
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Assignment::parse(&format!("{name}={text}"))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let (code, changes) = params::apply(&attempt.code, &attempt.result.parameters, &assignments)
+        .map_err(|e| bad(e.to_string()))?;
+    let tweak = Tweak {
+        from,
+        code,
+        changes,
+    };
+    let result = studio
+        .engine
+        .tweak(
+            &run_dir,
+            record,
+            tweak,
+            studio.settings.clone(),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;
+    let record = result.record;
+    let latest = record.requests.last().and_then(|r| r.chosen.as_ref());
+    let mut state = pages::run_state(&id, &record);
+    if latest.is_none() {
+        let failed = record
+            .attempts
+            .last()
+            .and_then(|a| match &a.result.outcome {
+                crate::executor::Outcome::Error { message, .. } => Some(message.clone()),
+                crate::executor::Outcome::Ok { .. } => None,
+            });
+        state["error"] =
+            serde_json::json!(failed.unwrap_or_else(|| "the tweak built no solid".into()));
+    }
+    Ok(Json(state))
+}
+
+/// Opens an example part as a new run (no LLM): `runs/<name>`, numbered when taken.
+async fn open_example(
+    State(studio): Shared,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    if !guard::valid_id(&name) {
+        return Err(bad(format!("{name:?} is not an example")));
+    }
+    let script = guard::inside(&studio.examples, &format!("{name}.py"))
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no example {name}")))?;
+    let code = tokio::fs::read_to_string(&script)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let prompt = pages::description(&code).unwrap_or_else(|| name.replace('_', " "));
+    let id = free_id(&studio.runs, &name);
+    let dir = RunDir::create(&studio.runs.join(&id))
+        .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let result = studio
+        .engine
+        .run_given(
+            &prompt,
+            code,
+            &dir,
+            studio.settings.clone(),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;
+    Ok(Json(pages::run_state(&id, &result.record)))
+}
+
+/// `name`, or `name-2`, `name-3`, … when taken.
+fn free_id(runs: &Path, name: &str) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                name.to_string()
+            } else {
+                format!("{name}-{n}")
+            }
+        })
+        .find(|id| !runs.join(id).exists())
+        .expect("some number is free")
+}

@@ -1,0 +1,217 @@
+//! The studio's pages, from minijinja templates compiled into the binary
+//! with HTML escaping on for every value, and the run state its script reads.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::report::{read_run, RunRecord};
+
+pub const STUDIO_JS: &str = include_str!("studio.js");
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        for (name, text) in [
+            ("studio.html", include_str!("studio.html")),
+            ("runs.html", include_str!("runs.html")),
+            ("run.html", include_str!("run.html")),
+        ] {
+            env.add_template(name, text)
+                .expect("the studio templates are checked by the tests");
+        }
+        env
+    })
+}
+
+fn fill(name: &str, context: impl Serialize) -> Result<String, minijinja::Error> {
+    env()
+        .get_template(name)?
+        .render(minijinja::Value::from(minijinja::value::Serde(context)))
+}
+
+/// One run on the runs page.
+#[derive(Debug, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub title: String,
+    pub outcome: String,
+    pub attempts: usize,
+    /// Seconds since the epoch of run.json's last change (newest first).
+    pub modified: u64,
+    pub thumbnail: bool,
+}
+
+/// One example part.
+#[derive(Debug, Serialize)]
+pub struct Example {
+    pub name: String,
+    pub description: String,
+}
+
+/// The runs in `runs` (folders with a run.json), newest first.
+pub fn list_runs(runs: &Path) -> Vec<RunRow> {
+    let mut rows: Vec<RunRow> = std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let id = entry.file_name().to_str()?.to_string();
+            if !super::guard::valid_id(&id) {
+                return None;
+            }
+            let dir = entry.path();
+            let record = read_run(&dir).ok()?;
+            let modified = std::fs::metadata(dir.join(crate::report::RUN_FILE))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            Some(RunRow {
+                id,
+                title: first_line(&record.prompt),
+                outcome: record.outcome.as_str().to_string(),
+                attempts: record.attempts.len(),
+                modified,
+                thumbnail: dir.join(crate::render::SHEET_FILE).is_file(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.id.cmp(&b.id)));
+    rows
+}
+
+/// The example parts in `dir`: `<name>.py`, described by their first comment.
+pub fn list_examples(dir: &Path) -> Vec<Example> {
+    let mut examples: Vec<Example> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            if path.extension()? != "py" {
+                return None;
+            }
+            let name = path.file_stem()?.to_str()?.to_string();
+            let code = std::fs::read_to_string(&path).ok()?;
+            let description = description(&code).unwrap_or_else(|| name.replace('_', " "));
+            Some(Example { name, description })
+        })
+        .collect();
+    examples.sort_by(|a, b| a.name.cmp(&b.name));
+    examples
+}
+
+/// A script's first comment line, e.g. "A flat washer: 24 mm outside, …".
+pub fn description(code: &str) -> Option<String> {
+    let line = code.lines().next()?.strip_prefix('#')?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 90 {
+        format!("{}…", line.chars().take(89).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+pub fn runs_page(runs: &[RunRow], examples: &[Example]) -> Result<String, minijinja::Error> {
+    fill(
+        "runs.html",
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "runs": runs, "examples": examples }),
+    )
+}
+
+pub fn run_page(id: &str, record: &RunRecord, three: bool) -> Result<String, minijinja::Error> {
+    fill(
+        "run.html",
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "id": id,
+            "title": first_line(&record.prompt),
+            "state": run_state(id, record).to_string(),
+            "three": three,
+        }),
+    )
+}
+
+/// What the run page shows and its script updates: the result's facts,
+/// parameters and model.
+pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
+    let chosen = record
+        .chosen
+        .as_ref()
+        .and_then(|c| record.attempts.get(c.attempt as usize - 1));
+    let facts = chosen.and_then(|a| a.result.facts()).map(|f| {
+        serde_json::json!({
+            "size": f.bbox.size,
+            "min": f.bbox.min,
+            "volume": f.volume,
+            "area": f.area,
+            "solids": f.solids,
+            "faces": f.faces,
+            "valid": f.valid,
+        })
+    });
+    let parameters: Vec<serde_json::Value> = chosen
+        .map(|a| &a.result.parameters[..])
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name, "value": p.value, "text": p.text, "kind": p.kind, "comment": p.comment
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": id,
+        "prompt": record.prompt,
+        "outcome": record.outcome.as_str(),
+        "attempts": record.attempts.len(),
+        "result": chosen.map(|a| a.number),
+        "facts": facts,
+        "parameters": parameters,
+        "model": chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
+        "sheet": chosen.map(|a| format!("/runs/{id}/files/{}/sheet.png", a.dir)),
+        "report": format!("/runs/{id}/files/report.html"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let evil = "<script>alert(1)</script>";
+        let html = runs_page(
+            &[RunRow {
+                id: "x".into(),
+                title: evil.into(),
+                outcome: "match".into(),
+                attempts: 1,
+                modified: 0,
+                thumbnail: false,
+            }],
+            &[Example {
+                name: "washer".into(),
+                description: evil.into(),
+            }],
+        )
+        .unwrap();
+        assert!(!html.contains(evil), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert_eq!(
+            description("# A washer.\nimport Part\n").as_deref(),
+            Some("A washer.")
+        );
+        assert_eq!(description("import Part\n"), None);
+    }
+}

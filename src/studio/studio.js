@@ -1,0 +1,206 @@
+// The run page: the model in a three.js viewer, the seven standard views
+// with the renderer's cameras, and the parameters, which rebuild the part
+// through the studio's tweak API (the newest change wins).
+import * as THREE from "three";
+import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+
+const root = document.getElementById("run");
+let state = JSON.parse(root.dataset.state);
+
+// cadloop's frame is Z-up; model.glb's node turns it onto glTF's Y-up:
+// (x, y, z) -> (x, z, -y). The views: where the camera looks from, and up.
+const toThree = ([x, y, z]) => new THREE.Vector3(x, z, -y);
+const VIEWS = {
+  front: [[0, -1, 0], [0, 0, 1]],
+  back: [[0, 1, 0], [0, 0, 1]],
+  left: [[-1, 0, 0], [0, 0, 1]],
+  right: [[1, 0, 0], [0, 0, 1]],
+  top: [[0, 0, 1], [0, 1, 0]],
+  bottom: [[0, 0, -1], [0, -1, 0]],
+  iso: [[1, -1, 1], [0, 0, 1]],
+};
+
+const holder = document.getElementById("viewer");
+const renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+renderer.setPixelRatio(window.devicePixelRatio);
+renderer.setClearColor(0xffffff);
+holder.appendChild(renderer.domElement);
+const scene = new THREE.Scene();
+scene.add(new THREE.HemisphereLight(0xffffff, 0x8890a0, 2.2));
+const sun = new THREE.DirectionalLight(0xffffff, 1.6);
+scene.add(sun);
+const camera = new THREE.PerspectiveCamera(35, 1, 0.0001, 100);
+const controls = new OrbitControls(camera, renderer.domElement);
+controls.addEventListener("change", draw);
+let part = null;
+let showEdges = true;
+let currentView = "iso";
+
+function draw() {
+  sun.position.copy(camera.position);
+  renderer.render(scene, camera);
+}
+
+function resize() {
+  const { clientWidth: w, clientHeight: h } = holder;
+  renderer.setSize(w, h, false);
+  camera.aspect = w / Math.max(h, 1);
+  camera.updateProjectionMatrix();
+  draw();
+}
+window.addEventListener("resize", resize);
+
+/// Puts the camera on `view`'s axis, far enough to see the whole part.
+function look(view) {
+  currentView = view;
+  if (!part) return;
+  const box = new THREE.Box3().setFromObject(part);
+  const sphere = box.getBoundingSphere(new THREE.Sphere());
+  const [from, up] = VIEWS[view];
+  const direction = toThree(from).normalize();
+  const distance = sphere.radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2)) * 1.1;
+  camera.up.copy(toThree(up).normalize());
+  camera.position.copy(sphere.center).addScaledVector(direction, distance);
+  camera.near = distance / 100;
+  camera.far = distance * 10;
+  camera.updateProjectionMatrix();
+  controls.target.copy(sphere.center);
+  controls.update();
+  draw();
+}
+
+async function loadModel(url) {
+  const gltf = await new GLTFLoader().loadAsync(url);
+  if (part) scene.remove(part);
+  part = gltf.scene;
+  const meshes = [];
+  part.traverse((node) => { if (node.isMesh) meshes.push(node); });
+  for (const mesh of meshes) {
+    // The faces sit a little behind their edges, so the lines are drawn whole.
+    mesh.material.polygonOffset = true;
+    mesh.material.polygonOffsetFactor = 1;
+    mesh.material.polygonOffsetUnits = 1;
+    // Creases of 35° and more, as the renderer draws them.
+    const lines = new THREE.LineSegments(
+      new THREE.EdgesGeometry(mesh.geometry, 35),
+      new THREE.LineBasicMaterial({ color: 0x222833 }),
+    );
+    lines.visible = showEdges;
+    mesh.add(lines);
+  }
+  scene.add(part);
+  look(currentView);
+}
+
+function showFacts() {
+  const table = document.getElementById("facts");
+  table.replaceChildren();
+  const facts = state.facts;
+  if (!facts) return;
+  const mm = (v) => v.toFixed(2);
+  const rows = [
+    ["size", facts.size.map(mm).join(" × ") + " mm"],
+    ["volume", mm(facts.volume) + " mm³"],
+    ["area", mm(facts.area) + " mm²"],
+    ["solids", String(facts.solids)],
+    ["faces", String(facts.faces)],
+    ["result", "attempt " + state.result],
+  ];
+  for (const [name, value] of rows) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = name;
+    const cell = tr.insertCell();
+    cell.textContent = value;
+    cell.className = "num";
+    cell.id = "fact-" + name;
+  }
+}
+
+let pending = null;
+async function tweak(name, value) {
+  const status = document.getElementById("status");
+  status.className = "";
+  status.textContent = "rebuilding…";
+  if (pending) pending.abort();
+  const mine = (pending = new AbortController());
+  let reply;
+  try {
+    reply = await fetch(`/api/runs/${encodeURIComponent(state.id)}/tweak`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ values: { [name]: value } }),
+      signal: mine.signal,
+    });
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    throw err;
+  }
+  const body = await reply.json();
+  if (mine !== pending) return;
+  if (reply.status === 409 && /superseded/.test(body.error || "")) return;
+  if (!reply.ok || body.error) {
+    status.className = "error";
+    status.textContent = body.error || "the rebuild failed";
+    return;
+  }
+  state = body;
+  status.textContent = `attempt ${state.result} built`;
+  showFacts();
+  showParameters();
+  await loadModel(state.model);
+}
+
+function showParameters() {
+  const box = document.getElementById("parameters");
+  if (!state.parameters.length) return;
+  box.replaceChildren();
+  for (const p of state.parameters) {
+    const row = document.createElement("div");
+    row.className = "param";
+    const label = document.createElement("label");
+    label.textContent = p.name;
+    const number = document.createElement("input");
+    number.type = "number";
+    number.value = p.value;
+    number.step = p.kind === "int" ? "1" : "any";
+    number.name = p.name;
+    label.appendChild(number);
+    const slider = document.createElement("input");
+    slider.type = "range";
+    const span = Math.max(Math.abs(p.value), p.kind === "int" ? 5 : 1);
+    slider.min = p.value - span;
+    slider.max = p.value + span;
+    slider.step = p.kind === "int" ? 1 : span / 100;
+    slider.value = p.value;
+    const comment = document.createElement("div");
+    comment.className = "comment";
+    comment.textContent = p.comment;
+    let timer = null;
+    const changed = (value) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => tweak(p.name, value), 120);
+    };
+    slider.addEventListener("input", () => { number.value = slider.value; changed(slider.value); });
+    number.addEventListener("change", () => changed(number.value));
+    row.append(label, slider, comment);
+    box.appendChild(row);
+  }
+}
+
+for (const button of document.querySelectorAll("[data-view]")) {
+  button.addEventListener("click", () => look(button.dataset.view));
+}
+document.getElementById("fit").addEventListener("click", () => look(currentView));
+document.getElementById("edges").addEventListener("click", () => {
+  showEdges = !showEdges;
+  if (part) part.traverse((node) => { if (node.isLineSegments) node.visible = showEdges; });
+  draw();
+});
+document.getElementById("report").href = state.report;
+if (state.model) document.getElementById("download").href = state.model;
+
+resize();
+showFacts();
+showParameters();
+if (state.model) await loadModel(state.model);

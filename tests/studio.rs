@@ -1,0 +1,367 @@
+//! `cadloop serve`, the studio: the real binary on a free port, spoken to
+//! over plain HTTP (so every header is the test's own), and its run page
+//! drawn by headless chromium. No LLM endpoint is configured: examples open
+//! as runs and their parameters rebuild them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A studio process, killed when dropped.
+struct Studio {
+    child: Child,
+    /// `127.0.0.1:PORT` (or the bound address).
+    addr: String,
+    /// The URL it printed (with the token, when it needs one).
+    url: String,
+}
+
+impl Drop for Studio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Studio {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(["-q", "serve", "--runs", "runs", "--port", "0"])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cadloop serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    Studio { child, addr, url }
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request to `addr` with exactly these headers.
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr.replace("0.0.0.0", "127.0.0.1")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a reply");
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+}
+
+fn get(studio: &Studio, path: &str) -> Reply {
+    request(&studio.addr, "GET", path, &[("Host", &studio.addr)], b"")
+}
+
+fn post(studio: &Studio, path: &str, body: &str) -> Reply {
+    let origin = format!("http://{}", studio.addr);
+    request(
+        &studio.addr,
+        "POST",
+        path,
+        &[
+            ("Host", &studio.addr),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CADLOOP_CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("chromium"))
+                .find(|p| p.is_file())
+        })
+        .expect("chromium is not installed: run scripts/dev setup")
+}
+
+/// A screenshot of `url` by headless chromium, with software WebGL.
+fn screenshot(url: &str, out: &Path) -> image::RgbImage {
+    let profile = tempfile::tempdir().unwrap();
+    let status = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--force-device-scale-factor=1",
+            "--window-size=1280,900",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", out.display()))
+        .arg(url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    image::open(out).unwrap().to_rgb8()
+}
+
+#[test]
+fn an_example_opens_as_a_run_and_its_parameters_rebuild_it_without_an_llm() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = start(dir.path(), &[]);
+
+    let page = get(&studio, "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("data-name=\"washer\""),
+        "the examples are offered"
+    );
+
+    let opened = post(&studio, "/api/examples/washer", "");
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let state = opened.json();
+    assert_eq!(state["id"], "washer");
+    assert_eq!(state["facts"]["size"][0], 24.0);
+    let names: Vec<&str> = state["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["OUTER_D", "INNER_D", "THICKNESS"]);
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("runs/washer/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["requests"][0]["kind"], "given");
+    assert_eq!(record["llm_calls"], 0);
+
+    let tweaked = post(
+        &studio,
+        "/api/runs/washer/tweak",
+        r#"{"values": {"OUTER_D": 30}}"#,
+    );
+    assert_eq!(tweaked.status, 200, "{}", tweaked.text());
+    let state = tweaked.json();
+    assert_eq!(state["result"], 2);
+    assert_eq!(state["facts"]["size"][0], 30.0);
+    let glb = get(&studio, state["model"].as_str().unwrap());
+    assert_eq!(glb.status, 200);
+    assert_eq!(&glb.body[..4], b"glTF");
+
+    // Values FreeCAD cannot build: an error, and the result stays.
+    let failed = post(
+        &studio,
+        "/api/runs/washer/tweak",
+        r#"{"values": {"THICKNESS": 0}}"#,
+    );
+    assert_eq!(failed.status, 200);
+    assert!(
+        failed.json()["error"].as_str().is_some(),
+        "{}",
+        failed.text()
+    );
+    assert_eq!(failed.json()["result"], 2);
+    let unknown = post(
+        &studio,
+        "/api/runs/washer/tweak",
+        r#"{"values": {"DEPTH": 3}}"#,
+    );
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.text().contains("no parameter is named DEPTH"),
+        "{}",
+        unknown.text()
+    );
+
+    // The run page draws the part: the viewer's region is not all background.
+    let run_page = get(&studio, "/runs/washer/");
+    assert_eq!(run_page.status, 200);
+    assert!(
+        run_page.text().contains("OUTER_D"),
+        "the state carries the parameters"
+    );
+    let shot = screenshot(
+        &format!("{}runs/washer/", studio.url),
+        &dir.path().join("shot.png"),
+    );
+    let viewer = image::imageops::crop_imm(&shot, 40, 130, 860, 500).to_image();
+    let drawn = viewer
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c < 200))
+        .count();
+    assert!(drawn > 5_000, "the viewer drew {drawn} dark pixels");
+}
+
+#[test]
+fn foreign_hosts_origins_paths_bodies_and_tokenless_remote_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = start(dir.path(), &[]);
+    let addr = studio.addr.clone();
+
+    let rebound = request(&addr, "GET", "/", &[("Host", "attacker.example")], b"");
+    assert_eq!(rebound.status, 403);
+    let cross = request(
+        &addr,
+        "POST",
+        "/api/examples/washer",
+        &[("Host", &addr), ("Origin", "http://attacker.example")],
+        b"",
+    );
+    assert_eq!(cross.status, 403);
+    assert!(!dir.path().join("runs/washer").exists(), "nothing ran");
+
+    assert_eq!(post(&studio, "/api/examples/washer", "").status, 200);
+    for path in [
+        "/runs/washer/files/..%2F..%2Fetc%2Fpasswd",
+        "/runs/washer/files/../../etc/passwd",
+        "/runs/..%2F..%2Fetc/",
+        "/assets/three/..%2F..%2F..%2FCargo.toml",
+    ] {
+        let reply = get(&studio, path);
+        assert!(
+            matches!(reply.status, 400 | 404),
+            "{path}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(!reply.text().contains("root:"), "{path}");
+    }
+    let big = format!(r#"{{"values": {{"OUTER_D": "{}"}}}}"#, "9".repeat(100_000));
+    assert_eq!(post(&studio, "/api/runs/washer/tweak", &big).status, 413);
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("runs/washer/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["attempts"].as_array().unwrap().len(),
+        1,
+        "nothing ran"
+    );
+    drop(studio);
+
+    // On a non-loopback address, nothing without the printed token.
+    let remote = start(dir.path(), &["--host", "0.0.0.0"]);
+    let token = remote
+        .url
+        .split("token=")
+        .nth(1)
+        .expect("the URL carries a token")
+        .to_string();
+    let addr = remote.addr.clone();
+    assert_eq!(
+        request(&addr, "GET", "/", &[("Host", &addr)], b"").status,
+        401
+    );
+    let origin = format!("http://{addr}");
+    let refused = request(
+        &addr,
+        "POST",
+        "/api/examples/cup",
+        &[("Host", &addr), ("Origin", &origin)],
+        b"",
+    );
+    assert_eq!(refused.status, 401);
+    assert!(!dir.path().join("runs/cup").exists(), "nothing ran");
+    let with_token = request(
+        &addr,
+        "GET",
+        &format!("/?token={token}"),
+        &[("Host", &addr)],
+        b"",
+    );
+    assert_eq!(with_token.status, 200);
+    assert!(
+        with_token.headers.contains("HttpOnly"),
+        "{}",
+        with_token.headers
+    );
+    let cookie = format!("cadloop_token={token}");
+    let again = request(
+        &addr,
+        "GET",
+        "/",
+        &[("Host", &addr), ("Cookie", &cookie)],
+        b"",
+    );
+    assert_eq!(again.status, 200);
+}
