@@ -62,11 +62,13 @@ pub enum Command {
     Tweak(TweakArgs),
     /// The studio: a local web app over a runs folder.
     ///
-    /// Lists the runs, shows each in a 3D viewer with its parameters as
-    /// controls that rebuild the part (tweak, no LLM), and opens the example
-    /// parts as runs. Binds 127.0.0.1 unless --host says otherwise; a
-    /// non-loopback address needs the token printed in the URL. Stops on
-    /// Ctrl-C or SIGTERM.
+    /// Lists the runs; starts, watches, refines and stops runs of the loop;
+    /// shows each in a 3D viewer with its parameters as controls that rebuild
+    /// the part (tweak, no LLM); opens the example parts as runs. The LLM and
+    /// captioner settings are generate's; without an endpoint everything but
+    /// new runs and refine still works. Binds 127.0.0.1 unless --host says
+    /// otherwise; a non-loopback address needs the token printed in the URL.
+    /// Stops on Ctrl-C or SIGTERM.
     Serve(ServeArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
     ///
@@ -242,9 +244,10 @@ pub struct ServeArgs {
     /// Open the studio in the default browser.
     #[arg(long)]
     pub open: bool,
-    /// The captioner model folder; without one the views are not captioned.
-    #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
-    pub captioner: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

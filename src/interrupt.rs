@@ -17,6 +17,8 @@ pub enum Cause {
     Sigterm,
     /// A batch's grace period after Ctrl-C ran out.
     GraceOver,
+    /// Asked for by the user (the studio's stop button, or a newer change).
+    Asked,
 }
 
 impl Cause {
@@ -26,13 +28,14 @@ impl Cause {
             Cause::Sigint => "interrupted by Ctrl-C (SIGINT)",
             Cause::Sigterm => "stopped by SIGTERM",
             Cause::GraceOver => "stopped when the grace period after Ctrl-C ran out",
+            Cause::Asked => "stopped on request",
         }
     }
 
     /// The shell's status for a process ended by this signal (128 + number).
     pub fn exit_code(self) -> u8 {
         match self {
-            Cause::Sigint | Cause::GraceOver => 130,
+            Cause::Sigint | Cause::GraceOver | Cause::Asked => 130,
             Cause::Sigterm => 143,
         }
     }

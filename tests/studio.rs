@@ -3,12 +3,16 @@
 //! drawn by headless chromium. No LLM endpoint is configured: examples open
 //! as runs and their parameters rebuild them.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::llm_server::{Scripted, ScriptedLlm};
+use common::parts::{fenced, PROMPT, RIGHT};
 use serde_json::Value;
 
 /// A studio process, killed when dropped.
@@ -364,4 +368,107 @@ fn foreign_hosts_origins_paths_bodies_and_tokenless_remote_requests_are_refused(
         b"",
     );
     assert_eq!(again.status, 200);
+}
+
+/// The states a run's event stream sent until it ended.
+fn follow(studio: &Studio, id: &str) -> Vec<Value> {
+    let events = get(studio, &format!("/api/runs/{id}/events"));
+    assert_eq!(events.status, 200, "{}", events.text());
+    events
+        .text()
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
+    // Answers after 400 ms, so the stages can be seen as they pass.
+    let server = ScriptedLlm::responding(Duration::from_millis(400), |seen| {
+        let ask = seen.last_user();
+        if ask.contains("VERDICT: MATCH") {
+            Scripted::Reply("VERDICT: MATCH".into())
+        } else if ask.contains("make the hole 8 mm") {
+            Scripted::Reply(fenced(&RIGHT.replace("makeCylinder(3,", "makeCylinder(4,")))
+        } else {
+            Scripted::Reply(fenced(RIGHT))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let studio = start(dir.path(), &["--base-url", &url, "--model", "m"]);
+
+    let started = post(
+        &studio,
+        "/api/runs",
+        &serde_json::json!({"prompt": PROMPT}).to_string(),
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    let states = follow(&studio, &id);
+    let last = states.last().unwrap();
+    assert_eq!(last["status"], "finished", "{last}");
+    assert_eq!(last["outcome"], "match");
+    assert!(
+        states.iter().any(|s| s["stage"]
+            .as_str()
+            .is_some_and(|t| t.contains("asking the LLM"))),
+        "the stages arrive as they happen: {states:?}"
+    );
+    assert_eq!(last["history"][0]["verdict"], "match");
+
+    let changed = post(
+        &studio,
+        &format!("/api/runs/{id}/refine"),
+        r#"{"change": "make the hole 8 mm"}"#,
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let last = follow(&studio, &id).pop().unwrap();
+    assert_eq!(
+        (&last["status"], &last["result"]),
+        (&Value::from("finished"), &Value::from(2)),
+        "{last}"
+    );
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("runs").join(&id).join("run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["requests"][1]["text"], "make the hole 8 mm");
+    assert_eq!(server.requests().len(), 4, "generate and critique, twice");
+    drop(studio);
+
+    // A slow endpoint: the stop button ends the run, recorded as stopped.
+    let slow = ScriptedLlm::responding(Duration::from_secs(60), |_| Scripted::Reply(fenced(RIGHT)));
+    let slow_url = slow.url();
+    let studio = start(dir.path(), &["--base-url", &slow_url, "--model", "m"]);
+    let started = post(&studio, "/api/runs", r#"{"prompt": "a slow cube"}"#);
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = post(&studio, &format!("/api/runs/{id}/stop"), "");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let last = follow(&studio, &id).pop().unwrap();
+    assert_eq!(last["status"], "stopped", "{last}");
+    assert_eq!(last["run_error"], "stopped on request");
+}
+
+#[test]
+fn without_an_endpoint_new_runs_say_how_to_configure_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = start(dir.path(), &[]);
+    let page = get(&studio, "/");
+    assert!(
+        page.text().contains("OPENAI_API_KEY"),
+        "the page says how to set an endpoint"
+    );
+    let refused = post(&studio, "/api/runs", r#"{"prompt": "a cube"}"#);
+    assert_eq!(refused.status, 409);
+    assert!(refused.text().contains("--base-url"), "{}", refused.text());
+    assert!(
+        std::fs::read_dir(dir.path().join("runs"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing was made"
+    );
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::interrupt::Cause;
-use crate::pipeline::{Engine, PipelineError, RunResult};
+use crate::pipeline::{Engine, PipelineError, RunResult, Watch};
 use crate::report::{RunSettings, RunSummary};
 use crate::run::RunDir;
 
@@ -156,7 +156,12 @@ impl Runner<'_> {
         self.running.spawn(
             async move {
                 let result = engine
-                    .run(&item.prompt, &run_dir, settings, &ProgressBar::hidden())
+                    .run(
+                        &item.prompt,
+                        &run_dir,
+                        settings,
+                        &Watch::showing(&ProgressBar::hidden()),
+                    )
                     .await;
                 (item, result)
             }

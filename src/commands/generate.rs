@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::cli::{GenerateArgs, GlobalArgs};
+use crate::pipeline::Watch;
 use crate::progress;
 use crate::run::RunDir;
 
@@ -36,7 +37,9 @@ pub async fn generate(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     let run_dir = RunDir::create(&shown)?;
     let out = run_dir.path();
     let bar = progress::spinner(!global.quiet && !args.run.json);
-    let result = engine.run(&prompt, &run_dir, settings, &bar).await;
+    let result = engine
+        .run(&prompt, &run_dir, settings, &Watch::showing(&bar))
+        .await;
     progress::finish(&bar);
     engine.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", out.display()))?;
@@ -81,31 +84,5 @@ fn check_run_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// `runs/<first words of the prompt>`, with -2, -3, … when taken.
 fn default_run_dir(prompt: &str) -> PathBuf {
-    let mut slug = String::new();
-    for word in prompt
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(8)
-    {
-        if slug.len() + word.len() > 48 {
-            break;
-        }
-        if !slug.is_empty() {
-            slug.push('-');
-        }
-        slug.push_str(&word.to_ascii_lowercase());
-    }
-    if slug.is_empty() {
-        slug.push_str("run");
-    }
-    let base = PathBuf::from("runs");
-    let taken =
-        |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
-    let mut dir = base.join(&slug);
-    let mut n = 2;
-    while taken(&dir) {
-        dir = base.join(format!("{slug}-{n}"));
-        n += 1;
-    }
-    dir
+    crate::run::free_folder(Path::new("runs"), &crate::run::slug(prompt))
 }

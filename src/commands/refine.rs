@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 
 use crate::cli::{GlobalArgs, RefineArgs};
+use crate::pipeline::Watch;
 use crate::progress;
 use crate::run::RunDir;
 
@@ -40,7 +41,14 @@ pub async fn refine(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<Ex
     let requests = record.requests.len();
     let bar = progress::spinner(!global.quiet && !args.run.json);
     let result = engine
-        .refine(&run_dir, record, &change, from, settings, &bar)
+        .refine(
+            &run_dir,
+            record,
+            &change,
+            from,
+            settings,
+            &Watch::showing(&bar),
+        )
         .await;
     progress::finish(&bar);
     engine.shutdown().await;

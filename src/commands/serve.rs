@@ -15,7 +15,13 @@ use super::ExitStatus;
 
 /// `cadloop serve`.
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<ExitStatus> {
-    let setup = Settings::read(global)?.tweak(args.captioner.as_deref(), &args.limits)?;
+    let (setup, no_llm) = Settings::read(global)?.studio(&args.llm, &args.budget, &args.limits)?;
+    if no_llm.is_some() {
+        eprintln!(
+            "no LLM endpoint is configured: the studio opens, tweaks and shows runs; new runs and \
+             changes in words need one (see the New run box)"
+        );
+    }
     let interrupt = Interrupt::on_signals()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
         .await
@@ -35,6 +41,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Exit
         web_modules: std::env::var_os("CADLOOP_WEB_MODULES")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("src/studio/web/node_modules")),
+        no_llm,
     };
     let guard = Guard::new(addr, token.clone());
     let router = studio::router(config, engine, settings, guard)

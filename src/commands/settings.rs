@@ -191,6 +191,33 @@ impl Settings {
         }))
     }
 
+    /// The studio's settings: the loop's, and without an LLM endpoint the
+    /// same minus the LLM, with the message that says how to configure one.
+    pub fn studio(
+        &self,
+        llm: &LlmArgs,
+        loop_args: &LoopArgs,
+        limits: &LimitArgs,
+    ) -> anyhow::Result<(LoopSettings, Option<String>)> {
+        match self.run_loop(llm, loop_args, limits, None) {
+            Ok(settings) => Ok((settings, None)),
+            Err(err) => match err.downcast_ref::<config::ConfigError>() {
+                Some(config::ConfigError::NoEndpoint) => {
+                    let LoopSettings(mut engine) =
+                        self.tweak(loop_args.captioner.as_deref(), limits)?;
+                    engine.budget = config::budget(
+                        &self.file.generate,
+                        loop_args.max_repairs,
+                        loop_args.max_refines,
+                    )?;
+                    engine.executor.workers = self.exec(limits, None, None)?.executor.workers;
+                    Ok((LoopSettings(engine), Some(err.to_string())))
+                }
+                _ => Err(err),
+            },
+        }
+    }
+
     /// The settings of a single run (generate, refine): one FreeCAD worker.
     pub fn one_run(&self, flags: &RunFlags) -> anyhow::Result<LoopSettings> {
         self.run_loop(&flags.llm, &flags.budget, &flags.limits, Some(1))

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{GlobalArgs, TweakArgs};
 use crate::params::{self, Assignment, Parameter};
-use crate::pipeline::Tweak;
+use crate::pipeline::{Tweak, Watch};
 use crate::progress;
 use crate::report::RunRecord;
 use crate::run::RunDir;
@@ -59,7 +59,9 @@ pub async fn tweak(global: &GlobalArgs, args: &TweakArgs) -> anyhow::Result<Exit
         code,
         changes,
     };
-    let result = engine.tweak(&run_dir, record, tweak, settings, &bar).await;
+    let result = engine
+        .tweak(&run_dir, record, tweak, settings, &Watch::showing(&bar))
+        .await;
     progress::finish(&bar);
     engine.shutdown().await;
     let result = result.with_context(|| format!("the run in {} could not go on", dir.display()))?;

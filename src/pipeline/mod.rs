@@ -192,6 +192,24 @@ pub enum PipelineError {
     NoLlm,
 }
 
+/// How a caller follows and stops one run: the progress line it shows, and
+/// a stop of its own besides the engine's (the studio's stop button).
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub progress: ProgressBar,
+    pub stop: Interrupt,
+}
+
+impl Watch {
+    /// Shows progress on `progress`; stops only with the engine.
+    pub fn showing(progress: &ProgressBar) -> Watch {
+        Watch {
+            progress: progress.clone(),
+            stop: Interrupt::default(),
+        }
+    }
+}
+
 /// New parameter values for a finished run's attempt `from`.
 #[derive(Debug, Clone)]
 pub struct Tweak {
@@ -263,10 +281,10 @@ impl Engine {
         prompt: &str,
         dir: &RunDir,
         settings: RunSettings,
-        progress: &ProgressBar,
+        watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let record = self.new_record(prompt, settings);
-        let run = self.start_run(dir, record, progress)?;
+        let run = self.start_run(dir, record, watch)?;
         let first = run.ask_generate(prompt)?;
         run.go(first).await
     }
@@ -280,11 +298,11 @@ impl Engine {
         code: String,
         dir: &RunDir,
         settings: RunSettings,
-        progress: &ProgressBar,
+        watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let mut record = self.new_record(prompt, settings);
         record.requests[0].kind = RequestKind::Given;
-        let run = self.start_run(dir, record, progress)?;
+        let run = self.start_run(dir, record, watch)?;
         run.go(Step::Execute(Execute {
             code,
             changes: Vec::new(),
@@ -335,7 +353,7 @@ impl Engine {
         change: &str,
         from: u32,
         settings: RunSettings,
-        progress: &ProgressBar,
+        watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
         let number = record.requests.len() as u32 + 1;
@@ -352,7 +370,7 @@ impl Engine {
         record.stop_reason = String::new();
         record.error = None;
         record.critique_basis = self.critique_basis();
-        let mut run = self.start_run(dir, record, progress)?;
+        let mut run = self.start_run(dir, record, watch)?;
         run.before = Some(before);
         let first = run.ask_edit(from, change)?;
         run.go(first).await
@@ -368,7 +386,7 @@ impl Engine {
         mut record: RunRecord,
         tweak: Tweak,
         settings: RunSettings,
-        progress: &ProgressBar,
+        watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
         let number = record.requests.len() as u32 + 1;
@@ -392,7 +410,7 @@ impl Engine {
             ..settings
         };
         record.status = RunStatus::Running;
-        let mut run = self.start_run(dir, record, progress)?;
+        let mut run = self.start_run(dir, record, watch)?;
         run.before = Some(before);
         run.go(Step::Execute(Execute {
             code: tweak.code,
@@ -419,7 +437,7 @@ impl Engine {
         &'a self,
         dir: &'a RunDir,
         record: RunRecord,
-        progress: &'a ProgressBar,
+        watch: &'a Watch,
     ) -> Result<Run<'a>, PipelineError> {
         let system = self.prompts.system(&SystemContext {
             allowed_modules: self.allowed_modules.clone(),
@@ -430,7 +448,7 @@ impl Engine {
             system,
             started: Instant::now(),
             earlier_ms: record.timings.total_ms,
-            progress,
+            watch,
             calls: record.llm_calls,
             request: record.requests.len() as u32,
             record,
@@ -468,11 +486,13 @@ impl Run<'_> {
     /// Drives the loop from `first` to the end and records how it ended.
     async fn go(mut self, first: Step) -> Result<RunResult, PipelineError> {
         let interrupt = self.engine.interrupt.clone();
+        let stop = self.watch.stop.clone();
         let driven = {
             let drive = self.drive(first);
             tokio::select! {
                 biased;
                 cause = interrupt.wait() => Err(Stop::Interrupted(cause)),
+                cause = stop.wait() => Err(Stop::Interrupted(cause)),
                 driven = drive => driven,
             }
         };
@@ -557,7 +577,7 @@ struct Run<'a> {
     /// When this request started; `earlier_ms` is the time of the earlier ones.
     started: Instant,
     earlier_ms: f64,
-    progress: &'a ProgressBar,
+    watch: &'a Watch,
     /// LLM calls so far in the whole run (numbers the transcript).
     calls: u32,
     /// The request being worked on (1: the prompt).
@@ -703,7 +723,8 @@ impl Run<'_> {
     }
 
     fn status(&self, attempt: u32, what: &str) {
-        self.progress
+        self.watch
+            .progress
             .set_message(format!("attempt {attempt} · {what}"));
     }
 

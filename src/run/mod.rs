@@ -24,6 +24,42 @@ use crate::report::{html, read_run, Exchange, RunFileError, RunRecord, RUN_FILE,
 /// Where the attempts live, relative to the run folder.
 pub const ATTEMPTS_DIR: &str = "attempts";
 
+/// A folder name from the first words of `text`: lower case, `-` between
+/// words, at most 48 characters; "run" when it has none.
+pub fn slug(text: &str) -> String {
+    let mut slug = String::new();
+    for word in text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+    {
+        if slug.len() + word.len() > 48 {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word.to_ascii_lowercase());
+    }
+    if slug.is_empty() {
+        slug.push_str("run");
+    }
+    slug
+}
+
+/// `base/name`, or `base/name-2`, `-3`, … when that holds files already.
+pub fn free_folder(base: &Path, name: &str) -> PathBuf {
+    let taken =
+        |p: &Path| p.exists() && std::fs::read_dir(p).map_or(true, |mut e| e.next().is_some());
+    let mut dir = base.join(name);
+    let mut n = 2;
+    while taken(&dir) {
+        dir = base.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
 /// `attempts/NN`, relative to the run folder.
 pub fn attempt_path(number: u32) -> String {
     format!("{ATTEMPTS_DIR}/{number:02}")

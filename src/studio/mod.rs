@@ -8,6 +8,7 @@
 //! [`guard`] first.
 
 pub mod guard;
+mod live;
 mod pages;
 
 use std::collections::HashMap;
@@ -24,8 +25,9 @@ use axum::{Json, Router};
 use indicatif::ProgressBar;
 use serde::Deserialize;
 
+use crate::interrupt::{Cause, Interrupt};
 use crate::params::{self, Assignment};
-use crate::pipeline::{Engine, Tweak};
+use crate::pipeline::{Engine, Tweak, Watch};
 use crate::report::{read_run, RunSettings};
 use crate::run::RunDir;
 
@@ -42,22 +44,29 @@ pub struct StudioConfig {
     pub examples: PathBuf,
     /// The npm install holding `three/`.
     pub web_modules: PathBuf,
+    /// Why there is no LLM (how to configure one), when there is none.
+    pub no_llm: Option<String>,
 }
 
 struct Studio {
     runs: PathBuf,
     examples: PathBuf,
     web_modules: PathBuf,
+    no_llm: Option<String>,
     engine: Engine,
     settings: RunSettings,
     /// Per run: the newest tweak asked for, and the lock rebuilds wait on.
     tweaks: Mutex<HashMap<String, Arc<TweakQueue>>>,
+    /// Runs of the loop going on, by id: their progress line and stop.
+    active: Mutex<HashMap<String, Watch>>,
 }
 
 #[derive(Default)]
 struct TweakQueue {
     newest: AtomicU64,
     running: tokio::sync::Mutex<()>,
+    /// The stop of the rebuild going on, which a newer change raises.
+    current: Mutex<Option<Interrupt>>,
 }
 
 type Shared = State<Arc<Studio>>;
@@ -87,9 +96,11 @@ pub fn router(
         runs: config.runs.canonicalize()?,
         examples: config.examples,
         web_modules: config.web_modules,
+        no_llm: config.no_llm,
         engine,
         settings,
         tweaks: Mutex::new(HashMap::new()),
+        active: Mutex::new(HashMap::new()),
     });
     Ok(Router::new()
         .route("/", get(runs_page))
@@ -100,7 +111,11 @@ pub fn router(
             get(|| async { script(pages::STUDIO_JS) }),
         )
         .route("/assets/three/{*path}", get(three_file))
+        .route("/api/runs", post(live::generate))
         .route("/api/runs/{id}", get(run_json))
+        .route("/api/runs/{id}/events", get(live::events))
+        .route("/api/runs/{id}/refine", post(live::refine))
+        .route("/api/runs/{id}/stop", post(live::stop))
         .route("/api/runs/{id}/tweak", post(tweak))
         .route("/api/examples/{name}", post(open_example))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -136,18 +151,20 @@ fn script(source: &'static str) -> Response {
 async fn runs_page(State(studio): Shared) -> Result<Html<String>, Failure> {
     let runs = pages::list_runs(&studio.runs);
     let examples = pages::list_examples(&studio.examples);
-    pages::runs_page(&runs, &examples)
+    pages::runs_page(&runs, &examples, studio.no_llm.as_deref())
         .map(Html)
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-/// The run folder of `id`, checked.
+/// The run folder of `id`, checked: it has a run.json, or its run is
+/// starting here.
 fn run_dir(studio: &Studio, id: &str) -> Result<PathBuf, Failure> {
     if !guard::valid_id(id) {
         return Err(bad(format!("{id:?} is not a run id")));
     }
+    let starting = studio.active.lock().expect("active runs").contains_key(id);
     guard::inside(&studio.runs, id)
-        .filter(|p| p.join(crate::report::RUN_FILE).is_file())
+        .filter(|p| starting || p.join(crate::report::RUN_FILE).is_file())
         .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no run {id}")))
 }
 
@@ -162,7 +179,7 @@ async fn run_page(
         .web_modules
         .join("three/build/three.module.js")
         .is_file();
-    pages::run_page(&id, &record, three)
+    pages::run_page(&id, &record, three, studio.no_llm.is_none())
         .map(Html)
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -244,13 +261,16 @@ async fn tweak(
         .or_default()
         .clone();
     let mine = queue.newest.fetch_add(1, Ordering::SeqCst) + 1;
+    // A rebuild still running for an older value is stopped.
+    if let Some(older) = queue.current.lock().expect("tweak stop").as_ref() {
+        older.raise(Cause::Asked);
+    }
     let _turn = queue.running.lock().await;
     if queue.newest.load(Ordering::SeqCst) != mine {
-        return Err(Failure(
-            StatusCode::CONFLICT,
-            "superseded by a newer change".into(),
-        ));
+        return Err(superseded());
     }
+    let watch = Watch::showing(&ProgressBar::hidden());
+    *queue.current.lock().expect("tweak stop") = Some(watch.stop.clone());
     let (run_dir, record) =
         RunDir::open(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
     let from = record
@@ -280,15 +300,12 @@ async fn tweak(
     };
     let result = studio
         .engine
-        .tweak(
-            &run_dir,
-            record,
-            tweak,
-            studio.settings.clone(),
-            &ProgressBar::hidden(),
-        )
+        .tweak(&run_dir, record, tweak, studio.settings.clone(), &watch)
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;
+    if result.interrupted.is_some() {
+        return Err(superseded());
+    }
     let record = result.record;
     let latest = record.requests.last().and_then(|r| r.chosen.as_ref());
     let mut state = pages::run_state(&id, &record);
@@ -304,6 +321,10 @@ async fn tweak(
             serde_json::json!(failed.unwrap_or_else(|| "the tweak built no solid".into()));
     }
     Ok(Json(state))
+}
+
+fn superseded() -> Failure {
+    Failure(StatusCode::CONFLICT, "superseded by a newer change".into())
 }
 
 /// Opens an example part as a new run (no LLM): `runs/<name>`, numbered when taken.
@@ -330,7 +351,7 @@ async fn open_example(
             code,
             &dir,
             studio.settings.clone(),
-            &ProgressBar::hidden(),
+            &Watch::showing(&ProgressBar::hidden()),
         )
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;

@@ -122,14 +122,28 @@ fn first_line(text: &str) -> String {
     }
 }
 
-pub fn runs_page(runs: &[RunRow], examples: &[Example]) -> Result<String, minijinja::Error> {
+pub fn runs_page(
+    runs: &[RunRow],
+    examples: &[Example],
+    no_llm: Option<&str>,
+) -> Result<String, minijinja::Error> {
     fill(
         "runs.html",
-        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "runs": runs, "examples": examples }),
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "runs": runs,
+            "examples": examples,
+            "no_llm": no_llm,
+        }),
     )
 }
 
-pub fn run_page(id: &str, record: &RunRecord, three: bool) -> Result<String, minijinja::Error> {
+pub fn run_page(
+    id: &str,
+    record: &RunRecord,
+    three: bool,
+    llm: bool,
+) -> Result<String, minijinja::Error> {
     fill(
         "run.html",
         serde_json::json!({
@@ -138,6 +152,7 @@ pub fn run_page(id: &str, record: &RunRecord, three: bool) -> Result<String, min
             "title": first_line(&record.prompt),
             "state": run_state(id, record).to_string(),
             "three": three,
+            "llm": llm,
         }),
     )
 }
@@ -170,9 +185,39 @@ pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
             })
         })
         .collect();
+    let attempts: Vec<serde_json::Value> = record
+        .attempts
+        .iter()
+        .map(|a| {
+            let error = match &a.result.outcome {
+                crate::executor::Outcome::Error { kind, line, .. } => Some(match line {
+                    Some(line) => format!("{kind} at line {line}"),
+                    None => kind.to_string(),
+                }),
+                crate::executor::Outcome::Ok { .. } => None,
+            };
+            serde_json::json!({
+                "number": a.number,
+                "stage": a.stage.as_str(),
+                "error": error,
+                "verdict": a.critique.as_ref().and_then(|c| c.verdict).map(|v| v.as_str()),
+                "captions": a.captions.iter().flatten().map(|c| format!("{}: {}", c.view, c.text)).collect::<Vec<_>>(),
+                "changes": a.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let status = match record.status {
+        crate::report::RunStatus::Running => "running",
+        crate::report::RunStatus::Finished => "finished",
+        crate::report::RunStatus::Stopped => "stopped",
+    };
     serde_json::json!({
         "id": id,
         "prompt": record.prompt,
+        "status": status,
+        "stop_reason": record.stop_reason,
+        "run_error": record.error,
+        "history": attempts,
         "outcome": record.outcome.as_str(),
         "attempts": record.attempts.len(),
         "result": chosen.map(|a| a.number),
@@ -204,6 +249,7 @@ mod tests {
                 name: "washer".into(),
                 description: evil.into(),
             }],
+            Some(evil),
         )
         .unwrap();
         assert!(!html.contains(evil), "{html}");

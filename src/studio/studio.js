@@ -146,6 +146,7 @@ async function tweak(name, value) {
   }
   state = body;
   status.textContent = `attempt ${state.result} built`;
+  showState();
   showFacts();
   showParameters();
   await loadModel(state.model);
@@ -197,10 +198,75 @@ document.getElementById("edges").addEventListener("click", () => {
   if (part) part.traverse((node) => { if (node.isLineSegments) node.visible = showEdges; });
   draw();
 });
-document.getElementById("report").href = state.report;
-if (state.model) document.getElementById("download").href = state.model;
+function showState() {
+  document.getElementById("report").href = state.report;
+  for (const link of document.querySelectorAll(".download")) {
+    link.href = state.model ? state.model.replace(/model\.glb$/, link.dataset.file) : "";
+  }
+  const progress = document.getElementById("progress");
+  const stage = state.stage ? ` · ${state.stage}` : "";
+  progress.textContent = `${state.status}${stage} · ${state.outcome}` + (state.stop_reason ? ` · ${state.stop_reason}` : "");
+  progress.dataset.status = state.status;
+  const history = document.getElementById("history");
+  history.replaceChildren();
+  for (const a of state.history) {
+    const item = document.createElement("li");
+    const parts = [a.stage];
+    if (a.changes.length) parts.push(a.changes.join(", "));
+    parts.push(a.error ? `failed: ${a.error}` : "built");
+    if (a.verdict) parts.push(`verdict ${a.verdict}`);
+    item.textContent = parts.join(" · ");
+    if (a.captions.length) {
+      const captions = document.createElement("div");
+      captions.className = "meta";
+      captions.textContent = a.captions.join("; ");
+      item.appendChild(captions);
+    }
+    history.appendChild(item);
+  }
+  const sheet = document.getElementById("sheet");
+  if (state.sheet) { sheet.src = state.sheet; sheet.style.display = "block"; }
+}
+
+/// Follows the run while it goes on: its state arrives as server-sent events.
+function follow() {
+  const source = new EventSource(`/api/runs/${encodeURIComponent(state.id)}/events`);
+  let shownModel = state.model;
+  source.addEventListener("state", async (event) => {
+    state = JSON.parse(event.data);
+    showState();
+    showFacts();
+    if (state.model !== shownModel) {
+      shownModel = state.model;
+      showParameters();
+      if (state.model) await loadModel(state.model);
+    }
+    if (state.status !== "running" && !state.stage) source.close();
+  });
+}
+
+const changeBox = document.getElementById("change-box");
+if (changeBox) {
+  changeBox.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const from = document.getElementById("from-attempt").value;
+    const reply = await fetch(`/api/runs/${encodeURIComponent(state.id)}/refine`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ change: document.getElementById("change").value, from_attempt: from ? Number(from) : null }),
+    });
+    const body = await reply.json();
+    const status = document.getElementById("status");
+    if (!reply.ok) { status.className = "error"; status.textContent = body.error; return; }
+    follow();
+  });
+  document.getElementById("stop").addEventListener("click", () =>
+    fetch(`/api/runs/${encodeURIComponent(state.id)}/stop`, { method: "POST" }));
+}
 
 resize();
+showState();
 showFacts();
 showParameters();
+follow();
 if (state.model) await loadModel(state.model);

@@ -1,0 +1,205 @@
+//! Runs of the loop from the studio: a new run, a change in words, the stop
+//! button, and the events a run page follows (server-sent events: the run's
+//! state each time run.json or the current stage changes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use indicatif::ProgressBar;
+use serde::Deserialize;
+
+use crate::interrupt::Cause;
+use crate::pipeline::Watch;
+use crate::report::{read_run, RunStatus};
+use crate::run::RunDir;
+
+use super::{bad, pages, run_dir, Failure, Shared, Studio};
+
+/// How often a followed run is looked at.
+const POLL: Duration = Duration::from_millis(150);
+/// Longest prompt or change accepted.
+const MAX_TEXT: usize = 20_000;
+
+#[derive(Deserialize)]
+pub(super) struct NewRun {
+    prompt: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Change {
+    change: String,
+    #[serde(default)]
+    from_attempt: Option<u32>,
+}
+
+fn text_of(text: &str, what: &str) -> Result<String, Failure> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad(format!("the {what} is empty")));
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(bad(format!(
+            "the {what} is longer than {MAX_TEXT} characters"
+        )));
+    }
+    Ok(text.to_string())
+}
+
+fn needs_llm(studio: &Studio) -> Result<(), Failure> {
+    match &studio.no_llm {
+        Some(message) => Err(Failure(StatusCode::CONFLICT, message.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Registers a run as going on; the guard forgets it when the task ends.
+fn follow(studio: &Arc<Studio>, id: &str) -> Watch {
+    let watch = Watch::showing(&ProgressBar::hidden());
+    studio
+        .active
+        .lock()
+        .expect("active runs")
+        .insert(id.to_string(), watch.clone());
+    watch
+}
+
+fn forget(studio: &Studio, id: &str) {
+    studio.active.lock().expect("active runs").remove(id);
+}
+
+/// `POST /api/runs {"prompt"}`: starts the loop in a new run folder.
+pub(super) async fn generate(
+    State(studio): Shared,
+    Json(body): Json<NewRun>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    needs_llm(&studio)?;
+    let prompt = text_of(&body.prompt, "prompt")?;
+    let folder = crate::run::free_folder(&studio.runs, &crate::run::slug(&prompt));
+    let id = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| bad("no folder name for this prompt"))?;
+    let dir = RunDir::create(&folder)
+        .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let watch = follow(&studio, &id);
+    let task_studio = studio.clone();
+    let task_id = id.clone();
+    tokio::spawn(async move {
+        let result = task_studio
+            .engine
+            .run(&prompt, &dir, task_studio.settings.clone(), &watch)
+            .await;
+        if let Err(err) = result {
+            tracing::error!(run = %task_id, "{}", crate::error_chain(&err));
+        }
+        drop(dir);
+        forget(&task_studio, &task_id);
+    });
+    Ok(Json(serde_json::json!({"id": id})))
+}
+
+/// `POST /api/runs/{id}/refine {"change", "from_attempt"}`: a change in words.
+pub(super) async fn refine(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<Change>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    needs_llm(&studio)?;
+    let change = text_of(&body.change, "change")?;
+    let folder = run_dir(&studio, &id)?;
+    let (dir, record) =
+        RunDir::open(&folder).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let from = match (body.from_attempt, &record.chosen) {
+        (Some(n), _) => n,
+        (None, Some(choice)) => choice.attempt,
+        (None, None) => return Err(bad("the run has no result to change; give from_attempt")),
+    };
+    let built = record
+        .attempts
+        .get((from as usize).wrapping_sub(1))
+        .is_some_and(|a| a.executed());
+    if !built {
+        return Err(bad(format!("attempt {from} did not build a solid")));
+    }
+    let watch = follow(&studio, &id);
+    let task_studio = studio.clone();
+    tokio::spawn(async move {
+        let result = task_studio
+            .engine
+            .refine(
+                &dir,
+                record,
+                &change,
+                from,
+                task_studio.settings.clone(),
+                &watch,
+            )
+            .await;
+        if let Err(err) = result {
+            tracing::error!(run = %id, "{}", crate::error_chain(&err));
+        }
+        drop(dir);
+        forget(&task_studio, &id);
+    });
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// `POST /api/runs/{id}/stop`: the same graceful stop as Ctrl-C.
+pub(super) async fn stop(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    run_dir(&studio, &id)?;
+    let watch = studio.active.lock().expect("active runs").get(&id).cloned();
+    match watch {
+        Some(watch) => {
+            watch.stop.raise(Cause::Asked);
+            Ok(Json(serde_json::json!({"stopping": true})))
+        }
+        None => Err(Failure(
+            StatusCode::CONFLICT,
+            "the run is not going on".into(),
+        )),
+    }
+}
+
+/// `GET /api/runs/{id}/events`: the run's state whenever it changes, until
+/// the run is neither going on nor running.
+pub(super) async fn events(
+    State(studio): Shared,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Failure> {
+    let folder = run_dir(&studio, &id)?;
+    let start = (studio, id, folder, String::new(), false);
+    let updates = stream::unfold(start, |(studio, id, folder, last, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let watch = studio.active.lock().expect("active runs").get(&id).cloned();
+            let record = read_run(&folder).ok();
+            let mut state = match &record {
+                Some(record) => pages::run_state(&id, record),
+                None => serde_json::json!({"id": id}),
+            };
+            state["stage"] = serde_json::json!(watch.as_ref().map(|w| w.progress.message()));
+            let text = state.to_string();
+            let running = watch.is_some()
+                || record
+                    .as_ref()
+                    .is_some_and(|r| r.status == RunStatus::Running);
+            if text != last || !running {
+                let event = Event::default().event("state").data(text.clone());
+                return Some((Ok(event), (studio, id, folder, text, !running)));
+            }
+            tokio::time::sleep(super::live::POLL).await;
+        }
+    });
+    Ok(Sse::new(updates).keep_alive(KeepAlive::default()))
+}
