@@ -472,3 +472,287 @@ fn without_an_endpoint_new_runs_say_how_to_configure_one() {
         "nothing was made"
     );
 }
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed: run scripts/dev setup (apt-get install chromium-driver)");
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn browser(driver: &Driver) -> fantoccini::Client {
+    let profile = tempfile::tempdir().unwrap().keep();
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium(),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader", "--window-size=1280,1000", "--disable-dev-shm-usage",
+                "--force-device-scale-factor=1", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    fantoccini::ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// Waits up to 60 s for `script` (a JS expression) to be truthy; gives its last value.
+async fn until(client: &fantoccini::Client, script: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = client
+            .execute(&format!("return {script};"), vec![])
+            .await
+            .unwrap();
+        if last.as_bool() == Some(true) || (last.is_string() && !last.as_str().unwrap().is_empty())
+        {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("waited 60 s for {script}: {last}");
+}
+
+/// The viewer's canvas as pixels.
+async fn canvas(client: &fantoccini::Client) -> image::RgbImage {
+    let element = client
+        .find(fantoccini::Locator::Css("#viewer canvas"))
+        .await
+        .unwrap();
+    image::load_from_memory(&element.screenshot().await.unwrap())
+        .unwrap()
+        .to_rgb8()
+}
+
+const PARAMETRIC: &str = "import FreeCAD as App
+import Part
+
+LENGTH = 40  # block length, mm
+HOLE_D = 6  # hole diameter, mm
+
+block = Part.makeBox(LENGTH, 20, 10)
+result = block.cut(Part.makeCylinder(HOLE_D / 2, 10, App.Vector(LENGTH / 2, 10, 0)))
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
+    let server = ScriptedLlm::responding(Duration::from_millis(400), |seen| {
+        let ask = seen.last_user();
+        if ask.contains("VERDICT: MATCH") {
+            Scripted::Reply("VERDICT: MATCH".into())
+        } else if ask.contains("make the hole 8 mm") {
+            Scripted::Reply(fenced(&PARAMETRIC.replace("HOLE_D = 6", "HOLE_D = 8")))
+        } else {
+            Scripted::Reply(fenced(PARAMETRIC))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let studio = start(dir.path(), &["--base-url", &url, "--model", "m"]);
+    let driver = chromedriver();
+    let client = browser(&driver).await;
+
+    client.goto(&studio.url).await.unwrap();
+    client
+        .find(fantoccini::Locator::Css("#prompt"))
+        .await
+        .unwrap()
+        .send_keys(PROMPT)
+        .await
+        .unwrap();
+    client
+        .find(fantoccini::Locator::Css("#generate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&client, "location.pathname.startsWith('/runs/')").await;
+    // The stages arrive while the run goes on, then the result.
+    let stage = until(
+        &client,
+        "(document.getElementById('progress').textContent.match(/asking the LLM[^·]*/) || [''])[0]",
+    )
+    .await;
+    assert!(
+        stage.as_str().unwrap().contains("asking the LLM"),
+        "{stage}"
+    );
+    until(
+        &client,
+        "document.getElementById('progress').dataset.status === 'finished'",
+    )
+    .await;
+    until(&client, "document.getElementById('fact-size') !== null").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The model is in the viewer, and a standard view turns it.
+    let iso = canvas(&client).await;
+    let drawn = iso
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c < 200))
+        .count();
+    assert!(drawn > 5_000, "the viewer drew {drawn} dark pixels");
+    let page = client.screenshot().await.unwrap();
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio.png");
+    std::fs::write(&shot, &page).unwrap();
+    client
+        .find(fantoccini::Locator::Css("[data-view=top]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let top = canvas(&client).await;
+    let changed = iso
+        .pixels()
+        .zip(top.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        changed > 5_000,
+        "the top view looks like the iso view ({changed} pixels differ)"
+    );
+
+    // A parameter: the facts follow and a tweak attempt appears.
+    client
+        .execute(
+            "const i = document.querySelector('input[type=number][name=LENGTH]'); i.value = '55'; \
+             i.dispatchEvent(new Event('change')); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.getElementById('fact-size').textContent.startsWith('55.00')",
+    )
+    .await;
+    until(
+        &client,
+        "document.getElementById('history').textContent.includes('tweak')",
+    )
+    .await;
+
+    // A change in words through the change box.
+    client
+        .find(fantoccini::Locator::Css("#change"))
+        .await
+        .unwrap()
+        .send_keys("make the hole 8 mm")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "document.getElementById('change-box').requestSubmit(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.getElementById('history').textContent.includes('edit')",
+    )
+    .await;
+    until(&client, "document.getElementById('progress').dataset.status === 'finished' && !document.getElementById('progress').textContent.includes('asking')").await;
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(dir.path().join("runs"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+                .join("run.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = record["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["generate", "tweak", "refine"]);
+    drop(studio);
+
+    // A run on a slow endpoint, stopped with the button.
+    let slow = ScriptedLlm::responding(Duration::from_secs(60), |_| {
+        Scripted::Reply(fenced(PARAMETRIC))
+    });
+    let slow_url = slow.url();
+    let slow_dir = tempfile::tempdir().unwrap();
+    let studio = start(slow_dir.path(), &["--base-url", &slow_url, "--model", "m"]);
+    client.goto(&studio.url).await.unwrap();
+    client
+        .find(fantoccini::Locator::Css("#prompt"))
+        .await
+        .unwrap()
+        .send_keys("a slow cube")
+        .await
+        .unwrap();
+    client
+        .find(fantoccini::Locator::Css("#generate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.getElementById('progress').textContent.includes('asking the LLM')",
+    )
+    .await;
+    client
+        .find(fantoccini::Locator::Css("#stop"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.getElementById('progress').dataset.status === 'stopped'",
+    )
+    .await;
+    client.close().await.unwrap();
+}
