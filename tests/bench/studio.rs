@@ -1,0 +1,203 @@
+//! The studio: cold start to the first page; a tweak from the request to
+//! the new mesh fetched (what the viewer loads) on every example part,
+//! without captions; memory (the server and its FreeCAD workers) with four
+//! runs open. Goal: tweak ≤ 250 ms median. The baseline in the same run is
+//! `cadloop tweak` from the command line on the same parts and values,
+//! which starts a FreeCAD worker each time.
+//!
+//! `cargo bench --bench studio` (set-up first: `scripts/dev setup`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+const ROUNDS: usize = 3;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let origin = format!("http://{addr}");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    // Bodies may come chunked; the JSON object is between the outer braces.
+    let text = String::from_utf8_lossy(body);
+    let (start, end) = (text.find('{').unwrap(), text.rfind('}').unwrap());
+    serde_json::from_str(&text[start..=end]).unwrap()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Resident memory of `pid` and its descendants, in MiB.
+fn tree_rss_mib(pid: u32) -> f64 {
+    let mut total_kib = 0u64;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
+            total_kib += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total_kib as f64 / 1024.0
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        .args(["-q", "serve", "--runs", "runs", "--port", "0"])
+        .current_dir(dir.path())
+        .env_remove("CADLOOP_CONFIG")
+        .env_remove("CADLOOP_CAPTIONER")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let server = Server { child, addr };
+    let (status, _) = request(&server.addr, "GET", "/", "");
+    assert_eq!(status, 200);
+    let cold = started.elapsed().as_secs_f64() * 1e3;
+    println!("studio: cold start to the first page {cold:.0} ms");
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().file_stem()?.to_str()?.to_string()))
+        .collect();
+    names.sort();
+    println!(
+        "{:<18} {:>22} {:>9} {:>9} {:>7}",
+        "part", "change", "studio", "cli", "ratio"
+    );
+    let (mut studio_all, mut cli_all) = (Vec::new(), Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let (status, body) = request(&server.addr, "POST", &format!("/api/examples/{name}"), "");
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        let state = json(&body);
+        let first = &state["parameters"][0];
+        let (param, value) = (
+            first["name"].as_str().unwrap().to_string(),
+            first["value"].as_f64().unwrap(),
+        );
+        let values: Vec<String> = (1..=ROUNDS)
+            .map(|r| {
+                let v = value * (1.0 + 0.05 * r as f64);
+                if first["kind"] == "int" {
+                    (v.round() as i64 + r as i64).to_string()
+                } else {
+                    format!("{v:.2}")
+                }
+            })
+            .collect();
+        let mut times = Vec::new();
+        for v in &values {
+            let clock = Instant::now();
+            let body = format!(r#"{{"values": {{"{param}": "{v}"}}}}"#);
+            let (status, reply) = request(
+                &server.addr,
+                "POST",
+                &format!("/api/runs/{name}/tweak"),
+                &body,
+            );
+            assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&reply));
+            let model = json(&reply)["model"].as_str().unwrap().to_string();
+            let (status, glb) = request(&server.addr, "GET", &model, "");
+            assert!(status == 200 && glb.len() > 12);
+            times.push(clock.elapsed().as_secs_f64() * 1e3);
+        }
+        let mut cli_times = Vec::new();
+        for v in &values {
+            let clock = Instant::now();
+            let status = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+                .args([
+                    "-q",
+                    "tweak",
+                    &format!("runs/{name}"),
+                    &format!("{param}={v}"),
+                    "--from-attempt",
+                    "1",
+                ])
+                .current_dir(dir.path())
+                .env_remove("CADLOOP_CONFIG")
+                .env_remove("CADLOOP_CAPTIONER")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            cli_times.push(clock.elapsed().as_secs_f64() * 1e3);
+        }
+        let (s, c) = (median(times), median(cli_times));
+        println!(
+            "{name:<18} {:>22} {s:>9.0} {c:>9.0} {:>6.2}x",
+            format!("{param} → {}", values[0]),
+            c / s
+        );
+        studio_all.push(s);
+        cli_all.push(c);
+        if i == 3 {
+            println!(
+                "memory with 4 runs open: {:.0} MiB (server and FreeCAD workers)",
+                tree_rss_mib(server.child.id())
+            );
+        }
+    }
+    let (s, c) = (median(studio_all), median(cli_all));
+    println!("median: studio tweak {s:.0} ms (request to mesh fetched), cadloop tweak {c:.0} ms, ratio {:.2}x", c / s);
+    println!("goal: studio tweak ≤ 250 ms median");
+}
