@@ -226,6 +226,13 @@ function showState() {
   }
   const sheet = document.getElementById("sheet");
   if (state.sheet) { sheet.src = state.sheet; sheet.style.display = "block"; }
+  // The report is rewritten with run.json: show it again when attempts change.
+  const record = document.getElementById("record");
+  const key = `${state.report}#${state.history.length}-${state.status}`;
+  if (record.dataset.key !== key) {
+    record.dataset.key = key;
+    record.src = `${state.report}?v=${state.history.length}-${state.status}`;
+  }
 }
 
 /// Follows the run while it goes on: its state arrives as server-sent events.

@@ -72,12 +72,16 @@ fn tree_rss_mib(pid: u32) -> f64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0);
         }
-        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
+        // Children are listed per thread: the workers come from tokio's threads.
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"));
+        for task in tasks.into_iter().flatten().flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
         }
     }
     total_kib as f64 / 1024.0
