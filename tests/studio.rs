@@ -258,6 +258,25 @@ fn an_example_opens_as_a_run_and_its_parameters_rebuild_it_without_an_llm() {
         unknown.text()
     );
 
+    // A batch output's items are runs too, as BATCH~ITEM.
+    let items = dir.path().join("runs/out/items");
+    std::fs::create_dir_all(&items).unwrap();
+    let copied = Command::new("cp")
+        .args(["-r", "runs/washer", "runs/out/items/w1"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    assert!(
+        get(&studio, "/").text().contains("/runs/out~w1/"),
+        "batch items are listed"
+    );
+    assert_eq!(get(&studio, "/runs/out~w1/").status, 200);
+    assert_eq!(
+        get(&studio, "/api/runs/out~w1").json()["facts"]["size"][0],
+        30.0
+    );
+
     // The run page draws the part: the viewer's region is not all background.
     let run_page = get(&studio, "/runs/washer/");
     assert_eq!(run_page.status, 200);

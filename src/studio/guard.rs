@@ -133,14 +133,29 @@ pub async fn middleware(State(guard): State<Guard>, request: Request, next: Next
 }
 
 /// A run id: a folder name in the runs folder (letters, digits, `-`, `_`,
-/// `.`, not starting with `.`).
+/// `.`, not starting with `.`), or `BATCH~ITEM` for the item folder
+/// `BATCH/items/ITEM` of a batch or bench output.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    let name = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 200
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match id.split_once('~') {
+        Some((batch, item)) => name(batch) && name(item),
+        None => name(id),
+    }
+}
+
+/// The folder of a valid run id, relative to the runs folder.
+pub fn id_path(id: &str) -> String {
+    match id.split_once('~') {
+        Some((batch, item)) => format!("{batch}/{}/{item}", crate::batch::ITEMS_DIR),
+        None => id.to_string(),
+    }
 }
 
 /// `relative` inside `root`, refused when it climbs out (`..`, an absolute
@@ -220,7 +235,11 @@ mod tests {
     #[test]
     fn ids_and_paths_stay_inside_the_runs_folder() {
         assert!(valid_id("block-with-hole_2"));
-        for bad in ["", ".hidden", "../x", "a/b", "a b", "é"] {
+        assert!(valid_id("batch~item-1"));
+        assert_eq!(id_path("out~a1"), "out/items/a1");
+        for bad in [
+            "", ".hidden", "../x", "a/b", "a b", "é", "a~", "~b", "a~b~c", "a~..",
+        ] {
             assert!(!valid_id(bad), "{bad:?}");
         }
         let dir = tempfile::tempdir().unwrap();

@@ -163,7 +163,7 @@ fn run_dir(studio: &Studio, id: &str) -> Result<PathBuf, Failure> {
         return Err(bad(format!("{id:?} is not a run id")));
     }
     let starting = studio.active.lock().expect("active runs").contains_key(id);
-    guard::inside(&studio.runs, id)
+    guard::inside(&studio.runs, &guard::id_path(id))
         .filter(|p| starting || p.join(crate::report::RUN_FILE).is_file())
         .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no run {id}")))
 }

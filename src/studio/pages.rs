@@ -54,36 +54,49 @@ pub struct Example {
     pub description: String,
 }
 
-/// The runs in `runs` (folders with a run.json), newest first.
+/// The runs in `runs` (folders with a run.json, and the items of batch and
+/// bench outputs, `BATCH~ITEM`), newest first.
 pub fn list_runs(runs: &Path) -> Vec<RunRow> {
-    let mut rows: Vec<RunRow> = std::fs::read_dir(runs)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let id = entry.file_name().to_str()?.to_string();
-            if !super::guard::valid_id(&id) {
-                return None;
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let dir = entry.path();
+        if let Some(row) = run_row(&name, &dir) {
+            rows.push(row);
+            continue;
+        }
+        let items = dir.join(crate::batch::ITEMS_DIR);
+        for item in std::fs::read_dir(items).into_iter().flatten().flatten() {
+            if let Some(item_name) = item.file_name().to_str() {
+                rows.extend(run_row(&format!("{name}~{item_name}"), &item.path()));
             }
-            let dir = entry.path();
-            let record = read_run(&dir).ok()?;
-            let modified = std::fs::metadata(dir.join(crate::report::RUN_FILE))
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            Some(RunRow {
-                id,
-                title: first_line(&record.prompt),
-                outcome: record.outcome.as_str().to_string(),
-                attempts: record.attempts.len(),
-                modified,
-                thumbnail: dir.join(crate::render::SHEET_FILE).is_file(),
-            })
-        })
-        .collect();
+        }
+    }
     rows.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.id.cmp(&b.id)));
     rows
+}
+
+/// The row of the run in `dir`, when it is one.
+fn run_row(id: &str, dir: &Path) -> Option<RunRow> {
+    if !super::guard::valid_id(id) {
+        return None;
+    }
+    let record = read_run(dir).ok()?;
+    let modified = std::fs::metadata(dir.join(crate::report::RUN_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Some(RunRow {
+        id: id.to_string(),
+        title: first_line(&record.prompt),
+        outcome: record.outcome.as_str().to_string(),
+        attempts: record.attempts.len(),
+        modified,
+        thumbnail: dir.join(crate::render::SHEET_FILE).is_file(),
+    })
 }
 
 /// The example parts in `dir`: `<name>.py`, described by their first comment.
