@@ -455,6 +455,31 @@ fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
     .unwrap();
     assert_eq!(record["requests"][1]["text"], "make the hole 8 mm");
     assert_eq!(server.requests().len(), 4, "generate and critique, twice");
+
+    // A new run with another model and no critique.
+    let started = post(
+        &studio,
+        "/api/runs",
+        r#"{"prompt": "a 40 mm cube", "model": "other-coder", "max_refines": 0}"#,
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    let other = started.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(follow(&studio, &other).pop().unwrap()["status"], "finished");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 5, "one call: no critique");
+    assert_eq!(seen[4].body["model"], "other-coder");
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("runs").join(&other).join("run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["settings"]["llm"]["model"], "other-coder");
+    assert_eq!(record["settings"]["max_refines"], 0);
+    let refused = post(
+        &studio,
+        "/api/runs",
+        r#"{"prompt": "a cube", "max_repairs": 99}"#,
+    );
+    assert_eq!(refused.status, 400);
     drop(studio);
 
     // A slow endpoint: the stop button ends the run, recorded as stopped.

@@ -441,18 +441,31 @@ impl LlmClient {
     /// Sends one chat request and returns the first choice's text (or the
     /// recorded reply, when replaying).
     pub async fn chat(&self, messages: &[Message]) -> Result<Reply, LlmError> {
+        self.chat_as(messages, None).await
+    }
+
+    /// [`LlmClient::chat`] with another model of the same endpoint (`None`: the configured one).
+    pub async fn chat_as(
+        &self,
+        messages: &[Message],
+        model: Option<&str>,
+    ) -> Result<Reply, LlmError> {
         if let Some(replay) = &self.replay {
             return replay.take(messages);
         }
-        let reply = self.ask_endpoint(messages).await?;
+        let reply = self.ask_endpoint(messages, model).await?;
         if let Some(recorder) = &self.recorder {
             recorder.write(messages, &reply)?;
         }
         Ok(reply)
     }
 
-    async fn ask_endpoint(&self, messages: &[Message]) -> Result<Reply, LlmError> {
-        let request = self.request(messages);
+    async fn ask_endpoint(
+        &self,
+        messages: &[Message],
+        model: Option<&str>,
+    ) -> Result<Reply, LlmError> {
+        let request = self.request(messages, model);
         let started = Instant::now();
         let (result, log) = CALL_LOG
             .scope(RefCell::new(CallLog::default()), async {
@@ -492,7 +505,7 @@ impl LlmClient {
         })
     }
 
-    fn request(&self, messages: &[Message]) -> CreateChatCompletionRequest {
+    fn request(&self, messages: &[Message], model: Option<&str>) -> CreateChatCompletionRequest {
         let messages = messages
             .iter()
             .map(|m| match m.role {
@@ -515,7 +528,7 @@ impl LlmClient {
         };
         #[allow(deprecated)]
         CreateChatCompletionRequest {
-            model: self.settings.model.clone(),
+            model: model.unwrap_or(&self.settings.model).to_string(),
             messages,
             temperature: self.settings.temperature,
             max_tokens,

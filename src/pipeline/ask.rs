@@ -106,7 +106,10 @@ impl Run<'_> {
             .llm
             .as_ref()
             .ok_or(Stop::Pipeline(PipelineError::NoLlm))?;
-        let reply = llm.chat(messages).await.map_err(Stop::Llm)?;
+        let reply = llm
+            .chat_as(messages, self.watch.model.as_deref())
+            .await
+            .map_err(Stop::Llm)?;
         self.calls += 1;
         self.record.llm_calls = self.calls;
         self.record.usage += reply.usage;

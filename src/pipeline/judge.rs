@@ -35,14 +35,14 @@ impl Run<'_> {
             facts,
             captions,
             numbered_code: prompts::number_lines(&attempt.code),
-            last_round: round >= self.engine.budget.max_refines,
+            last_round: round >= self.budget().max_refines,
         })?;
         Ok(vec![Message::system(&self.system), Message::user(text)])
     }
 
     /// The critique of an attempt, and what the loop does next.
     pub(super) async fn judge(&mut self, number: u32, round: u32) -> Result<Step, Stop> {
-        let budget = self.engine.budget;
+        let budget = self.budget();
         let messages = self.critique_messages(number, round)?;
         let lacking = |reply: &str| {
             let c = critique::read_critique(reply);

@@ -192,20 +192,25 @@ pub enum PipelineError {
     NoLlm,
 }
 
-/// How a caller follows and stops one run: the progress line it shows, and
-/// a stop of its own besides the engine's (the studio's stop button).
+/// How a caller follows, stops and adjusts one run: the progress line it
+/// shows, a stop of its own besides the engine's (the studio's stop
+/// button), and budgets or a model of the endpoint other than the engine's.
 #[derive(Debug, Clone)]
 pub struct Watch {
     pub progress: ProgressBar,
     pub stop: Interrupt,
+    pub budget: Option<Budget>,
+    pub model: Option<String>,
 }
 
 impl Watch {
-    /// Shows progress on `progress`; stops only with the engine.
+    /// Shows progress on `progress`; stops only with the engine; the engine's budgets and model.
     pub fn showing(progress: &ProgressBar) -> Watch {
         Watch {
             progress: progress.clone(),
             stop: Interrupt::default(),
+            budget: None,
+            model: None,
         }
     }
 }
@@ -616,7 +621,7 @@ impl Run<'_> {
                                 "attempt {attempt} rebuilt the part with the new values"
                             ),
                         }
-                    } else if self.engine.budget.max_refines == 0 {
+                    } else if self.budget().max_refines == 0 {
                         Step::Finish {
                             reason: "no critique asked for (--max-refines 0)".into(),
                         }
@@ -680,7 +685,7 @@ impl Run<'_> {
             .execute(number, run)
             .instrument(tracing::info_span!("exec", attempt = number))
             .await?;
-        let budget = self.engine.budget;
+        let budget = self.budget();
         let next = match mesh {
             Some(mesh) => Step::Look {
                 attempt: number,
@@ -716,6 +721,11 @@ impl Run<'_> {
             self.record.requests[self.request as usize - 1].kind,
             RequestKind::Tweak | RequestKind::Given
         )
+    }
+
+    /// This run's budgets: the caller's, else the engine's.
+    fn budget(&self) -> Budget {
+        self.watch.budget.unwrap_or(self.engine.budget)
     }
 
     fn next_number(&self) -> u32 {

@@ -13,6 +13,7 @@ use futures_util::stream::{self, Stream};
 use indicatif::ProgressBar;
 use serde::Deserialize;
 
+use crate::config::Budget;
 use crate::interrupt::Cause;
 use crate::pipeline::Watch;
 use crate::report::{read_run, RunStatus};
@@ -28,6 +29,13 @@ const MAX_TEXT: usize = 20_000;
 #[derive(Deserialize)]
 pub(super) struct NewRun {
     prompt: String,
+    /// Another model of the configured endpoint.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    max_repairs: Option<u32>,
+    #[serde(default)]
+    max_refines: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +87,36 @@ pub(super) async fn generate(
 ) -> Result<Json<serde_json::Value>, Failure> {
     needs_llm(&studio)?;
     let prompt = text_of(&body.prompt, "prompt")?;
+    let mut settings = studio.settings.clone();
+    let mut budget = Budget {
+        max_repairs: settings.max_repairs,
+        max_refines: settings.max_refines,
+    };
+    for (asked, into, name) in [
+        (body.max_repairs, &mut budget.max_repairs, "max_repairs"),
+        (body.max_refines, &mut budget.max_refines, "max_refines"),
+    ] {
+        match asked {
+            Some(n) if n > 20 => {
+                return Err(bad(format!("{name} {n} is out of range; use 0 to 20")))
+            }
+            Some(n) => *into = n,
+            None => {}
+        }
+    }
+    (settings.max_repairs, settings.max_refines) = (budget.max_repairs, budget.max_refines);
+    let model = match body.model.as_deref().map(str::trim) {
+        Some(m) if !m.is_empty() => {
+            if m.len() > 200 || m.chars().any(char::is_control) {
+                return Err(bad("the model name is not usable"));
+            }
+            if let Some(llm) = settings.llm.as_mut() {
+                llm.model = m.to_string();
+            }
+            Some(m.to_string())
+        }
+        _ => None,
+    };
     let folder = crate::run::free_folder(&studio.runs, &crate::run::slug(&prompt));
     let id = folder
         .file_name()
@@ -87,13 +125,15 @@ pub(super) async fn generate(
         .ok_or_else(|| bad("no folder name for this prompt"))?;
     let dir = RunDir::create(&folder)
         .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
-    let watch = follow(&studio, &id);
+    let mut watch = follow(&studio, &id);
+    watch.budget = Some(budget);
+    watch.model = model;
     let task_studio = studio.clone();
     let task_id = id.clone();
     tokio::spawn(async move {
         let result = task_studio
             .engine
-            .run(&prompt, &dir, task_studio.settings.clone(), &watch)
+            .run(&prompt, &dir, settings, &watch)
             .await;
         if let Err(err) = result {
             tracing::error!(run = %task_id, "{}", crate::error_chain(&err));

@@ -151,7 +151,7 @@ fn script(source: &'static str) -> Response {
 async fn runs_page(State(studio): Shared) -> Result<Html<String>, Failure> {
     let runs = pages::list_runs(&studio.runs);
     let examples = pages::list_examples(&studio.examples);
-    pages::runs_page(&runs, &examples, studio.no_llm.as_deref())
+    pages::runs_page(&runs, &examples, studio.no_llm.as_deref(), &studio.settings)
         .map(Html)
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -139,6 +139,7 @@ pub fn runs_page(
     runs: &[RunRow],
     examples: &[Example],
     no_llm: Option<&str>,
+    settings: &crate::report::RunSettings,
 ) -> Result<String, minijinja::Error> {
     fill(
         "runs.html",
@@ -147,6 +148,9 @@ pub fn runs_page(
             "runs": runs,
             "examples": examples,
             "no_llm": no_llm,
+            "model": settings.llm.as_ref().map_or("", |l| l.model.as_str()),
+            "max_repairs": settings.max_repairs,
+            "max_refines": settings.max_refines,
         }),
     )
 }
@@ -263,6 +267,17 @@ mod tests {
                 description: evil.into(),
             }],
             Some(evil),
+            &crate::report::RunSettings {
+                llm: None,
+                max_repairs: 3,
+                max_refines: 3,
+                captioner: None,
+                caption_beams: None,
+                view_size: 384,
+                exec_timeout_secs: 60.0,
+                memory_limit_mib: 4096,
+                prompts: Vec::new(),
+            },
         )
         .unwrap();
         assert!(!html.contains(evil), "{html}");
