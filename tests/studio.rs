@@ -401,19 +401,25 @@ fn follow(studio: &Studio, id: &str) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
-    // Answers after 400 ms, so the stages can be seen as they pass.
-    let server = ScriptedLlm::responding(Duration::from_millis(400), |seen| {
+/// An endpoint that writes `code`, and `changed` when asked to make the hole
+/// 8 mm, and accepts every part; it answers after 400 ms, so the stages can
+/// be seen as they pass.
+fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
+    ScriptedLlm::responding(Duration::from_millis(400), move |seen| {
         let ask = seen.last_user();
         if ask.contains("VERDICT: MATCH") {
             Scripted::Reply("VERDICT: MATCH".into())
         } else if ask.contains("make the hole 8 mm") {
-            Scripted::Reply(fenced(&RIGHT.replace("makeCylinder(3,", "makeCylinder(4,")))
+            Scripted::Reply(fenced(&changed))
         } else {
-            Scripted::Reply(fenced(RIGHT))
+            Scripted::Reply(fenced(code))
         }
-    });
+    })
+}
+
+#[test]
+fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
+    let server = part_writer(RIGHT, RIGHT.replace("makeCylinder(3,", "makeCylinder(4,"));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url();
     let studio = start(dir.path(), &["--base-url", &url, "--model", "m"]);
@@ -582,7 +588,11 @@ async fn until(client: &fantoccini::Client, script: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..600 {
         last = client
-            .execute(&format!("return {script};"), vec![])
+            // A page still loading may lack the element yet: not there is not yet.
+            .execute(
+                &format!("try {{ return {script}; }} catch (e) {{ return false; }}"),
+                vec![],
+            )
             .await
             .unwrap();
         if last.as_bool() == Some(true) || (last.is_string() && !last.as_str().unwrap().is_empty())
@@ -617,16 +627,7 @@ result = block.cut(Part.makeCylinder(HOLE_D / 2, 10, App.Vector(LENGTH / 2, 10, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
-    let server = ScriptedLlm::responding(Duration::from_millis(400), |seen| {
-        let ask = seen.last_user();
-        if ask.contains("VERDICT: MATCH") {
-            Scripted::Reply("VERDICT: MATCH".into())
-        } else if ask.contains("make the hole 8 mm") {
-            Scripted::Reply(fenced(&PARAMETRIC.replace("HOLE_D = 6", "HOLE_D = 8")))
-        } else {
-            Scripted::Reply(fenced(PARAMETRIC))
-        }
-    });
+    let server = part_writer(PARAMETRIC, PARAMETRIC.replace("HOLE_D = 6", "HOLE_D = 8"));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url();
     let studio = start(dir.path(), &["--base-url", &url, "--model", "m"]);

@@ -27,27 +27,34 @@ const DIFF_CONTEXT: usize = 3;
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::Html);
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .build()
-                .expect("default delimiters"),
-        );
-        for (name, text) in [
+        templates(&[
             ("base.html", include_str!("base.html")),
             ("page.html", include_str!("page.html")),
             ("index.html", include_str!("index.html")),
             ("facts.html", include_str!("facts.html")),
             ("style.css", include_str!("style.css")),
-        ] {
-            env.add_template(name, text)
-                .expect("the page templates are checked by the tests");
-        }
-        env
+        ])
     })
+}
+
+/// An environment of compiled-in templates as cadloop's pages use them:
+/// undefined values are errors, every value is HTML-escaped, and a block
+/// tag's line break is dropped.
+pub fn templates(list: &[(&'static str, &'static str)]) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .build()
+            .expect("default delimiters"),
+    );
+    for &(name, text) in list {
+        env.add_template(name, text)
+            .expect("the page templates are checked by the tests");
+    }
+    env
 }
 
 pub(super) fn fill(name: &str, context: impl Serialize) -> std::io::Result<String> {

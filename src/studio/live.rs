@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::config::Budget;
 use crate::interrupt::Cause;
-use crate::pipeline::Watch;
+use crate::pipeline::{PipelineError, RunResult, Watch};
 use crate::report::{read_run, RunStatus};
 use crate::run::RunDir;
 
@@ -76,7 +76,12 @@ fn follow(studio: &Arc<Studio>, id: &str) -> Watch {
     watch
 }
 
-fn forget(studio: &Studio, id: &str) {
+/// The end of a run's task (its folder already unlocked): a failure of the
+/// loop itself is logged, and the run is no longer going on.
+fn ended(studio: &Studio, id: &str, result: Result<RunResult, PipelineError>) {
+    if let Err(err) = result {
+        tracing::error!(run = %id, "{}", crate::error_chain(&err));
+    }
     studio.active.lock().expect("active runs").remove(id);
 }
 
@@ -135,11 +140,8 @@ pub(super) async fn generate(
             .engine
             .run(&prompt, &dir, settings, &watch)
             .await;
-        if let Err(err) = result {
-            tracing::error!(run = %task_id, "{}", crate::error_chain(&err));
-        }
         drop(dir);
-        forget(&task_studio, &task_id);
+        ended(&task_studio, &task_id, result);
     });
     Ok(Json(serde_json::json!({"id": id})))
 }
@@ -181,11 +183,8 @@ pub(super) async fn refine(
                 &watch,
             )
             .await;
-        if let Err(err) = result {
-            tracing::error!(run = %id, "{}", crate::error_chain(&err));
-        }
         drop(dir);
-        forget(&task_studio, &id);
+        ended(&task_studio, &id, result);
     });
     Ok(Json(serde_json::json!({"ok": true})))
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde::Serialize;
 
 use crate::report::{read_run, RunRecord};
@@ -14,18 +14,11 @@ pub const STUDIO_JS: &str = include_str!("studio.js");
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::Html);
-        for (name, text) in [
+        crate::report::html::templates(&[
             ("studio.html", include_str!("studio.html")),
             ("runs.html", include_str!("runs.html")),
             ("run.html", include_str!("run.html")),
-        ] {
-            env.add_template(name, text)
-                .expect("the studio templates are checked by the tests");
-        }
-        env
+        ])
     })
 }
 
