@@ -604,6 +604,19 @@ async fn until(client: &fantoccini::Client, script: &str) -> Value {
     panic!("waited 60 s for {script}: {last}");
 }
 
+/// Types `prompt` into the runs page's New run box and presses Generate.
+async fn new_run(client: &fantoccini::Client, studio: &Studio, prompt: &str) {
+    client.goto(&studio.url).await.unwrap();
+    let find = |css| client.find(fantoccini::Locator::Css(css));
+    find("#prompt")
+        .await
+        .unwrap()
+        .send_keys(prompt)
+        .await
+        .unwrap();
+    find("#generate").await.unwrap().click().await.unwrap();
+}
+
 /// The viewer's canvas as pixels.
 async fn canvas(client: &fantoccini::Client) -> image::RgbImage {
     let element = client
@@ -634,21 +647,7 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     let driver = chromedriver();
     let client = browser(&driver).await;
 
-    client.goto(&studio.url).await.unwrap();
-    client
-        .find(fantoccini::Locator::Css("#prompt"))
-        .await
-        .unwrap()
-        .send_keys(PROMPT)
-        .await
-        .unwrap();
-    client
-        .find(fantoccini::Locator::Css("#generate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    new_run(&client, &studio, PROMPT).await;
     until(&client, "location.pathname.startsWith('/runs/')").await;
     // The stages arrive while the run goes on, then the result.
     let stage = until(
@@ -767,21 +766,7 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     let slow_url = slow.url();
     let slow_dir = tempfile::tempdir().unwrap();
     let studio = start(slow_dir.path(), &["--base-url", &slow_url, "--model", "m"]);
-    client.goto(&studio.url).await.unwrap();
-    client
-        .find(fantoccini::Locator::Css("#prompt"))
-        .await
-        .unwrap()
-        .send_keys("a slow cube")
-        .await
-        .unwrap();
-    client
-        .find(fantoccini::Locator::Css("#generate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    new_run(&client, &studio, "a slow cube").await;
     until(
         &client,
         "document.getElementById('progress').textContent.includes('asking the LLM')",

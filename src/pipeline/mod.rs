@@ -15,7 +15,8 @@
 //! attempt that built a valid solid.
 //!
 //! Here: the [`Engine`], a run's state and the step dispatch (`Run::drive`).
-//! One file per step: `ask` (the LLM, with one reminder), `execute`
+//! `requests`: the four ways a request starts (a prompt, given code, a
+//! change in words, new parameter values). One file per step: `ask` (the LLM, with one reminder), `execute`
 //! (FreeCAD), `look` (render and caption), `judge` (the critique), `finish`
 //! (the result); `decide` holds the decisions between them as pure functions.
 
@@ -25,6 +26,7 @@ mod execute;
 mod finish;
 mod judge;
 mod look;
+mod requests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,11 +43,11 @@ use crate::files;
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmClient, LlmError, LlmSettings, Message, Recording, Usage};
 use crate::mesh::Mesh;
-use crate::prompts::{PromptError, Prompts, SystemContext};
+use crate::prompts::{PromptError, Prompts};
 use crate::render::{self, RenderError, RenderSettings};
 use crate::report::{
-    AttemptRecord, CritiqueBasis, Exchange, LlmRecord, RequestKind, RequestRecord, RunOutcome,
-    RunRecord, RunSettings, RunStatus, RunTimings, Stage, RUN_FORMAT,
+    AttemptRecord, Exchange, LlmRecord, RequestKind, RequestRecord, RunRecord, RunSettings,
+    RunStatus, Stage,
 };
 use crate::run::{RunDir, RunDirError, Snapshot};
 
@@ -277,214 +279,6 @@ struct Execute {
     repairs: u32,
     usage: Usage,
     llm_ms: f64,
-}
-
-impl Engine {
-    /// Runs the loop for `prompt`, writing into `dir` (a new or empty run folder).
-    pub async fn run(
-        &self,
-        prompt: &str,
-        dir: &RunDir,
-        settings: RunSettings,
-        watch: &Watch,
-    ) -> Result<RunResult, PipelineError> {
-        let record = self.new_record(prompt, settings);
-        let run = self.start_run(dir, record, watch)?;
-        let first = run.ask_generate(prompt)?;
-        run.go(first).await
-    }
-
-    /// Runs `code`, given as it is, as the first attempt of a new run in
-    /// `dir` (a new or empty run folder): no LLM, no repair, no critique.
-    /// `prompt` says what the code builds.
-    pub async fn run_given(
-        &self,
-        prompt: &str,
-        code: String,
-        dir: &RunDir,
-        settings: RunSettings,
-        watch: &Watch,
-    ) -> Result<RunResult, PipelineError> {
-        let mut record = self.new_record(prompt, settings);
-        record.requests[0].kind = RequestKind::Given;
-        let run = self.start_run(dir, record, watch)?;
-        run.go(Step::Execute(Execute {
-            code,
-            changes: Vec::new(),
-            stage: Stage::Given,
-            parent: None,
-            round: 0,
-            repairs: 0,
-            usage: Usage::default(),
-            llm_ms: 0.0,
-        }))
-        .await
-    }
-
-    /// A new run's record, with its first request.
-    fn new_record(&self, prompt: &str, settings: RunSettings) -> RunRecord {
-        RunRecord {
-            format: RUN_FORMAT,
-            cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
-            status: RunStatus::Running,
-            prompt: prompt.to_string(),
-            settings: settings.clone(),
-            requests: vec![new_request(
-                1,
-                RequestKind::Generate,
-                prompt,
-                None,
-                settings,
-            )],
-            attempts: Vec::new(),
-            chosen: None,
-            outcome: RunOutcome::Pending,
-            stop_reason: String::new(),
-            critique_basis: self.critique_basis(),
-            usage: Usage::default(),
-            llm_calls: 0,
-            timings: RunTimings::default(),
-            error: None,
-        }
-    }
-
-    /// Applies a follow-up change to a finished run in `dir` (its record
-    /// already read and checked), starting from attempt `from`, which built a
-    /// solid. The new attempts are added after the existing ones.
-    pub async fn refine(
-        &self,
-        dir: &RunDir,
-        mut record: RunRecord,
-        change: &str,
-        from: u32,
-        settings: RunSettings,
-        watch: &Watch,
-    ) -> Result<RunResult, PipelineError> {
-        let before = dir.snapshot(&record);
-        let number = record.requests.len() as u32 + 1;
-        record.requests.push(new_request(
-            number,
-            RequestKind::Refine,
-            change,
-            Some(from),
-            settings.clone(),
-        ));
-        record.settings = settings;
-        record.status = RunStatus::Running;
-        record.outcome = RunOutcome::Pending;
-        record.stop_reason = String::new();
-        record.error = None;
-        record.critique_basis = self.critique_basis();
-        let mut run = self.start_run(dir, record, watch)?;
-        run.before = Some(before);
-        let first = run.ask_edit(from, change)?;
-        run.go(first).await
-    }
-
-    /// Runs `code` (attempt `from`'s with new parameter values) as a new
-    /// attempt of a finished run in `dir`: no LLM, no repair, no critique;
-    /// rendered and captioned like any attempt. When it fails, the run's
-    /// result stays as it was.
-    pub async fn tweak(
-        &self,
-        dir: &RunDir,
-        mut record: RunRecord,
-        tweak: Tweak,
-        settings: RunSettings,
-        watch: &Watch,
-    ) -> Result<RunResult, PipelineError> {
-        let before = dir.snapshot(&record);
-        let number = record.requests.len() as u32 + 1;
-        let text = tweak
-            .changes
-            .iter()
-            .map(|c| format!("{}={}", c.name, c.to))
-            .collect::<Vec<_>>()
-            .join(" ");
-        record.requests.push(new_request(
-            number,
-            RequestKind::Tweak,
-            &text,
-            Some(tweak.from),
-            settings.clone(),
-        ));
-        // The run keeps naming the LLM that wrote its code.
-        let llm = record.settings.llm.take();
-        record.settings = RunSettings {
-            llm: settings.llm.or(llm),
-            ..settings
-        };
-        record.status = RunStatus::Running;
-        let mut run = self.start_run(dir, record, watch)?;
-        run.before = Some(before);
-        run.go(Step::Execute(Execute {
-            code: tweak.code,
-            changes: tweak.changes,
-            stage: Stage::Tweak,
-            parent: Some(tweak.from),
-            round: 0,
-            repairs: 0,
-            usage: Usage::default(),
-            llm_ms: 0.0,
-        }))
-        .await
-    }
-
-    fn critique_basis(&self) -> CritiqueBasis {
-        if self.captioner.is_some() {
-            CritiqueBasis::CaptionsAndGeometry
-        } else {
-            CritiqueBasis::Geometry
-        }
-    }
-
-    fn start_run<'a>(
-        &'a self,
-        dir: &'a RunDir,
-        record: RunRecord,
-        watch: &'a Watch,
-    ) -> Result<Run<'a>, PipelineError> {
-        let system = self.prompts.system(&SystemContext {
-            allowed_modules: self.allowed_modules.clone(),
-        })?;
-        let mut run = Run {
-            engine: self,
-            dir,
-            system,
-            started: Instant::now(),
-            earlier_ms: record.timings.total_ms,
-            watch,
-            calls: record.llm_calls,
-            request: record.requests.len() as u32,
-            record,
-            before: None,
-        };
-        run.save()?;
-        Ok(run)
-    }
-}
-
-fn new_request(
-    number: u32,
-    kind: RequestKind,
-    text: &str,
-    from_attempt: Option<u32>,
-    settings: RunSettings,
-) -> RequestRecord {
-    RequestRecord {
-        number,
-        kind,
-        text: text.to_string(),
-        from_attempt,
-        attempts: Vec::new(),
-        chosen: None,
-        outcome: RunOutcome::Pending,
-        stop_reason: String::new(),
-        settings,
-        usage: Usage::default(),
-        llm_calls: 0,
-        total_ms: 0.0,
-    }
 }
 
 impl Run<'_> {

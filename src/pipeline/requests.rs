@@ -1,0 +1,225 @@
+//! How a request starts: a new run from a prompt ([`Engine::run`]) or from
+//! code given as it is ([`Engine::run_given`]), a change in words
+//! ([`Engine::refine`]) or new parameter values ([`Engine::tweak`]) for a
+//! finished run. Each builds or extends the run's record and hands the
+//! first step to the loop.
+
+use std::time::Instant;
+
+use crate::llm::Usage;
+use crate::prompts::SystemContext;
+use crate::report::{
+    CritiqueBasis, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
+    RunTimings, Stage, RUN_FORMAT,
+};
+use crate::run::RunDir;
+
+use super::{Engine, Execute, PipelineError, Run, RunResult, Step, Tweak, Watch};
+
+impl Engine {
+    /// Runs the loop for `prompt`, writing into `dir` (a new or empty run folder).
+    pub async fn run(
+        &self,
+        prompt: &str,
+        dir: &RunDir,
+        settings: RunSettings,
+        watch: &Watch,
+    ) -> Result<RunResult, PipelineError> {
+        let record = self.new_record(prompt, settings);
+        let run = self.start_run(dir, record, watch)?;
+        let first = run.ask_generate(prompt)?;
+        run.go(first).await
+    }
+
+    /// Runs `code`, given as it is, as the first attempt of a new run in
+    /// `dir` (a new or empty run folder): no LLM, no repair, no critique.
+    /// `prompt` says what the code builds.
+    pub async fn run_given(
+        &self,
+        prompt: &str,
+        code: String,
+        dir: &RunDir,
+        settings: RunSettings,
+        watch: &Watch,
+    ) -> Result<RunResult, PipelineError> {
+        let mut record = self.new_record(prompt, settings);
+        record.requests[0].kind = RequestKind::Given;
+        let run = self.start_run(dir, record, watch)?;
+        run.go(Step::Execute(Execute {
+            code,
+            changes: Vec::new(),
+            stage: Stage::Given,
+            parent: None,
+            round: 0,
+            repairs: 0,
+            usage: Usage::default(),
+            llm_ms: 0.0,
+        }))
+        .await
+    }
+
+    /// A new run's record, with its first request.
+    fn new_record(&self, prompt: &str, settings: RunSettings) -> RunRecord {
+        RunRecord {
+            format: RUN_FORMAT,
+            cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
+            status: RunStatus::Running,
+            prompt: prompt.to_string(),
+            settings: settings.clone(),
+            requests: vec![new_request(
+                1,
+                RequestKind::Generate,
+                prompt,
+                None,
+                settings,
+            )],
+            attempts: Vec::new(),
+            chosen: None,
+            outcome: RunOutcome::Pending,
+            stop_reason: String::new(),
+            critique_basis: self.critique_basis(),
+            usage: Usage::default(),
+            llm_calls: 0,
+            timings: RunTimings::default(),
+            error: None,
+        }
+    }
+
+    /// Applies a follow-up change to a finished run in `dir` (its record
+    /// already read and checked), starting from attempt `from`, which built a
+    /// solid. The new attempts are added after the existing ones.
+    pub async fn refine(
+        &self,
+        dir: &RunDir,
+        mut record: RunRecord,
+        change: &str,
+        from: u32,
+        settings: RunSettings,
+        watch: &Watch,
+    ) -> Result<RunResult, PipelineError> {
+        let before = dir.snapshot(&record);
+        let number = record.requests.len() as u32 + 1;
+        record.requests.push(new_request(
+            number,
+            RequestKind::Refine,
+            change,
+            Some(from),
+            settings.clone(),
+        ));
+        record.settings = settings;
+        record.status = RunStatus::Running;
+        record.outcome = RunOutcome::Pending;
+        record.stop_reason = String::new();
+        record.error = None;
+        record.critique_basis = self.critique_basis();
+        let mut run = self.start_run(dir, record, watch)?;
+        run.before = Some(before);
+        let first = run.ask_edit(from, change)?;
+        run.go(first).await
+    }
+
+    /// Runs `code` (attempt `from`'s with new parameter values) as a new
+    /// attempt of a finished run in `dir`: no LLM, no repair, no critique;
+    /// rendered and captioned like any attempt. When it fails, the run's
+    /// result stays as it was.
+    pub async fn tweak(
+        &self,
+        dir: &RunDir,
+        mut record: RunRecord,
+        tweak: Tweak,
+        settings: RunSettings,
+        watch: &Watch,
+    ) -> Result<RunResult, PipelineError> {
+        let before = dir.snapshot(&record);
+        let number = record.requests.len() as u32 + 1;
+        let text = tweak
+            .changes
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.to))
+            .collect::<Vec<_>>()
+            .join(" ");
+        record.requests.push(new_request(
+            number,
+            RequestKind::Tweak,
+            &text,
+            Some(tweak.from),
+            settings.clone(),
+        ));
+        // The run keeps naming the LLM that wrote its code.
+        let llm = record.settings.llm.take();
+        record.settings = RunSettings {
+            llm: settings.llm.or(llm),
+            ..settings
+        };
+        record.status = RunStatus::Running;
+        let mut run = self.start_run(dir, record, watch)?;
+        run.before = Some(before);
+        run.go(Step::Execute(Execute {
+            code: tweak.code,
+            changes: tweak.changes,
+            stage: Stage::Tweak,
+            parent: Some(tweak.from),
+            round: 0,
+            repairs: 0,
+            usage: Usage::default(),
+            llm_ms: 0.0,
+        }))
+        .await
+    }
+
+    pub(super) fn critique_basis(&self) -> CritiqueBasis {
+        if self.captioner.is_some() {
+            CritiqueBasis::CaptionsAndGeometry
+        } else {
+            CritiqueBasis::Geometry
+        }
+    }
+
+    pub(super) fn start_run<'a>(
+        &'a self,
+        dir: &'a RunDir,
+        record: RunRecord,
+        watch: &'a Watch,
+    ) -> Result<Run<'a>, PipelineError> {
+        let system = self.prompts.system(&SystemContext {
+            allowed_modules: self.allowed_modules.clone(),
+        })?;
+        let mut run = Run {
+            engine: self,
+            dir,
+            system,
+            started: Instant::now(),
+            earlier_ms: record.timings.total_ms,
+            watch,
+            calls: record.llm_calls,
+            request: record.requests.len() as u32,
+            record,
+            before: None,
+        };
+        run.save()?;
+        Ok(run)
+    }
+}
+
+fn new_request(
+    number: u32,
+    kind: RequestKind,
+    text: &str,
+    from_attempt: Option<u32>,
+    settings: RunSettings,
+) -> RequestRecord {
+    RequestRecord {
+        number,
+        kind,
+        text: text.to_string(),
+        from_attempt,
+        attempts: Vec::new(),
+        chosen: None,
+        outcome: RunOutcome::Pending,
+        stop_reason: String::new(),
+        settings,
+        usage: Usage::default(),
+        llm_calls: 0,
+        total_ms: 0.0,
+    }
+}
