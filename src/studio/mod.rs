@@ -344,13 +344,18 @@ async fn open_example(
     let id = free_id(&studio.runs, &name);
     let dir = RunDir::create(&studio.runs.join(&id))
         .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    // No LLM is asked: the record names none.
+    let settings = RunSettings {
+        llm: None,
+        ..studio.settings.clone()
+    };
     let result = studio
         .engine
         .run_given(
             &prompt,
             code,
             &dir,
-            studio.settings.clone(),
+            settings,
             &Watch::showing(&ProgressBar::hidden()),
         )
         .await
