@@ -228,6 +228,8 @@ pub(super) async fn events(
                 None => serde_json::json!({"id": id}),
             };
             state["stage"] = serde_json::json!(watch.as_ref().map(|w| w.progress.message()));
+            // Going on here, whatever run.json says yet.
+            state["active"] = serde_json::json!(watch.is_some());
             let text = state.to_string();
             let running = watch.is_some()
                 || record

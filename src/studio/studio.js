@@ -205,8 +205,10 @@ function showState() {
   }
   const progress = document.getElementById("progress");
   const stage = state.stage ? ` · ${state.stage}` : "";
-  progress.textContent = `${state.status}${stage} · ${state.outcome}` + (state.stop_reason ? ` · ${state.stop_reason}` : "");
-  progress.dataset.status = state.status;
+  // A run going on here is running, whatever its record says yet.
+  const status = state.active ? "running" : state.status;
+  progress.textContent = `${status}${stage} · ${state.outcome}` + (state.stop_reason ? ` · ${state.stop_reason}` : "");
+  progress.dataset.status = status;
   const history = document.getElementById("history");
   history.replaceChildren();
   for (const a of state.history) {
@@ -248,7 +250,7 @@ function follow() {
       showParameters();
       if (state.model) await loadModel(state.model);
     }
-    if (state.status !== "running" && !state.stage) source.close();
+    if (!state.active && state.status !== "running") source.close();
   });
 }
 
