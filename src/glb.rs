@@ -146,21 +146,12 @@ pub fn write(mesh: &Mesh, path: &Path) -> Result<(), GlbError> {
     })
 }
 
-/// Unit normal by the right-hand rule; +Z for a degenerate facet, which
-/// glTF still needs a unit normal for.
+/// The STL's facet normal; +Z for a degenerate facet, which glTF still
+/// needs a unit normal for.
 fn unit_normal(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [f32; 3] {
-    let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-    let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-    let n = [
-        f64::from(u[1] * v[2] - u[2] * v[1]),
-        f64::from(u[2] * v[0] - u[0] * v[2]),
-        f64::from(u[0] * v[1] - u[1] * v[0]),
-    ];
-    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-    if len > 1e-20 && len.is_finite() {
-        n.map(|x| (x / len) as f32)
-    } else {
-        [0.0, 0.0, 1.0]
+    match crate::mesh::facet_normal(a, b, c) {
+        [0.0, 0.0, 0.0] => [0.0, 0.0, 1.0],
+        n => n,
     }
 }
 

@@ -3,27 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::llm_server::{reply, ScriptedLlm};
 use common::parts::{fenced, generate_with, BUGGY, PROMPT, RIGHT};
-use common::{assert_exit, cadloop};
+use common::{assert_exit, cadloop, chromium};
 use image::RgbImage;
-
-/// The browser: `CADLOOP_CHROMIUM`, else `chromium` on the PATH (scripts/dev setup installs it).
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("CADLOOP_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("chromium"))
-            .find(|p| p.is_file())
-    });
-    found.expect("chromium is not installed: run scripts/dev setup (apt-get install chromium)")
-}
 
 /// Runs headless chromium on `page` with `args` (its own profile, killed after two minutes).
 fn browse(page: &Path, args: &[String]) -> Vec<u8> {

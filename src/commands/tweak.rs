@@ -87,34 +87,26 @@ fn refuse(message: &str, dir: &std::path::Path) -> ExitStatus {
 
 /// The error of the last request's attempt, when the tweak built no solid.
 fn failed_tweak(record: &RunRecord) -> Option<String> {
-    let request = record.requests.last()?;
-    if request.chosen.is_some() {
+    let attempt = record.latest_failed_attempt()?;
+    let crate::executor::Outcome::Error {
+        kind,
+        message,
+        line,
+        ..
+    } = &attempt.result.outcome
+    else {
         return None;
-    }
-    let attempt = record
-        .attempts
-        .iter()
-        .rfind(|a| a.request == request.number)?;
-    match &attempt.result.outcome {
-        crate::executor::Outcome::Error {
-            kind,
-            message,
-            line,
-            ..
-        } => {
-            let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-            Some(format!(
-                "the new values made the code fail (attempt {}, {kind}{at}):\n{}",
-                attempt.number,
-                message
-                    .lines()
-                    .map(|l| format!("  {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ))
-        }
-        crate::executor::Outcome::Ok { .. } => None,
-    }
+    };
+    let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+    Some(format!(
+        "the new values made the code fail (attempt {}, {kind}{at}):\n{}",
+        attempt.number,
+        message
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
 }
 
 /// `--list`: one line per parameter, or JSON.

@@ -281,6 +281,27 @@ struct Execute {
     llm_ms: f64,
 }
 
+impl Execute {
+    /// Code no LLM wrote (given, or tweaked): nothing spent on it.
+    fn without_llm(
+        code: String,
+        stage: Stage,
+        parent: Option<u32>,
+        changes: Vec<crate::params::Change>,
+    ) -> Execute {
+        Execute {
+            code,
+            changes,
+            stage,
+            parent,
+            round: 0,
+            repairs: 0,
+            usage: Usage::default(),
+            llm_ms: 0.0,
+        }
+    }
+}
+
 impl Run<'_> {
     /// Drives the loop from `first` to the end and records how it ended.
     async fn go(mut self, first: Step) -> Result<RunResult, PipelineError> {

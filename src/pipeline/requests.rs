@@ -25,7 +25,7 @@ impl Engine {
         settings: RunSettings,
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
-        let record = self.new_record(prompt, settings);
+        let record = self.new_record(prompt, RequestKind::Generate, settings);
         let run = self.start_run(dir, record, watch)?;
         let first = run.ask_generate(prompt)?;
         run.go(first).await
@@ -42,37 +42,26 @@ impl Engine {
         settings: RunSettings,
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
-        let mut record = self.new_record(prompt, settings);
-        record.requests[0].kind = RequestKind::Given;
+        let record = self.new_record(prompt, RequestKind::Given, settings);
         let run = self.start_run(dir, record, watch)?;
-        run.go(Step::Execute(Execute {
+        run.go(Step::Execute(Execute::without_llm(
             code,
-            changes: Vec::new(),
-            stage: Stage::Given,
-            parent: None,
-            round: 0,
-            repairs: 0,
-            usage: Usage::default(),
-            llm_ms: 0.0,
-        }))
+            Stage::Given,
+            None,
+            Vec::new(),
+        )))
         .await
     }
 
     /// A new run's record, with its first request.
-    fn new_record(&self, prompt: &str, settings: RunSettings) -> RunRecord {
-        RunRecord {
+    fn new_record(&self, prompt: &str, kind: RequestKind, settings: RunSettings) -> RunRecord {
+        let mut record = RunRecord {
             format: RUN_FORMAT,
             cadloop_version: env!("CARGO_PKG_VERSION").to_string(),
             status: RunStatus::Running,
             prompt: prompt.to_string(),
             settings: settings.clone(),
-            requests: vec![new_request(
-                1,
-                RequestKind::Generate,
-                prompt,
-                None,
-                settings,
-            )],
+            requests: Vec::new(),
             attempts: Vec::new(),
             chosen: None,
             outcome: RunOutcome::Pending,
@@ -82,7 +71,9 @@ impl Engine {
             llm_calls: 0,
             timings: RunTimings::default(),
             error: None,
-        }
+        };
+        add_request(&mut record, kind, prompt, None, settings);
+        record
     }
 
     /// Applies a follow-up change to a finished run in `dir` (its record
@@ -98,14 +89,13 @@ impl Engine {
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
-        let number = record.requests.len() as u32 + 1;
-        record.requests.push(new_request(
-            number,
+        add_request(
+            &mut record,
             RequestKind::Refine,
             change,
             Some(from),
             settings.clone(),
-        ));
+        );
         record.settings = settings;
         record.status = RunStatus::Running;
         record.outcome = RunOutcome::Pending;
@@ -131,20 +121,19 @@ impl Engine {
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
-        let number = record.requests.len() as u32 + 1;
         let text = tweak
             .changes
             .iter()
             .map(|c| format!("{}={}", c.name, c.to))
             .collect::<Vec<_>>()
             .join(" ");
-        record.requests.push(new_request(
-            number,
+        add_request(
+            &mut record,
             RequestKind::Tweak,
             &text,
             Some(tweak.from),
             settings.clone(),
-        ));
+        );
         // The run keeps naming the LLM that wrote its code.
         let llm = record.settings.llm.take();
         record.settings = RunSettings {
@@ -154,16 +143,12 @@ impl Engine {
         record.status = RunStatus::Running;
         let mut run = self.start_run(dir, record, watch)?;
         run.before = Some(before);
-        run.go(Step::Execute(Execute {
-            code: tweak.code,
-            changes: tweak.changes,
-            stage: Stage::Tweak,
-            parent: Some(tweak.from),
-            round: 0,
-            repairs: 0,
-            usage: Usage::default(),
-            llm_ms: 0.0,
-        }))
+        run.go(Step::Execute(Execute::without_llm(
+            tweak.code,
+            Stage::Tweak,
+            Some(tweak.from),
+            tweak.changes,
+        )))
         .await
     }
 
@@ -201,15 +186,16 @@ impl Engine {
     }
 }
 
-fn new_request(
-    number: u32,
+/// Adds the next request to `record`.
+fn add_request(
+    record: &mut RunRecord,
     kind: RequestKind,
     text: &str,
     from_attempt: Option<u32>,
     settings: RunSettings,
-) -> RequestRecord {
-    RequestRecord {
-        number,
+) {
+    record.requests.push(RequestRecord {
+        number: record.requests.len() as u32 + 1,
         kind,
         text: text.to_string(),
         from_attempt,
@@ -221,5 +207,5 @@ fn new_request(
         usage: Usage::default(),
         llm_calls: 0,
         total_ms: 0.0,
-    }
+    });
 }

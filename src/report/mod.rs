@@ -56,6 +56,18 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// The latest request's last attempt, when that request chose no result
+    /// and the attempt failed (a tweak whose values FreeCAD could not build).
+    pub fn latest_failed_attempt(&self) -> Option<&AttemptRecord> {
+        let request = self.requests.last().filter(|r| r.chosen.is_none())?;
+        self.attempts
+            .iter()
+            .rfind(|a| a.request == request.number)
+            .filter(|a| !a.executed())
+    }
+}
+
 /// One request of the run: the prompt (`generate`) or a follow-up change (`refine`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {

@@ -19,7 +19,7 @@ use crate::pipeline::{PipelineError, RunResult, Watch};
 use crate::report::{read_run, RunStatus};
 use crate::run::RunDir;
 
-use super::{bad, pages, run_dir, Failure, Shared, Studio};
+use super::{bad, new_run_folder, pages, run_dir, Failure, Shared, Studio};
 
 /// How often a followed run is looked at.
 const POLL: Duration = Duration::from_millis(150);
@@ -122,14 +122,7 @@ pub(super) async fn generate(
         }
         _ => None,
     };
-    let folder = crate::run::free_folder(&studio.runs, &crate::run::slug(&prompt));
-    let id = folder
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .ok_or_else(|| bad("no folder name for this prompt"))?;
-    let dir = RunDir::create(&folder)
-        .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let (id, dir) = new_run_folder(&studio, &crate::run::slug(&prompt))?;
     let mut watch = follow(&studio, &id);
     watch.budget = Some(budget);
     watch.model = model;

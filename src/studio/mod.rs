@@ -307,12 +307,10 @@ async fn tweak(
         return Err(superseded());
     }
     let record = result.record;
-    let latest = record.requests.last().and_then(|r| r.chosen.as_ref());
     let mut state = pages::run_state(&id, &record);
-    if latest.is_none() {
+    if record.requests.last().is_some_and(|r| r.chosen.is_none()) {
         let failed = record
-            .attempts
-            .last()
+            .latest_failed_attempt()
             .and_then(|a| match &a.result.outcome {
                 crate::executor::Outcome::Error { message, .. } => Some(message.clone()),
                 crate::executor::Outcome::Ok { .. } => None,
@@ -341,9 +339,7 @@ async fn open_example(
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let prompt = pages::description(&code).unwrap_or_else(|| name.replace('_', " "));
-    let id = free_id(&studio.runs, &name);
-    let dir = RunDir::create(&studio.runs.join(&id))
-        .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let (id, dir) = new_run_folder(&studio, &name)?;
     // No LLM is asked: the record names none.
     let settings = RunSettings {
         llm: None,
@@ -363,16 +359,16 @@ async fn open_example(
     Ok(Json(pages::run_state(&id, &result.record)))
 }
 
-/// `name`, or `name-2`, `name-3`, … when taken.
-fn free_id(runs: &Path, name: &str) -> String {
-    (1..)
-        .map(|n| {
-            if n == 1 {
-                name.to_string()
-            } else {
-                format!("{name}-{n}")
-            }
-        })
-        .find(|id| !runs.join(id).exists())
-        .expect("some number is free")
+/// A new run folder `name` in the runs folder (`name-2`, `-3`, … when
+/// taken), created and locked, with its id.
+fn new_run_folder(studio: &Studio, name: &str) -> Result<(String, RunDir), Failure> {
+    let folder = crate::run::free_folder(&studio.runs, name);
+    let id = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("no folder name from {name:?}")))?;
+    let dir = RunDir::create(&folder)
+        .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    Ok((id, dir))
 }

@@ -7,8 +7,11 @@
 //!
 //! `cargo bench --bench studio` (set-up first: `scripts/dev setup`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+#[path = "../common/http.rs"]
+#[allow(dead_code)]
+mod http;
+
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -27,32 +30,20 @@ impl Drop for Server {
     }
 }
 
+/// One request as the studio's own page would send it (its Host and Origin).
 fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
     let origin = format!("http://{addr}");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[..split])
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    (status, raw[split + 4..].to_vec())
+    let headers = [
+        ("Host", addr),
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let reply = http::request(addr, method, path, &headers, body.as_bytes());
+    (reply.status, reply.body)
 }
 
 fn json(body: &[u8]) -> serde_json::Value {
-    // Bodies may come chunked; the JSON object is between the outer braces.
-    let text = String::from_utf8_lossy(body);
-    let (start, end) = (text.find('{').unwrap(), text.rfind('}').unwrap());
-    serde_json::from_str(&text[start..=end]).unwrap()
+    serde_json::from_slice(body).unwrap()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

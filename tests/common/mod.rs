@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod llm_server;
 pub mod parts;
 
@@ -103,4 +104,17 @@ pub fn refusal(dir: &Path, args: &[&str]) -> String {
     let out = cadloop(dir, args);
     assert_exit(&out, 2);
     text(&out.stderr)
+}
+
+/// The browser: `CADLOOP_CHROMIUM`, else `chromium` on the PATH (scripts/dev setup installs it).
+pub fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CADLOOP_CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|p| p.is_file())
+    });
+    found.expect("chromium is not installed: run scripts/dev setup (apt-get install chromium)")
 }
