@@ -173,13 +173,18 @@ async fn run_page(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Html<String>, Failure> {
     let dir = run_dir(&studio, &id)?;
-    let record =
-        read_run(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
+    let starting = studio.active.lock().expect("active runs").contains_key(&id);
+    let record = match read_run(&dir) {
+        Ok(record) => Some(record),
+        // A run just started here writes its record a moment later.
+        Err(_) if starting && !dir.join(crate::report::RUN_FILE).exists() => None,
+        Err(e) => return Err(Failure(StatusCode::CONFLICT, crate::error_chain(&e))),
+    };
     let three = studio
         .web_modules
         .join("three/build/three.module.js")
         .is_file();
-    pages::run_page(&id, &record, three, studio.no_llm.is_none())
+    pages::run_page(&id, record.as_ref(), three, studio.no_llm.is_none())
         .map(Html)
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

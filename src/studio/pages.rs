@@ -148,23 +148,39 @@ pub fn runs_page(
     )
 }
 
+/// A run's page; `record` is `None` for a run starting here that has not
+/// written its record yet (its events fill the page in).
 pub fn run_page(
     id: &str,
-    record: &RunRecord,
+    record: Option<&RunRecord>,
     three: bool,
     llm: bool,
 ) -> Result<String, minijinja::Error> {
+    let (title, state) = match record {
+        Some(record) => (first_line(&record.prompt), run_state(id, record)),
+        None => ("starting…".to_string(), starting_state(id)),
+    };
     fill(
         "run.html",
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "id": id,
-            "title": first_line(&record.prompt),
-            "state": run_state(id, record).to_string(),
+            "title": title,
+            "state": state.to_string(),
             "three": three,
             "llm": llm,
         }),
     )
+}
+
+/// [`run_state`]'s shape for a run that has no record yet.
+fn starting_state(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "prompt": "", "status": "running", "active": true, "stage": "starting",
+        "stop_reason": "", "run_error": null, "history": [], "outcome": "pending", "attempts": 0,
+        "result": null, "facts": null, "parameters": [], "model": null, "sheet": null,
+        "report": format!("/runs/{id}/files/report.html"),
+    })
 }
 
 /// What the run page shows and its script updates: the result's facts,

@@ -199,6 +199,7 @@ document.getElementById("edges").addEventListener("click", () => {
   draw();
 });
 function showState() {
+  if (state.prompt) document.getElementById("title").textContent = state.prompt.split("\n")[0];
   document.getElementById("report").href = state.report;
   for (const link of document.querySelectorAll(".download")) {
     link.href = state.model ? state.model.replace(/model\.glb$/, link.dataset.file) : "";
