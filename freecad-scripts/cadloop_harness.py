@@ -27,6 +27,7 @@ import FreeCAD  # must come before Part: a bare `import Part` crashes the interp
 import MeshPart
 import Part
 
+import cadloop_checks
 import cadloop_macro
 
 def add_module_paths():
@@ -84,8 +85,9 @@ def versions():
     return json.dumps({"freecad": ".".join(v[:3]).rstrip("."), "python": sys.version.split()[0]})
 
 
-def run_job(code, job_dir):
-    """Run one job; returns (report JSON, vertex bytes, index bytes)."""
+def run_job(code, job_dir, checks_json="[]"):
+    """Run one job; returns (report JSON, vertex bytes, index bytes). The
+    checks (a JSON list of calls, see cadloop_checks) run on a shape that built."""
     started = time.perf_counter()
     timings = {}
     # Macros saved on Windows start with a byte-order mark, which compile() refuses in a str.
@@ -97,6 +99,7 @@ def run_job(code, job_dir):
     doc = FreeCAD.newDocument("cadloop_job")
     FreeCAD.setActiveDocument(doc.Name)
     vertices = indices = b""
+    report_checks = []
     namespace = fresh_namespace()
     cadloop_macro.enter(namespace, job_dir)
     parameters = []
@@ -108,6 +111,11 @@ def run_job(code, job_dir):
         shape, source = resolve_result(documents, namespace)
         facts = measure(shape)
         check_shape(shape, facts)
+        checks = json.loads(checks_json)
+        if checks:
+            mark = time.perf_counter()
+            report_checks = run_checks(shape, checks)
+            timings["checks_ms"] = ms_since(mark)
         mark = time.perf_counter()
         shape.exportStep(os.path.join(staging, "model.step"))
         save_model_document(shape, source, documents, os.path.join(staging, "model.FCStd"))
@@ -135,8 +143,18 @@ def run_job(code, job_dir):
         report["ignored"] = ignored
     if parameters:
         report["parameters"] = parameters
+    if report_checks:
+        report["checks"] = report_checks
     report["timings"] = timings
     return json.dumps(report), vertices, indices
+
+
+def run_checks(shape, checks):
+    """The checks' results, each with the call as written."""
+    results = cadloop_checks.run_checks(shape, checks)
+    for check, outcome in zip(checks, results):
+        outcome["call"] = check.get("call", check.get("name", ""))
+    return results
 
 
 def save_model_document(shape, source, documents, path):

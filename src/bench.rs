@@ -18,6 +18,7 @@
 //! - JSONL: `id`, `prompt`, optional `reference` (STL, OBJ or STEP; relative
 //!   to the file).
 
+use crate::checks::Tally;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -231,6 +232,15 @@ pub struct CaseScore {
     /// The result's parameters, the dimensions as the LLM named them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<crate::params::Parameter>,
+    /// The result's checks, passed of run; `None` when it ran none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Tally>,
+    /// MATCH verdicts the LLM gave in the run, and how many of them failing
+    /// checks overruled.
+    #[serde(default)]
+    pub match_verdicts: u32,
+    #[serde(default)]
+    pub overruled_matches: u32,
 }
 
 /// Scores a case from its run record (if any) and model (if any).
@@ -245,12 +255,7 @@ pub fn score_case(
     let mut success_by_round = [false; 4];
     if let Some(record) = record {
         for attempt in &record.attempts {
-            let matched = attempt.executed()
-                && attempt
-                    .critique
-                    .as_ref()
-                    .is_some_and(|c| c.verdict == Some(crate::critique::Verdict::Match));
-            if matched {
+            if attempt.executed() && attempt.matched() {
                 for (r, flag) in success_by_round.iter_mut().enumerate() {
                     *flag |= attempt.round as usize <= r;
                 }
@@ -288,7 +293,29 @@ pub fn score_case(
         seconds: record.map_or(0.0, |r| r.timings.total_ms / 1e3),
         scores,
         parameters: record.map(result_parameters).unwrap_or_default(),
+        checks: record.and_then(result_checks),
+        match_verdicts: record.map_or(0, |r| count_critiques(r, |_| true)),
+        overruled_matches: record.map_or(0, |r| count_critiques(r, |c| c.overruled)),
     }
+}
+
+/// The checks of a run's result, passed of run.
+fn result_checks(record: &RunRecord) -> Option<Tally> {
+    record
+        .chosen
+        .as_ref()
+        .and_then(|c| record.attempts.get(c.attempt as usize - 1))
+        .and_then(crate::report::AttemptRecord::checks)
+}
+
+/// The run's MATCH verdicts that `which` picks.
+fn count_critiques(record: &RunRecord, which: impl Fn(&crate::report::CritiqueRecord) -> bool) -> u32 {
+    record
+        .attempts
+        .iter()
+        .filter_map(|a| a.critique.as_ref())
+        .filter(|c| c.verdict == Some(crate::critique::Verdict::Match) && which(c))
+        .count() as u32
 }
 
 /// The parameters of a run's result.
@@ -331,6 +358,17 @@ pub struct Table {
     pub mean_iogt: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_iou: Option<f64>,
+    /// Of the cases whose result ran checks: how many, the mean share of
+    /// checks passed, and the share passing all of them.
+    pub cases_with_checks: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks_pass_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_checks_pass: Option<f64>,
+    /// MATCH verdicts given, and the share of them with failing checks.
+    pub match_verdicts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overruled_match_rate: Option<f64>,
 }
 
 pub fn table(cases: &[&CaseScore]) -> Table {
@@ -350,6 +388,8 @@ pub fn table(cases: &[&CaseScore]) -> Table {
             }
         })
     };
+    let checked: Vec<Tally> = cases.iter().filter_map(|c| c.checks).collect();
+    let match_verdicts = cases.iter().map(|c| c.match_verdicts).sum::<u32>();
     Table {
         cases: cases.len(),
         compile_rate: share(&|c| c.compiled),
@@ -363,6 +403,19 @@ pub fn table(cases: &[&CaseScore]) -> Table {
         median_hausdorff: median(values(|s| s.hausdorff)),
         mean_iogt: mean(values(|s| s.iogt)),
         mean_iou: mean(values(|s| s.iou)),
+        cases_with_checks: checked.len(),
+        checks_pass_rate: mean(checked.iter().map(|t| t.rate()).collect()),
+        all_checks_pass: mean(
+            checked
+                .iter()
+                .map(|t| if t.all_pass() { 1.0 } else { 0.0 })
+                .collect(),
+        ),
+        match_verdicts,
+        overruled_match_rate: (match_verdicts > 0).then(|| {
+            f64::from(cases.iter().map(|c| c.overruled_matches).sum::<u32>())
+                / f64::from(match_verdicts)
+        }),
     }
 }
 
@@ -487,11 +540,14 @@ pub fn markdown(report: &BenchReport) -> String {
         match report.align { metrics::Align::Icp => "ICP", metrics::Align::None => "none" },
         report.voxels
     );
-    let header = "| set | cases | compile | success | median PCD | mean PCD | median Hausdorff | mean IoGT | mean IoU |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    let header = "| set | cases | compile | success | checks passed | median PCD | mean PCD | median Hausdorff | mean IoGT | mean IoU |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     let row = |name: &str, t: &Table| {
         let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+        let checks = t.checks_pass_rate.map_or("–".to_string(), |r| {
+            format!("{:.1} % ({} cases)", r * 100.0, t.cases_with_checks)
+        });
         format!(
-            "| {name} | {} | {:.1} % | {:.1} % | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {:.1} % | {:.1} % | {checks} | {} | {} | {} | {} | {} |\n",
             t.cases,
             t.compile_rate * 100.0,
             t.success_rate * 100.0,
@@ -525,6 +581,38 @@ pub fn markdown(report: &BenchReport) -> String {
         "\nPer case: {:.2} repairs, {:.0} tokens, {:.1} s on average.\n",
         report.overall.mean_repairs, report.overall.mean_tokens, report.overall.mean_seconds
     );
+    md.push_str(&checks_markdown(&report.overall));
+    md
+}
+
+/// bench.md's paragraph on the checks: how often results pass them, and how
+/// often the LLM said MATCH while checks failed.
+fn checks_markdown(t: &Table) -> String {
+    let mut md = String::from("\n## Checks\n\n");
+    match (t.checks_pass_rate, t.all_checks_pass) {
+        (Some(rate), Some(all)) => {
+            let _ = writeln!(
+                md,
+                "{} of {} results ran checks written from their prompts; they passed {:.1} % of them on average, and {:.1} % of those results passed all.",
+                t.cases_with_checks,
+                t.cases,
+                rate * 100.0,
+                all * 100.0
+            );
+        }
+        _ => md.push_str("No result ran checks.\n"),
+    }
+    match t.overruled_match_rate {
+        Some(rate) => {
+            let _ = writeln!(
+                md,
+                "The LLM judged an attempt a MATCH {} times; {:.1} % of those attempts failed a check, so the verdict did not stand.",
+                t.match_verdicts,
+                rate * 100.0
+            );
+        }
+        None => md.push_str("The LLM gave no MATCH verdict.\n"),
+    }
     md
 }
 
@@ -599,6 +687,12 @@ mod tests {
                 iou: 0.5,
             }),
             parameters: Vec::new(),
+            checks: Some(Tally {
+                passed: if compiled { 2 } else { 0 },
+                total: 2,
+            }),
+            match_verdicts: u32::from(rounds[3]),
+            overruled_matches: 0,
         };
         let cases = [
             case("a", true, [true; 4], 0.1),
@@ -612,6 +706,10 @@ mod tests {
             [1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]
         );
         assert_eq!(t.median_pcd, Some(0.3));
+        assert_eq!(t.cases_with_checks, 3);
+        assert!((t.checks_pass_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(t.match_verdicts, 2);
+        assert_eq!(t.overruled_match_rate, Some(0.0));
         assert!((t.mean_pcd.unwrap() - (0.4 + 3f64.sqrt()) / 3.0).abs() < 1e-12);
     }
 }

@@ -343,6 +343,24 @@ pub struct LoopArgs {
     /// refine.md, reminder.md) replacing the built-in ones it has.
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
+    /// Whether the LLM writes the request's checks (sizes, holes, counts)
+    /// with its first script, and every attempt must pass them to be a match
+    /// [default: on].
+    #[arg(long, value_name = "on|off")]
+    pub checks: Option<OnOff>,
+}
+
+/// A switch given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 #[derive(Debug, Args)]

@@ -93,6 +93,8 @@ pub struct GenerateFile {
     pub max_refines: Option<u32>,
     /// A folder of prompt templates replacing the built-in ones.
     pub prompts: Option<PathBuf>,
+    /// Whether requests get checks (`--checks`); on unless set false.
+    pub checks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

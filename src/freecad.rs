@@ -23,6 +23,7 @@ use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
+use crate::checks::CheckCall;
 use crate::executor::protocol::{read_frame, write_frame, FrameError, Reply, Request};
 use crate::executor::sandbox;
 use crate::executor::{
@@ -34,6 +35,8 @@ use crate::mesh::Mesh;
 const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
 /// The GUI stand-ins and write guard for macros, which the harness imports.
 const MACRO_SOURCE: &str = include_str!("../freecad-scripts/cadloop_macro.py");
+/// The check library, which the harness imports.
+const CHECKS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_checks.py");
 
 /// The descriptors a worker keeps for itself.
 struct Channels {
@@ -122,9 +125,14 @@ pub fn serve() -> ExitCode {
             };
             match request {
                 Request::Shutdown => return ExitCode::SUCCESS,
-                Request::Run { code, dir } => {
+                Request::Run { code, dir, checks } => {
+                    let job = HarnessJob {
+                        code: &code,
+                        dir: &dir,
+                        checks: &checks,
+                    };
                     let (report, vertices, indices) =
-                        run_job(py, &harness.module, &channels, &code, &dir);
+                        run_job(py, &harness.module, &channels, &job);
                     let done = Reply::Done {
                         report: Box::new(report),
                         vertex_bytes: vertices.len() as u64,
@@ -174,6 +182,9 @@ fn start_interpreter(py: Python<'_>) -> Result<Harness<'_>, String> {
     prepare_thread_for_freecad(py).map_err(describe)?;
     let macro_source = CString::new(MACRO_SOURCE).map_err(|e| e.to_string())?;
     PyModule::from_code(py, &macro_source, c"cadloop_macro.py", c"cadloop_macro")
+        .map_err(describe)?;
+    let checks_source = CString::new(CHECKS_SOURCE).map_err(|e| e.to_string())?;
+    PyModule::from_code(py, &checks_source, c"cadloop_checks.py", c"cadloop_checks")
         .map_err(describe)?;
     let source = CString::new(HARNESS_SOURCE).map_err(|e| e.to_string())?;
     let module = PyModule::from_code(py, &source, c"cadloop_harness.py", c"cadloop_harness")
@@ -234,20 +245,28 @@ fn error_report(kind: ErrorKind, message: String) -> ExecReport {
         output: CapturedOutput::default(),
         ignored: Vec::new(),
         parameters: Vec::new(),
+        checks: Vec::new(),
     }
 }
 
 /// A job's report, and its mesh's vertex and index bytes.
 type JobResult = (ExecReport, Vec<u8>, Vec<u8>);
 
+/// One job as the harness takes it.
+struct HarnessJob<'a> {
+    code: &'a str,
+    dir: &'a Path,
+    checks: &'a [CheckCall],
+}
+
 /// Runs one job in the harness; never fails: every failure becomes a report.
 fn run_job(
     py: Python<'_>,
     harness: &Bound<'_, PyModule>,
     channels: &Channels,
-    code: &str,
-    dir: &Path,
+    job: &HarnessJob<'_>,
 ) -> JobResult {
+    let dir = job.dir;
     let staging = dir.join(STAGING_DIR);
     let output_path = dir.join(OUTPUT_FILE);
     // The supervisor empties the folder before each job (inputs may then be
@@ -264,7 +283,7 @@ fn run_job(
             );
         }
     };
-    let called = call_harness(py, harness, channels, &capture, code, dir);
+    let called = call_harness(py, harness, channels, &capture, job);
     channels.restore();
     drop(capture);
 
@@ -301,9 +320,14 @@ fn call_harness(
     harness: &Bound<'_, PyModule>,
     channels: &Channels,
     capture: &File,
-    code: &str,
-    dir: &Path,
+    job: &HarnessJob<'_>,
 ) -> Result<JobResult, (ErrorKind, String)> {
+    let checks = serde_json::to_string(job.checks).map_err(|e| {
+        (
+            ErrorKind::Crashed,
+            format!("cannot send the checks: {e}"),
+        )
+    })?;
     channels.capture_into(capture).map_err(|e| {
         (
             ErrorKind::Crashed,
@@ -311,7 +335,10 @@ fn call_harness(
         )
     })?;
     let (json, vertices, indices) = harness
-        .call_method1("run_job", (code, dir.to_string_lossy().as_ref()))
+        .call_method1(
+            "run_job",
+            (job.code, job.dir.to_string_lossy().as_ref(), checks),
+        )
         .and_then(|r| r.extract::<(String, Vec<u8>, Vec<u8>)>())
         .map_err(|err| {
             if err.is_instance_of::<PyMemoryError>(py) {

@@ -30,6 +30,7 @@
 pub mod batch;
 pub mod bench;
 pub mod caption;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config;

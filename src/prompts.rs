@@ -46,6 +46,8 @@ fn template_names() -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemContext {
     pub allowed_modules: Vec<String>,
+    /// Whether replies carry checks ([`crate::checks`]): the library is described.
+    pub checks: bool,
 }
 
 /// A failed run, for the repair prompt.
@@ -64,6 +66,8 @@ pub struct RepairContext<'a> {
     pub error: ErrorContext,
     /// What the script printed, trimmed; empty when nothing.
     pub output: String,
+    /// The request's checks, one "- " line each; empty when none.
+    pub checks: String,
 }
 
 /// One view's caption, for the refine prompt.
@@ -84,6 +88,20 @@ pub struct RefineContext<'a> {
     /// No rewrite can run after this critique (the refine budget is spent):
     /// ask for the verdict and reasons only.
     pub last_round: bool,
+    pub checks: ChecksContext,
+}
+
+/// The checks' results on the attempt a critique judges.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChecksContext {
+    /// Whether checks are in use (the LLM may change them).
+    pub on: bool,
+    pub passed: u32,
+    pub total: u32,
+    /// The failing checks, one "- " line each with measured and expected.
+    pub failures: String,
+    /// Why the request's checks could not be read; empty when they could.
+    pub problem: String,
 }
 
 /// A follow-up change to a part that was built (`cadloop refine`).
@@ -96,6 +114,8 @@ pub struct EditContext<'a> {
     /// The geometry facts of the starting script's solid, in words.
     pub facts: String,
     pub numbered_code: String,
+    /// Ask for the changed part's checks too.
+    pub checks: bool,
 }
 
 /// What a reminder asks for again.
@@ -104,6 +124,9 @@ pub struct EditContext<'a> {
 pub enum Want {
     Code,
     Verdict,
+    /// A rewrite (or a reasoned change of the checks) after a MATCH verdict
+    /// that failing checks overrule.
+    Checks,
 }
 
 /// The loaded templates.
@@ -192,10 +215,13 @@ impl Prompts {
     /// Fills every template with sample values, so missing or misspelt
     /// variables surface now rather than mid-run.
     fn check(&self) -> Result<(), PromptError> {
-        self.system(&SystemContext {
-            allowed_modules: vec!["math".into()],
-        })?;
-        self.generate("a cube")?;
+        for checks in [false, true] {
+            self.system(&SystemContext {
+                allowed_modules: vec!["math".into()],
+                checks,
+            })?;
+            self.generate("a cube", checks)?;
+        }
         let error = ErrorContext {
             kind: "exception".into(),
             message: "NameError".into(),
@@ -206,6 +232,7 @@ impl Prompts {
             numbered_code: number_lines("result = x\n"),
             error: error.clone(),
             output: "printed".into(),
+            checks: "- `bbox(10, 10, 10)`".into(),
         })?;
         self.repair(&RepairContext {
             prompt: "a cube",
@@ -215,7 +242,15 @@ impl Prompts {
                 ..error
             },
             output: String::new(),
+            checks: String::new(),
         })?;
+        let some_checks = ChecksContext {
+            on: true,
+            passed: 1,
+            total: 2,
+            failures: "- `bbox(10, 10, 10)`: X = 9 mm".into(),
+            problem: "line 1: `x` is not a check".into(),
+        };
         for captions in [
             None,
             Some(vec![ViewCaption {
@@ -223,13 +258,14 @@ impl Prompts {
                 text: "a cube".into(),
             }]),
         ] {
-            for last_round in [false, true] {
+            for (last_round, checks) in [(false, some_checks.clone()), (true, ChecksContext::default())] {
                 self.refine(&RefineContext {
                     prompt: "a cube",
                     facts: "- one solid".into(),
                     captions: captions.clone(),
                     numbered_code: number_lines("result = x\n"),
                     last_round,
+                    checks,
                 })?;
             }
         }
@@ -238,9 +274,11 @@ impl Prompts {
             request: "make it taller",
             facts: "- one solid".into(),
             numbered_code: number_lines("result = x\n"),
+            checks: true,
         })?;
-        self.reminder(Want::Code)?;
-        self.reminder(Want::Verdict)?;
+        self.reminder(Want::Code, "")?;
+        self.reminder(Want::Verdict, "")?;
+        self.reminder(Want::Checks, "- `bbox(10, 10, 10)`: X = 9 mm")?;
         Ok(())
     }
 
@@ -264,8 +302,9 @@ impl Prompts {
         self.fill("system.md", context)
     }
 
-    pub fn generate(&self, prompt: &str) -> Result<String, PromptError> {
-        self.fill("generate.md", minijinja::context! { prompt })
+    /// The first request for code; `checks`: ask for the request's checks too.
+    pub fn generate(&self, prompt: &str, checks: bool) -> Result<String, PromptError> {
+        self.fill("generate.md", minijinja::context! { prompt, checks })
     }
 
     pub fn repair(&self, context: &RepairContext) -> Result<String, PromptError> {
@@ -280,10 +319,15 @@ impl Prompts {
         self.fill("edit.md", context)
     }
 
-    pub fn reminder(&self, want: Want) -> Result<String, PromptError> {
+    /// The reminder for what a reply lacked; `failures`: the failing checks,
+    /// for [`Want::Checks`].
+    pub fn reminder(&self, want: Want, failures: &str) -> Result<String, PromptError> {
         self.fill(
             "reminder.md",
-            minijinja::context! { want => minijinja::Value::from(minijinja::value::Serde(want)) },
+            minijinja::context! {
+                want => minijinja::Value::from(minijinja::value::Serde(want)),
+                failures,
+            },
         )
     }
 }
@@ -340,6 +384,7 @@ mod tests {
         let text = prompts
             .system(&SystemContext {
                 allowed_modules: vec!["FreeCAD".into(), "Part".into(), "math".into()],
+                checks: true,
             })
             .unwrap();
         insta::assert_snapshot!(text);
@@ -349,7 +394,7 @@ mod tests {
     fn the_generate_prompt() {
         let prompts = Prompts::builtin();
         insta::assert_snapshot!(prompts
-            .generate("a 40 × 20 × 10 mm block with a 6 mm hole through the middle")
+            .generate("a 40 × 20 × 10 mm block with a 6 mm hole through the middle", true)
             .unwrap());
     }
 
@@ -366,6 +411,7 @@ mod tests {
                     line: Some(5),
                 },
                 output: String::new(),
+                checks: "- `bbox(40, 20, 10)`\n- `holes(6, count=1, through=True)`".into(),
             })
             .unwrap();
         insta::assert_snapshot!(text);
@@ -389,6 +435,13 @@ mod tests {
                 captions: Some(captions),
                 numbered_code: number_lines(CODE),
                 last_round: false,
+                checks: ChecksContext {
+                    on: true,
+                    passed: 1,
+                    total: 2,
+                    failures: "- `holes(6, count=1, through=True)`: 0 hole(s) match, expected 1 through hole(s) of ⌀6 ± 0.1; holes found: 1 × ⌀5 through along Z".into(),
+                    problem: String::new(),
+                },
             })
             .unwrap();
         insta::assert_snapshot!("refine_with_captions", with);
@@ -399,6 +452,7 @@ mod tests {
                 captions: None,
                 numbered_code: number_lines(CODE),
                 last_round: true,
+                checks: ChecksContext::default(),
             })
             .unwrap();
         insta::assert_snapshot!("refine_without_captions_last_round", without);
@@ -417,6 +471,7 @@ mod tests {
                 request: "add 2 mm fillets on the top edges",
                 facts: "- one solid, 40 x 20 x 10 mm".into(),
                 numbered_code: number_lines(CODE),
+                checks: true,
             })
             .unwrap();
         assert!(text.contains("1. make the hole 8 mm"), "{text}");
@@ -430,8 +485,10 @@ mod tests {
     #[test]
     fn the_reminders() {
         let prompts = Prompts::builtin();
-        insta::assert_snapshot!("reminder_code", prompts.reminder(Want::Code).unwrap());
-        insta::assert_snapshot!("reminder_verdict", prompts.reminder(Want::Verdict).unwrap());
+        insta::assert_snapshot!("reminder_code", prompts.reminder(Want::Code, "").unwrap());
+        insta::assert_snapshot!("reminder_verdict", prompts.reminder(Want::Verdict, "").unwrap());
+        let failures = "- `holes(12)`: 0 hole(s) match, expected at least 1 hole(s) of ⌀12 ± 0.1; holes found: 1 × ⌀10 through along Z";
+        insta::assert_snapshot!("reminder_checks", prompts.reminder(Want::Checks, failures).unwrap());
     }
 
     #[test]
@@ -450,10 +507,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("generate.md"), "Part: {{ prompt }}!").unwrap();
         let prompts = Prompts::load(dir.path()).unwrap();
-        assert_eq!(prompts.generate("a cube").unwrap(), "Part: a cube!");
+        assert_eq!(prompts.generate("a cube", true).unwrap(), "Part: a cube!");
         assert!(prompts
             .system(&SystemContext {
-                allowed_modules: vec![]
+                allowed_modules: vec![],
+                checks: false,
             })
             .unwrap()
             .contains("FreeCAD"));

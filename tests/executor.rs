@@ -85,6 +85,7 @@ async fn box_minus_cylinder_has_the_right_volume_and_its_step_reimports_the_same
             dir: again_dir.path().to_path_buf(),
             timeout: None,
             inputs: vec![step],
+            checks: Vec::new(),
         })
         .await
         .unwrap();

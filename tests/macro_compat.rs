@@ -234,6 +234,7 @@ doc.recompute()
             dir: dir.path().join("check"),
             timeout: None,
             inputs: vec![dir.path().join("model.FCStd")],
+            checks: Vec::new(),
         })
         .await
         .unwrap();

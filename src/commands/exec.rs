@@ -32,6 +32,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
             dir: out.clone(),
             timeout: None,
             inputs: Vec::new(),
+            checks: Vec::new(),
         })
         .await?;
     pool.shutdown().await;

@@ -19,7 +19,7 @@ use anyhow::bail;
 use crate::caption::CaptionSettings;
 use crate::cli::{
     AlignArg, CaptionArgs, EndpointArgs, GlobalArgs, LimitArgs, LlmArgs, LoopArgs, MetricArgs,
-    RunFlags,
+    OnOff, RunFlags,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::ExecutorSettings;
@@ -170,7 +170,17 @@ impl Settings {
             executor: exec.executor,
             render: exec.render,
             captioner: self.caption(loop_args.captioner.as_deref(), None)?,
+            checks: self.checks_on(loop_args),
         }))
+    }
+
+    /// Whether requests get checks: the flag, else the file, else on.
+    fn checks_on(&self, loop_args: &LoopArgs) -> bool {
+        loop_args
+            .checks
+            .map(OnOff::is_on)
+            .or(self.file.generate.checks)
+            .unwrap_or(true)
     }
 
     /// A tweak's settings: one FreeCAD worker, the views and captioner, no LLM.
@@ -188,6 +198,8 @@ impl Settings {
             executor: exec.executor,
             render: exec.render,
             captioner: self.caption(captioner, None)?,
+            // A tweak writes no checks; it runs again those its run has.
+            checks: true,
         }))
     }
 
@@ -211,6 +223,7 @@ impl Settings {
                         loop_args.max_refines,
                     )?;
                     engine.executor.workers = self.exec(limits, None, None)?.executor.workers;
+                    engine.checks = self.checks_on(loop_args);
                     Ok((LoopSettings(engine), Some(err.to_string())))
                 }
                 _ => Err(err),
@@ -308,6 +321,7 @@ mod tests {
             max_refines: Some(1),
             captioner: captioner.map(PathBuf::from),
             prompts: None,
+            checks: None,
         }
     }
 

@@ -117,6 +117,7 @@ impl MeshLoader {
                 dir: scratch.path().to_path_buf(),
                 timeout: None,
                 inputs: vec![path.clone()],
+                checks: Vec::new(),
             })
             .await?;
         match (output.mesh, output.report.outcome) {

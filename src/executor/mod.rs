@@ -152,6 +152,8 @@ pub struct Job {
     /// Files the code may read, copied into its folder under their file names
     /// (the sandbox lets a job read nothing else of the user's).
     pub inputs: Vec<PathBuf>,
+    /// Checks run on the shape when the code builds one ([`crate::checks`]).
+    pub checks: Vec<crate::checks::CheckCall>,
 }
 
 /// A finished job: the report, and the tessellated result when it succeeded.
@@ -177,6 +179,9 @@ pub struct ExecReport {
     /// The named number constants at the top of the code ([`crate::params`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<crate::params::Parameter>,
+    /// The job's checks, run on the shape it built, in their order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::CheckResult>,
 }
 
 /// One line of the code whose effect was left out.
@@ -321,6 +326,9 @@ pub struct Timings {
     /// Measuring, exporting and tessellating (inside the worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_ms: Option<f64>,
+    /// Running the checks on the built shape (inside the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_ms: Option<f64>,
     /// The whole job as the supervisor saw it, waiting for a worker included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_ms: Option<f64>,

@@ -23,8 +23,13 @@ pub const MAX_PAYLOAD_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Request {
-    /// Run `code`; write code's files into `dir`.
-    Run { code: String, dir: PathBuf },
+    /// Run `code`; write code's files into `dir`; run `checks` on what it builds.
+    Run {
+        code: String,
+        dir: PathBuf,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        checks: Vec<crate::checks::CheckCall>,
+    },
     /// Exit cleanly.
     Shutdown,
 }

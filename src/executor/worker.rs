@@ -6,6 +6,7 @@
 //! file-size cap, no core dumps, death with the parent, and its own process
 //! group so a kill also takes anything the code started.
 
+use crate::checks::CheckCall;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -153,6 +154,7 @@ impl Worker {
     pub async fn run(
         &mut self,
         code: &str,
+        checks: &[CheckCall],
         dir: &Path,
         timeout: Duration,
     ) -> Result<Finished, Lost> {
@@ -160,6 +162,7 @@ impl Worker {
         let request = Request::Run {
             code: code.to_string(),
             dir: dir.to_path_buf(),
+            checks: checks.to_vec(),
         };
         let exchange = async {
             protocol::send(&mut self.requests, &request).await?;

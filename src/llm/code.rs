@@ -4,11 +4,14 @@
 const CODE_LABELS: [&str; 4] = ["python", "py", "python3", "freecad"];
 
 /// The FreeCAD Python in a reply: the last complete fenced block labelled
-/// python (or py, python3), else the last complete unlabelled block. A reply
+/// python (or py, python3), else the last complete unlabelled block, leaving
+/// out a block of checks ([`crate::checks`]). A reply
 /// with no fence at all is taken whole when it starts like a script (an
 /// import, a comment). `None` when there is no code.
 pub fn extract_code(reply: &str) -> Option<String> {
-    let blocks = fenced_blocks(reply);
+    let mut blocks = fenced_blocks(reply);
+    // A request's checks come in a block of their own, which is not the script.
+    blocks.retain(|b| !crate::checks::is_checks_block(&b.label, &b.body));
     let labelled = blocks
         .iter()
         .rev()
@@ -24,9 +27,10 @@ pub fn extract_code(reply: &str) -> Option<String> {
     (!has_fence && looks_like_code).then(|| ensure_newline(reply.trim()))
 }
 
-struct Block {
-    label: String,
-    body: String,
+/// A complete fenced block of a reply: its language label (lower case) and text.
+pub struct Block {
+    pub label: String,
+    pub body: String,
 }
 
 /// A fence line: its character, its length and the info string after it.
@@ -42,7 +46,7 @@ fn fence_of(line: &str) -> Option<(char, usize, &str)> {
 }
 
 /// The complete fenced blocks of a Markdown text, in order.
-fn fenced_blocks(text: &str) -> Vec<Block> {
+pub fn fenced_blocks(text: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut open: Option<(char, usize, String, Vec<&str>)> = None;
     for line in text.lines() {
@@ -106,6 +110,8 @@ mod tests {
             "import Part\nresult = Part.makeSphere(2)\n"
         );
         assert_eq!(extract_code("```bash\nls\n```"), None);
+        let checks_after = "```python\nresult = 1\n```\n```python\nCHECKS = [valid()]\n```";
+        assert_eq!(extract_code(checks_after).unwrap(), "result = 1\n");
     }
 
     #[test]

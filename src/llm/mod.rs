@@ -35,7 +35,7 @@ use async_openai::types::chat::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use code::extract_code;
+pub use code::{extract_code, fenced_blocks, Block};
 pub use record::Recording;
 use record::{Recorder, Replay};
 

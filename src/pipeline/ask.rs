@@ -2,6 +2,7 @@
 //! reminder when a reply lacks what was asked for. Every call goes to the
 //! transcript and the run's counts.
 
+use crate::checks::{self, Checks, ChecksError};
 use crate::critique;
 use crate::executor::Outcome;
 use crate::llm::{Message, Reply, Usage};
@@ -13,6 +14,8 @@ use super::{Ask, PipelineError, Run, Step, Stop};
 /// Code from the LLM, with what it cost.
 pub(super) struct Answer {
     pub code: Option<String>,
+    /// The reply's checks block, read; `None` when it had none.
+    pub checks: Option<Result<Checks, ChecksError>>,
     pub usage: Usage,
     pub llm_ms: f64,
 }
@@ -31,7 +34,7 @@ impl Run<'_> {
             stage: Stage::Generate,
             messages: vec![
                 Message::system(&self.system),
-                Message::user(self.engine.prompts.generate(prompt)?),
+                Message::user(self.engine.prompts.generate(prompt, self.engine.checks)?),
             ],
             parent: None,
             round: 0,
@@ -56,6 +59,7 @@ impl Run<'_> {
                 .map(critique::describe_facts)
                 .unwrap_or_default(),
             numbered_code: prompts::number_lines(&start.code),
+            checks: self.engine.checks,
         })?;
         Ok(Step::Ask(Ask {
             stage: Stage::Edit,
@@ -136,13 +140,15 @@ impl Run<'_> {
     }
 
     /// One call and, when `missing` finds the reply lacking, one reminder
-    /// for what it lacks, in the same conversation.
+    /// for what it lacks, in the same conversation. `failures`: the failing
+    /// checks, which a [`Want::Checks`] reminder names.
     pub(super) async fn ask_with_reminder(
         &mut self,
         mut messages: Vec<Message>,
         purpose: &str,
         attempt: u32,
         missing: impl Fn(&str) -> Option<Want>,
+        failures: &str,
     ) -> Result<Asked, Stop> {
         let reply = self.call(&messages, purpose, attempt).await?;
         let mut asked = Asked {
@@ -158,7 +164,7 @@ impl Run<'_> {
                 "the reply is incomplete; reminding the LLM once"
             );
             messages.push(Message::assistant(reply.content));
-            messages.push(Message::user(self.engine.prompts.reminder(want)?));
+            messages.push(Message::user(self.engine.prompts.reminder(want, failures)?));
             let again = self.call(&messages, "reminder", attempt).await?;
             asked.usage += again.usage;
             asked.llm_ms += again.elapsed_ms;
@@ -180,15 +186,16 @@ impl Run<'_> {
                 .then_some(Want::Code)
         };
         let asked = self
-            .ask_with_reminder(messages, purpose, attempt, no_code)
+            .ask_with_reminder(messages, purpose, attempt, no_code, "")
             .await?;
-        let code = crate::llm::extract_code(&asked.first).or_else(|| {
-            asked
-                .reminded
-                .and_then(|(_, text)| crate::llm::extract_code(&text))
-        });
+        let second = asked.reminded.map(|(_, text)| text);
+        let code = crate::llm::extract_code(&asked.first)
+            .or_else(|| second.as_deref().and_then(crate::llm::extract_code));
+        let checks = checks::from_reply(&asked.first)
+            .or_else(|| second.as_deref().and_then(checks::from_reply));
         Ok(Answer {
             code,
+            checks,
             usage: asked.usage,
             llm_ms: asked.llm_ms,
         })
@@ -216,6 +223,7 @@ impl Run<'_> {
                 line: *line,
             },
             output: attempt.result.output.text.trim().to_string(),
+            checks: self.checks_text(),
         })?;
         Ok(vec![Message::system(&self.system), Message::user(text)])
     }

@@ -2,6 +2,7 @@
 //! a failed execution or a critique, what to remind the LLM of, and which attempt
 //! is a request's result. The steps in the other files act on them.
 
+use crate::checks::Tally;
 use crate::config::Budget;
 use crate::critique::Verdict;
 use crate::prompts::Want;
@@ -40,17 +41,29 @@ pub fn after_failure(repairs: u32, round: u32, change: bool, budget: Budget) -> 
 }
 
 /// What a critique reply lacks, to ask for once: a verdict, or the rewrite
-/// a mismatch needs while refine rounds are left.
+/// a mismatch (or a MATCH that failing checks overrule) needs while refine
+/// rounds are left.
 pub fn missing_from_critique(
     verdict: Option<Verdict>,
+    overruled: bool,
     has_code: bool,
     round: u32,
     budget: Budget,
 ) -> Option<Want> {
+    let rounds_left = round < budget.max_refines;
     match (verdict, has_code) {
         (None, _) => Some(Want::Verdict),
-        (Some(Verdict::Mismatch), false) if round < budget.max_refines => Some(Want::Code),
+        (Some(Verdict::Match), false) if overruled && rounds_left => Some(Want::Checks),
+        (Some(Verdict::Mismatch), false) if rounds_left => Some(Want::Code),
         _ => None,
+    }
+}
+
+/// The verdict the loop acts on: a MATCH that failing checks overrule is a mismatch.
+pub fn effective_verdict(verdict: Option<Verdict>, overruled: bool) -> Option<Verdict> {
+    match verdict {
+        Some(Verdict::Match) if overruled => Some(Verdict::Mismatch),
+        other => other,
     }
 }
 
@@ -60,13 +73,28 @@ pub fn uses_rewrite(verdict: Option<Verdict>, has_code: bool, round: u32, budget
     verdict == Some(Verdict::Mismatch) && has_code && round < budget.max_refines
 }
 
-/// Why the loop ends after a critique that is not followed by a rewrite.
+/// Why the loop ends after a critique that is not followed by a rewrite;
+/// `overruled`: the tally of the checks that overrule a MATCH.
 pub fn end_after_critique(
     verdict: Option<Verdict>,
+    overruled: Option<Tally>,
     attempt: u32,
     round: u32,
     budget: Budget,
 ) -> String {
+    if let (Some(Verdict::Match), Some(tally)) = (verdict, overruled) {
+        let failing = tally.total - tally.passed;
+        let why = if round >= budget.max_refines {
+            "the refine budget is spent"
+        } else {
+            "no rewrite was given, even when reminded"
+        };
+        return format!(
+            "attempt {attempt} was judged to match, but {failing} of its {} checks fail{}; {why}",
+            tally.total,
+            if failing == 1 { "s" } else { "" }
+        );
+    }
     match verdict {
         Some(Verdict::Match) => format!("attempt {attempt} was judged to match the prompt"),
         Some(Verdict::Mismatch) if round >= budget.max_refines => format!(
@@ -82,25 +110,36 @@ pub fn end_after_critique(
 }
 
 /// A request's result among its attempts (in order): the last one judged to
-/// match, else the last one that built a solid and was rendered (a run
-/// stopped by a signal can end with a solid not looked at yet, which has no
-/// views to show), else none.
+/// match with every check passing, else, of those that built a solid and
+/// were rendered (a run stopped by a signal can end with a solid not looked
+/// at yet, which has no views to show), the one that passes the largest
+/// share of its checks, the last of equals; else none.
 pub fn choose_result<'a>(
     attempts: impl DoubleEndedIterator<Item = &'a AttemptRecord> + Clone,
 ) -> (Option<Choice>, RunOutcome) {
-    let matched = attempts.clone().rev().find(|a| {
-        a.critique
-            .as_ref()
-            .is_some_and(|c| c.verdict == Some(Verdict::Match))
-    });
+    let matched = attempts.clone().rev().find(|a| a.matched());
     if let Some(a) = matched {
         let why = "the last attempt judged to match the prompt";
         return (Some(choice(a, why)), RunOutcome::Match);
     }
-    let executed = attempts
-        .rev()
-        .find(|a| a.executed() && a.timings.render_ms.is_some());
+    let rate = |a: &AttemptRecord| a.checks().map_or(1.0, Tally::rate);
+    let looked_at = attempts.filter(|a| a.executed() && a.timings.render_ms.is_some());
+    let last = looked_at.clone().last().map(|a| a.number);
+    let executed = looked_at.fold(None::<&AttemptRecord>, |best, a| match best {
+        Some(b) if rate(b) > rate(a) => Some(b),
+        _ => Some(a),
+    });
     match executed {
+        Some(a) if Some(a.number) != last => (
+            Some(choice(
+                a,
+                &format!(
+                    "no attempt was judged to match; this one passes the most checks ({})",
+                    a.checks().map(|t| t.to_string()).unwrap_or_default()
+                ),
+            )),
+            RunOutcome::Mismatch,
+        ),
         Some(a) if a.critique.as_ref().and_then(|c| c.verdict).is_some() => (
             Some(choice(
                 a,
@@ -189,6 +228,7 @@ mod tests {
                 output: CapturedOutput::default(),
                 ignored: Vec::new(),
                 parameters: Vec::new(),
+                checks: Vec::new(),
             },
             captions: None,
             critique: verdict.map(|v| CritiqueRecord {
@@ -196,6 +236,7 @@ mod tests {
                 stated: true,
                 feedback: String::new(),
                 rewrite_used: false,
+                overruled: false,
                 usage: Default::default(),
                 llm_ms: 0.0,
             }),
@@ -238,17 +279,17 @@ mod tests {
     fn the_llm_is_reminded_of_a_missing_verdict_or_a_missing_rewrite_only_while_rounds_are_left() {
         let mismatch = Some(Verdict::Mismatch);
         assert_eq!(
-            missing_from_critique(None, true, 0, BUDGET),
+            missing_from_critique(None, false, true, 0, BUDGET),
             Some(Want::Verdict)
         );
         assert_eq!(
-            missing_from_critique(mismatch, false, 0, BUDGET),
+            missing_from_critique(mismatch, false, false, 0, BUDGET),
             Some(Want::Code)
         );
-        assert_eq!(missing_from_critique(mismatch, false, 1, BUDGET), None);
-        assert_eq!(missing_from_critique(mismatch, true, 0, BUDGET), None);
+        assert_eq!(missing_from_critique(mismatch, false, false, 1, BUDGET), None);
+        assert_eq!(missing_from_critique(mismatch, false, true, 0, BUDGET), None);
         assert_eq!(
-            missing_from_critique(Some(Verdict::Match), false, 0, BUDGET),
+            missing_from_critique(Some(Verdict::Match), false, false, 0, BUDGET),
             None
         );
         assert!(uses_rewrite(mismatch, true, 0, BUDGET));
@@ -257,15 +298,77 @@ mod tests {
     }
 
     #[test]
+    fn a_match_with_failing_checks_is_overruled_and_asks_for_a_fix_while_rounds_are_left() {
+        let matched = Some(Verdict::Match);
+        assert_eq!(effective_verdict(matched, true), Some(Verdict::Mismatch));
+        assert_eq!(effective_verdict(matched, false), matched);
+        assert_eq!(
+            missing_from_critique(matched, true, false, 0, BUDGET),
+            Some(Want::Checks)
+        );
+        assert_eq!(missing_from_critique(matched, true, false, 1, BUDGET), None);
+        assert_eq!(missing_from_critique(matched, true, true, 0, BUDGET), None);
+        assert!(uses_rewrite(effective_verdict(matched, true), true, 0, BUDGET));
+        let tally = Tally {
+            passed: 4,
+            total: 5,
+        };
+        assert_eq!(
+            end_after_critique(matched, Some(tally), 2, 1, BUDGET),
+            "attempt 2 was judged to match, but 1 of its 5 checks fails; the refine budget is spent"
+        );
+    }
+
+    fn with_checks(mut attempt: AttemptRecord, passed: usize, total: usize, overruled: bool) -> AttemptRecord {
+        attempt.result.checks = (0..total)
+            .map(|i| crate::checks::CheckResult {
+                call: format!("valid() # {i}"),
+                status: if i < passed {
+                    crate::checks::CheckStatus::Pass
+                } else {
+                    crate::checks::CheckStatus::Fail
+                },
+                measured: String::new(),
+                expected: String::new(),
+                message: String::new(),
+            })
+            .collect();
+        if let Some(c) = attempt.critique.as_mut() {
+            c.overruled = overruled;
+        }
+        attempt
+    }
+
+    #[test]
+    fn an_overruled_match_is_not_the_result_and_the_attempt_passing_most_checks_is() {
+        let mismatch = Some(Verdict::Mismatch);
+        let attempts = [
+            with_checks(attempt(1, true, true, mismatch), 2, 3, false),
+            with_checks(attempt(2, true, true, Some(Verdict::Match)), 1, 3, true),
+        ];
+        let (chosen, outcome) = choose_result(attempts.iter());
+        let chosen = chosen.unwrap();
+        assert_eq!((chosen.attempt, outcome), (1, RunOutcome::Mismatch));
+        assert!(chosen.why.contains("passes the most checks (checks: 2/3)"), "{}", chosen.why);
+
+        let attempts = [
+            with_checks(attempt(1, true, true, mismatch), 2, 3, false),
+            with_checks(attempt(2, true, true, Some(Verdict::Match)), 3, 3, false),
+        ];
+        let (chosen, outcome) = choose_result(attempts.iter());
+        assert_eq!((chosen.unwrap().attempt, outcome), (2, RunOutcome::Match));
+    }
+
+    #[test]
     fn the_loop_ends_with_a_reason_for_each_verdict() {
         assert_eq!(
-            end_after_critique(Some(Verdict::Match), 3, 0, BUDGET),
+            end_after_critique(Some(Verdict::Match), None, 3, 0, BUDGET),
             "attempt 3 was judged to match the prompt"
         );
-        assert!(end_after_critique(Some(Verdict::Mismatch), 3, 1, BUDGET)
+        assert!(end_after_critique(Some(Verdict::Mismatch), None, 3, 1, BUDGET)
             .starts_with("refine budget spent (1 round)"));
-        assert!(end_after_critique(Some(Verdict::Mismatch), 3, 0, BUDGET).contains("no rewrite"));
-        assert!(end_after_critique(None, 3, 0, BUDGET).contains("no verdict"));
+        assert!(end_after_critique(Some(Verdict::Mismatch), None, 3, 0, BUDGET).contains("no rewrite"));
+        assert!(end_after_critique(None, None, 3, 0, BUDGET).contains("no verdict"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Run<'_> {
                 dir: dir.clone(),
                 timeout: None,
                 inputs: Vec::new(),
+                checks: self.checks_now(),
             })
             .await?;
         let report = output.report;

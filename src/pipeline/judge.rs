@@ -1,6 +1,9 @@
 //! The critique: the LLM compares the attempt (captions, geometry facts,
-//! code) with what was asked, gives a verdict and maybe a rewrite.
+//! checks, code) with what was asked, gives a verdict and maybe a rewrite or
+//! a reasoned change of the checks. A MATCH with a failing check is
+//! overruled: the attempt cannot be the run's match.
 
+use crate::checks::{self, Tally};
 use crate::critique::{self, Verdict};
 use crate::llm::Message;
 use crate::prompts::{self, RefineContext, ViewCaption, Want};
@@ -10,7 +13,7 @@ use super::decide;
 use super::{write_file, Execute, PipelineError, Run, Step, Stop};
 
 impl Run<'_> {
-    /// The critique request: what was asked, the attempt's facts, captions and code.
+    /// The critique request: what was asked, the attempt's facts, checks, captions and code.
     fn critique_messages(&self, number: u32, round: u32) -> Result<Vec<Message>, PipelineError> {
         let attempt = &self.record.attempts[number as usize - 1];
         let mut facts = attempt
@@ -36,27 +39,42 @@ impl Run<'_> {
             captions,
             numbered_code: prompts::number_lines(&attempt.code),
             last_round: round >= self.budget().max_refines,
+            checks: self.checks_context(number),
         })?;
         Ok(vec![Message::system(&self.system), Message::user(text)])
+    }
+
+    fn tally(&self, number: u32) -> Tally {
+        Tally::of(&self.record.attempts[number as usize - 1].result.checks)
     }
 
     /// The critique of an attempt, and what the loop does next.
     pub(super) async fn judge(&mut self, number: u32, round: u32) -> Result<Step, Stop> {
         let budget = self.budget();
         let messages = self.critique_messages(number, round)?;
+        let failing = !self.tally(number).all_pass();
+        let checks_on = self.engine.checks;
         let lacking = |reply: &str| {
             let c = critique::read_critique(reply);
-            decide::missing_from_critique(c.verdict, c.code.is_some(), round, budget)
+            let changes_checks = checks_on && checks::change_reason(reply).is_some();
+            let overruled = c.verdict == Some(Verdict::Match) && failing && !changes_checks;
+            decide::missing_from_critique(c.verdict, overruled, c.code.is_some(), round, budget)
         };
+        let failures = checks::describe_failures(&self.record.attempts[number as usize - 1].result.checks);
         let answer = self
-            .ask_with_reminder(messages, "refine", number, lacking)
+            .ask_with_reminder(messages, "refine", number, lacking, &failures)
             .await?;
+        let mut replies = vec![answer.first.clone()];
         let mut critique = critique::read_critique(&answer.first);
         critique = match answer.reminded {
             None => critique,
-            Some((Want::Verdict, again)) => critique::read_critique(&again),
+            Some((Want::Verdict, again)) => {
+                replies.push(again.clone());
+                critique::read_critique(&again)
+            }
             // Asked for the rewrite only: the first reply's verdict stands.
-            Some((Want::Code, again)) => {
+            Some((Want::Code | Want::Checks, again)) => {
+                replies.push(again.clone());
                 let second = critique::read_critique(&again);
                 critique::Critique {
                     code: second.code,
@@ -70,17 +88,27 @@ impl Run<'_> {
             }
         };
         let (usage, llm_ms) = (answer.usage, answer.llm_ms);
+        if checks_on {
+            self.change_checks(number, &replies).await?;
+        }
+        let overruled = critique.verdict == Some(Verdict::Match) && !self.tally(number).all_pass();
+        let verdict = decide::effective_verdict(critique.verdict, overruled);
         let rewrite = critique
             .code
             .clone()
-            .filter(|_| decide::uses_rewrite(critique.verdict, true, round, budget));
+            .filter(|_| decide::uses_rewrite(verdict, true, round, budget));
         let feedback_file = self.attempt_dir(number).join("feedback.md");
-        write_file(&feedback_file, feedback_markdown(&critique).as_bytes())?;
+        write_file(
+            &feedback_file,
+            feedback_markdown(&critique, overruled.then_some(self.tally(number))).as_bytes(),
+        )?;
         tracing::info!(
             attempt = number,
             verdict = critique.verdict.map_or("none", Verdict::as_str),
+            overruled,
             "critique"
         );
+        let tally = self.tally(number);
         let attempt = self.attempt_mut(number);
         attempt.timings.critique_ms = Some(llm_ms);
         attempt.critique = Some(CritiqueRecord {
@@ -88,6 +116,7 @@ impl Run<'_> {
             stated: critique.stated,
             feedback: critique.feedback.clone(),
             rewrite_used: rewrite.is_some(),
+            overruled,
             usage,
             llm_ms,
         });
@@ -103,14 +132,64 @@ impl Run<'_> {
                 llm_ms,
             }),
             None => Step::Finish {
-                reason: decide::end_after_critique(critique.verdict, number, round, budget),
+                reason: decide::end_after_critique(
+                    critique.verdict,
+                    overruled.then_some(tally),
+                    number,
+                    round,
+                    budget,
+                ),
             },
         })
     }
+
+    /// Takes a change of the checks from the critique's replies (the last
+    /// that gives a ```checks block with `CHECKS CHANGED: reason`), records
+    /// it and checks attempt `number` again. A block without a reason, or
+    /// one that cannot be read, is recorded as refused and changes nothing.
+    async fn change_checks(&mut self, number: u32, replies: &[String]) -> Result<(), Stop> {
+        let Some((reply, block)) = replies
+            .iter()
+            .rev()
+            .find_map(|r| checks::from_reply(r).map(|b| (r, b)))
+        else {
+            return Ok(());
+        };
+        let reason = checks::change_reason(reply);
+        let refused = match (&block, &reason) {
+            (Ok(_), Some(_)) => None,
+            (Err(err), _) => Some(err.to_string()),
+            (Ok(_), None) => Some(
+                "the new checks came without a `CHECKS CHANGED: <why>` line, so the earlier ones stay".into(),
+            ),
+        };
+        match refused {
+            None => {
+                tracing::info!(attempt = number, reason = reason.as_deref().unwrap_or(""), "the checks were changed");
+                self.record_checks(number, Some(block), reason);
+                self.recheck(number).await
+            }
+            Some(why) => {
+                let written = match block {
+                    Ok(checks) => checks.source,
+                    Err(err) => err.written,
+                };
+                self.current().checks.push(crate::report::ChecksRecord {
+                    attempt: number,
+                    source: written,
+                    calls: Vec::new(),
+                    reason,
+                    error: Some(why),
+                });
+                Ok(())
+            }
+        }
+    }
 }
 
-/// The critique as `feedback.md`.
-fn feedback_markdown(critique: &critique::Critique) -> String {
+/// The critique as `feedback.md`; `overruled`: the failing checks' tally
+/// when they overrule a MATCH.
+fn feedback_markdown(critique: &critique::Critique, overruled: Option<Tally>) -> String {
     let verdict = match (critique.verdict, critique.stated) {
         (Some(v), true) => v.as_str().to_uppercase(),
         (Some(v), false) => format!(
@@ -120,6 +199,11 @@ fn feedback_markdown(critique: &critique::Critique) -> String {
         (None, _) => "none given".to_string(),
     };
     let mut text = format!("# Critique\n\nVerdict: {verdict}\n");
+    if let Some(tally) = overruled {
+        text.push_str(&format!(
+            "\nOverruled by the checks ({tally}): an attempt with a failing check is not a match.\n"
+        ));
+    }
     if !critique.feedback.is_empty() {
         text.push('\n');
         text.push_str(&critique.feedback);

@@ -21,6 +21,7 @@
 //! (the result); `decide` holds the decisions between them as pure functions.
 
 mod ask;
+mod check;
 mod decide;
 mod execute;
 mod finish;
@@ -64,6 +65,9 @@ pub struct EngineSettings {
     pub render: RenderSettings,
     /// `None`: the critique sees the geometry facts only.
     pub captioner: Option<CaptionSettings>,
+    /// Whether the LLM writes checks with each request's first script and
+    /// every attempt runs them (`--checks`).
+    pub checks: bool,
 }
 
 /// Everything a run needs, built once by [`Engine::start`] and shared by the
@@ -77,6 +81,8 @@ pub struct Engine {
     render: RenderSettings,
     font: Arc<ab_glyph::FontVec>,
     budget: Budget,
+    /// Whether requests get checks ([`EngineSettings::checks`]).
+    checks: bool,
     /// Modules the system prompt tells the LLM it may import.
     allowed_modules: Vec<String>,
     /// One render at a time, first come first served. A render already uses
@@ -140,6 +146,7 @@ impl Engine {
             exec_timeout_secs: executor.timeout.as_secs_f64(),
             memory_limit_mib: executor.memory_limit_mib,
             prompts: settings.prompts.origins().to_vec(),
+            checks: settings.checks,
         };
         let engine = Engine {
             llm,
@@ -149,6 +156,7 @@ impl Engine {
             render: settings.render,
             font: Arc::new(font),
             budget: settings.budget,
+            checks: settings.checks,
             allowed_modules: executor.allowed_imports.clone(),
             render_gate: tokio::sync::Semaphore::new(1),
             interrupt,
@@ -471,6 +479,9 @@ impl Run<'_> {
             .ask_code(ask.messages, stage, number)
             .instrument(tracing::info_span!("llm", attempt = number, stage))
             .await?;
+        if matches!(ask.stage, Stage::Generate | Stage::Edit) && self.engine.checks {
+            self.record_checks(number, answer.checks.clone(), None);
+        }
         Ok(match answer.code {
             Some(code) => Step::Execute(Execute {
                 changes: Vec::new(),

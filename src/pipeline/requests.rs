@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::llm::Usage;
 use crate::prompts::SystemContext;
 use crate::report::{
-    CritiqueBasis, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
+    ChecksRecord, CritiqueBasis, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
     RunTimings, Stage, RUN_FORMAT,
 };
 use crate::run::RunDir;
@@ -121,6 +121,14 @@ impl Engine {
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
+        // The checks of the request the starting attempt served run again on the new values.
+        let served = record.attempts[tweak.from as usize - 1].request;
+        let carried = record.requests[served as usize - 1]
+            .checks
+            .iter()
+            .rev()
+            .find(|c| c.error.is_none())
+            .cloned();
         let text = tweak
             .changes
             .iter()
@@ -134,6 +142,15 @@ impl Engine {
             Some(tweak.from),
             settings.clone(),
         );
+        if let Some(checks) = carried {
+            let next = record.attempts.len() as u32 + 1;
+            let last = record.requests.last_mut().expect("just added");
+            last.checks.push(ChecksRecord {
+                attempt: next,
+                reason: Some(format!("the checks of request {served}, run again on the new values")),
+                ..checks
+            });
+        }
         // The run keeps naming the LLM that wrote its code.
         let llm = record.settings.llm.take();
         record.settings = RunSettings {
@@ -168,6 +185,7 @@ impl Engine {
     ) -> Result<Run<'a>, PipelineError> {
         let system = self.prompts.system(&SystemContext {
             allowed_modules: self.allowed_modules.clone(),
+            checks: self.checks,
         })?;
         let mut run = Run {
             engine: self,
@@ -207,5 +225,6 @@ fn add_request(
         usage: Usage::default(),
         llm_calls: 0,
         total_ms: 0.0,
+        checks: Vec::new(),
     });
 }

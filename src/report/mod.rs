@@ -88,6 +88,39 @@ pub struct RequestRecord {
     pub usage: Usage,
     pub llm_calls: u32,
     pub total_ms: f64,
+    /// The request's checks as written, then each change of them, in order;
+    /// the last is the one in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<ChecksRecord>,
+}
+
+/// A request's checks as written with its first script, or as changed after
+/// a critique (with the LLM's reason), or carried over by a tweak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChecksRecord {
+    /// The attempt whose LLM reply wrote them (or, for a tweak, its attempt).
+    pub attempt: u32,
+    /// The list as written; empty when the reply had none that could be read.
+    pub source: String,
+    pub calls: Vec<crate::checks::CheckCall>,
+    /// Why the checks were changed (or where a tweak's came from); `None` for
+    /// the request's first checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why the reply's checks could not be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// The checks in force: the last ones that could be read.
+    pub fn checks_in_force(&self) -> &[crate::checks::CheckCall] {
+        self.checks
+            .iter()
+            .rev()
+            .find(|c| c.error.is_none())
+            .map_or(&[], |c| c.calls.as_slice())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +201,9 @@ pub struct RunSettings {
     pub memory_limit_mib: u64,
     /// Where each prompt template came from ("built-in" or a path).
     pub prompts: Vec<(String, String)>,
+    /// Whether the LLM wrote checks and every attempt ran them (`--checks`).
+    #[serde(default)]
+    pub checks: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +276,19 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// Passed and total checks, when the attempt ran any.
+    pub fn checks(&self) -> Option<crate::checks::Tally> {
+        let results = &self.result.checks;
+        (!results.is_empty()).then(|| crate::checks::Tally::of(results))
+    }
+
+    /// Whether the LLM judged this attempt a match and no check overruled it.
+    pub fn matched(&self) -> bool {
+        self.critique
+            .as_ref()
+            .is_some_and(|c| c.verdict == Some(Verdict::Match) && !c.overruled)
+    }
+
     pub fn executed(&self) -> bool {
         self.result.is_ok()
     }
@@ -261,6 +310,9 @@ pub struct CritiqueRecord {
     pub feedback: String,
     /// Whether the rewrite ran (it does not after a MATCH or when the budget is spent).
     pub rewrite_used: bool,
+    /// The verdict was MATCH but checks failed, so the attempt cannot be the match.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overruled: bool,
     pub usage: Usage,
     pub llm_ms: f64,
 }
@@ -329,6 +381,9 @@ pub struct RunSummary {
     /// The result's parameters (the named numbers `cadloop tweak` changes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<crate::params::Parameter>,
+    /// The result's checks passed and run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::checks::Tally>,
 }
 
 impl RunSummary {
@@ -378,16 +433,22 @@ impl RunSummary {
             parameters: chosen
                 .map(|a| a.result.parameters.clone())
                 .unwrap_or_default(),
+            checks: chosen.and_then(AttemptRecord::checks),
         }
     }
 
     /// The summary as `generate` prints it.
     pub fn text(&self, record: &RunRecord) -> String {
         let mut text = String::new();
-        let change = if self.request > 1 {
-            format!(" (change {})", self.request - 1)
-        } else {
+        let notes: Vec<String> = (self.request > 1)
+            .then(|| format!("change {}", self.request - 1))
+            .into_iter()
+            .chain(self.checks.map(|t| t.to_string()))
+            .collect();
+        let change = if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
         };
         let _ = writeln!(
             text,
@@ -417,6 +478,14 @@ impl RunSummary {
                         facts.solids,
                         if facts.solids == 1 { "" } else { "s" }
                     );
+                }
+                let chosen = &record.attempts[n as usize - 1];
+                if let Some(tally) = chosen.checks() {
+                    let failing = crate::checks::describe_failures(&chosen.result.checks);
+                    let _ = writeln!(text, "  checks      {} of {} pass", tally.passed, tally.total);
+                    for line in failing.lines() {
+                        let _ = writeln!(text, "              {}", line.trim_start_matches("- "));
+                    }
                 }
             }
             _ => {

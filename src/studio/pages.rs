@@ -286,6 +286,7 @@ mod tests {
                 exec_timeout_secs: 60.0,
                 memory_limit_mib: 4096,
                 prompts: Vec::new(),
+                checks: true,
             },
         )
         .unwrap();

@@ -100,6 +100,7 @@ fn main() {
                         dir,
                         timeout: None,
                         inputs: Vec::new(),
+                        checks: Vec::new(),
                     })
                     .await
                     .unwrap();

@@ -54,6 +54,7 @@ pub async fn run_with_timeout(
             dir: dir.path().to_path_buf(),
             timeout,
             inputs: Vec::new(),
+            checks: Vec::new(),
         })
         .await
         .expect("the executor itself works");

@@ -54,6 +54,7 @@ pub fn step_volume(step: &Path) -> f64 {
                 dir: scratch.path().to_path_buf(),
                 timeout: None,
                 inputs: vec![step.to_path_buf()],
+                checks: Vec::new(),
             })
             .await
             .unwrap();

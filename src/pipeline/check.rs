@@ -1,0 +1,128 @@
+//! The request's checks in the loop: recorded as the LLM wrote them with the
+//! request's first script, sent with every job, shown in the prompts, and,
+//! when a critique argues that one misreads the request, changed with the
+//! reason and run again on the attempt it judged.
+
+use crate::checks::{self, CheckCall, Checks, ChecksError};
+use crate::executor::Job;
+use crate::prompts::ChecksContext;
+use crate::report::ChecksRecord;
+
+use super::{write_json, PipelineError, Run, Stop};
+
+/// The folder, inside an attempt's, where its code runs again for new checks.
+const RECHECK_DIR: &str = "recheck";
+
+impl Run<'_> {
+    /// Records the checks a reply carried (`None`: it had none) for the
+    /// current request; `reason`: why they replace the earlier ones.
+    pub(super) fn record_checks(
+        &mut self,
+        attempt: u32,
+        checks: Option<Result<Checks, ChecksError>>,
+        reason: Option<String>,
+    ) {
+        let record = match checks {
+            Some(Ok(checks)) => ChecksRecord {
+                attempt,
+                source: checks.source,
+                calls: checks.calls,
+                reason,
+                error: None,
+            },
+            Some(Err(err)) => ChecksRecord {
+                attempt,
+                source: err.written.clone(),
+                calls: Vec::new(),
+                reason,
+                error: Some(err.to_string()),
+            },
+            None => ChecksRecord {
+                attempt,
+                source: String::new(),
+                calls: Vec::new(),
+                reason,
+                error: Some("the reply gave no ```checks block".into()),
+            },
+        };
+        if let Some(error) = &record.error {
+            tracing::warn!(attempt, %error, "no checks from this reply");
+        }
+        self.current().checks.push(record);
+    }
+
+    /// The checks every job of the current request runs.
+    pub(super) fn checks_now(&self) -> Vec<CheckCall> {
+        self.record.requests[self.request as usize - 1]
+            .checks_in_force()
+            .to_vec()
+    }
+
+    /// The checks in force as the prompts list them; empty when none.
+    pub(super) fn checks_text(&self) -> String {
+        let calls = self.checks_now();
+        if calls.is_empty() {
+            return String::new();
+        }
+        Checks {
+            source: String::new(),
+            calls,
+        }
+        .describe()
+    }
+
+    /// What the critique of attempt `number` is told of the checks.
+    pub(super) fn checks_context(&self, number: u32) -> ChecksContext {
+        let attempt = &self.record.attempts[number as usize - 1];
+        let request = &self.record.requests[self.request as usize - 1];
+        let tally = checks::Tally::of(&attempt.result.checks);
+        let problem = match request.checks.last() {
+            Some(last) if last.error.is_some() && request.checks_in_force().is_empty() => {
+                last.error.clone().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        ChecksContext {
+            on: self.engine.checks,
+            passed: tally.passed,
+            total: tally.total,
+            failures: checks::describe_failures(&attempt.result.checks),
+            problem,
+        }
+    }
+
+    /// Runs attempt `number`'s code again with the checks now in force and
+    /// replaces its check results (after the LLM changed the checks).
+    pub(super) async fn recheck(&mut self, number: u32) -> Result<(), Stop> {
+        let dir = self.attempt_dir(number);
+        let scratch = dir.join(RECHECK_DIR);
+        let output = self
+            .engine
+            .pool
+            .run(Job {
+                code: self.record.attempts[number as usize - 1].code.clone(),
+                dir: scratch.clone(),
+                timeout: None,
+                inputs: Vec::new(),
+                checks: self.checks_now(),
+            })
+            .await?;
+        std::fs::remove_dir_all(&scratch).map_err(|source| PipelineError::Write {
+            path: scratch.clone(),
+            source,
+        })?;
+        if !output.report.is_ok() {
+            tracing::warn!(
+                attempt = number,
+                "the code did not build again for the new checks; its results stay as they were"
+            );
+            return Ok(());
+        }
+        let attempt = self.attempt_mut(number);
+        attempt.result.checks = output.report.checks;
+        attempt.result.timings.checks_ms = output.report.timings.checks_ms;
+        let result = attempt.result.clone();
+        write_json(&dir.join("result.json"), &result)?;
+        Ok(())
+    }
+}
