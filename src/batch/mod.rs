@@ -33,7 +33,7 @@ pub use input::{
 };
 pub use log::{finished_ids, read_results, results_file, ResultRecord, ResultsLog};
 pub use runner::{run, Batch, BatchOutcome, Progress};
-pub use summary::{index, summarize, Summary};
+pub use summary::{checks_line, index, summarize, Summary};
 
 /// The results log of a whole (unsharded) batch.
 pub const RESULTS_FILE: &str = "results.jsonl";

@@ -23,6 +23,12 @@ pub struct Summary {
     pub mean_tokens: f64,
     pub total_seconds: f64,
     pub mean_seconds: f64,
+    /// Items whose result ran checks, the mean share of checks they passed,
+    /// and how many passed all.
+    pub with_checks: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks_pass_rate: Option<f64>,
+    pub all_checks_pass: usize,
     /// Records of an id seen in more than one log (the first is counted).
     pub duplicates: usize,
     pub logs: Vec<String>,
@@ -68,6 +74,7 @@ pub fn index(out: &Path, summary: &Summary) -> Result<index::Index, BatchError> 
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            checks_line(summary),
             format!(
                 "per item {:.2} attempts, {:.0} tokens, {:.1} s · from {}",
                 summary.mean_attempts,
@@ -79,6 +86,19 @@ pub fn index(out: &Path, summary: &Summary) -> Result<index::Index, BatchError> 
         metrics: Vec::new(),
         rows,
     })
+}
+
+/// The checks in one line: how many results ran them and passed them.
+pub fn checks_line(summary: &Summary) -> String {
+    match summary.checks_pass_rate {
+        Some(rate) => format!(
+            "{} results ran checks: {:.1} % of checks passed, {} passed all",
+            summary.with_checks,
+            rate * 100.0,
+            summary.all_checks_pass
+        ),
+        None => "no result ran checks".into(),
+    }
 }
 
 /// Merges every results log in `out`.
@@ -113,6 +133,7 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
         .count();
     let total_tokens: u64 = unique.iter().map(|r| r.summary.tokens.total_tokens).sum();
     let total_seconds: f64 = unique.iter().map(|r| r.summary.seconds).sum();
+    let checked: Vec<crate::checks::Tally> = unique.iter().filter_map(|r| r.summary.checks).collect();
     Ok(Summary {
         items: n,
         with_model,
@@ -129,6 +150,10 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
         mean_tokens: mean(&|r| r.summary.tokens.total_tokens as f64),
         total_seconds,
         mean_seconds: mean(&|r| r.summary.seconds),
+        with_checks: checked.len(),
+        checks_pass_rate: (!checked.is_empty())
+            .then(|| checked.iter().map(|t| t.rate()).sum::<f64>() / checked.len() as f64),
+        all_checks_pass: checked.iter().filter(|t| t.all_pass()).count(),
         duplicates,
         logs: logs
             .iter()

@@ -245,6 +245,11 @@ fn batch_summary(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
     writeln!(stdout, "  outcomes    {}", outcomes.join(", "))?;
     writeln!(
         stdout,
+        "  checks      {}",
+        crate::batch::checks_line(&summary)
+    )?;
+    writeln!(
+        stdout,
         "  per item    {:.2} attempts, {:.2} repairs, {:.2} refines, {:.0} tokens, {:.1} s",
         summary.mean_attempts,
         summary.mean_repairs,

@@ -84,6 +84,29 @@ struct Page {
     downloads: Vec<Download>,
     attempts: Vec<AttemptView>,
     footer: Vec<String>,
+    /// The result's checks, e.g. "checks: 5/5", and whether all pass.
+    checks: Option<String>,
+    checks_pass: bool,
+    /// Every request's checks as written and changed.
+    checks_written: Vec<ChecksView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChecksView {
+    request: u32,
+    attempt: u32,
+    source: String,
+    reason: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckView {
+    status: &'static str,
+    call: String,
+    measured: String,
+    expected: String,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,6 +172,8 @@ struct AttemptView {
     /// A tweak's changes, e.g. "LENGTH 40 → 45".
     changes: Vec<String>,
     parameters: Vec<ParameterView>,
+    checks: Vec<CheckView>,
+    checks_tally: String,
     diff: Option<Vec<DiffLine>>,
     code: Vec<String>,
 }
@@ -191,6 +216,7 @@ struct CaptionView {
 struct CritiqueView {
     verdict: String,
     note: Option<&'static str>,
+    overruled: bool,
     feedback: String,
 }
 
@@ -266,6 +292,25 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
         downloads: downloads(dir),
         attempts,
         footer: run_footer(record),
+        checks: chosen_attempt
+            .and_then(AttemptRecord::checks)
+            .map(|t| t.to_string()),
+        checks_pass: chosen_attempt
+            .and_then(AttemptRecord::checks)
+            .is_some_and(|t| t.all_pass()),
+        checks_written: record
+            .requests
+            .iter()
+            .flat_map(|r| {
+                r.checks.iter().map(|c| ChecksView {
+                    request: r.number,
+                    attempt: c.attempt,
+                    source: c.source.trim_end().to_string(),
+                    reason: c.reason.clone(),
+                    error: c.error.clone(),
+                })
+            })
+            .collect(),
     };
     fill("page.html", page)
 }
@@ -359,6 +404,9 @@ pub fn exec_page(
             "Written by cadloop {} · the result is in result.json",
             env!("CARGO_PKG_VERSION")
         )],
+        checks: None,
+        checks_pass: false,
+        checks_written: Vec::new(),
     };
     fill("page.html", page)
 }
@@ -433,6 +481,7 @@ fn attempt_view(
                 (Some(_), false) => Some("no verdict line; inferred from the rewrite"),
                 _ => None,
             },
+            overruled: c.overruled,
             feedback: c.feedback.clone(),
         }),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
@@ -449,6 +498,19 @@ fn attempt_view(
                 changed: a.changes.iter().any(|c| c.name == p.name),
             })
             .collect(),
+        checks: a
+            .result
+            .checks
+            .iter()
+            .map(|c| CheckView {
+                status: c.status.as_str(),
+                call: c.call.clone(),
+                measured: c.measured.clone(),
+                expected: c.expected.clone(),
+                message: c.message.clone(),
+            })
+            .collect(),
+        checks_tally: a.checks().map(|t| t.to_string()).unwrap_or_default(),
         diff: parent_code.map(|old| diff_lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
     }
