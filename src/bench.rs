@@ -518,6 +518,15 @@ pub fn index(out: &Path, report: &BenchReport, cases: &[Case]) -> index::Index {
             "median PCD {pcd:.4} · mean IoU {iou:.4} · the full tables are in bench.md"
         ));
     }
+    if let Some(rate) = t.checks_pass_rate {
+        summary.push(format!(
+            "checks: {:.1} % passed over {} results · {} MATCH verdicts, {:.1} % of them with failing checks",
+            rate * 100.0,
+            t.cases_with_checks,
+            t.match_verdicts,
+            t.overruled_match_rate.unwrap_or(0.0) * 100.0
+        ));
+    }
     index::Index {
         kind: "cadloop bench".into(),
         title: report.dataset.clone(),

@@ -134,6 +134,10 @@ pub struct ExecArgs {
     /// Width and height of each rendered view, in pixels [default: 384].
     #[arg(long, value_name = "PX")]
     pub size: Option<u32>,
+    /// A file of checks (`CHECKS = [bbox(40, 20, 10), ...]`, the library the
+    /// loop uses) to run on the solid the script builds.
+    #[arg(long, value_name = "FILE")]
+    pub checks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -216,3 +216,46 @@ async fn code_that_tampers_with_the_check_library_cannot_make_its_checks_pass() 
     assert!(output.report.checks.is_empty());
     pool.shutdown().await;
 }
+
+#[test]
+fn exec_runs_a_checks_file_and_refuses_a_bad_one_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cube.py"), CUBE_10).unwrap();
+    std::fs::write(
+        dir.path().join("checks.txt"),
+        "CHECKS = [\n    bbox(30, 30, 30),\n    holes(12, through=True),\n]\n",
+    )
+    .unwrap();
+    let out = common::cadloop(
+        dir.path(),
+        &["exec", "cube.py", "--out", "o", "--checks", "checks.txt"],
+    );
+    common::assert_exit(&out, 0);
+    let stdout = common::text(&out.stdout);
+    assert!(stdout.contains("  checks: 1/2"), "{stdout}");
+    assert!(
+        stdout.contains("fail  holes(12, through=True): 0 hole(s) match"),
+        "{stdout}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("o/result.json")).unwrap()).unwrap();
+    assert_eq!(result["checks"][0]["status"], "pass");
+    assert!(result["timings"]["checks_ms"].as_f64().is_some());
+
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "CHECKS = [\n    bbox(30, 30, 30),\n    import_module('os'),\n]\n",
+    )
+    .unwrap();
+    let out = common::cadloop(
+        dir.path(),
+        &["exec", "cube.py", "--out", "o2", "--checks", "bad.txt"],
+    );
+    common::assert_exit(&out, 2);
+    let stderr = common::text(&out.stderr);
+    assert!(
+        stderr.contains("bad.txt, line 3: `import_module` is not a check"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("o2").exists(), "nothing is written");
+}

@@ -322,9 +322,13 @@ fn follow(studio: &Studio, id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// An endpoint that writes `code`, and `changed` when asked to make the hole
-/// 8 mm, and accepts every part; it answers after 400 ms, so the stages can
-/// be seen as they pass.
+/// The checks `part_writer` writes with its first script.
+const CHECKS: &str = "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
+
+/// An endpoint that writes `code` (after the checks of a 40 × 20 × 10 block
+/// with a 6 mm hole), and `changed` when asked to make the hole 8 mm, and
+/// accepts every part; it answers after 400 ms, so the stages can be seen as
+/// they pass.
 fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
     ScriptedLlm::responding(Duration::from_millis(400), move |seen| {
         let ask = seen.last_user();
@@ -333,7 +337,7 @@ fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
         } else if ask.contains("make the hole 8 mm") {
             Scripted::Reply(fenced(&changed))
         } else {
-            Scripted::Reply(fenced(code))
+            Scripted::Reply(format!("{CHECKS}\n{}", fenced(code)))
         }
     })
 }
@@ -586,6 +590,17 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     )
     .await;
     until(&client, "document.getElementById('fact-size') !== null").await;
+    // The result's checks are listed; the history counts them.
+    until(
+        &client,
+        "document.querySelectorAll('#checks li.pass').length === 2",
+    )
+    .await;
+    until(
+        &client,
+        "document.getElementById('history').textContent.includes('checks: 2/2')",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The model is in the viewer, and a standard view turns it.
@@ -636,6 +651,16 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
         "document.getElementById('history').textContent.includes('tweak')",
     )
     .await;
+    // The tweak ran the checks again: the block is no longer 40 mm long.
+    let failing = until(
+        &client,
+        "(document.querySelector('#checks li.fail') || {}).textContent || false",
+    )
+    .await;
+    assert!(
+        failing.as_str().unwrap().contains("bounding box X = 55 mm, expected 40"),
+        "{failing}"
+    );
 
     // A change in words through the change box.
     client

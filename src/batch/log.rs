@@ -222,4 +222,34 @@ mod tests {
             (2, 2, 4)
         );
     }
+
+    #[test]
+    fn the_summary_gives_the_share_of_checks_passed_over_the_items_that_ran_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |id: &str, checks: serde_json::Value| ResultRecord {
+            id: id.into(),
+            line: 1,
+            shard: None,
+            summary: serde_json::from_value(serde_json::json!({
+                "out": format!("items/{id}"), "outcome": "mismatch", "stop_reason": "", "attempts": 1,
+                "repairs": 0, "refines": 0, "final_attempt": 1, "verdict": null, "files": [],
+                "seconds": 1.0, "llm_calls": 1, "tokens": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                "checks": checks
+            }))
+            .unwrap(),
+            extra: Default::default(),
+        };
+        let mut log = ResultsLog::open(dir.path(), None).unwrap();
+        log.append(&record("a", serde_json::json!({"passed": 2, "total": 2}))).unwrap();
+        log.append(&record("b", serde_json::json!({"passed": 1, "total": 4}))).unwrap();
+        log.append(&record("c", serde_json::Value::Null)).unwrap();
+        drop(log);
+        let summary = summarize(dir.path()).unwrap();
+        assert_eq!((summary.with_checks, summary.all_checks_pass), (2, 1));
+        assert_eq!(summary.checks_pass_rate, Some(0.625));
+        assert_eq!(
+            crate::batch::checks_line(&summary),
+            "2 results ran checks: 62.5 % of checks passed, 1 passed all"
+        );
+    }
 }

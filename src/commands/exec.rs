@@ -18,6 +18,10 @@ use super::{check_out_dir, create_out_dir, read_script, write_json_atomically, E
 /// `cadloop exec SCRIPT --out DIR`.
 pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
     let code = read_script(&args.script)?;
+    let checks = match &args.checks {
+        Some(path) => read_checks(path)?,
+        None => Vec::new(),
+    };
     let settings = Settings::read(global)?.exec(&args.limits, args.size, Some(1))?;
     let font = render::load_font()?;
     check_out_dir(&args.out)?;
@@ -32,7 +36,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
             dir: out.clone(),
             timeout: None,
             inputs: Vec::new(),
-            checks: Vec::new(),
+            checks,
         })
         .await?;
     pool.shutdown().await;
@@ -63,6 +67,24 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
     })
 }
 
+/// The checks in `path`, read; a file that cannot be read or parsed is a
+/// usage error naming the file and line.
+fn read_checks(path: &Path) -> anyhow::Result<Vec<crate::checks::CheckCall>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the checks file {}", path.display()))?;
+    crate::checks::Checks::parse(&text)
+        .map(|checks| checks.calls)
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "{}, line {}: {}; write the checks as `CHECKS = [bbox(40, 20, 10), ...]` \
+                 with the functions the README lists",
+                path.display(),
+                err.line,
+                err.message
+            )
+        })
+}
+
 /// Removes views left by an earlier run in the same folder, so they never
 /// describe a different part than result.json.
 fn remove_views(out: &Path) -> anyhow::Result<()> {
@@ -90,6 +112,19 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
                 out.display()
             );
             write_facts(&mut text, facts);
+            if !report.checks.is_empty() {
+                let tally = crate::checks::Tally::of(&report.checks);
+                let _ = writeln!(text, "  {tally}");
+                for check in &report.checks {
+                    let _ = writeln!(
+                        text,
+                        "    {:<5} {}: {}",
+                        check.status.as_str(),
+                        check.call,
+                        check.message
+                    );
+                }
+            }
         }
         Outcome::Error {
             kind,

@@ -227,6 +227,8 @@ pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
                 "stage": a.stage.as_str(),
                 "error": error,
                 "verdict": a.critique.as_ref().and_then(|c| c.verdict).map(|v| v.as_str()),
+                "overruled": a.critique.as_ref().is_some_and(|c| c.overruled),
+                "checks": a.checks().map(|t| t.to_string()),
                 "captions": a.captions.iter().flatten().map(|c| format!("{}: {}", c.view, c.text)).collect::<Vec<_>>(),
                 "changes": a.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
@@ -249,6 +251,7 @@ pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
         "result": chosen.map(|a| a.number),
         "facts": facts,
         "parameters": parameters,
+        "checks": chosen.map_or(&[][..], |a| &a.result.checks[..]),
         "model": chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
         "sheet": chosen.map(|a| format!("/runs/{id}/files/{}/sheet.png", a.dir)),
         "report": format!("/runs/{id}/files/report.html"),

@@ -115,6 +115,31 @@ function showFacts() {
     cell.className = "num";
     cell.id = "fact-" + name;
   }
+  showChecks();
+}
+
+// The result's checks: each with its status; a failing one with what was measured.
+function showChecks() {
+  const list = document.getElementById("checks");
+  if (!list || !state.checks || !state.checks.length) return;
+  list.replaceChildren();
+  for (const c of state.checks) {
+    const item = document.createElement("li");
+    item.className = c.status;
+    const tag = document.createElement("span");
+    tag.className = `tag ${c.status}`;
+    tag.textContent = c.status;
+    const call = document.createElement("code");
+    call.textContent = c.call;
+    item.append(tag, " ", call);
+    if (c.status !== "pass") {
+      const why = document.createElement("div");
+      why.className = "meta";
+      why.textContent = c.message;
+      item.appendChild(why);
+    }
+    list.appendChild(item);
+  }
 }
 
 let pending = null;
@@ -217,7 +242,8 @@ function showState() {
     const parts = [a.stage];
     if (a.changes.length) parts.push(a.changes.join(", "));
     parts.push(a.error ? `failed: ${a.error}` : "built");
-    if (a.verdict) parts.push(`verdict ${a.verdict}`);
+    if (a.checks) parts.push(a.checks);
+    if (a.verdict) parts.push(`verdict ${a.verdict}` + (a.overruled ? " (overruled by the checks)" : ""));
     item.textContent = parts.join(" · ");
     if (a.captions.length) {
       const captions = document.createElement("div");
