@@ -13,6 +13,7 @@ Lengths are in mm, angles in degrees. `tol` is an absolute tolerance in mm;
 """
 
 import math
+import time
 
 import FreeCAD
 import Part
@@ -360,18 +361,42 @@ def symmetric(shape, plane, at=None, rel=0.001):
     centre = {"x": box.Center.x, "y": box.Center.y, "z": box.Center.z}[axis]
     offset = centre if at is None else number("at", at)
     base = V(normal) * offset
+    where = f"{key.upper()} plane at {axis} = {mm(offset)}"
+    expected = f"symmetric about the {where} (≤ {rel * 100:g} % off)"
+    # A mirror-symmetric solid has its centre of mass on the plane: far off
+    # it, the answer is known without the (slow) boolean.
+    centre = _centre_of_mass(shape)
+    off_plane = abs(centre.dot(normal) - offset)
+    size = max(box.XLength, box.YLength, box.ZLength)
+    if off_plane > max(rel, 1e-3) * size:
+        measured = (f"centre of mass {mm(off_plane)} mm off the plane: at least "
+                    f"{off_plane / size * 100:.3g} % of the volume off its mirror image")
+        return result(False, measured, expected, f"not symmetric about the {where}: {measured}")
     mirrored = shape.mirror(base, normal)
     left = shape.cut(mirrored).Volume
     share = left / shape.Volume if shape.Volume > 0 else 1.0
-    where = f"{key.upper()} plane at {axis} = {mm(offset)}"
     measured = f"{share * 100:.3g} % of the volume off its mirror image"
-    expected = f"symmetric about the {where} (≤ {rel * 100:g} % off)"
     if share <= rel:
         return result(True, measured, expected, f"symmetric about the {where}")
     return result(False, measured, expected, f"not symmetric about the {where}: {measured}")
 
 
+def _centre_of_mass(shape):
+    solids = shape.Solids
+    weight = sum(s.Volume for s in solids)
+    if not solids or weight <= 0:
+        return shape.BoundBox.Center
+    acc = V(0, 0, 0)
+    for solid in solids:
+        acc += solid.CenterOfMass * solid.Volume
+    return acc * (1.0 / weight)
+
+
 # ------------------------------------------------------------- round features
+
+
+# The round features of the shape being checked, found once for all its checks.
+_FOUND = {}
 
 
 def find_cylinders(shape, concave):
@@ -380,6 +405,19 @@ def find_cylinders(shape, concave):
     axis, a point on it, axial length, whether they are holes (concave) and,
     for holes, whether both ends open to the outside. `concave` True: holes
     only; False: bosses only; None: both."""
+    key = id(shape)
+    if key not in _FOUND:
+        _FOUND[key] = _round_features(shape)
+    features = [f for f in _FOUND[key] if concave is None or f["concave"] == concave]
+    for feature in features:
+        if feature["concave"] and feature["through"] is None and concave:
+            group, (t0, t1) = feature.pop("group"), feature.pop("ends")
+            feature["through"] = _open_end(shape, group, t0, -1) and _open_end(shape, group, t1, 1)
+    return features
+
+
+def _round_features(shape):
+    """Every full round feature, `through` left to be found (None) for holes."""
     pieces = []
     for face in shape.Faces:
         surface = face.Surface
@@ -412,10 +450,6 @@ def find_cylinders(shape, concave):
     groups = _join_across_air(shape, [g for g in groups if g["span"] >= FULL_TURN])
     features = []
     for group in groups:
-        if group["span"] < FULL_TURN:
-            continue
-        if concave is not None and group["concave"] != concave:
-            continue
         t0, t1 = group["range"]
         feature = {
             "diameter": 2 * group["radius"],
@@ -423,10 +457,10 @@ def find_cylinders(shape, concave):
             "point": group["point"] + group["axis"] * t0,
             "length": t1 - t0,
             "concave": group["concave"],
-            "through": False,
+            "through": None if group["concave"] else False,
         }
         if group["concave"]:
-            feature["through"] = _open_end(shape, group, t0, -1) and _open_end(shape, group, t1, 1)
+            feature["group"], feature["ends"] = group, (t0, t1)
         features.append(feature)
     return features
 
@@ -539,9 +573,12 @@ LIBRARY = {
 
 def run_checks(shape, checks):
     """Runs each check ({"name", "args": {keyword: value}}) on `shape`; a
-    check that raises is an "error" with the reason, never a crash."""
+    check that raises is an "error" with the reason, never a crash. Each
+    result has the milliseconds it took."""
     results = []
+    _FOUND.clear()
     for check in checks:
+        started = time.perf_counter()
         function = LIBRARY.get(check.get("name"))
         try:
             if function is None:
@@ -554,5 +591,7 @@ def run_checks(shape, checks):
         except Exception as err:  # noqa: BLE001 - a geometry failure in a check is its result
             outcome = {"status": "error", "measured": "", "expected": "",
                        "message": f"FreeCAD could not measure this: {type(err).__name__}: {err}"}
+        outcome["ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         results.append(outcome)
+    _FOUND.clear()
     return results

@@ -109,6 +109,9 @@ pub struct CheckResult {
     pub expected: String,
     /// The result in one sentence, measured against expected.
     pub message: String,
+    /// How long the check took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<f64>,
 }
 
 /// Passed and total checks of an attempt.
@@ -735,6 +738,7 @@ mod tests {
             measured: "10".into(),
             expected: "12".into(),
             message: format!("{call} said {}", status.as_str()),
+            ms: None,
         };
         let results = [
             result(CheckStatus::Pass, "bbox(30, 30, 30)"),

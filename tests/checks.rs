@@ -140,7 +140,12 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         cube[1].message
     );
     assert!(cube[5].message.contains("(-8.7 %)"), "{}", cube[5].message);
-    assert!(cube[11].message.contains("100 % of the volume"), "{}", cube[11].message);
+    assert!(
+        cube[11].message.contains("centre of mass 15 mm off the plane: at least 50 % of the volume"),
+        "{}",
+        cube[11].message
+    );
+    assert!(cube.iter().all(|c| c.ms.is_some_and(|ms| ms >= 0.0)));
 
     let tray = check(
         &pool,

@@ -331,6 +331,7 @@ mod tests {
                 measured: String::new(),
                 expected: String::new(),
                 message: String::new(),
+                ms: None,
             })
             .collect();
         if let Some(c) = attempt.critique.as_mut() {
