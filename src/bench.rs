@@ -309,7 +309,10 @@ fn result_checks(record: &RunRecord) -> Option<Tally> {
 }
 
 /// The run's MATCH verdicts that `which` picks.
-fn count_critiques(record: &RunRecord, which: impl Fn(&crate::report::CritiqueRecord) -> bool) -> u32 {
+fn count_critiques(
+    record: &RunRecord,
+    which: impl Fn(&crate::report::CritiqueRecord) -> bool,
+) -> u32 {
     record
         .attempts
         .iter()

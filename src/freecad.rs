@@ -131,8 +131,7 @@ pub fn serve() -> ExitCode {
                         dir: &dir,
                         checks: &checks,
                     };
-                    let (report, vertices, indices) =
-                        run_job(py, &harness.module, &channels, &job);
+                    let (report, vertices, indices) = run_job(py, &harness.module, &channels, &job);
                     let done = Reply::Done {
                         report: Box::new(report),
                         vertex_bytes: vertices.len() as u64,
@@ -322,12 +321,8 @@ fn call_harness(
     capture: &File,
     job: &HarnessJob<'_>,
 ) -> Result<JobResult, (ErrorKind, String)> {
-    let checks = serde_json::to_string(job.checks).map_err(|e| {
-        (
-            ErrorKind::Crashed,
-            format!("cannot send the checks: {e}"),
-        )
-    })?;
+    let checks = serde_json::to_string(job.checks)
+        .map_err(|e| (ErrorKind::Crashed, format!("cannot send the checks: {e}")))?;
     channels.capture_into(capture).map_err(|e| {
         (
             ErrorKind::Crashed,

@@ -258,7 +258,10 @@ impl Prompts {
                 text: "a cube".into(),
             }]),
         ] {
-            for (last_round, checks) in [(false, some_checks.clone()), (true, ChecksContext::default())] {
+            for (last_round, checks) in [
+                (false, some_checks.clone()),
+                (true, ChecksContext::default()),
+            ] {
                 self.refine(&RefineContext {
                     prompt: "a cube",
                     facts: "- one solid".into(),
@@ -394,7 +397,10 @@ mod tests {
     fn the_generate_prompt() {
         let prompts = Prompts::builtin();
         insta::assert_snapshot!(prompts
-            .generate("a 40 × 20 × 10 mm block with a 6 mm hole through the middle", true)
+            .generate(
+                "a 40 × 20 × 10 mm block with a 6 mm hole through the middle",
+                true
+            )
             .unwrap());
     }
 
@@ -486,9 +492,15 @@ mod tests {
     fn the_reminders() {
         let prompts = Prompts::builtin();
         insta::assert_snapshot!("reminder_code", prompts.reminder(Want::Code, "").unwrap());
-        insta::assert_snapshot!("reminder_verdict", prompts.reminder(Want::Verdict, "").unwrap());
+        insta::assert_snapshot!(
+            "reminder_verdict",
+            prompts.reminder(Want::Verdict, "").unwrap()
+        );
         let failures = "- `holes(12)`: 0 hole(s) match, expected at least 1 hole(s) of ⌀12 ± 0.1; holes found: 1 × ⌀10 through along Z";
-        insta::assert_snapshot!("reminder_checks", prompts.reminder(Want::Checks, failures).unwrap());
+        insta::assert_snapshot!(
+            "reminder_checks",
+            prompts.reminder(Want::Checks, failures).unwrap()
+        );
     }
 
     #[test]

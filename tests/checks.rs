@@ -117,10 +117,26 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         "{}",
         plate[1].message
     );
-    assert_eq!(plate[0].measured, "4 × ⌀5 through along Z, 1 × ⌀8 blind 3 deep along Z");
-    assert_eq!(plate[6].measured, "30 mm", "the nearest pair to 25 is a side");
-    assert!(plate[10].message.contains("X = 50 mm, expected 5 ± 0.1"), "{}", plate[10].message);
-    assert!(plate[13].message.contains("max z = 5 mm, expected 10 ± 0.1"), "{}", plate[13].message);
+    assert_eq!(
+        plate[0].measured,
+        "4 × ⌀5 through along Z, 1 × ⌀8 blind 3 deep along Z"
+    );
+    assert_eq!(
+        plate[6].measured, "30 mm",
+        "the nearest pair to 25 is a side"
+    );
+    assert!(
+        plate[10].message.contains("X = 50 mm, expected 5 ± 0.1"),
+        "{}",
+        plate[10].message
+    );
+    assert!(
+        plate[13]
+            .message
+            .contains("max z = 5 mm, expected 10 ± 0.1"),
+        "{}",
+        plate[13].message
+    );
 
     // The cube of the issue: a 10 mm hole where 12 was asked.
     let cube = check(
@@ -135,13 +151,17 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
     );
     assert_eq!(cube[1].measured, "1 × ⌀10 through along Z");
     assert!(
-        cube[1].message.contains("expected 1 through hole(s) of ⌀12 ± 0.1; holes found: 1 × ⌀10 through along Z"),
+        cube[1].message.contains(
+            "expected 1 through hole(s) of ⌀12 ± 0.1; holes found: 1 × ⌀10 through along Z"
+        ),
         "{}",
         cube[1].message
     );
     assert!(cube[5].message.contains("(-8.7 %)"), "{}", cube[5].message);
     assert!(
-        cube[11].message.contains("centre of mass 15 mm off the plane: at least 50 % of the volume"),
+        cube[11]
+            .message
+            .contains("centre of mass 15 mm off the plane: at least 50 % of the volume"),
         "{}",
         cube[11].message
     );
@@ -159,11 +179,17 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
     );
     assert_eq!(tray[2].measured, "3 mm");
     assert!(
-        tray[2].message.contains("the point is in air; nearest material 7 mm away"),
+        tray[2]
+            .message
+            .contains("the point is in air; nearest material 7 mm away"),
         "{}",
         tray[2].message
     );
-    assert!(tray[4].message.contains("wall 2 mm thick, expected 5"), "{}", tray[4].message);
+    assert!(
+        tray[4].message.contains("wall 2 mm thick, expected 5"),
+        "{}",
+        tray[4].message
+    );
 
     let drilled = check(
         &pool,
@@ -180,7 +206,11 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
     )
     .await;
     assert_eq!(statuses(&boss), [Fail, Fail, Pass, Pass, Pass, Pass]);
-    assert!(boss[0].message.contains("holes found: none"), "{}", boss[0].message);
+    assert!(
+        boss[0].message.contains("holes found: none"),
+        "{}",
+        boss[0].message
+    );
     pool.shutdown().await;
 }
 
@@ -193,10 +223,25 @@ async fn a_check_that_cannot_be_applied_is_an_error_and_the_rest_still_run() {
         "CHECKS = [holes('six'), faces('hexagon', count=1), bbox(), wall(2, at=(1, 2)), symmetric('ab'), bbox(30, 30, 30)]",
     )
     .await;
-    assert_eq!(statuses(&results), [Error, Error, Error, Error, Error, Pass]);
-    assert!(results[0].message.contains("diameter must be a number"), "{}", results[0].message);
-    assert!(results[1].message.contains("kind must be one of"), "{}", results[1].message);
-    assert!(results[3].message.contains("at must be three values"), "{}", results[3].message);
+    assert_eq!(
+        statuses(&results),
+        [Error, Error, Error, Error, Error, Pass]
+    );
+    assert!(
+        results[0].message.contains("diameter must be a number"),
+        "{}",
+        results[0].message
+    );
+    assert!(
+        results[1].message.contains("kind must be one of"),
+        "{}",
+        results[1].message
+    );
+    assert!(
+        results[3].message.contains("at must be three values"),
+        "{}",
+        results[3].message
+    );
     pool.shutdown().await;
 }
 
@@ -217,7 +262,10 @@ async fn code_that_tampers_with_the_check_library_cannot_make_its_checks_pass() 
         })
         .await
         .unwrap();
-    assert_eq!(output.report.error_kind(), Some(cadloop::executor::ErrorKind::Sandbox));
+    assert_eq!(
+        output.report.error_kind(),
+        Some(cadloop::executor::ErrorKind::Sandbox)
+    );
     assert!(output.report.checks.is_empty());
     pool.shutdown().await;
 }
@@ -226,14 +274,18 @@ async fn code_that_tampers_with_the_check_library_cannot_make_its_checks_pass() 
 fn exec_runs_a_checks_file_and_refuses_a_bad_one_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cube.py"), CUBE_10).unwrap();
-    std::fs::write(
-        dir.path().join("checks.txt"),
+    // `cadloop exec cube.py --out OUT --checks NAME` with `checks` in NAME.
+    let exec = |name: &str, checks: &str, out: &str| {
+        std::fs::write(dir.path().join(name), checks).unwrap();
+        common::cadloop(
+            dir.path(),
+            &["exec", "cube.py", "--out", out, "--checks", name],
+        )
+    };
+    let out = exec(
+        "checks.txt",
         "CHECKS = [\n    bbox(30, 30, 30),\n    holes(12, through=True),\n]\n",
-    )
-    .unwrap();
-    let out = common::cadloop(
-        dir.path(),
-        &["exec", "cube.py", "--out", "o", "--checks", "checks.txt"],
+        "o",
     );
     common::assert_exit(&out, 0);
     let stdout = common::text(&out.stdout);
@@ -247,14 +299,10 @@ fn exec_runs_a_checks_file_and_refuses_a_bad_one_with_its_line() {
     assert_eq!(result["checks"][0]["status"], "pass");
     assert!(result["timings"]["checks_ms"].as_f64().is_some());
 
-    std::fs::write(
-        dir.path().join("bad.txt"),
+    let out = exec(
+        "bad.txt",
         "CHECKS = [\n    bbox(30, 30, 30),\n    import_module('os'),\n]\n",
-    )
-    .unwrap();
-    let out = common::cadloop(
-        dir.path(),
-        &["exec", "cube.py", "--out", "o2", "--checks", "bad.txt"],
+        "o2",
     );
     common::assert_exit(&out, 2);
     let stderr = common::text(&out.stderr);

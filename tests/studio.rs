@@ -658,7 +658,10 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     )
     .await;
     assert!(
-        failing.as_str().unwrap().contains("bounding box X = 55 mm, expected 40"),
+        failing
+            .as_str()
+            .unwrap()
+            .contains("bounding box X = 55 mm, expected 40"),
         "{failing}"
     );
 

@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn the_summary_gives_the_share_of_checks_passed_over_the_items_that_ran_them() {
         let dir = tempfile::tempdir().unwrap();
-        let record = |id: &str, checks: serde_json::Value| ResultRecord {
+        let record = |id: &str, checks: serde_json::Value| {
+            ResultRecord {
             id: id.into(),
             line: 1,
             shard: None,
@@ -238,10 +239,13 @@ mod tests {
             }))
             .unwrap(),
             extra: Default::default(),
+        }
         };
         let mut log = ResultsLog::open(dir.path(), None).unwrap();
-        log.append(&record("a", serde_json::json!({"passed": 2, "total": 2}))).unwrap();
-        log.append(&record("b", serde_json::json!({"passed": 1, "total": 4}))).unwrap();
+        log.append(&record("a", serde_json::json!({"passed": 2, "total": 2})))
+            .unwrap();
+        log.append(&record("b", serde_json::json!({"passed": 1, "total": 4})))
+            .unwrap();
         log.append(&record("c", serde_json::Value::Null)).unwrap();
         drop(log);
         let summary = summarize(dir.path()).unwrap();

@@ -133,7 +133,8 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
         .count();
     let total_tokens: u64 = unique.iter().map(|r| r.summary.tokens.total_tokens).sum();
     let total_seconds: f64 = unique.iter().map(|r| r.summary.seconds).sum();
-    let checked: Vec<crate::checks::Tally> = unique.iter().filter_map(|r| r.summary.checks).collect();
+    let checked: Vec<crate::checks::Tally> =
+        unique.iter().filter_map(|r| r.summary.checks).collect();
     Ok(Summary {
         items: n,
         with_model,

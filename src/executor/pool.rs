@@ -99,7 +99,12 @@ impl Pool {
         let span = tracing::debug_span!("job", worker = worker.id, dir = %job.dir.display());
         let area = worker.job_area();
         let result = match clear_dir(&area).and_then(|()| copy_inputs(&job.inputs, &area)) {
-            Ok(()) => worker.run(&job.code, &job.checks, &area, timeout).instrument(span).await,
+            Ok(()) => {
+                worker
+                    .run(&job.code, &job.checks, &area, timeout)
+                    .instrument(span)
+                    .await
+            }
             Err(err) => {
                 self.idle.lock().expect("pool lock").push(worker);
                 return Err(err);

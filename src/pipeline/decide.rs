@@ -124,7 +124,7 @@ pub fn choose_result<'a>(
     }
     let rate = |a: &AttemptRecord| a.checks().map_or(1.0, Tally::rate);
     let looked_at = attempts.filter(|a| a.executed() && a.timings.render_ms.is_some());
-    let last = looked_at.clone().last().map(|a| a.number);
+    let last = looked_at.clone().next_back().map(|a| a.number);
     let executed = looked_at.fold(None::<&AttemptRecord>, |best, a| match best {
         Some(b) if rate(b) > rate(a) => Some(b),
         _ => Some(a),
@@ -286,8 +286,14 @@ mod tests {
             missing_from_critique(mismatch, false, false, 0, BUDGET),
             Some(Want::Code)
         );
-        assert_eq!(missing_from_critique(mismatch, false, false, 1, BUDGET), None);
-        assert_eq!(missing_from_critique(mismatch, false, true, 0, BUDGET), None);
+        assert_eq!(
+            missing_from_critique(mismatch, false, false, 1, BUDGET),
+            None
+        );
+        assert_eq!(
+            missing_from_critique(mismatch, false, true, 0, BUDGET),
+            None
+        );
         assert_eq!(
             missing_from_critique(Some(Verdict::Match), false, false, 0, BUDGET),
             None
@@ -308,7 +314,12 @@ mod tests {
         );
         assert_eq!(missing_from_critique(matched, true, false, 1, BUDGET), None);
         assert_eq!(missing_from_critique(matched, true, true, 0, BUDGET), None);
-        assert!(uses_rewrite(effective_verdict(matched, true), true, 0, BUDGET));
+        assert!(uses_rewrite(
+            effective_verdict(matched, true),
+            true,
+            0,
+            BUDGET
+        ));
         let tally = Tally {
             passed: 4,
             total: 5,
@@ -319,7 +330,12 @@ mod tests {
         );
     }
 
-    fn with_checks(mut attempt: AttemptRecord, passed: usize, total: usize, overruled: bool) -> AttemptRecord {
+    fn with_checks(
+        mut attempt: AttemptRecord,
+        passed: usize,
+        total: usize,
+        overruled: bool,
+    ) -> AttemptRecord {
         attempt.result.checks = (0..total)
             .map(|i| crate::checks::CheckResult {
                 call: format!("valid() # {i}"),
@@ -350,7 +366,11 @@ mod tests {
         let (chosen, outcome) = choose_result(attempts.iter());
         let chosen = chosen.unwrap();
         assert_eq!((chosen.attempt, outcome), (1, RunOutcome::Mismatch));
-        assert!(chosen.why.contains("passes the most checks (checks: 2/3)"), "{}", chosen.why);
+        assert!(
+            chosen.why.contains("passes the most checks (checks: 2/3)"),
+            "{}",
+            chosen.why
+        );
 
         let attempts = [
             with_checks(attempt(1, true, true, mismatch), 2, 3, false),
@@ -366,9 +386,13 @@ mod tests {
             end_after_critique(Some(Verdict::Match), None, 3, 0, BUDGET),
             "attempt 3 was judged to match the prompt"
         );
-        assert!(end_after_critique(Some(Verdict::Mismatch), None, 3, 1, BUDGET)
-            .starts_with("refine budget spent (1 round)"));
-        assert!(end_after_critique(Some(Verdict::Mismatch), None, 3, 0, BUDGET).contains("no rewrite"));
+        assert!(
+            end_after_critique(Some(Verdict::Mismatch), None, 3, 1, BUDGET)
+                .starts_with("refine budget spent (1 round)")
+        );
+        assert!(
+            end_after_critique(Some(Verdict::Mismatch), None, 3, 0, BUDGET).contains("no rewrite")
+        );
         assert!(end_after_critique(None, None, 3, 0, BUDGET).contains("no verdict"));
     }
 

@@ -60,34 +60,15 @@ impl Run<'_> {
             let overruled = c.verdict == Some(Verdict::Match) && failing && !changes_checks;
             decide::missing_from_critique(c.verdict, overruled, c.code.is_some(), round, budget)
         };
-        let failures = checks::describe_failures(&self.record.attempts[number as usize - 1].result.checks);
+        let failures =
+            checks::describe_failures(&self.record.attempts[number as usize - 1].result.checks);
         let answer = self
             .ask_with_reminder(messages, "refine", number, lacking, &failures)
             .await?;
-        let mut replies = vec![answer.first.clone()];
-        let mut critique = critique::read_critique(&answer.first);
-        critique = match answer.reminded {
-            None => critique,
-            Some((Want::Verdict, again)) => {
-                replies.push(again.clone());
-                critique::read_critique(&again)
-            }
-            // Asked for the rewrite only: the first reply's verdict stands.
-            Some((Want::Code | Want::Checks, again)) => {
-                replies.push(again.clone());
-                let second = critique::read_critique(&again);
-                critique::Critique {
-                    code: second.code,
-                    feedback: [critique.feedback, second.feedback]
-                        .into_iter()
-                        .filter(|f| !f.is_empty())
-                        .collect::<Vec<_>>()
-                        .join("\n\n"),
-                    ..critique
-                }
-            }
-        };
         let (usage, llm_ms) = (answer.usage, answer.llm_ms);
+        let mut replies = vec![answer.first.clone()];
+        replies.extend(answer.reminded.as_ref().map(|(_, again)| again.clone()));
+        let critique = read_replies(&answer.first, answer.reminded);
         if checks_on {
             self.change_checks(number, &replies).await?;
         }
@@ -165,7 +146,11 @@ impl Run<'_> {
         };
         match refused {
             None => {
-                tracing::info!(attempt = number, reason = reason.as_deref().unwrap_or(""), "the checks were changed");
+                tracing::info!(
+                    attempt = number,
+                    reason = reason.as_deref().unwrap_or(""),
+                    "the checks were changed"
+                );
                 self.record_checks(number, Some(block), reason);
                 self.recheck(number).await
             }
@@ -182,6 +167,29 @@ impl Run<'_> {
                     error: Some(why),
                 });
                 Ok(())
+            }
+        }
+    }
+}
+
+/// The critique read from its reply and, when one was needed, the reply to
+/// the reminder: a verdict asked again replaces the first; a rewrite asked
+/// for joins the first reply's verdict.
+fn read_replies(first: &str, reminded: Option<(Want, String)>) -> critique::Critique {
+    let critique = critique::read_critique(first);
+    match reminded {
+        None => critique,
+        Some((Want::Verdict, again)) => critique::read_critique(&again),
+        Some((Want::Code | Want::Checks, again)) => {
+            let second = critique::read_critique(&again);
+            critique::Critique {
+                code: second.code,
+                feedback: [critique.feedback, second.feedback]
+                    .into_iter()
+                    .filter(|f| !f.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+                ..critique
             }
         }
     }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use crate::llm::Usage;
 use crate::prompts::SystemContext;
 use crate::report::{
-    ChecksRecord, CritiqueBasis, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings, RunStatus,
-    RunTimings, Stage, RUN_FORMAT,
+    ChecksRecord, CritiqueBasis, RequestKind, RequestRecord, RunOutcome, RunRecord, RunSettings,
+    RunStatus, RunTimings, Stage, RUN_FORMAT,
 };
 use crate::run::RunDir;
 
@@ -147,7 +147,9 @@ impl Engine {
             let last = record.requests.last_mut().expect("just added");
             last.checks.push(ChecksRecord {
                 attempt: next,
-                reason: Some(format!("the checks of request {served}, run again on the new values")),
+                reason: Some(format!(
+                    "the checks of request {served}, run again on the new values"
+                )),
                 ..checks
             });
         }

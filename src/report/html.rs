@@ -298,21 +298,26 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
         checks_pass: chosen_attempt
             .and_then(AttemptRecord::checks)
             .is_some_and(|t| t.all_pass()),
-        checks_written: record
-            .requests
-            .iter()
-            .flat_map(|r| {
-                r.checks.iter().map(|c| ChecksView {
-                    request: r.number,
-                    attempt: c.attempt,
-                    source: c.source.trim_end().to_string(),
-                    reason: c.reason.clone(),
-                    error: c.error.clone(),
-                })
-            })
-            .collect(),
+        checks_written: checks_written(record),
     };
     fill("page.html", page)
+}
+
+/// Every request's checks as written and changed, in order.
+fn checks_written(record: &RunRecord) -> Vec<ChecksView> {
+    record
+        .requests
+        .iter()
+        .flat_map(|r| {
+            r.checks.iter().map(|c| ChecksView {
+                request: r.number,
+                attempt: c.attempt,
+                source: c.source.trim_end().to_string(),
+                reason: c.reason.clone(),
+                error: c.error.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The run page's footer: the LLM, its use, the time spent.
@@ -473,17 +478,7 @@ fn attempt_view(
                 score: c.score,
             })
             .collect(),
-        critique: a.critique.as_ref().map(|c| CritiqueView {
-            verdict: c
-                .verdict
-                .map_or("none given".to_string(), |v| v.as_str().to_uppercase()),
-            note: match (c.verdict, c.stated) {
-                (Some(_), false) => Some("no verdict line; inferred from the rewrite"),
-                _ => None,
-            },
-            overruled: c.overruled,
-            feedback: c.feedback.clone(),
-        }),
+        critique: a.critique.as_ref().map(critique_view),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
         ignored: ignored_views(a),
         changes: a.changes.iter().map(ToString::to_string).collect(),
@@ -498,21 +493,34 @@ fn attempt_view(
                 changed: a.changes.iter().any(|c| c.name == p.name),
             })
             .collect(),
-        checks: a
-            .result
-            .checks
-            .iter()
-            .map(|c| CheckView {
-                status: c.status.as_str(),
-                call: c.call.clone(),
-                measured: c.measured.clone(),
-                expected: c.expected.clone(),
-                message: c.message.clone(),
-            })
-            .collect(),
+        checks: a.result.checks.iter().map(check_view).collect(),
         checks_tally: a.checks().map(|t| t.to_string()).unwrap_or_default(),
         diff: parent_code.map(|old| diff_lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
+    }
+}
+
+fn check_view(c: &crate::checks::CheckResult) -> CheckView {
+    CheckView {
+        status: c.status.as_str(),
+        call: c.call.clone(),
+        measured: c.measured.clone(),
+        expected: c.expected.clone(),
+        message: c.message.clone(),
+    }
+}
+
+fn critique_view(c: &super::CritiqueRecord) -> CritiqueView {
+    CritiqueView {
+        verdict: c
+            .verdict
+            .map_or("none given".to_string(), |v| v.as_str().to_uppercase()),
+        note: match (c.verdict, c.stated) {
+            (Some(_), false) => Some("no verdict line; inferred from the rewrite"),
+            _ => None,
+        },
+        overruled: c.overruled,
+        feedback: c.feedback.clone(),
     }
 }
 

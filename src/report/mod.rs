@@ -358,6 +358,31 @@ pub struct Exchange {
     pub reply: Reply,
 }
 
+/// The summary's lines on the result: its solid and its checks.
+fn result_lines(text: &mut String, chosen: &AttemptRecord) {
+    if let Some(facts) = chosen.result.facts() {
+        let [x, y, z] = facts.bbox.size;
+        let _ = writeln!(
+            text,
+            "  solid       {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³, {} solid{}",
+            facts.volume,
+            facts.solids,
+            if facts.solids == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(tally) = chosen.checks() {
+        let failing = crate::checks::describe_failures(&chosen.result.checks);
+        let _ = writeln!(
+            text,
+            "  checks      {} of {} pass",
+            tally.passed, tally.total
+        );
+        for line in failing.lines() {
+            let _ = writeln!(text, "              {}", line.trim_start_matches("- "));
+        }
+    }
+}
+
 /// What `generate` prints: a few lines, or this as JSON with --json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -469,24 +494,7 @@ impl RunSummary {
         match (&record.chosen, self.final_attempt) {
             (Some(choice), Some(n)) => {
                 let _ = writeln!(text, "  result      attempt {n}: {}", choice.why);
-                if let Some(facts) = record.attempts[n as usize - 1].result.facts() {
-                    let [x, y, z] = facts.bbox.size;
-                    let _ = writeln!(
-                        text,
-                        "  solid       {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³, {} solid{}",
-                        facts.volume,
-                        facts.solids,
-                        if facts.solids == 1 { "" } else { "s" }
-                    );
-                }
-                let chosen = &record.attempts[n as usize - 1];
-                if let Some(tally) = chosen.checks() {
-                    let failing = crate::checks::describe_failures(&chosen.result.checks);
-                    let _ = writeln!(text, "  checks      {} of {} pass", tally.passed, tally.total);
-                    for line in failing.lines() {
-                        let _ = writeln!(text, "              {}", line.trim_start_matches("- "));
-                    }
-                }
+                result_lines(&mut text, &record.attempts[n as usize - 1]);
             }
             _ => {
                 if let Some(last) = record.attempts.last() {
