@@ -14,15 +14,12 @@ use std::sync::OnceLock;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{AttemptRecord, RunRecord, RunStatus, Stage};
+use super::{diff, AttemptRecord, RunRecord, RunStatus, Stage};
 use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Outcome, MODEL_FILES};
 use crate::files;
 use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 
 pub const REPORT_FILE: &str = "report.html";
-
-/// Lines of unchanged code shown around each change in a diff.
-const DIFF_CONTEXT: usize = 3;
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -174,7 +171,7 @@ struct AttemptView {
     parameters: Vec<ParameterView>,
     checks: Vec<CheckView>,
     checks_tally: String,
-    diff: Option<Vec<DiffLine>>,
+    diff: Option<Vec<diff::DiffLine>>,
     code: Vec<String>,
 }
 
@@ -218,13 +215,6 @@ struct CritiqueView {
     note: Option<&'static str>,
     overruled: bool,
     feedback: String,
-}
-
-#[derive(Debug, Serialize)]
-struct DiffLine {
-    /// add, del, same, or hunk (the @@ line).
-    tag: &'static str,
-    text: String,
 }
 
 /// The page for a run folder, from its record and the files present.
@@ -495,7 +485,7 @@ fn attempt_view(
             .collect(),
         checks: a.result.checks.iter().map(check_view).collect(),
         checks_tally: a.checks().map(|t| t.to_string()).unwrap_or_default(),
-        diff: parent_code.map(|old| diff_lines(old, &a.code)),
+        diff: parent_code.map(|old| diff::lines(old, &a.code)),
         code: a.code.lines().map(str::to_string).collect(),
     }
 }
@@ -563,50 +553,6 @@ fn ignored_views(a: &AttemptRecord) -> Vec<IgnoredView> {
             detail: i.detail.clone(),
         })
         .collect()
-}
-
-/// A unified diff, as lines tagged for colouring.
-fn diff_lines(old: &str, new: &str) -> Vec<DiffLine> {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut lines = Vec::new();
-    for group in diff.grouped_ops(DIFF_CONTEXT) {
-        let (Some(first), Some(last)) = (group.first(), group.last()) else {
-            continue;
-        };
-        let old_range = first.old_range().start..last.old_range().end;
-        let new_range = first.new_range().start..last.new_range().end;
-        lines.push(DiffLine {
-            tag: "hunk",
-            text: format!(
-                "@@ -{},{} +{},{} @@",
-                old_range.start + 1,
-                old_range.len(),
-                new_range.start + 1,
-                new_range.len()
-            ),
-        });
-        for op in &group {
-            for change in diff.iter_changes(op) {
-                let (tag, sign) = match change.tag() {
-                    similar::ChangeTag::Delete => ("del", '-'),
-                    similar::ChangeTag::Insert => ("add", '+'),
-                    similar::ChangeTag::Equal => ("same", ' '),
-                };
-                let text = change.value().trim_end_matches(['\n', '\r']);
-                lines.push(DiffLine {
-                    tag,
-                    text: format!("{sign} {text}"),
-                });
-            }
-        }
-    }
-    if lines.is_empty() {
-        lines.push(DiffLine {
-            tag: "same",
-            text: "(the code is unchanged)".into(),
-        });
-    }
-    lines
 }
 
 fn facts_view(f: &GeometryFacts) -> FactsView {
@@ -682,34 +628,6 @@ pub(super) fn title_of(prompt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn diffs_show_hunks_with_context_and_signs() {
-        let old = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\nf = 6\ng = 7\nh = 8\n";
-        let new = "a = 1\nb = 2\nc = 3\nd = 40\ne = 5\nf = 6\ng = 7\nh = 8\ni = 9\n";
-        let lines = diff_lines(old, new);
-        let text: Vec<String> = lines
-            .iter()
-            .map(|l| format!("{}|{}", l.tag, l.text))
-            .collect();
-        assert_eq!(
-            text,
-            [
-                "hunk|@@ -1,8 +1,9 @@",
-                "same|  a = 1",
-                "same|  b = 2",
-                "same|  c = 3",
-                "del|- d = 4",
-                "add|+ d = 40",
-                "same|  e = 5",
-                "same|  f = 6",
-                "same|  g = 7",
-                "same|  h = 8",
-                "add|+ i = 9",
-            ]
-        );
-        assert_eq!(diff_lines(old, old)[0].text, "(the code is unchanged)");
-    }
 
     #[test]
     fn sizes_and_titles_are_short() {

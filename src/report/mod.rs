@@ -6,6 +6,7 @@
 //! it after every attempt, so a run that is stopped midway still says what it
 //! did; `refine`, batch and bench read these records back.
 
+mod diff;
 pub mod html;
 pub mod index;
 
