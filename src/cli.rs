@@ -470,6 +470,12 @@ pub struct BenchArgs {
     /// Run shard K of N (K from 0); scoring covers every case run so far.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// Price of a million prompt tokens, for the cost tables (with --price-out).
+    #[arg(long, value_name = "MONEY", requires = "price_out")]
+    pub price_in: Option<f64>,
+    /// Price of a million completion tokens.
+    #[arg(long, value_name = "MONEY", requires = "price_in")]
+    pub price_out: Option<f64>,
     #[command(flatten)]
     pub metrics: MetricArgs,
     #[command(flatten)]
@@ -498,6 +504,26 @@ pub enum BenchAction {
         #[command(flatten)]
         metrics: MetricArgs,
     },
+    /// Compare two bench folders on the same cases: paired differences per
+    /// metric with bootstrap intervals and Wilcoxon p-values (B − A).
+    Compare {
+        /// The baseline bench folder (with its bench.json).
+        #[arg(value_name = "A")]
+        a: PathBuf,
+        /// The bench folder compared with it.
+        #[arg(value_name = "B")]
+        b: PathBuf,
+        /// Also write compare.md and compare.json into this folder.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Cadprompt,
+    Text2cad,
+    Cadloop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -509,15 +535,20 @@ pub enum PromptVariant {
 /// How results are measured against references.
 #[derive(Debug, Args)]
 pub struct MetricArgs {
-    /// Points sampled on each surface.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub samples: usize,
-    /// Seed of the sampling (the same for every mesh).
+    /// The evaluation procedure, every setting at once: CADPrompt's
+    /// published one, the DeepCAD one Text2CAD reports, or cadloop's own
+    /// (see the README).
+    #[arg(long, value_enum, default_value = "cadprompt")]
+    pub protocol: ProtocolArg,
+    /// Points sampled on each surface [default: the protocol's].
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
+    /// Seed of the sampling.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Align the result to the reference before measuring.
-    #[arg(long, value_enum, default_value = "icp")]
-    pub align: AlignArg,
+    /// Align the result to the reference before measuring [default: the protocol's].
+    #[arg(long, value_enum)]
+    pub align: Option<AlignArg>,
     /// Voxel cells along each side for the IoU.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub voxels: usize,

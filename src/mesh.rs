@@ -36,6 +36,63 @@ pub enum MeshError {
 }
 
 impl Mesh {
+    /// An axis-aligned box from `lo` to `hi`: 12 triangles facing outwards.
+    pub fn cuboid(lo: [f32; 3], hi: [f32; 3]) -> Mesh {
+        let corner = |i: usize| [0, 1, 2].map(|k| if i >> k & 1 == 1 { hi[k] } else { lo[k] });
+        let quads = [
+            [0, 2, 3, 1],
+            [4, 5, 7, 6],
+            [0, 1, 5, 4],
+            [2, 6, 7, 3],
+            [0, 4, 6, 2],
+            [1, 3, 7, 5],
+        ];
+        Mesh {
+            vertices: (0..8).map(corner).collect(),
+            triangles: quads
+                .iter()
+                .flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]])
+                .collect(),
+            closed: true,
+        }
+    }
+
+    /// The volume the triangles enclose (the divergence theorem; its sign
+    /// says whether they face outwards). Meaningful only for a watertight mesh.
+    pub fn signed_volume(&self) -> f64 {
+        self.triangles
+            .iter()
+            .map(|t| {
+                let [a, b, c] = t.map(|i| self.vertices[i as usize].map(f64::from));
+                (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+                    + a[2] * (b[0] * c[1] - b[1] * c[0]))
+                    / 6.0
+            })
+            .sum()
+    }
+
+    /// Whether every edge, its vertices joined by position, belongs to
+    /// exactly two triangles (STL files repeat vertices per triangle).
+    pub fn is_watertight(&self) -> bool {
+        let mut ids = std::collections::HashMap::new();
+        let id: Vec<usize> = self
+            .vertices
+            .iter()
+            .map(|v| {
+                let next = ids.len();
+                *ids.entry(v.map(f32::to_bits)).or_insert(next)
+            })
+            .collect();
+        let mut edges: std::collections::HashMap<(usize, usize), u32> = Default::default();
+        for t in &self.triangles {
+            for k in 0..3 {
+                let (a, b) = (id[t[k] as usize], id[t[(k + 1) % 3] as usize]);
+                *edges.entry((a.min(b), a.max(b))).or_default() += 1;
+            }
+        }
+        !edges.is_empty() && edges.values().all(|&n| n == 2)
+    }
+
     /// Builds a mesh from little-endian packed arrays (f32 xyz, u32 triangle indices).
     pub fn from_le_bytes(vertex_bytes: &[u8], index_bytes: &[u8]) -> Result<Mesh, MeshError> {
         if vertex_bytes.len() % 12 != 0 {

@@ -11,7 +11,7 @@ use crate::cli::{BenchAction, BenchArgs, GlobalArgs, PromptVariant};
 use crate::executor::MeshLoader;
 use crate::files;
 use crate::mesh::Mesh;
-use crate::metrics::MetricSettings;
+use crate::metrics::{Metric, MetricSettings, Scores, BASELINES};
 use crate::progress;
 use crate::render::{self, RenderSettings};
 use crate::report::index;
@@ -38,24 +38,27 @@ fn load_cases(dataset: &Path, v: PromptVariant) -> anyhow::Result<Vec<bench::Cas
     Ok(cases)
 }
 
-/// `cadloop bench DATASET --out DIR` and `cadloop bench score`.
+/// `cadloop bench DATASET --out DIR`, `cadloop bench score` and `cadloop bench compare`.
 pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<ExitStatus> {
-    if let Some(BenchAction::Score {
-        results,
-        references,
-        out,
-        variant,
-        metrics,
-    }) = &args.action
-    {
-        let settings = Settings::read(global)?.bench(metrics)?;
-        let cases = load_cases(references, *variant)?;
-        let scored = score_cases(&settings, &cases, out, global.quiet, |case| {
-            let model = results.join(format!("{}.stl", case.item.id));
-            (None, model.is_file().then_some(model))
-        })
-        .await?;
-        return finish_bench(references, &settings.metrics, &cases, scored, out);
+    match &args.action {
+        Some(BenchAction::Score {
+            results,
+            references,
+            out,
+            variant,
+            metrics,
+        }) => {
+            let settings = Settings::read(global)?.bench(metrics)?;
+            let cases = load_cases(references, *variant)?;
+            let scored = score_cases(&settings, &cases, out, global.quiet, |case| {
+                let model = results.join(format!("{}.stl", case.item.id));
+                (None, model.is_file().then_some(model))
+            })
+            .await?;
+            return finish_bench(references, &settings.metrics, None, &cases, scored, out);
+        }
+        Some(BenchAction::Compare { a, b, out }) => return compare(a, b, out.as_deref()),
+        None => {}
     }
     let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
         bail!("give the DATASET and --out DIR");
@@ -83,7 +86,94 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         bench::read_item(&items_dir.join(&case.item.dir_name))
     })
     .await?;
-    finish_bench(dataset, &settings.metrics, &cases, scored, out)
+    let price = price(args)?;
+    finish_bench(dataset, &settings.metrics, price, &cases, scored, out)
+}
+
+/// `--price-in` and `--price-out`, checked.
+fn price(args: &BenchArgs) -> anyhow::Result<Option<bench::Price>> {
+    match (args.price_in, args.price_out) {
+        (Some(input), Some(output)) => {
+            if !(input.is_finite() && output.is_finite() && input >= 0.0 && output >= 0.0) {
+                bail!("--price-in and --price-out must be numbers of 0 or more (money per million tokens)");
+            }
+            Ok(Some(bench::Price { input, output }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `cadloop bench compare A B [--out DIR]`.
+fn compare(a: &Path, b: &Path, out: Option<&Path>) -> anyhow::Result<ExitStatus> {
+    let read = |dir: &Path| -> anyhow::Result<bench::BenchReport> {
+        let path = dir.join("bench.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}; is {} a bench folder?",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a bench.json this cadloop reads; score the folder again with `cadloop bench`",
+                path.display()
+            )
+        })
+    };
+    let (report_a, report_b) = (read(a)?, read(b)?);
+    let comparison = bench::compare(
+        &report_a,
+        &report_b,
+        &a.display().to_string(),
+        &b.display().to_string(),
+    )?;
+    let md = match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let link = |p: &Path| relative_link(dir, p);
+            let md = bench::compare::markdown(&comparison, &link(a), &link(b));
+            write_json_atomically(&dir.join("compare.json"), &comparison)?;
+            files::write_atomically(&dir.join("compare.md"), md.as_bytes())
+                .with_context(|| format!("cannot write {}", dir.join("compare.md").display()))?;
+            md
+        }
+        None => bench::compare::markdown(
+            &comparison,
+            &a.display().to_string(),
+            &b.display().to_string(),
+        ),
+    };
+    print!("{md}");
+    Ok(ExitStatus::Success)
+}
+
+/// `target` as a link from a page in `from` (absolute when no relative path is known).
+fn relative_link(from: &Path, target: &Path) -> String {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (from, target) = (absolute(from), absolute(target));
+    let common = from
+        .components()
+        .zip(target.components())
+        .take_while(|(x, y)| x == y)
+        .count();
+    if common == 0 {
+        return target.display().to_string();
+    }
+    let ups = from.components().count() - common;
+    let mut link: Vec<String> = vec!["..".to_string(); ups];
+    link.extend(
+        target
+            .components()
+            .skip(common)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if link.is_empty() {
+        ".".into()
+    } else {
+        link.join("/")
+    }
 }
 
 /// Scores every case; `find` gives a case's run record and model file.
@@ -181,12 +271,7 @@ outcome: {}
 ",
         case.item.id, case.item.prompt, score.outcome
     );
-    if let Some(s) = &score.scores {
-        page.push_str(&format!(
-            "| PCD | Hausdorff | IoGT | IoU |\n| ---: | ---: | ---: | ---: |\n| {:.4} | {:.4} | {:.4} | {:.4} |\n\n",
-            s.pcd, s.hausdorff, s.iogt, s.iou
-        ));
-    }
+    page.push_str(&case_scores(score));
     for (name, mesh) in [("reference", reference), ("result", model)] {
         let Some(mesh) = mesh else { continue };
         match render::render(mesh, settings) {
@@ -204,14 +289,65 @@ outcome: {}
         .with_context(|| format!("cannot write {}", dir.display()))
 }
 
+/// case.md's table: the result's scores beside the baselines', and the absolute errors.
+fn case_scores(score: &bench::CaseScore) -> String {
+    let Some(scores) = &score.scores else {
+        return String::new();
+    };
+    let metrics: Vec<Metric> = Metric::ALL
+        .into_iter()
+        .filter(|m| {
+            scores.get(*m).is_some()
+                || score
+                    .baselines
+                    .as_ref()
+                    .is_some_and(|b| b.cube.get(*m).is_some())
+        })
+        .collect();
+    let mut table = String::from("| answer |");
+    let mut rule = String::from("| --- |");
+    for m in &metrics {
+        table.push_str(&format!(" {} |", m.label()));
+        rule.push_str(" ---: |");
+    }
+    table.push_str(&format!("\n{rule}\n"));
+    let mut row = |name: &str, s: &Scores| {
+        table.push_str(&format!("| {name} |"));
+        for m in &metrics {
+            table.push_str(
+                &s.get(*m)
+                    .map_or(" – |".to_string(), |v| format!(" {v:.4} |")),
+            );
+        }
+        table.push('\n');
+    };
+    row("this result", scores);
+    if let Some(b) = &score.baselines {
+        for (name, words) in BASELINES {
+            if let Some(s) = b.get(name) {
+                row(words, s);
+            }
+        }
+    }
+    if let Some(a) = &score.absolute {
+        let [x, y, z] = a.size_error;
+        table.push_str(&format!(
+            "\nSizes against the reference's (sorted, in its units): {x:+.3}, {y:+.3}, {z:+.3}{}.\n",
+            a.volume_ratio.map_or(String::new(), |r| format!("; volume ratio {r:.3}"))
+        ));
+    }
+    table + "\n"
+}
+
 fn finish_bench(
     dataset: &Path,
     settings: &MetricSettings,
+    price: Option<bench::Price>,
     cases: &[bench::Case],
     scored: Vec<bench::CaseScore>,
     out: &Path,
 ) -> anyhow::Result<ExitStatus> {
-    let report = bench::report(&dataset.display().to_string(), settings, scored);
+    let report = bench::report(&dataset.display().to_string(), settings, price, scored);
     write_json_atomically(&out.join("bench.json"), &report)?;
     index::write_index(out, &bench::index(out, &report, cases))
         .with_context(|| format!("cannot write {}", out.join(index::INDEX_FILE).display()))?;

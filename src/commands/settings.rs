@@ -19,13 +19,13 @@ use anyhow::bail;
 use crate::caption::CaptionSettings;
 use crate::cli::{
     AlignArg, CaptionArgs, EndpointArgs, GlobalArgs, LimitArgs, LlmArgs, LoopArgs, MetricArgs,
-    OnOff, RunFlags,
+    OnOff, ProtocolArg, RunFlags,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::ExecutorSettings;
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmSettings, Recording};
-use crate::metrics::{Align, MetricSettings};
+use crate::metrics::{Align, MetricSettings, Protocol};
 use crate::pipeline::{Engine, EngineSettings};
 use crate::prompts::Prompts;
 use crate::render::RenderSettings;
@@ -255,23 +255,28 @@ fn endpoint_flags(endpoint: &EndpointArgs) -> LlmFlags {
 
 /// Checked metric settings from the flags.
 fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
-    if !(10..=1_000_000).contains(&args.samples) {
-        bail!(
-            "--samples {} is out of range; use 10 to 1000000",
-            args.samples
-        );
+    let own = MetricSettings::of(match args.protocol {
+        ProtocolArg::Cadprompt => Protocol::Cadprompt,
+        ProtocolArg::Text2cad => Protocol::Text2cad,
+        ProtocolArg::Cadloop => Protocol::Cadloop,
+    });
+    let samples = args.samples.unwrap_or(own.samples);
+    if !(10..=1_000_000).contains(&samples) {
+        bail!("--samples {samples} is out of range; use 10 to 1000000");
     }
     if !(8..=256).contains(&args.voxels) {
         bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
     }
     Ok(MetricSettings {
-        samples: args.samples,
+        samples,
         seed: args.seed,
         align: match args.align {
-            AlignArg::Icp => Align::Icp,
-            AlignArg::None => Align::None,
+            Some(AlignArg::Icp) => Align::Icp,
+            Some(AlignArg::None) => Align::None,
+            None => own.align,
         },
         voxels: args.voxels,
+        ..own
     })
 }
 

@@ -1,0 +1,588 @@
+//! Geometric scores of a result mesh against a reference mesh, under the
+//! protocol a benchmark publishes (or cadloop's own), plus the errors that
+//! normalising hides and the scores of shape-agnostic baselines.
+//!
+//! Stage in the flow: after a run, `bench` scores the chosen model's mesh
+//! against the case's reference with [`score`], measures [`absolute`]
+//! errors, and scores the [`baselines`] the same way.
+//!
+//! The protocols ([`Protocol`]; the README says where each comes from):
+//!
+//! - **cadprompt** (CADPrompt's published evaluation): 1,000 points sampled
+//!   on each surface, each cloud normalised on its own (its mean to the
+//!   origin, its farthest point at distance 1), the result's cloud aligned
+//!   to the reference's by ICP from the identity (at most 2,000 rounds,
+//!   until the mean distance changes by less than 0.001); **pcd** = mean
+//!   distance from each reference point to the nearest result point (one
+//!   way, not squared); **hausdorff** = the larger directed maximum;
+//!   **iogt** as the published code computes it (see [`published_iogt`]).
+//!   A case without a model scores pcd 1.73, hausdorff 1.73, iogt 0, and
+//!   counts in the medians.
+//! - **text2cad** (the DeepCAD evaluation Text2CAD reuses): each mesh
+//!   normalised into the unit cube (bounding-box centre to the origin,
+//!   longest side 1), 2,000 points on each surface, no alignment; **cd** =
+//!   (mean squared distance reference → result + mean squared distance
+//!   result → reference) × 10³. A case without a valid model has no score:
+//!   it is left out of the medians and counted in the invalidity ratio.
+//! - **cadloop** (before the published protocols were pinned): each mesh
+//!   normalised into the unit cube, 1,000 points, ICP from each of the 24
+//!   axis rotations; **pcd** = the mean of the two directed mean distances,
+//!   **hausdorff**, **iogt** = intersection of the aligned bounding boxes ÷
+//!   the reference's box, **iou** on a voxel grid. A failure scores √3, √3, 0, 0.
+//!
+//! Points are drawn area-weighted and uniformly from a generator seeded
+//! per mesh, so the same settings always give the same scores. Under
+//! cadprompt and text2cad the result's points and the reference's come
+//! from different seeds, as two independent samplings do in the published
+//! code; under cadloop they share one.
+
+mod icp;
+mod voxel;
+
+use std::collections::BTreeMap;
+
+use kiddo::{ImmutableKdTree, SquaredEuclidean};
+use serde::{Deserialize, Serialize};
+
+use crate::mesh::Mesh;
+
+/// How results are measured: every setting at once, after a published procedure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Cadprompt,
+    Text2cad,
+    Cadloop,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Cadprompt => "cadprompt",
+            Protocol::Text2cad => "text2cad",
+            Protocol::Cadloop => "cadloop",
+        }
+    }
+
+    /// The metrics the protocol reports, the headline first.
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Protocol::Cadprompt => &[Metric::Pcd, Metric::Hausdorff, Metric::Iogt],
+            Protocol::Text2cad => &[Metric::Cd],
+            Protocol::Cadloop => &[Metric::Pcd, Metric::Hausdorff, Metric::Iogt, Metric::Iou],
+        }
+    }
+
+    /// Whether a case without a model counts in the medians (with the
+    /// protocol's failure scores) or is left out of them.
+    pub fn failures_count(self) -> bool {
+        !matches!(self, Protocol::Text2cad)
+    }
+
+    /// What a case without a valid model scores (empty: it is left out).
+    pub fn failed(self) -> Scores {
+        let values: &[(Metric, f64)] = match self {
+            Protocol::Cadprompt => &[
+                (Metric::Pcd, 1.73),
+                (Metric::Hausdorff, 1.73),
+                (Metric::Iogt, 0.0),
+            ],
+            Protocol::Text2cad => &[],
+            Protocol::Cadloop => &[
+                (Metric::Pcd, SQRT_3),
+                (Metric::Hausdorff, SQRT_3),
+                (Metric::Iogt, 0.0),
+                (Metric::Iou, 0.0),
+            ],
+        };
+        Scores(values.iter().copied().collect())
+    }
+}
+
+const SQRT_3: f64 = 1.732_050_807_568_877_2;
+
+/// One score a protocol reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Pcd,
+    Hausdorff,
+    Iogt,
+    Iou,
+    Cd,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 5] = [
+        Metric::Pcd,
+        Metric::Hausdorff,
+        Metric::Iogt,
+        Metric::Iou,
+        Metric::Cd,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::Pcd => "pcd",
+            Metric::Hausdorff => "hausdorff",
+            Metric::Iogt => "iogt",
+            Metric::Iou => "iou",
+            Metric::Cd => "cd",
+        }
+    }
+
+    /// The column heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Pcd => "PCD",
+            Metric::Hausdorff => "Hausdorff",
+            Metric::Iogt => "IoGT",
+            Metric::Iou => "IoU",
+            Metric::Cd => "CD ×10³",
+        }
+    }
+
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Metric::Pcd | Metric::Hausdorff | Metric::Cd)
+    }
+}
+
+/// How the result is aligned to the reference before measuring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Align {
+    None,
+    Icp,
+}
+
+/// How to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricSettings {
+    pub protocol: Protocol,
+    pub samples: usize,
+    pub seed: u64,
+    pub align: Align,
+    /// Voxel cells along each side for the IoU (cadloop's protocol).
+    pub voxels: usize,
+}
+
+impl MetricSettings {
+    /// The protocol's own settings.
+    pub fn of(protocol: Protocol) -> MetricSettings {
+        let (samples, align) = match protocol {
+            Protocol::Cadprompt => (1000, Align::Icp),
+            Protocol::Text2cad => (2000, Align::None),
+            Protocol::Cadloop => (1000, Align::Icp),
+        };
+        MetricSettings {
+            protocol,
+            samples,
+            seed: 0,
+            align,
+            voxels: 64,
+        }
+    }
+
+    /// Whether a setting differs from the protocol's own.
+    pub fn modified(&self) -> bool {
+        let own = MetricSettings::of(self.protocol);
+        (self.samples, self.align) != (own.samples, own.align)
+            || (self.protocol == Protocol::Cadloop && self.voxels != own.voxels)
+    }
+
+    /// The seed of the result's points (the reference's is `seed`).
+    fn result_seed(&self) -> u64 {
+        match self.protocol {
+            Protocol::Cadloop => self.seed,
+            _ => self.seed ^ RESULT_STREAM,
+        }
+    }
+}
+
+/// Sets the result's sampling apart from the reference's.
+const RESULT_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A case's scores by metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Scores(pub BTreeMap<Metric, f64>);
+
+impl Scores {
+    pub fn get(&self, metric: Metric) -> Option<f64> {
+        self.0.get(&metric).copied()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    #[error("the {0} mesh has no triangle with an area")]
+    Empty(&'static str),
+    #[error("the {0} mesh has a point that is not finite")]
+    NotFinite(&'static str),
+}
+
+pub(crate) type Point = [f64; 3];
+
+/// A mesh in f64, ready to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    vertices: Vec<Point>,
+    triangles: Vec<[u32; 3]>,
+}
+
+impl Shape {
+    fn of(mesh: &Mesh, which: &'static str) -> Result<Shape, MetricError> {
+        let vertices: Vec<Point> = mesh.vertices.iter().map(|v| v.map(f64::from)).collect();
+        if vertices.iter().flatten().any(|c| !c.is_finite()) {
+            return Err(MetricError::NotFinite(which));
+        }
+        let shape = Shape {
+            vertices,
+            triangles: mesh.triangles.clone(),
+        };
+        if shape.areas().iter().all(|&a| a <= 0.0) {
+            return Err(MetricError::Empty(which));
+        }
+        Ok(shape)
+    }
+
+    pub(crate) fn corners(&self, t: &[u32; 3]) -> [Point; 3] {
+        t.map(|i| self.vertices[i as usize])
+    }
+
+    fn areas(&self) -> Vec<f64> {
+        self.triangles
+            .iter()
+            .map(|t| {
+                let [a, b, c] = self.corners(t);
+                0.5 * norm(cross(sub(b, a), sub(c, a)))
+            })
+            .collect()
+    }
+
+    /// The bounding box of the vertices the triangles use.
+    pub(crate) fn bbox(&self) -> (Point, Point) {
+        let mut lo = [f64::INFINITY; 3];
+        let mut hi = [f64::NEG_INFINITY; 3];
+        for t in &self.triangles {
+            for p in self.corners(t) {
+                for k in 0..3 {
+                    lo[k] = lo[k].min(p[k]);
+                    hi[k] = hi[k].max(p[k]);
+                }
+            }
+        }
+        (lo, hi)
+    }
+
+    fn map(&self, f: impl Fn(Point) -> Point) -> Shape {
+        Shape {
+            vertices: self.vertices.iter().map(|&p| f(p)).collect(),
+            triangles: self.triangles.clone(),
+        }
+    }
+
+    /// Box centre to the origin, longest side to 1.
+    fn normalised(&self) -> Shape {
+        let (lo, hi) = self.bbox();
+        let centre = [0, 1, 2].map(|k| (lo[k] + hi[k]) / 2.0);
+        let longest = (0..3).map(|k| hi[k] - lo[k]).fold(0.0, f64::max);
+        let scale = if longest > 0.0 { 1.0 / longest } else { 1.0 };
+        self.map(|p| [0, 1, 2].map(|k| (p[k] - centre[k]) * scale))
+    }
+}
+
+/// Scores `result` against `reference` (both in any units and placement).
+pub fn score(
+    result: &Mesh,
+    reference: &Mesh,
+    settings: &MetricSettings,
+) -> Result<Scores, MetricError> {
+    score_seeded(result, reference, settings, settings.result_seed())
+}
+
+fn score_seeded(
+    result: &Mesh,
+    reference: &Mesh,
+    settings: &MetricSettings,
+    result_seed: u64,
+) -> Result<Scores, MetricError> {
+    let reference = Shape::of(reference, "reference")?;
+    let result = Shape::of(result, "result")?;
+    Ok(match settings.protocol {
+        Protocol::Cadprompt => cadprompt(&result, &reference, settings, result_seed),
+        Protocol::Text2cad => text2cad(&result, &reference, settings, result_seed),
+        Protocol::Cadloop => cadloop(&result, &reference, settings, result_seed),
+    })
+}
+
+/// The cadprompt protocol (module docs).
+fn cadprompt(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
+    let truth = unit_sphere(sample_surface(reference, s.samples, s.seed));
+    let mut made = unit_sphere(sample_surface(result, s.samples, result_seed));
+    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&truth);
+    if s.align == Align::Icp {
+        made = icp::icp_from_identity(&made, &truth_tree, &truth, 2000, 0.001);
+    }
+    cadprompt_points(&truth, &made)
+}
+
+/// CADPrompt's scores of two normalised, aligned point clouds.
+fn cadprompt_points(truth: &[Point], made: &[Point]) -> Scores {
+    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+    let made_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(made);
+    let (truth_to_made, truth_max) = directed(truth, &made_tree);
+    let (_, made_max) = directed(made, &truth_tree);
+    Scores(BTreeMap::from([
+        (Metric::Pcd, truth_to_made),
+        (Metric::Hausdorff, truth_max.max(made_max)),
+        (Metric::Iogt, published_iogt(truth, made)),
+    ]))
+}
+
+/// The text2cad protocol (module docs).
+fn text2cad(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
+    let reference = reference.normalised();
+    let truth = sample_surface(&reference, s.samples, s.seed);
+    let mut result = result.normalised();
+    if s.align == Align::Icp {
+        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&truth);
+        let points = sample_surface(&result, s.samples, result_seed);
+        let motion = icp::icp(&points, &truth_tree, &truth);
+        result = result.map(|p| motion.apply(p));
+    }
+    let made = sample_surface(&result, s.samples, result_seed);
+    Scores(BTreeMap::from([(Metric::Cd, chamfer(&truth, &made) * 1e3)]))
+}
+
+/// DeepCAD's Chamfer distance: the two directed mean squared distances, summed.
+fn chamfer(truth: &[Point], made: &[Point]) -> f64 {
+    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+    let made_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(made);
+    mean_squared(truth, &made_tree) + mean_squared(made, &truth_tree)
+}
+
+/// The cadloop protocol (module docs).
+fn cadloop(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
+    let reference = reference.normalised();
+    let mut result = result.normalised();
+    let reference_points = sample_surface(&reference, s.samples, s.seed);
+    let reference_tree: ImmutableKdTree<f64, 3> =
+        ImmutableKdTree::new_from_slice(&reference_points);
+    if s.align == Align::Icp {
+        let result_points = sample_surface(&result, s.samples, result_seed);
+        let motion = icp::icp(&result_points, &reference_tree, &reference_points);
+        result = result.map(|p| motion.apply(p));
+    }
+    let result_points = sample_surface(&result, s.samples, result_seed);
+    let result_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&result_points);
+    let (to_reference_mean, to_reference_max) = directed(&result_points, &reference_tree);
+    let (to_result_mean, to_result_max) = directed(&reference_points, &result_tree);
+    Scores(BTreeMap::from([
+        (Metric::Pcd, (to_reference_mean + to_result_mean) / 2.0),
+        (Metric::Hausdorff, to_reference_max.max(to_result_max)),
+        (Metric::Iogt, iogt(result.bbox(), reference.bbox())),
+        (Metric::Iou, voxel::voxel_iou(&result, &reference, s.voxels)),
+    ]))
+}
+
+/// Points moved so their mean is the origin and the farthest lies at distance 1.
+fn unit_sphere(mut points: Vec<Point>) -> Vec<Point> {
+    let n = points.len().max(1) as f64;
+    let centre = [0, 1, 2].map(|k| points.iter().map(|p| p[k]).sum::<f64>() / n);
+    let far = points
+        .iter()
+        .map(|p| norm(sub(*p, centre)))
+        .fold(0.0, f64::max);
+    let scale = if far > 0.0 { 1.0 / far } else { 1.0 };
+    for p in &mut points {
+        *p = [0, 1, 2].map(|k| (p[k] - centre[k]) * scale);
+    }
+    points
+}
+
+/// "IoGT" as CADPrompt's published code computes it: the reference's and
+/// the result's normalised points are paired by their order, each
+/// coordinate is marked when it exceeds −0.6, and the share of the
+/// reference's marks that the result's paired coordinate also carries is
+/// the score. It is not a ratio of volumes or boxes, whatever its name;
+/// cadloop reproduces it so its numbers sit beside the published ones.
+fn published_iogt(truth: &[Point], made: &[Point]) -> f64 {
+    const THRESHOLD: f64 = -0.6;
+    let (mut marked, mut both) = (0usize, 0usize);
+    for (t, m) in truth.iter().zip(made) {
+        for k in 0..3 {
+            if t[k] > THRESHOLD {
+                marked += 1;
+                both += usize::from(m[k] > THRESHOLD);
+            }
+        }
+    }
+    if marked == 0 {
+        0.0
+    } else {
+        both as f64 / marked as f64
+    }
+}
+
+/// What normalising every mesh on its own hides: the result's bounding-box
+/// sizes against the reference's (each sorted, largest first, so a part
+/// modelled about other axes still compares; in the reference's units), and
+/// the ratio of their volumes (when both meshes are watertight).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Absolute {
+    /// Result minus reference, largest side first.
+    pub size_error: [f64; 3],
+    /// Result ÷ reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_ratio: Option<f64>,
+}
+
+pub fn absolute(result: &Mesh, reference: &Mesh) -> Result<Absolute, MetricError> {
+    let sizes = |mesh: &Mesh, which| -> Result<[f64; 3], MetricError> {
+        let (lo, hi) = Shape::of(mesh, which)?.bbox();
+        let mut size = [0, 1, 2].map(|k| hi[k] - lo[k]);
+        size.sort_by(|a, b| b.total_cmp(a));
+        Ok(size)
+    };
+    let (made, truth) = (sizes(result, "result")?, sizes(reference, "reference")?);
+    let volume = |mesh: &Mesh| mesh.is_watertight().then(|| mesh.signed_volume().abs());
+    let volume_ratio = match (volume(result), volume(reference)) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    Ok(Absolute {
+        size_error: [0, 1, 2].map(|k| made[k] - truth[k]),
+        volume_ratio,
+    })
+}
+
+/// What shape-agnostic answers score against a reference, under the same
+/// protocol: a fixed cube, the box of the reference's own bounding box (a
+/// system that got only the size right), and the reference itself sampled
+/// with another seed (the noise floor: the best score a perfect result can
+/// expect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    pub cube: Scores,
+    pub bbox: Scores,
+    pub noise: Scores,
+}
+
+/// The names of the baselines, in the order tables show them.
+pub const BASELINES: [(&str, &str); 3] = [
+    ("cube", "a fixed cube"),
+    ("bbox", "the reference's bounding box"),
+    ("noise", "the reference itself, another seed"),
+];
+
+impl Baselines {
+    pub fn get(&self, name: &str) -> Option<&Scores> {
+        match name {
+            "cube" => Some(&self.cube),
+            "bbox" => Some(&self.bbox),
+            "noise" => Some(&self.noise),
+            _ => None,
+        }
+    }
+}
+
+pub fn baselines(reference: &Mesh, settings: &MetricSettings) -> Result<Baselines, MetricError> {
+    let (lo, hi) = Shape::of(reference, "reference")?.bbox();
+    let boxed = Mesh::cuboid(lo.map(|v| v as f32), hi.map(|v| v as f32));
+    Ok(Baselines {
+        cube: score(&Mesh::cuboid([0.0; 3], [1.0; 3]), reference, settings)?,
+        bbox: score(&boxed, reference, settings)?,
+        noise: score_seeded(
+            reference,
+            reference,
+            settings,
+            settings.result_seed().wrapping_add(NOISE_STREAM),
+        )?,
+    })
+}
+
+/// Sets the noise floor's second sampling apart from both others.
+const NOISE_STREAM: u64 = 0x5851_f42d_4c95_7f2d;
+
+/// Mean and largest distance from each point to the nearest point of `tree`.
+fn directed(points: &[Point], tree: &ImmutableKdTree<f64, 3>) -> (f64, f64) {
+    let mut sum = 0.0;
+    let mut max: f64 = 0.0;
+    for p in points {
+        let d = tree.nearest_one::<SquaredEuclidean>(p).distance.sqrt();
+        sum += d;
+        max = max.max(d);
+    }
+    (sum / points.len().max(1) as f64, max)
+}
+
+/// Mean squared distance from each point to the nearest point of `tree`.
+fn mean_squared(points: &[Point], tree: &ImmutableKdTree<f64, 3>) -> f64 {
+    let sum: f64 = points
+        .iter()
+        .map(|p| tree.nearest_one::<SquaredEuclidean>(p).distance)
+        .sum();
+    sum / points.len().max(1) as f64
+}
+
+/// `n` points on the surface, area weighted: a triangle is picked with
+/// probability proportional to its area, then a uniform point in it.
+fn sample_surface(shape: &Shape, n: usize, seed: u64) -> Vec<Point> {
+    let areas = shape.areas();
+    let mut cumulative = Vec::with_capacity(areas.len());
+    let mut total = 0.0;
+    for a in &areas {
+        total += a.max(0.0);
+        cumulative.push(total);
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n)
+        .map(|_| {
+            let pick = rng.f64() * total;
+            let index = cumulative
+                .partition_point(|&c| c <= pick)
+                .min(areas.len() - 1);
+            let [a, b, c] = shape.corners(&shape.triangles[index]);
+            let (mut u, mut v) = (rng.f64(), rng.f64());
+            if u + v > 1.0 {
+                (u, v) = (1.0 - u, 1.0 - v);
+            }
+            [0, 1, 2].map(|k| a[k] + u * (b[k] - a[k]) + v * (c[k] - a[k]))
+        })
+        .collect()
+}
+
+/// Volume of the intersection of two boxes ÷ volume of the reference's.
+fn iogt(result: (Point, Point), reference: (Point, Point)) -> f64 {
+    let (rl, rh) = result;
+    let (gl, gh) = reference;
+    let overlap: f64 = (0..3)
+        .map(|k| (rh[k].min(gh[k]) - rl[k].max(gl[k])).max(0.0))
+        .product();
+    let volume: f64 = (0..3).map(|k| gh[k] - gl[k]).product();
+    if volume > 0.0 {
+        overlap / volume
+    } else {
+        0.0
+    }
+}
+
+pub(crate) fn sub(a: Point, b: Point) -> Point {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+pub(crate) fn cross(a: Point, b: Point) -> Point {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+pub(crate) fn norm(a: Point) -> f64 {
+    (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt()
+}
+
+#[cfg(test)]
+mod tests;
