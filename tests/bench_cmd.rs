@@ -13,7 +13,7 @@ const BOX: &str = "import Part\nresult = Part.makeBox(30, 20, 10)\n";
 const CYLINDER: &str = "import Part\nresult = Part.makeCylinder(10, 30)\n";
 
 #[test]
-fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_scores_as_cadprompt() {
+fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() {
     let dir = tempfile::tempdir().unwrap();
     for (name, code) in [("box", BOX), ("cylinder", CYLINDER)] {
         std::fs::write(dir.path().join(format!("{name}.py")), code).unwrap();
@@ -78,28 +78,54 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
             "0",
             "--max-refines",
             "1",
+            "--protocol",
+            "cadloop",
+            "--price-in",
+            "2.5",
+            "--price-out",
+            "10",
         ],
     );
     assert_exit(&out, 0);
     let report = read_json(&dir.path().join("bench/bench.json"));
+    assert_eq!(report["protocol"], "cadloop");
+    assert_eq!(report["modified"], false);
     let case = |id: &str| case_of(&report, id);
     let right = case("right");
-    assert!(right["pcd"].as_f64().unwrap() < 1e-9, "{right}");
-    assert_eq!(right["iou"], 1.0);
+    assert!(right["scores"]["pcd"].as_f64().unwrap() < 1e-9, "{right}");
+    assert_eq!(right["scores"]["iou"], 1.0);
     assert_eq!(
         right["success_by_round"],
         serde_json::json!([true, true, true, true])
     );
+    assert_eq!(right["absolute"]["size_error"], serde_json::json!([0.0, 0.0, 0.0]));
+    assert!((right["absolute"]["volume_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert!(right["cost"]["llm_calls"].as_u64().unwrap() >= 2, "{right}");
     let wrong = case("wrong");
-    assert!(wrong["pcd"].as_f64().unwrap() > 0.05, "{wrong}");
-    assert!(wrong["iou"].as_f64().unwrap() < 0.9, "{wrong}");
+    assert!(wrong["scores"]["pcd"].as_f64().unwrap() > 0.05, "{wrong}");
+    assert!(wrong["scores"]["iou"].as_f64().unwrap() < 0.9, "{wrong}");
     let broken = case("broken");
     assert_eq!(broken["compiled"], false);
-    assert_eq!(broken["pcd"].as_f64().unwrap(), 3f64.sqrt());
-    assert_eq!(broken["iogt"], 0.0);
-    let compile = report["overall"]["compile_rate"].as_f64().unwrap();
+    assert_eq!(broken["scores"]["pcd"].as_f64().unwrap(), 3f64.sqrt());
+    assert_eq!(broken["scores"]["iogt"], 0.0);
+    let overall = &report["overall"];
+    let compile = overall["compile_rate"]["value"].as_f64().unwrap();
     assert!((compile - 2.0 / 3.0).abs() < 1e-9, "{compile}");
-    assert!(dir.path().join("bench/bench.md").is_file());
+    let ci = &overall["compile_rate"]["ci"];
+    assert!(ci[0].as_f64().unwrap() <= compile && compile <= ci[1].as_f64().unwrap());
+    // Every case's baselines, summarised: the cube does worse than the noise floor.
+    let cube = overall["baselines"]["cube"]["pcd"]["median"]["value"].as_f64().unwrap();
+    let floor = overall["baselines"]["noise"]["pcd"]["median"]["value"].as_f64().unwrap();
+    assert!(floor < cube, "{overall}");
+    let cost = &overall["cost"];
+    let money = (cost["prompt_tokens"].as_f64().unwrap() * 2.5
+        + cost["completion_tokens"].as_f64().unwrap() * 10.0)
+        / 1e6;
+    assert!((cost["money"].as_f64().unwrap() - money).abs() < 1e-12, "{cost}");
+    let md = std::fs::read_to_string(dir.path().join("bench/bench.md")).unwrap();
+    assert!(md.contains("Protocol **cadloop**"), "{md}");
+    assert!(md.contains("| a fixed cube |"), "{md}");
+    assert!(md.contains("At the given prices"), "{md}");
     let index = std::fs::read_to_string(dir.path().join("bench/index.html"))
         .unwrap()
         .replace("&#x2f;", "/"); // minijinja escapes slashes too
@@ -112,42 +138,73 @@ fn the_matching_case_scores_zero_the_wrong_one_does_not_and_the_failed_one_score
     assert!(
         index.contains(&format!(
             "<td class=\"num\">{:.4}</td>",
-            wrong["pcd"].as_f64().unwrap()
+            wrong["scores"]["pcd"].as_f64().unwrap()
         )),
         "{index}"
     );
     assert!(dir.path().join("bench/cases/right/result.png").is_file());
     assert!(dir.path().join("bench/cases/right/reference.png").is_file());
+    let page = std::fs::read_to_string(dir.path().join("bench/cases/wrong/case.md")).unwrap();
+    assert!(page.contains("| the reference's bounding box |"), "{page}");
 
     // Scoring the same meshes again, as another system's output, gives the same numbers.
     std::fs::create_dir(dir.path().join("theirs")).unwrap();
-    std::fs::copy(
-        dir.path().join("bench/items/right/model.stl"),
-        dir.path().join("theirs/right.stl"),
-    )
-    .unwrap();
-    std::fs::copy(
-        dir.path().join("bench/items/wrong/model.stl"),
-        dir.path().join("theirs/wrong.stl"),
-    )
-    .unwrap();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "bench",
-            "score",
-            "theirs",
-            "--references",
-            "dataset.jsonl",
-            "--out",
-            "scored",
-        ],
-    );
-    assert_exit(&out, 0);
+    for id in ["right", "wrong"] {
+        std::fs::copy(
+            dir.path().join(format!("bench/items/{id}/model.stl")),
+            dir.path().join(format!("theirs/{id}.stl")),
+        )
+        .unwrap();
+    }
+    let score = |out: &str, protocol: &str| {
+        let out = cadloop(
+            dir.path(),
+            &[
+                "bench", "score", "theirs", "--references", "dataset.jsonl", "--out", out,
+                "--protocol", protocol,
+            ],
+        );
+        assert_exit(&out, 0);
+    };
+    score("scored", "cadloop");
     let again = read_json(&dir.path().join("scored/bench.json"));
     let again_case = |id: &str| case_of(&again, id);
-    assert_eq!(again_case("wrong")["pcd"], wrong["pcd"]);
-    assert_eq!(again_case("broken")["pcd"].as_f64().unwrap(), 3f64.sqrt());
+    assert_eq!(again_case("wrong")["scores"]["pcd"], wrong["scores"]["pcd"]);
+    assert_eq!(again_case("broken")["scores"]["pcd"].as_f64().unwrap(), 3f64.sqrt());
+    assert_eq!(again_case("wrong")["outcome"], "given");
+    assert!(again["overall"]["success_rate"].is_null(), "success does not apply");
+    let md = std::fs::read_to_string(dir.path().join("scored/bench.md")).unwrap();
+    assert!(md.contains("Success does not apply"), "{md}");
+    assert!(md.contains("| n/a |"), "{md}");
+
+    // CADPrompt's protocol: a perfect result scores the noise floor, a failure 1.73.
+    score("scored-cadprompt", "cadprompt");
+    let cp = read_json(&dir.path().join("scored-cadprompt/bench.json"));
+    let right = case_of(&cp, "right");
+    let pcd = right["scores"]["pcd"].as_f64().unwrap();
+    let floor = right["baselines"]["noise"]["pcd"].as_f64().unwrap();
+    assert!(pcd > 0.0 && pcd < 2.0 * floor, "{right}");
+    assert_eq!(case_of(&cp, "broken")["scores"]["pcd"], 1.73);
+    assert!(right["scores"].get("iou").is_none(), "CADPrompt reports no IoU");
+
+    // Text2CAD's: a failure is left out and counted as invalid.
+    score("scored-text2cad", "text2cad");
+    let t2c = read_json(&dir.path().join("scored-text2cad/bench.json"));
+    assert_eq!(case_of(&t2c, "broken")["scores"], serde_json::json!({}));
+    assert_eq!(t2c["overall"]["metrics"]["cd"]["cases"], 2);
+    let md = std::fs::read_to_string(dir.path().join("scored-text2cad/bench.md")).unwrap();
+    assert!(md.contains("Invalidity ratio 33.3 %"), "{md}");
+
+    // Compare: the same meshes differ by nothing; other protocols do not compare.
+    let out = cadloop(dir.path(), &["bench", "compare", "bench", "scored", "--out", "cmp"]);
+    assert_exit(&out, 0);
+    let cmp = read_json(&dir.path().join("cmp/compare.json"));
+    assert_eq!(cmp["paired"], 3);
+    assert_eq!(cmp["metrics"]["pcd"]["equal"], 3);
+    assert!(cmp["success"].is_null(), "{cmp}");
+    let out = cadloop(dir.path(), &["bench", "compare", "scored", "scored-cadprompt"]);
+    assert_exit(&out, 2);
+    assert!(common::text(&out.stderr).contains("do not compare"), "{}", common::text(&out.stderr));
 }
 
 fn read_json(path: &std::path::Path) -> Value {
