@@ -98,7 +98,10 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         right["success_by_round"],
         serde_json::json!([true, true, true, true])
     );
-    assert_eq!(right["absolute"]["size_error"], serde_json::json!([0.0, 0.0, 0.0]));
+    assert_eq!(
+        right["absolute"]["size_error"],
+        serde_json::json!([0.0, 0.0, 0.0])
+    );
     assert!((right["absolute"]["volume_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-6);
     assert!(right["cost"]["llm_calls"].as_u64().unwrap() >= 2, "{right}");
     let wrong = case("wrong");
@@ -114,14 +117,21 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     let ci = &overall["compile_rate"]["ci"];
     assert!(ci[0].as_f64().unwrap() <= compile && compile <= ci[1].as_f64().unwrap());
     // Every case's baselines, summarised: the cube does worse than the noise floor.
-    let cube = overall["baselines"]["cube"]["pcd"]["median"]["value"].as_f64().unwrap();
-    let floor = overall["baselines"]["noise"]["pcd"]["median"]["value"].as_f64().unwrap();
+    let cube = overall["baselines"]["cube"]["pcd"]["median"]["value"]
+        .as_f64()
+        .unwrap();
+    let floor = overall["baselines"]["noise"]["pcd"]["median"]["value"]
+        .as_f64()
+        .unwrap();
     assert!(floor < cube, "{overall}");
     let cost = &overall["cost"];
     let money = (cost["prompt_tokens"].as_f64().unwrap() * 2.5
         + cost["completion_tokens"].as_f64().unwrap() * 10.0)
         / 1e6;
-    assert!((cost["money"].as_f64().unwrap() - money).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost["money"].as_f64().unwrap() - money).abs() < 1e-12,
+        "{cost}"
+    );
     let md = std::fs::read_to_string(dir.path().join("bench/bench.md")).unwrap();
     assert!(md.contains("Protocol **cadloop**"), "{md}");
     assert!(md.contains("| a fixed cube |"), "{md}");
@@ -160,8 +170,15 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         let out = cadloop(
             dir.path(),
             &[
-                "bench", "score", "theirs", "--references", "dataset.jsonl", "--out", out,
-                "--protocol", protocol,
+                "bench",
+                "score",
+                "theirs",
+                "--references",
+                "dataset.jsonl",
+                "--out",
+                out,
+                "--protocol",
+                protocol,
             ],
         );
         assert_exit(&out, 0);
@@ -170,9 +187,15 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     let again = read_json(&dir.path().join("scored/bench.json"));
     let again_case = |id: &str| case_of(&again, id);
     assert_eq!(again_case("wrong")["scores"]["pcd"], wrong["scores"]["pcd"]);
-    assert_eq!(again_case("broken")["scores"]["pcd"].as_f64().unwrap(), 3f64.sqrt());
+    assert_eq!(
+        again_case("broken")["scores"]["pcd"].as_f64().unwrap(),
+        3f64.sqrt()
+    );
     assert_eq!(again_case("wrong")["outcome"], "given");
-    assert!(again["overall"]["success_rate"].is_null(), "success does not apply");
+    assert!(
+        again["overall"]["success_rate"].is_null(),
+        "success does not apply"
+    );
     let md = std::fs::read_to_string(dir.path().join("scored/bench.md")).unwrap();
     assert!(md.contains("Success does not apply"), "{md}");
     assert!(md.contains("| n/a |"), "{md}");
@@ -185,7 +208,10 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     let floor = right["baselines"]["noise"]["pcd"].as_f64().unwrap();
     assert!(pcd > 0.0 && pcd < 2.0 * floor, "{right}");
     assert_eq!(case_of(&cp, "broken")["scores"]["pcd"], 1.73);
-    assert!(right["scores"].get("iou").is_none(), "CADPrompt reports no IoU");
+    assert!(
+        right["scores"].get("iou").is_none(),
+        "CADPrompt reports no IoU"
+    );
 
     // Text2CAD's: a failure is left out and counted as invalid.
     score("scored-text2cad", "text2cad");
@@ -196,15 +222,25 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     assert!(md.contains("Invalidity ratio 33.3 %"), "{md}");
 
     // Compare: the same meshes differ by nothing; other protocols do not compare.
-    let out = cadloop(dir.path(), &["bench", "compare", "bench", "scored", "--out", "cmp"]);
+    let out = cadloop(
+        dir.path(),
+        &["bench", "compare", "bench", "scored", "--out", "cmp"],
+    );
     assert_exit(&out, 0);
     let cmp = read_json(&dir.path().join("cmp/compare.json"));
     assert_eq!(cmp["paired"], 3);
     assert_eq!(cmp["metrics"]["pcd"]["equal"], 3);
     assert!(cmp["success"].is_null(), "{cmp}");
-    let out = cadloop(dir.path(), &["bench", "compare", "scored", "scored-cadprompt"]);
+    let out = cadloop(
+        dir.path(),
+        &["bench", "compare", "scored", "scored-cadprompt"],
+    );
     assert_exit(&out, 2);
-    assert!(common::text(&out.stderr).contains("do not compare"), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains("do not compare"),
+        "{}",
+        common::text(&out.stderr)
+    );
 }
 
 fn read_json(path: &std::path::Path) -> Value {
@@ -220,4 +256,187 @@ fn case_of(report: &Value, id: &str) -> Value {
         .find(|c| c["id"] == id)
         .unwrap()
         .clone()
+}
+
+/// CADPrompt's development cases when this machine has them (they are read
+/// in place, never copied; `CADLOOP_DEV_DATASET` names another folder), else
+/// a dataset of parts FreeCAD makes here.
+fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    let dev = std::env::var_os("CADLOOP_DEV_DATASET").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/datasets/cadprompt-dev")
+        },
+        std::path::PathBuf::from,
+    );
+    if dev.is_dir() {
+        return dev;
+    }
+    eprintln!("{} is not here: using parts made by FreeCAD", dev.display());
+    let parts = [
+        ("plate", "import FreeCAD\nimport Part\nresult = Part.makeBox(40, 30, 4).cut(Part.makeCylinder(5, 4, FreeCAD.Vector(20, 15, 0)))\n"),
+        ("shaft", "import Part\nresult = Part.makeCylinder(5, 60).fuse(Part.makeCylinder(8, 10))\n"),
+        ("bracket", "import Part\nresult = Part.makeBox(50, 30, 5).fuse(Part.makeBox(5, 30, 40))\n"),
+    ];
+    let mut lines = String::new();
+    for (id, code) in parts {
+        std::fs::write(dir.join(format!("{id}.py")), code).unwrap();
+        assert_exit(
+            &cadloop(
+                dir,
+                &["exec", &format!("{id}.py"), "--out", &format!("ref-{id}")],
+            ),
+            0,
+        );
+        lines += &format!(
+            "{}\n",
+            serde_json::json!({"id": id, "prompt": id, "reference": format!("ref-{id}/model.stl")})
+        );
+    }
+    std::fs::write(dir.join("parts.jsonl"), lines).unwrap();
+    dir.join("parts.jsonl")
+}
+
+/// A reference's triangles, read with the STL crate (not cadloop's reader).
+fn read_reference(path: &std::path::Path) -> cadloop::mesh::Mesh {
+    let mut file = std::fs::File::open(path).unwrap();
+    let stl = stl_io::read_stl(&mut file).unwrap();
+    cadloop::mesh::Mesh {
+        vertices: stl.vertices.iter().map(|v| [v[0], v[1], v[2]]).collect(),
+        triangles: stl
+            .faces
+            .iter()
+            .map(|f| f.vertices.map(|i| i as u32))
+            .collect(),
+        closed: false,
+    }
+}
+
+/// An axis-aligned box as 12 triangles, built here rather than by cadloop.
+fn box_mesh(lo: [f32; 3], hi: [f32; 3]) -> cadloop::mesh::Mesh {
+    let mut vertices = Vec::new();
+    for z in [lo[2], hi[2]] {
+        for y in [lo[1], hi[1]] {
+            for x in [lo[0], hi[0]] {
+                vertices.push([x, y, z]);
+            }
+        }
+    }
+    let faces = [
+        [0, 1, 3, 2],
+        [4, 6, 7, 5],
+        [0, 4, 5, 1],
+        [2, 3, 7, 6],
+        [0, 2, 6, 4],
+        [1, 5, 7, 3],
+    ];
+    let triangles = faces
+        .iter()
+        .flat_map(|f| [[f[0], f[2], f[1]], [f[0], f[3], f[2]]])
+        .collect();
+    cadloop::mesh::Mesh {
+        vertices,
+        triangles,
+        closed: true,
+    }
+}
+
+#[test]
+fn the_cube_and_bounding_box_baselines_match_an_independent_computation() {
+    use cadloop::metrics::{score, Metric, MetricSettings, Protocol};
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = reference_dataset(dir.path());
+    // A system that answers every prompt with the same 10 × 20 × 30 block.
+    std::fs::write(
+        dir.path().join("block.py"),
+        "import Part\nresult = Part.makeBox(10, 20, 30)\n",
+    )
+    .unwrap();
+    assert_exit(
+        &cadloop(dir.path(), &["exec", "block.py", "--out", "block"]),
+        0,
+    );
+    let (cases, _) =
+        cadloop::bench::load_dataset(&dataset, cadloop::bench::Variant::Plain).unwrap();
+    std::fs::create_dir(dir.path().join("constant")).unwrap();
+    for case in &cases {
+        std::fs::copy(
+            dir.path().join("block/model.stl"),
+            dir.path().join(format!("constant/{}.stl", case.item.id)),
+        )
+        .unwrap();
+    }
+    let out = cadloop(
+        dir.path(),
+        &[
+            "bench",
+            "score",
+            "constant",
+            "--references",
+            dataset.to_str().unwrap(),
+            "--out",
+            "scored",
+        ],
+    );
+    assert_exit(&out, 0);
+    let report = read_json(&dir.path().join("scored/bench.json"));
+    assert_eq!(
+        report["protocol"], "cadprompt",
+        "the published protocol is the default"
+    );
+    let settings = MetricSettings::of(Protocol::Cadprompt);
+    for case in &cases {
+        let reference = read_reference(case.reference.as_ref().unwrap());
+        let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+        for v in &reference.vertices {
+            for k in 0..3 {
+                lo[k] = lo[k].min(v[k]);
+                hi[k] = hi[k].max(v[k]);
+            }
+        }
+        let recorded = case_of(&report, &case.item.id);
+        for (name, lo, hi) in [("cube", [0.0; 3], [1.0; 3]), ("bbox", lo, hi)] {
+            // Boxes triangulated as cadloop's: the same points, the same scores.
+            let same = score(&cadloop::mesh::Mesh::cuboid(lo, hi), &reference, &settings).unwrap();
+            // Boxes triangulated here: the points fall on other triangles,
+            // so the distance agrees to the sampling's noise only (the
+            // Hausdorff distance, a maximum, and ICP's local minimum can
+            // move more).
+            let other = score(&box_mesh(lo, hi), &reference, &settings).unwrap();
+            for m in [Metric::Pcd, Metric::Hausdorff, Metric::Iogt] {
+                let recorded = recorded["baselines"][name][m.key()].as_f64().unwrap();
+                assert_eq!(
+                    recorded,
+                    same.get(m).unwrap(),
+                    "{} {name} {m:?}",
+                    case.item.id
+                );
+            }
+            let (recorded, other) = (
+                recorded["baselines"][name]["pcd"].as_f64().unwrap(),
+                other.get(Metric::Pcd).unwrap(),
+            );
+            assert!(
+                (recorded - other).abs() <= 0.25 * other,
+                "{} {name}: {recorded} vs {other}",
+                case.item.id
+            );
+        }
+    }
+    // Shape-agnostic answers are told apart from knowing the size: the
+    // reference's box scores far better than the constant block or a cube,
+    // and the noise floor better still.
+    let overall = &report["overall"];
+    let median = |v: &Value| v["pcd"]["median"]["value"].as_f64().unwrap();
+    let baseline = |name: &str| median(&overall["baselines"][name]);
+    let (system, cube, bbox, noise) = (
+        median(&overall["metrics"]),
+        baseline("cube"),
+        baseline("bbox"),
+        baseline("noise"),
+    );
+    assert!(
+        noise < bbox && bbox < system && bbox < cube,
+        "noise {noise}, box {bbox}, block {system}, cube {cube}"
+    );
 }
