@@ -191,9 +191,9 @@ fn absolute_markdown(t: &Table) -> String {
     );
     match (&a.volume_ratio, a.volume_within_10_percent) {
         (Some(v), Some(share)) => {
-            let _ = write!(
+            let _ = writeln!(
                 md,
-                " The median volume ratio (result ÷ reference) is {}; {:.1} % of the results are within 10 % of the reference's volume.\n",
+                " The median volume ratio (result ÷ reference) is {}; {:.1} % of the results are within 10 % of the reference's volume.",
                 v.text(3),
                 share * 100.0
             );

@@ -126,8 +126,8 @@ pub fn score_case(
         }),
         cost: record.map(|r| Cost {
             llm_calls: r.llm_calls,
-            prompt_tokens: u64::from(r.usage.prompt_tokens),
-            completion_tokens: u64::from(r.usage.completion_tokens),
+            prompt_tokens: r.usage.prompt_tokens,
+            completion_tokens: r.usage.completion_tokens,
             seconds: r.timings.total_ms / 1e3,
         }),
         scores,
