@@ -372,6 +372,10 @@ def symmetric(shape, plane, at=None, rel=0.001):
         measured = (f"centre of mass {mm(off_plane)} mm off the plane: at least "
                     f"{off_plane / size * 100:.3g} % of the volume off its mirror image")
         return result(False, measured, expected, f"not symmetric about the {where}: {measured}")
+    lower_bound = _asymmetry_from_products(shape, "xyz".index(axis), offset)
+    if lower_bound > max(rel, 1e-3):
+        measured = f"at least {lower_bound * 100:.3g} % of the volume off its mirror image (from its moments)"
+        return result(False, measured, expected, f"not symmetric about the {where}: {measured}")
     mirrored = shape.mirror(base, normal)
     left = shape.cut(mirrored).Volume
     share = left / shape.Volume if shape.Volume > 0 else 1.0
@@ -379,6 +383,37 @@ def symmetric(shape, plane, at=None, rel=0.001):
     if share <= rel:
         return result(True, measured, expected, f"symmetric about the {where}")
     return result(False, measured, expected, f"not symmetric about the {where}: {measured}")
+
+
+def _asymmetry_from_products(shape, a, offset):
+    """A lower bound on the share of the volume off its mirror image about
+    the plane with normal axis `a` at `offset`, from the products of
+    inertia: the mirror-symmetric part contributes nothing to the integral
+    of (distance from the plane) × (an in-plane coordinate), and the rest at
+    most its volume times the largest such product."""
+    solids = shape.Solids
+    volume = sum(s.Volume for s in solids)
+    if volume <= 0:
+        return 0.0
+    box = shape.BoundBox
+    lows, highs = (box.XMin, box.YMin, box.ZMin), (box.XMax, box.YMax, box.ZMax)
+    reach_a = max(abs(lows[a] - offset), abs(highs[a] - offset))
+    bound = 0.0
+    for b in (k for k in range(3) if k != a):
+        middle = (lows[b] + highs[b]) / 2
+        reach_b = (highs[b] - lows[b]) / 2
+        if reach_a <= 0 or reach_b <= 0:
+            continue
+        # The integral of (x_a − offset)(x_b − middle), from each solid's own
+        # products (FreeCAD gives −∫ about the solid's centre of mass).
+        total = 0.0
+        for solid in solids:
+            own = solid.MatrixOfInertia.A[a * 4 + b]
+            c = solid.CenterOfMass
+            c = (c.x, c.y, c.z)
+            total += -own + solid.Volume * (c[a] - offset) * (c[b] - middle)
+        bound = max(bound, abs(total) / (volume * reach_a * reach_b))
+    return bound
 
 
 def _centre_of_mass(shape):

@@ -44,6 +44,17 @@ cross = Part.makeCylinder(2, 20, V(0, 10, 10), V(1, 0, 0))
 result = block.cut(drill).cut(bore).cut(cross)
 ";
 
+/// A Z, 10 × 10 × 2: its centre of mass is on the YZ plane through its
+/// middle, yet it is not mirror-symmetric about it (only about its centre).
+const ZED: &str = "import FreeCAD
+import Part
+V = FreeCAD.Vector
+bottom = Part.makeBox(6, 2, 2)
+stem = Part.makeBox(2, 10, 2, V(4, 0, 0))
+top = Part.makeBox(6, 2, 2, V(4, 8, 0))
+result = bottom.fuse([stem, top]).removeSplitter()
+";
+
 /// A cylinder boss on a plate (a round feature that is not a hole) and a
 /// half ball standing out of its top.
 const BOSS: &str = "import FreeCAD as App
@@ -198,6 +209,19 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
     )
     .await;
     assert_eq!(statuses(&drilled), [Pass, Pass, Pass, Pass]);
+
+    let zed = check(
+        &pool,
+        ZED,
+        "CHECKS = [symmetric('yz'), symmetric('xz'), symmetric('xy')]",
+    )
+    .await;
+    assert_eq!(statuses(&zed), [Fail, Fail, Pass]);
+    assert!(
+        zed[0].measured.contains("(from its moments)"),
+        "{}",
+        zed[0].measured
+    );
 
     let boss = check(
         &pool,

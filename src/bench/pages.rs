@@ -347,6 +347,16 @@ fn index_summary(report: &BenchReport) -> Vec<String> {
             ))
         ));
     }
+    if let Some(c) = &t.cost {
+        summary.push(format!(
+            "cost: {} LLM calls, {} tokens, {:.1} s per case{}",
+            c.llm_calls,
+            c.prompt_tokens + c.completion_tokens,
+            c.seconds_per_case.value,
+            c.money
+                .map_or(String::new(), |m| format!(", {m:.4} in all"))
+        ));
+    }
     if let Some(rate) = t.checks_pass_rate {
         summary.push(format!(
             "checks: {:.1} % passed over {} results · {} MATCH verdicts, {:.1} % of them with failing checks",
