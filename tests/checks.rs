@@ -88,6 +88,11 @@ async fn check(pool: &Pool, code: &str, checks: &str) -> Vec<CheckResult> {
     results
 }
 
+/// Asserts that a check's sentence holds `words`.
+fn says(result: &CheckResult, words: &str) {
+    assert!(result.message.contains(words), "{}", result.message);
+}
+
 fn statuses(results: &[CheckResult]) -> Vec<CheckStatus> {
     results.iter().map(|r| r.status).collect()
 }
@@ -123,11 +128,7 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         statuses(&plate),
         [Pass, Fail, Pass, Fail, Pass, Pass, Fail, Pass, Pass, Pass, Fail, Pass, Pass, Fail]
     );
-    assert!(
-        plate[1].message.contains("4 hole(s) match, expected 3"),
-        "{}",
-        plate[1].message
-    );
+    says(&plate[1], "4 hole(s) match, expected 3");
     assert_eq!(
         plate[0].measured,
         "4 × ⌀5 through along Z, 1 × ⌀8 blind 3 deep along Z"
@@ -136,11 +137,7 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         plate[6].measured, "30 mm",
         "the nearest pair to 25 is a side"
     );
-    assert!(
-        plate[10].message.contains("X = 50 mm, expected 5 ± 0.1"),
-        "{}",
-        plate[10].message
-    );
+    says(&plate[10], "X = 50 mm, expected 5 ± 0.1");
     assert!(
         plate[13]
             .message
@@ -168,7 +165,7 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         "{}",
         cube[1].message
     );
-    assert!(cube[5].message.contains("(-8.7 %)"), "{}", cube[5].message);
+    says(&cube[5], "(-8.7 %)");
     assert!(
         cube[11]
             .message
@@ -196,11 +193,7 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
         "{}",
         tray[2].message
     );
-    assert!(
-        tray[4].message.contains("wall 2 mm thick, expected 5"),
-        "{}",
-        tray[4].message
-    );
+    says(&tray[4], "wall 2 mm thick, expected 5");
 
     let drilled = check(
         &pool,
@@ -230,11 +223,7 @@ async fn every_check_gives_the_known_answer_on_known_solids() {
     )
     .await;
     assert_eq!(statuses(&boss), [Fail, Fail, Pass, Pass, Pass, Pass]);
-    assert!(
-        boss[0].message.contains("holes found: none"),
-        "{}",
-        boss[0].message
-    );
+    says(&boss[0], "holes found: none");
     pool.shutdown().await;
 }
 
@@ -251,21 +240,9 @@ async fn a_check_that_cannot_be_applied_is_an_error_and_the_rest_still_run() {
         statuses(&results),
         [Error, Error, Error, Error, Error, Pass]
     );
-    assert!(
-        results[0].message.contains("diameter must be a number"),
-        "{}",
-        results[0].message
-    );
-    assert!(
-        results[1].message.contains("kind must be one of"),
-        "{}",
-        results[1].message
-    );
-    assert!(
-        results[3].message.contains("at must be three values"),
-        "{}",
-        results[3].message
-    );
+    says(&results[0], "diameter must be a number");
+    says(&results[1], "kind must be one of");
+    says(&results[3], "at must be three values");
     pool.shutdown().await;
 }
 
