@@ -470,6 +470,9 @@ pub struct BenchArgs {
     /// Run shard K of N (K from 0); scoring covers every case run so far.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// Seconds in-flight cases may take to finish after Ctrl-C [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub grace: Option<u64>,
     /// Price of a million prompt tokens, for the cost tables (with --price-out).
     #[arg(long, value_name = "MONEY", requires = "price_out")]
     pub price_in: Option<f64>,

@@ -69,7 +69,7 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         out,
         args.shard.as_deref(),
         args.jobs,
-        Duration::from_secs(120),
+        Duration::from_secs(args.grace.unwrap_or(120)),
         global.quiet,
     )?;
     let cases = load_cases(dataset, args.variant)?;

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod llm_server;
 pub mod parts;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
