@@ -98,6 +98,7 @@ fn log_of(out: &Path, job: &str, task: u32) -> String {
 #[test]
 fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     let slurm = Slurm::start(2).unwrap_or_else(|why| panic!("cannot start Slurm here: {why}"));
+    let clock = Instant::now();
     let work = tempfile::tempdir().unwrap();
     let input = prompts(work.path());
 
@@ -139,6 +140,7 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
         assert!(index.contains(&format!("items/{item}/report.html")), "{item} is not in the index");
     }
 
+    eprintln!("two shards done after {:?}", clock.elapsed());
     // A slow endpoint: task 0 is stopped midway as a time limit stops it,
     // requeues itself, and the rerun does only what is left.
     let slow = box_writer(Duration::from_millis(1500));
@@ -154,7 +156,29 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
         .command("scancel", &["--signal=INT", "--batch", &format!("{job}_0")])
         .unwrap();
     assert!(stop.status.success(), "{}", text(&stop.stderr));
+    // Slurm holds a requeued job for a couple of minutes before it may start
+    // again; once task 0 is back in the queue, let it start now.
+    let task0 = format!("{job}_0");
+    let started = Instant::now();
+    loop {
+        let state = slurm.command("squeue", &["-h", "-j", &task0, "-o", "%T"]).unwrap();
+        let state = text(&state.stdout);
+        if state.trim() == "PENDING" {
+            let now = slurm
+                .command("scontrol", &["update", &format!("JobId={task0}"), "StartTime=now"])
+                .unwrap();
+            assert!(now.status.success(), "{}", text(&now.stderr));
+            break;
+        }
+        if state.trim().is_empty() && log_of(&out, &job, 0).contains("restart 1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "task 0 was not requeued: {state}\n{}", log_of(&out, &job, 0));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("task 0 stopped and requeued after {:?}", clock.elapsed());
     slurm.wait(&job, Duration::from_secs(300));
+    eprintln!("the array ended after {:?}", clock.elapsed());
     let log = log_of(&out, &job, 0);
     assert!(log.contains("cadloop exited with status 130"), "{log}");
     assert!(log.contains("requeueing to finish the shard"), "{log}");
