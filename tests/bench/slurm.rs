@@ -14,6 +14,7 @@
 #[allow(dead_code)]
 mod llm_server;
 #[path = "../common/slurm.rs"]
+#[allow(dead_code)]
 mod slurm;
 
 use std::path::Path;
