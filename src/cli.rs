@@ -100,6 +100,15 @@ pub enum Command {
     /// Writes DIR/views/{front,back,left,right,top,bottom,iso}.png and DIR/sheet.png.
     /// STL and GLB files are read directly; STEP and FCStd files are meshed by FreeCAD.
     Render(RenderArgs),
+    /// Make a captioner training set from a CAD dataset: each reference
+    /// rendered as the loop renders attempts, paired with its text.
+    ///
+    /// Reads a CADPrompt folder, a JSONL file with references, or a
+    /// Text2CAD CSV with --meshes DIR. Writes DIR/images/<id>_<view>.png and
+    /// DIR/metadata.jsonl (file_name, text, id, view, split), split into
+    /// train and validation by model id. Images already there are kept, so a
+    /// stopped run resumes.
+    CaptionsDataset(CaptionsDatasetArgs),
     /// Caption images with the BLIP model in --captioner DIR.
     ///
     /// Prints one caption per image, in the order given; --json prints a list of
@@ -138,6 +147,41 @@ pub struct ExecArgs {
     /// loop uses) to run on the solid the script builds.
     #[arg(long, value_name = "FILE")]
     pub checks: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionsDatasetArgs {
+    /// The dataset: a CADPrompt folder, a JSONL file with `reference`s, or a Text2CAD CSV.
+    #[arg(value_name = "DATASET")]
+    pub dataset: PathBuf,
+    /// The output folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// All seven views of each model, or the isometric one only.
+    #[arg(long, value_enum, default_value = "all")]
+    pub views: ViewSet,
+    /// Share of the models in the training split; the rest validate.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.9)]
+    pub split: f64,
+    /// CADPrompt: the plain prompt or the one with measurements.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub variant: PromptVariant,
+    /// Text2CAD CSV: the level whose text describes the model.
+    #[arg(long, value_enum, default_value = "abstract")]
+    pub level: Text2CadLevel,
+    /// Text2CAD CSV: the folder of the models, <uid>.stl (or .step, .stp, .obj, .glb).
+    #[arg(long, value_name = "DIR")]
+    pub meshes: Option<PathBuf>,
+    /// Width and height of each image, in pixels [default: 384, BLIP's input].
+    #[arg(long, value_name = "PX")]
+    pub size: Option<u32>,
+}
+
+/// Which views a captions dataset holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewSet {
+    All,
+    Iso,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,9 @@ fn main() -> ExitCode {
             Command::Batch(args) => commands::batch::batch(&cli.global, args).await,
             Command::Exec(args) => commands::exec::exec(&cli.global, args).await,
             Command::Render(args) => commands::render::render(&cli.global, args).await,
+            Command::CaptionsDataset(args) => {
+                commands::captions_dataset::captions_dataset(&cli.global, args).await
+            }
             Command::Caption(args) => commands::caption::caption(&cli.global, args),
             Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
             Command::Worker => unreachable!("served above"),

@@ -258,45 +258,6 @@ fn case_of(report: &Value, id: &str) -> Value {
         .clone()
 }
 
-/// CADPrompt's development cases when this machine has them (they are read
-/// in place, never copied; `CADLOOP_DEV_DATASET` names another folder), else
-/// a dataset of parts FreeCAD makes here.
-fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
-    let dev = std::env::var_os("CADLOOP_DEV_DATASET").map_or_else(
-        || {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/datasets/cadprompt-dev")
-        },
-        std::path::PathBuf::from,
-    );
-    if dev.is_dir() {
-        return dev;
-    }
-    eprintln!("{} is not here: using parts made by FreeCAD", dev.display());
-    let parts = [
-        ("plate", "import FreeCAD\nimport Part\nresult = Part.makeBox(40, 30, 4).cut(Part.makeCylinder(5, 4, FreeCAD.Vector(20, 15, 0)))\n"),
-        ("shaft", "import Part\nresult = Part.makeCylinder(5, 60).fuse(Part.makeCylinder(8, 10))\n"),
-        ("bracket", "import Part\nresult = Part.makeBox(50, 30, 5).fuse(Part.makeBox(5, 30, 40))\n"),
-    ];
-    let mut lines = String::new();
-    for (id, code) in parts {
-        std::fs::write(dir.join(format!("{id}.py")), code).unwrap();
-        assert_exit(
-            &cadloop(
-                dir,
-                &["exec", &format!("{id}.py"), "--out", &format!("ref-{id}")],
-            ),
-            0,
-        );
-        lines += &format!(
-            "{}\n",
-            serde_json::json!({"id": id, "prompt": id, "reference": format!("ref-{id}/model.stl")})
-        );
-    }
-    std::fs::write(dir.join("parts.jsonl"), lines).unwrap();
-    dir.join("parts.jsonl")
-}
-
 /// A reference's triangles, read with the STL crate (not cadloop's reader).
 fn read_reference(path: &std::path::Path) -> cadloop::mesh::Mesh {
     let mut file = std::fs::File::open(path).unwrap();
@@ -345,7 +306,7 @@ fn box_mesh(lo: [f32; 3], hi: [f32; 3]) -> cadloop::mesh::Mesh {
 fn the_cube_and_bounding_box_baselines_match_an_independent_computation() {
     use cadloop::metrics::{score, Metric, MetricSettings, Protocol};
     let dir = tempfile::tempdir().unwrap();
-    let dataset = reference_dataset(dir.path());
+    let dataset = common::parts::reference_dataset(dir.path());
     // A system that answers every prompt with the same 10 × 20 × 30 block.
     std::fs::write(
         dir.path().join("block.py"),

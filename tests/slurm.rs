@@ -32,7 +32,9 @@ fn box_writer(delay: Duration) -> ScriptedLlm {
 /// 16 prompts, one per line.
 fn prompts(dir: &Path) -> PathBuf {
     let path = dir.join("prompts.txt");
-    let lines: String = (0..ITEMS).map(|i| format!("part {i}: a 10 x 20 x 30 mm box\n")).collect();
+    let lines: String = (0..ITEMS)
+        .map(|i| format!("part {i}: a 10 x 20 x 30 mm box\n"))
+        .collect();
     std::fs::write(&path, lines).unwrap();
     path
 }
@@ -41,10 +43,34 @@ fn prompts(dir: &Path) -> PathBuf {
 fn submit(slurm: &Slurm, input: &Path, out: &Path, server: &ScriptedLlm) -> String {
     let url = server.url();
     let output = Command::new(repo().join("scripts/slurm/submit"))
-        .args(["batch", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--tasks", "2"])
-        .args(["--cadloop", env!("CARGO_BIN_EXE_cadloop"), "--jobs", "1", "--grace", "60"])
+        .args([
+            "batch",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--tasks",
+            "2",
+        ])
+        .args([
+            "--cadloop",
+            env!("CARGO_BIN_EXE_cadloop"),
+            "--jobs",
+            "1",
+            "--grace",
+            "60",
+        ])
         .args(["--sbatch", "--cpus-per-task=1 --mem=0 --time=10"])
-        .args(["--", "--base-url", &url, "--model", "m", "--max-refines", "0", "--max-repairs", "0"])
+        .args([
+            "--",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--max-refines",
+            "0",
+            "--max-repairs",
+            "0",
+        ])
         .env("SLURM_CONF", &slurm.conf)
         .env_remove("OPENAI_API_KEY")
         .output()
@@ -53,7 +79,10 @@ fn submit(slurm: &Slurm, input: &Path, out: &Path, server: &ScriptedLlm) -> Stri
     let said = text(&output.stdout);
     assert!(said.contains("watch     squeue -j"), "{said}");
     assert!(said.contains("batch summary"), "{said}");
-    std::fs::read_to_string(out.join("logs/last-job")).unwrap().trim().to_string()
+    std::fs::read_to_string(out.join("logs/last-job"))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Every record of every shard's results log, by id (counting repeats).
@@ -67,7 +96,8 @@ fn recorded(out: &Path) -> BTreeMap<String, usize> {
         }
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let record: Value = serde_json::from_str(line).unwrap();
-            *ids.entry(record["id"].as_str().unwrap().to_string()).or_default() += 1;
+            *ids.entry(record["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     ids
@@ -86,7 +116,10 @@ fn completions(slurm: &Slurm, job: &str) -> Vec<(String, String)> {
                     .unwrap_or_default()
                     .to_string()
             };
-            (field("ArrayTaskId"), format!("{} {}", field("JobState"), field("ExitCode")))
+            (
+                field("ArrayTaskId"),
+                format!("{} {}", field("JobState"), field("ExitCode")),
+            )
         })
         .collect()
 }
@@ -111,7 +144,10 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     done.sort();
     assert_eq!(
         done,
-        [("0".to_string(), "COMPLETED 0:0".to_string()), ("1".to_string(), "COMPLETED 0:0".to_string())],
+        [
+            ("0".to_string(), "COMPLETED 0:0".to_string()),
+            ("1".to_string(), "COMPLETED 0:0".to_string())
+        ],
         "{}\n{}",
         log_of(&out, &job, 0),
         log_of(&out, &job, 1)
@@ -122,11 +158,19 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     let ids = recorded(&out);
     assert_eq!(ids.len(), ITEMS, "{ids:?}");
     assert!(ids.values().all(|&n| n == 1), "{ids:?}");
-    assert!(out.join("results.shard-0-of-2.jsonl").is_file() && out.join("results.shard-1-of-2.jsonl").is_file());
+    assert!(
+        out.join("results.shard-0-of-2.jsonl").is_file()
+            && out.join("results.shard-1-of-2.jsonl").is_file()
+    );
     let summary = cadloop(work.path(), &["batch", "summary", out.to_str().unwrap()]);
     assert_exit(&summary, 0);
     let said = text(&summary.stdout);
-    assert!(said.contains(&format!("{ITEMS} items from results.shard-0-of-2.jsonl, results.shard-1-of-2.jsonl")), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{ITEMS} items from results.shard-0-of-2.jsonl, results.shard-1-of-2.jsonl"
+        )),
+        "{said}"
+    );
     assert!(!said.contains("duplicates"), "{said}");
     let index = std::fs::read_to_string(out.join("index.html"))
         .unwrap()
@@ -137,7 +181,10 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
         .collect();
     assert_eq!(items.len(), ITEMS);
     for item in &items {
-        assert!(index.contains(&format!("items/{item}/report.html")), "{item} is not in the index");
+        assert!(
+            index.contains(&format!("items/{item}/report.html")),
+            "{item} is not in the index"
+        );
     }
 
     eprintln!("two shards done after {:?}", clock.elapsed());
@@ -149,7 +196,10 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     let shard0 = out.join("results.shard-0-of-2.jsonl");
     let started = Instant::now();
     while std::fs::read_to_string(&shard0).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(started.elapsed() < Duration::from_secs(120), "task 0 never finished two items");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "task 0 never finished two items"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let stop = slurm
@@ -161,11 +211,16 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     let task0 = format!("{job}_0");
     let started = Instant::now();
     loop {
-        let state = slurm.command("squeue", &["-h", "-j", &task0, "-o", "%T"]).unwrap();
+        let state = slurm
+            .command("squeue", &["-h", "-j", &task0, "-o", "%T"])
+            .unwrap();
         let state = text(&state.stdout);
         if state.trim() == "PENDING" {
             let now = slurm
-                .command("scontrol", &["update", &format!("JobId={task0}"), "StartTime=now"])
+                .command(
+                    "scontrol",
+                    &["update", &format!("JobId={task0}"), "StartTime=now"],
+                )
                 .unwrap();
             assert!(now.status.success(), "{}", text(&now.stderr));
             break;
@@ -173,7 +228,11 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
         if state.trim().is_empty() && log_of(&out, &job, 0).contains("restart 1") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "task 0 was not requeued: {state}\n{}", log_of(&out, &job, 0));
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "task 0 was not requeued: {state}\n{}",
+            log_of(&out, &job, 0)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("task 0 stopped and requeued after {:?}", clock.elapsed());
@@ -182,20 +241,28 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
     let log = log_of(&out, &job, 0);
     assert!(log.contains("cadloop exited with status 130"), "{log}");
     assert!(log.contains("requeueing to finish the shard"), "{log}");
-    assert!(log.contains("restart 1"), "the task ran again after its requeue:\n{log}");
+    assert!(
+        log.contains("restart 1"),
+        "the task ran again after its requeue:\n{log}"
+    );
     let states: Vec<String> = completions(&slurm, &job)
         .into_iter()
         .filter(|(task, _)| task == "0")
         .map(|(_, state)| state)
         .collect();
-    assert_eq!(states.last().map(String::as_str), Some("COMPLETED 0:0"), "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("COMPLETED 0:0"),
+        "{states:?}"
+    );
     let ids = recorded(&out);
     assert_eq!(ids.len(), ITEMS, "{ids:?}");
     assert!(ids.values().all(|&n| n == 1), "nothing done twice: {ids:?}");
     // And no item was run again: each run folder holds one generation.
     for entry in std::fs::read_dir(out.join("items")).unwrap() {
         let run: Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("run.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("run.json")).unwrap())
+                .unwrap();
         assert_eq!(run["requests"].as_array().unwrap().len(), 1, "{run}");
         assert_eq!(run["llm_calls"], 1, "{run}");
     }

@@ -21,6 +21,7 @@
 //! in, as Pillow and transformers prepare them. `decode`: greedy and beam
 //! search. `service`: the thread that owns a loaded model for the loop.
 
+pub mod dataset;
 mod decode;
 mod preprocess;
 mod service;

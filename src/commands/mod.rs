@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod bench;
 pub mod caption;
+pub mod captions_dataset;
 pub mod doctor;
 pub mod exec;
 pub mod generate;

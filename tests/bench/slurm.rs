@@ -27,7 +27,8 @@ const DELAY: Duration = Duration::from_secs(1);
 const ITEMS: usize = 24;
 
 fn main() {
-    let cluster = slurm::Slurm::start(4).unwrap_or_else(|why| panic!("cannot start Slurm here: {why}"));
+    let cluster =
+        slurm::Slurm::start(4).unwrap_or_else(|why| panic!("cannot start Slurm here: {why}"));
     let server = ScriptedLlm::responding(DELAY, |_| {
         Scripted::Reply("```python\nimport Part\nresult = Part.makeBox(10, 20, 30)\n```".into())
     });
@@ -71,10 +72,30 @@ fn array_run(cluster: &slurm::Slurm, server: &ScriptedLlm, tasks: usize) -> Dura
     let out = dir.path().join("out");
     let started = Instant::now();
     let status = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/submit"))
-        .args(["batch", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--tasks", &tasks.to_string(), "--jobs", "1", "--cadloop", env!("CARGO_BIN_EXE_cadloop")])
+        .args([
+            "batch",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--tasks",
+            &tasks.to_string(),
+            "--jobs",
+            "1",
+            "--cadloop",
+            env!("CARGO_BIN_EXE_cadloop"),
+        ])
         .args(["--sbatch", "--cpus-per-task=1 --mem=0 --time=30"])
-        .args(["--", "--base-url", &server.url(), "--model", "m", "--max-refines", "0"])
+        .args([
+            "--",
+            "--base-url",
+            &server.url(),
+            "--model",
+            "m",
+            "--max-refines",
+            "0",
+        ])
         .env("SLURM_CONF", &cluster.conf)
         .stdout(Stdio::null())
         .status()
@@ -100,7 +121,16 @@ fn batch_run(server: &ScriptedLlm, jobs: usize) -> Duration {
     let started = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_cadloop"))
         .args(["-q", "batch", input.to_str().unwrap(), "--out", "out"])
-        .args(["--jobs", &jobs.to_string(), "--base-url", &server.url(), "--model", "m", "--max-refines", "0"])
+        .args([
+            "--jobs",
+            &jobs.to_string(),
+            "--base-url",
+            &server.url(),
+            "--model",
+            "m",
+            "--max-refines",
+            "0",
+        ])
         .current_dir(dir.path())
         .env_remove("CADLOOP_CONFIG")
         .env_remove("CADLOOP_CAPTIONER")

@@ -62,7 +62,15 @@ impl Slurm {
             std::fs::create_dir(d.join(sub)).map_err(|e| e.to_string())?;
         }
         let key = d.join("munge.key");
-        checked("mungekey", &["--create", "--force", &format!("--keyfile={}", key.display())], &[])?;
+        checked(
+            "mungekey",
+            &[
+                "--create",
+                "--force",
+                &format!("--keyfile={}", key.display()),
+            ],
+            &[],
+        )?;
         let socket = d.join("munge.socket");
         checked(
             "munged",
@@ -114,7 +122,11 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
             socket = socket.display(),
             d = d.display(),
             // More CPUs than the machine has: slurmd must be told to accept the configuration.
-            overrides = if cpus > actual { "SlurmdParameters=config_overrides\n" } else { "" },
+            overrides = if cpus > actual {
+                "SlurmdParameters=config_overrides\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         let slurm = Slurm { dir, conf };
@@ -145,7 +157,8 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
     /// A daemon's log, for failure messages.
     pub fn log(&self, daemon: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("log/{daemon}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("log/{daemon}.log")))
+            .unwrap_or_default()
     }
 
     /// The job completion log's lines.
@@ -161,7 +174,9 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     pub fn wait(&self, job: &str, limit: Duration) {
         let started = Instant::now();
         loop {
-            let out = self.command("squeue", &["-h", "-j", job, "-o", "%i %T"]).unwrap();
+            let out = self
+                .command("squeue", &["-h", "-j", job, "-o", "%i %T"])
+                .unwrap();
             let listed = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if listed.is_empty() {
                 return;
@@ -186,7 +201,9 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         let pid = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let started = Instant::now();
-        while nix::sys::signal::kill(pid, None).is_ok() && started.elapsed() < Duration::from_secs(10) {
+        while nix::sys::signal::kill(pid, None).is_ok()
+            && started.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

@@ -1,0 +1,194 @@
+//! A captioner training set from a CAD dataset: each reference rendered
+//! exactly as the loop renders attempts, each image paired with its text,
+//! and a train/validation split by model id (no model in both).
+//!
+//! Stage in the flow: `cadloop captions-dataset` reads the dataset here
+//! ([`sources`]), renders and writes the images, then [`metadata`] lines
+//! become `metadata.jsonl`, which `captioner/finetune.py` reads.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, InputFormat, InputOptions};
+use crate::bench::{self, Variant};
+use crate::render::View;
+
+/// The extensions a Text2CAD mesh folder's models may have, in the order tried.
+pub const MESH_EXTENSIONS: [&str; 5] = ["stl", "step", "stp", "obj", "glb"];
+
+/// One model and the text that describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: String,
+    /// File names are built from this (ids may hold slashes).
+    pub name: String,
+    pub text: String,
+    pub model: PathBuf,
+}
+
+/// The train or validation side of the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+/// One line of `metadata.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataLine {
+    /// The image, relative to the dataset folder.
+    pub file_name: String,
+    pub text: String,
+    pub id: String,
+    pub view: String,
+    pub split: Split,
+}
+
+/// A model id's side: the id's 64-bit FNV-1a hash, mixed, as a fraction of 2⁶⁴,
+/// train below `train_share`. The same id always lands on the same side,
+/// whatever the other ids, the order or the machine.
+pub fn split_of(id: &str, train_share: f64) -> Split {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's high bits barely move between ids that differ in their last
+    // characters (00000007, 00000008): mix them (SplitMix64's finaliser).
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    if (hash as f64 / 2f64.powi(64)) < train_share {
+        Split::Train
+    } else {
+        Split::Validation
+    }
+}
+
+/// Where a dataset's texts and models are: a CADPrompt folder (its prompts,
+/// `variant` choosing which), a JSONL file with `reference`s, or a Text2CAD
+/// CSV (`uid` and one text column per level, `column`) with its models in
+/// `meshes` as `<uid>.<stl|step|stp|obj|glb>`. Cases without a model are
+/// returned apart, with the reason.
+pub fn sources(
+    dataset: &Path,
+    variant: Variant,
+    column: &str,
+    meshes: Option<&Path>,
+) -> anyhow::Result<(Vec<Source>, Vec<String>)> {
+    let mut skipped = Vec::new();
+    let mut found = Vec::new();
+    if !dataset.is_dir() && InputFormat::of(dataset) == InputFormat::Csv {
+        let Some(meshes) = meshes else {
+            anyhow::bail!(
+                "{}: a Text2CAD CSV holds no models; give their folder with --meshes DIR (<uid>.stl or .step)",
+                dataset.display()
+            );
+        };
+        let options = InputOptions {
+            format: InputFormat::Csv,
+            id_column: "uid".into(),
+            prompt_column: column.into(),
+        };
+        let (items, problems) = batch::read_items(dataset, &options)?;
+        skipped.extend(
+            problems
+                .iter()
+                .map(|p| format!("line {}: {}", p.line, p.message)),
+        );
+        for item in items {
+            let model = MESH_EXTENSIONS
+                .iter()
+                .map(|ext| meshes.join(format!("{}.{ext}", item.id)))
+                .find(|p| p.is_file());
+            match model {
+                Some(model) => found.push(Source {
+                    name: item.dir_name,
+                    id: item.id,
+                    text: item.prompt,
+                    model,
+                }),
+                None => skipped.push(format!("{}: no model in {}", item.id, meshes.display())),
+            }
+        }
+        return Ok((found, skipped));
+    }
+    let (cases, problems) = bench::load_dataset(dataset, variant)?;
+    skipped.extend(
+        problems
+            .iter()
+            .map(|p| format!("line {}: {}", p.line, p.message)),
+    );
+    for case in cases {
+        match case.reference {
+            Some(model) => found.push(Source {
+                id: case.item.id,
+                name: case.item.dir_name,
+                text: case.item.prompt,
+                model,
+            }),
+            None => skipped.push(format!("{}: no reference model", case.item.id)),
+        }
+    }
+    Ok((found, skipped))
+}
+
+/// The image file of a model's view, relative to the dataset folder.
+pub fn image_name(source: &Source, view: View) -> String {
+    format!("images/{}_{}.png", source.name, view.name())
+}
+
+/// The metadata lines of a model's views.
+pub fn metadata(source: &Source, views: &[View], train_share: f64) -> Vec<MetadataLine> {
+    let split = split_of(&source.id, train_share);
+    views
+        .iter()
+        .map(|&view| MetadataLine {
+            file_name: image_name(source, view),
+            text: source.text.clone(),
+            id: source.id.clone(),
+            view: view.name().to_string(),
+            split,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_by_id_stable_and_near_the_share() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("{i:08}")).collect();
+        let train = ids
+            .iter()
+            .filter(|id| split_of(id, 0.9) == Split::Train)
+            .count();
+        assert!((1740..=1860).contains(&train), "{train}");
+        for id in &ids[..50] {
+            assert_eq!(split_of(id, 0.9), split_of(id, 0.9));
+        }
+        assert!(ids.iter().all(|id| split_of(id, 1.0) == Split::Train));
+        assert!(ids.iter().all(|id| split_of(id, 0.0) == Split::Validation));
+    }
+
+    #[test]
+    fn every_view_of_a_model_shares_its_text_id_and_side() {
+        let source = Source {
+            id: "0000/00001234".into(),
+            name: "0000_00001234".into(),
+            text: "a plate".into(),
+            model: PathBuf::from("x.stl"),
+        };
+        let lines = metadata(&source, &View::ALL, 0.5);
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[0].file_name, "images/0000_00001234_front.png");
+        assert!(lines
+            .iter()
+            .all(|l| l.split == lines[0].split && l.id == source.id && l.text == "a plate"));
+    }
+}
