@@ -133,10 +133,13 @@ pub fn score_case(
         scores,
         absolute,
         baselines,
-        parameters: chosen(record)
+        parameters: record
+            .and_then(RunRecord::chosen_attempt)
             .map(|a| a.result.parameters.clone())
             .unwrap_or_default(),
-        checks: chosen(record).and_then(AttemptRecord::checks),
+        checks: record
+            .and_then(RunRecord::chosen_attempt)
+            .and_then(AttemptRecord::checks),
         match_verdicts: record.map_or(0, |r| count_matches(r, |_| true)),
         overruled_matches: record.map_or(0, |r| count_matches(r, |c| c.overruled)),
     }
@@ -153,15 +156,6 @@ fn success_by_round(record: &RunRecord) -> [bool; 4] {
         }
     }
     by_round
-}
-
-/// The run's result.
-fn chosen(record: Option<&RunRecord>) -> Option<&AttemptRecord> {
-    let record = record?;
-    record
-        .chosen
-        .as_ref()
-        .and_then(|c| record.attempts.get(c.attempt as usize - 1))
 }
 
 /// The run's MATCH verdicts that `which` picks.

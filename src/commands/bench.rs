@@ -20,7 +20,8 @@ use super::batch::{batch_exit, BatchRun};
 use super::settings::{BenchSettings, Settings};
 use super::{write_json_atomically, ExitStatus};
 
-fn variant(v: PromptVariant) -> bench::Variant {
+/// The CADPrompt prompt a `--variant` flag names.
+pub(super) fn variant(v: PromptVariant) -> bench::Variant {
     match v {
         PromptVariant::Plain => bench::Variant::Plain,
         PromptVariant::Measurements => bench::Variant::Measurements,

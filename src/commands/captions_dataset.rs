@@ -3,9 +3,8 @@
 
 use anyhow::{bail, Context};
 
-use crate::bench::Variant;
 use crate::caption::dataset::{self, MetadataLine, Split};
-use crate::cli::{CaptionsDatasetArgs, GlobalArgs, LimitArgs, PromptVariant, ViewSet};
+use crate::cli::{CaptionsDatasetArgs, GlobalArgs, LimitArgs, ViewSet};
 use crate::executor::MeshLoader;
 use crate::files;
 use crate::progress;
@@ -26,10 +25,7 @@ pub async fn captions_dataset(
         );
     }
     let settings = Settings::read(global)?.exec(&LimitArgs::default(), args.size, Some(1))?;
-    let variant = match args.variant {
-        PromptVariant::Plain => Variant::Plain,
-        PromptVariant::Measurements => Variant::Measurements,
-    };
+    let variant = super::bench::variant(args.variant);
     let (sources, skipped) = dataset::sources(
         &args.dataset,
         variant,

@@ -22,33 +22,43 @@ impl Run<'_> {
         checks: Option<Result<Checks, ChecksError>>,
         reason: Option<String>,
     ) {
-        let record = match checks {
-            Some(Ok(checks)) => ChecksRecord {
+        match checks {
+            Some(Ok(checks)) => self.current().checks.push(ChecksRecord {
                 attempt,
                 source: checks.source,
                 calls: checks.calls,
                 reason,
                 error: None,
-            },
-            Some(Err(err)) => ChecksRecord {
+            }),
+            Some(Err(err)) => {
+                let why = err.to_string();
+                self.refuse_checks(attempt, err.written, reason, why);
+            }
+            None => self.refuse_checks(
                 attempt,
-                source: err.written.clone(),
-                calls: Vec::new(),
+                String::new(),
                 reason,
-                error: Some(err.to_string()),
-            },
-            None => ChecksRecord {
-                attempt,
-                source: String::new(),
-                calls: Vec::new(),
-                reason,
-                error: Some("the reply gave no ```checks block".into()),
-            },
-        };
-        if let Some(error) = &record.error {
-            tracing::warn!(attempt, %error, "no checks from this reply");
+                "the reply gave no ```checks block".into(),
+            ),
         }
-        self.current().checks.push(record);
+    }
+
+    /// Records checks that are not put in force: as written, and why.
+    pub(super) fn refuse_checks(
+        &mut self,
+        attempt: u32,
+        source: String,
+        reason: Option<String>,
+        why: String,
+    ) {
+        tracing::warn!(attempt, %why, "checks not put in force");
+        self.current().checks.push(ChecksRecord {
+            attempt,
+            source,
+            calls: Vec::new(),
+            reason,
+            error: Some(why),
+        });
     }
 
     /// The checks every job of the current request runs.

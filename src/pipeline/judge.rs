@@ -72,7 +72,8 @@ impl Run<'_> {
         if checks_on {
             self.change_checks(number, &replies).await?;
         }
-        let overruled = critique.verdict == Some(Verdict::Match) && !self.tally(number).all_pass();
+        let tally = self.tally(number);
+        let overruled = critique.verdict == Some(Verdict::Match) && !tally.all_pass();
         let verdict = decide::effective_verdict(critique.verdict, overruled);
         let rewrite = critique
             .code
@@ -81,7 +82,7 @@ impl Run<'_> {
         let feedback_file = self.attempt_dir(number).join("feedback.md");
         write_file(
             &feedback_file,
-            feedback_markdown(&critique, overruled.then_some(self.tally(number))).as_bytes(),
+            feedback_markdown(&critique, overruled.then_some(tally)).as_bytes(),
         )?;
         tracing::info!(
             attempt = number,
@@ -89,7 +90,6 @@ impl Run<'_> {
             overruled,
             "critique"
         );
-        let tally = self.tally(number);
         let attempt = self.attempt_mut(number);
         attempt.timings.critique_ms = Some(llm_ms);
         attempt.critique = Some(CritiqueRecord {
@@ -159,13 +159,7 @@ impl Run<'_> {
                     Ok(checks) => checks.source,
                     Err(err) => err.written,
                 };
-                self.current().checks.push(crate::report::ChecksRecord {
-                    attempt: number,
-                    source: written,
-                    calls: Vec::new(),
-                    reason,
-                    error: Some(why),
-                });
+                self.refuse_checks(number, written, reason, why);
                 Ok(())
             }
         }

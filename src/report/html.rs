@@ -220,7 +220,7 @@ struct CritiqueView {
 /// The page for a run folder, from its record and the files present.
 pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
     let chosen = record.chosen.as_ref();
-    let chosen_attempt = chosen.and_then(|c| record.attempts.get(c.attempt as usize - 1));
+    let chosen_attempt = record.chosen_attempt();
     let many_requests = record.requests.len() > 1;
     let attempts = record
         .attempts

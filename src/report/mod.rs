@@ -58,6 +58,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The attempt that is the run's result, if any.
+    pub fn chosen_attempt(&self) -> Option<&AttemptRecord> {
+        self.chosen
+            .as_ref()
+            .and_then(|c| self.attempts.get(c.attempt as usize - 1))
+    }
+
     /// The latest request's last attempt, when that request chose no result
     /// and the attempt failed (a tweak whose values FreeCAD could not build).
     pub fn latest_failed_attempt(&self) -> Option<&AttemptRecord> {
@@ -425,10 +432,7 @@ impl RunSummary {
             None => record.attempts.iter().collect(),
         };
         let count = |stage| mine.iter().filter(|a| a.stage == stage).count();
-        let chosen = record
-            .chosen
-            .as_ref()
-            .and_then(|c| record.attempts.get(c.attempt as usize - 1));
+        let chosen = record.chosen_attempt();
         let mut files = vec![
             RUN_FILE.to_string(),
             TRANSCRIPT_FILE.to_string(),

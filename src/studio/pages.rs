@@ -186,10 +186,7 @@ fn starting_state(id: &str) -> serde_json::Value {
 /// What the run page shows and its script updates: the result's facts,
 /// parameters and model.
 pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
-    let chosen = record
-        .chosen
-        .as_ref()
-        .and_then(|c| record.attempts.get(c.attempt as usize - 1));
+    let chosen = record.chosen_attempt();
     let facts = chosen.and_then(|a| a.result.facts()).map(|f| {
         serde_json::json!({
             "size": f.bbox.size,
