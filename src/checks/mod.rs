@@ -247,25 +247,21 @@ impl Checks {
             calls,
         })
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
-    }
-
-    /// The calls as the prompts list them, one "- " line each.
-    pub fn describe(&self) -> String {
-        self.calls
-            .iter()
-            .map(|c| {
-                if c.comment.is_empty() {
-                    format!("- `{}`", c.call)
-                } else {
-                    format!("- `{}` ({})", c.call, c.comment)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+/// Checks as the prompts list them, one "- " line each.
+pub fn describe(calls: &[CheckCall]) -> String {
+    calls
+        .iter()
+        .map(|c| {
+            if c.comment.is_empty() {
+                format!("- `{}`", c.call)
+            } else {
+                format!("- `{}` ({})", c.call, c.comment)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

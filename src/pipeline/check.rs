@@ -70,15 +70,7 @@ impl Run<'_> {
 
     /// The checks in force as the prompts list them; empty when none.
     pub(super) fn checks_text(&self) -> String {
-        let calls = self.checks_now();
-        if calls.is_empty() {
-            return String::new();
-        }
-        Checks {
-            source: String::new(),
-            calls,
-        }
-        .describe()
+        checks::describe(self.record.requests[self.request as usize - 1].checks_in_force())
     }
 
     /// What the critique of attempt `number` is told of the checks.
