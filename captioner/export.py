@@ -35,6 +35,7 @@ def random_base():
     tokens = sorted(vocab, key=vocab.get)
     tokens += [f"[unused{i}]" for i in range(size - len(tokens))]
     vocab = {t: i for i, t in enumerate(tokens)}
+    tokenizer = make_tiny.build_tokenizer(vocab)
     config = BlipConfig(
         text_config=dict(vocab_size=size, bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"],
                          pad_token_id=vocab["[PAD]"], eos_token_id=vocab["[CLS]"]),
@@ -42,7 +43,7 @@ def random_base():
     )
     torch.manual_seed(0)
     model = BlipForConditionalGeneration(config).eval()
-    return model, vocab, 384, CLIP_MEAN, CLIP_STD
+    return model, tokenizer, 384, CLIP_MEAN, CLIP_STD
 
 
 def pretrained(name):
@@ -50,9 +51,15 @@ def pretrained(name):
 
     processor = BlipProcessor.from_pretrained(name)
     model = BlipForConditionalGeneration.from_pretrained(name).eval()
-    image = processor.image_processor
-    size = image.size["height"] if isinstance(image.size, dict) else image.size
-    return model, processor.tokenizer, size, tuple(image.image_mean), tuple(image.image_std)
+    size, mean, std = image_settings(processor.image_processor)
+    return model, processor.tokenizer.backend_tokenizer, size, mean, std
+
+
+def image_settings(image_processor):
+    """A BLIP image processor's input size, mean and std."""
+    size = image_processor.size
+    size = size if isinstance(size, int) else size["height"]
+    return size, tuple(image_processor.image_mean), tuple(image_processor.image_std)
 
 
 def quantize(out_dir):
@@ -66,6 +73,24 @@ def quantize(out_dir):
         os.remove(tmp)
 
 
+def write_folder(model, tokenizer, out, size, mean, std, max_length, int8=False):
+    """A captioner folder cadloop loads: the decoder checked against
+    transformers, the three graphs, the manifest and `tokenizer` (a
+    `tokenizers.Tokenizer`); with `int8`, the graphs quantised."""
+    os.makedirs(out, exist_ok=True)
+    bos = model.config.text_config.bos_token_id
+    check = torch.tensor([[bos, 1037, 2000, 2003]]) % model.config.text_config.vocab_size
+    check[0, 0] = bos
+    worst = blip_onnx.check_decoder(model, torch.zeros(1, 3, size, size), check, atol=1e-3)
+    print(f"decoder check: largest logit difference {worst:.2e}")
+    tokenizer.save(os.path.join(out, "tokenizer.json"), pretty=True)
+    blip_onnx.export_model(model, out, size)
+    blip_onnx.write_manifest(model, out, size, mean, std, max_length)
+    if int8:
+        quantize(out)
+    return worst
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="the model folder to write")
@@ -76,22 +101,11 @@ def main():
     parser.add_argument("--max-length", type=int, default=20, help="default caption length in tokens")
     args = parser.parse_args()
 
-    os.makedirs(args.out, exist_ok=True)
     if args.random:
-        model, vocab, size, mean, std = random_base()
-        make_tiny.write_tokenizer(vocab, os.path.join(args.out, "tokenizer.json"))
+        model, tokenizer, size, mean, std = random_base()
     else:
         model, tokenizer, size, mean, std = pretrained(args.model)
-        tokenizer.backend_tokenizer.save(os.path.join(args.out, "tokenizer.json"))
-    bos = model.config.text_config.bos_token_id
-    check = torch.tensor([[bos, 1037, 2000, 2003]]) % model.config.text_config.vocab_size
-    check[0, 0] = bos
-    worst = blip_onnx.check_decoder(model, torch.zeros(1, 3, size, size), check, atol=1e-3)
-    print(f"decoder check: largest logit difference {worst:.2e}")
-    blip_onnx.export_model(model, args.out, size)
-    blip_onnx.write_manifest(model, args.out, size, mean, std, args.max_length)
-    if args.quantize == "int8":
-        quantize(args.out)
+    write_folder(model, tokenizer, args.out, size, mean, std, args.max_length, int8=args.quantize == "int8")
     print(f"wrote {args.out}")
 
 

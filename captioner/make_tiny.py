@@ -4,6 +4,7 @@ export.py exports real weights, plus reference outputs computed with
 transformers. Offline: the WordPiece vocabulary is built here.
 
     python captioner/make_tiny.py tests/fixtures/tiny-blip
+    python captioner/make_tiny.py --checkpoint DIR    # the same model for finetune.py
 
 Deterministic: a rerun writes byte-identical files (fixed seeds, no timestamps).
 Needs torch, transformers, onnx and pillow (see captioner/README.md).
@@ -40,11 +41,21 @@ PREFIX = "a cad model of"
 
 
 def vocabulary():
+    # "a" is both a word and a letter: the dict keeps the letter's id, so the
+    # ids run to len(tokens) - 1 with one unused; the model's vocabulary
+    # covers them all (vocab_size is the largest id + 1).
     tokens = SPECIAL + sorted(set(WORDS)) + list(LETTERS) + ["##" + c for c in LETTERS] + list(".,-")
     return {token: i for i, token in enumerate(tokens)}
 
 
 def write_tokenizer(vocab, path):
+    tokenizer = build_tokenizer(vocab)
+    tokenizer.save(path, pretty=True)
+    return tokenizer
+
+
+def build_tokenizer(vocab):
+    """BERT's WordPiece tokenizer (lower case, [CLS] … [SEP]) over `vocab`."""
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
 
@@ -56,7 +67,6 @@ def write_tokenizer(vocab, path):
     )
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     tokenizer.add_special_tokens(SPECIAL)
-    tokenizer.save(path, pretty=True)
     return tokenizer
 
 
@@ -65,7 +75,7 @@ def tiny_model(vocab):
 
     config = BlipConfig(
         text_config=dict(
-            vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            vocab_size=max(vocab.values()) + 1, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=64, max_position_embeddings=64,
             bos_token_id=vocab["[DEC]"], eos_token_id=vocab["[CLS]"],
             sep_token_id=vocab["[SEP]"], pad_token_id=vocab["[PAD]"],
@@ -96,10 +106,34 @@ def test_image():
     return image
 
 
+def write_checkpoint(out):
+    """The tiny model as a transformers checkpoint folder (weights, config and
+    a BlipProcessor), the starting point captioner/finetune.py reads as it
+    reads a downloaded BLIP."""
+    from transformers import BertTokenizerFast, BlipImageProcessor, BlipProcessor
+
+    vocab = vocabulary()
+    model = tiny_model(vocab)
+    tokenizer = BertTokenizerFast(tokenizer_object=build_tokenizer(vocab))
+    image = BlipImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=list(MEAN), image_std=list(STD)
+    )
+    model.save_pretrained(out)
+    BlipProcessor(image_processor=image, tokenizer=tokenizer).save_pretrained(out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="folder to write the fixture into")
+    parser.add_argument("out", nargs="?", help="folder to write the fixture into")
+    parser.add_argument("--checkpoint", metavar="DIR",
+                        help="write the same untrained model as a transformers checkpoint folder instead")
     args = parser.parse_args()
+    if args.checkpoint:
+        write_checkpoint(args.checkpoint)
+        print(f"wrote {args.checkpoint}")
+        return
+    if not args.out:
+        parser.error("give the fixture folder (OUT) or --checkpoint DIR")
     from transformers import BlipImageProcessor
 
     torch.use_deterministic_algorithms(True)

@@ -177,6 +177,14 @@ pub struct CaptionsDatasetArgs {
     pub size: Option<u32>,
 }
 
+/// Which images of a captions dataset `cadloop caption --eval` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    Train,
+    Validation,
+    All,
+}
+
 /// Which views a captions dataset holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ViewSet {
@@ -200,8 +208,20 @@ pub struct RenderArgs {
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
     /// The images (PNG or JPEG).
-    #[arg(value_name = "IMAGE", required = true)]
+    #[arg(
+        value_name = "IMAGE",
+        required_unless_present = "eval",
+        conflicts_with = "eval"
+    )]
     pub images: Vec<PathBuf>,
+    /// Caption a captions dataset's images (its metadata.jsonl, made by
+    /// `cadloop captions-dataset`) and score them against their texts:
+    /// BLEU-4, ROUGE-L, CAD-word recall.
+    #[arg(long, value_name = "METADATA")]
+    pub eval: Option<PathBuf>,
+    /// With --eval: the images of this side of the split.
+    #[arg(long, value_enum, default_value = "validation", requires = "eval")]
+    pub split: EvalSplit,
     /// The captioner model folder (made by captioner/export.py).
     #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
     pub captioner: Option<PathBuf>,

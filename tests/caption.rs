@@ -274,3 +274,120 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("beams"));
 }
+
+#[test]
+fn caption_eval_scores_a_split_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path();
+    std::fs::create_dir(set.join("images")).unwrap();
+    for name in ["test.png", "green.png"] {
+        std::fs::copy(fixture().join(name), set.join("images").join(name)).unwrap();
+    }
+    let line = |file: &str, text: &str, split: &str| {
+        serde_json::json!({"file_name": format!("images/{file}"), "text": text,
+            "id": file, "view": "iso", "split": split})
+        .to_string()
+    };
+    let metadata = set.join("metadata.jsonl");
+    std::fs::write(
+        &metadata,
+        [
+            line("test.png", "a plate with a hole", "train"),
+            line("green.png", "a green square", "validation"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let model = fixture();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "caption",
+            "--eval",
+            metadata.to_str().unwrap(),
+            "--captioner",
+            model.to_str().unwrap(),
+            "--beams",
+            "1",
+            "--repetition-penalty",
+            "1.5",
+        ];
+        args.extend(extra);
+        cadloop(&args)
+    };
+    // Each split's images, captioned as `cadloop caption` captions them.
+    let out = eval(&["--split", "all", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["images"], 2);
+    let one = cadloop(&[
+        "caption",
+        set.join("images/test.png").to_str().unwrap(),
+        "--captioner",
+        fixture().to_str().unwrap(),
+        "--beams",
+        "1",
+        "--repetition-penalty",
+        "1.5",
+    ]);
+    assert_eq!(
+        all["captions"][0]["caption"].as_str().unwrap(),
+        String::from_utf8_lossy(&one.stdout).trim()
+    );
+    assert_eq!(all["captions"][1]["text"], "a green square");
+    let expected = caption::score::score([
+        (
+            all["captions"][0]["caption"].as_str().unwrap(),
+            "a plate with a hole",
+        ),
+        (
+            all["captions"][1]["caption"].as_str().unwrap(),
+            "a green square",
+        ),
+    ]);
+    assert_eq!(all["rouge_l"].as_f64().unwrap(), expected.rouge_l);
+    assert_eq!(all["cad_words_in_texts"], 3); // plate, hole; square
+    let out = eval(&["--split", "train"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.starts_with("1 train images") && shown.contains("BLEU-4"),
+        "{shown}"
+    );
+    assert!(shown.contains("CAD-word recall"), "{shown}");
+
+    // A line that is not the dataset's, a missing image, an empty split.
+    std::fs::write(
+        &metadata,
+        format!(
+            "{}\n{{\"file_name\": \"x.png\"}}\n",
+            line("test.png", "a plate", "train")
+        ),
+    )
+    .unwrap();
+    let out = eval(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("captions-dataset"),
+        "{err}"
+    );
+    std::fs::write(&metadata, line("gone.png", "a plate", "validation")).unwrap();
+    let out = eval(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gone.png"));
+    std::fs::write(&metadata, line("test.png", "a plate", "train")).unwrap();
+    let out = eval(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no validation images") && err.contains("--split"),
+        "{err}"
+    );
+    // --split belongs to --eval, and --eval takes no images.
+    let out = cadloop(&["caption", "x.png", "--split", "train"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -48,7 +48,13 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
         let image = image::open(set.join(line["file_name"].as_str().unwrap())).unwrap();
         assert_eq!((image.width(), image.height()), (384, 384));
         let case = cases.iter().find(|c| c.item.id == line["id"]).unwrap();
-        assert_eq!(line["text"], case.item.prompt.as_str());
+        // The text is the prompt without its request for code.
+        let text = line["text"].as_str().unwrap();
+        assert_eq!(
+            text,
+            cadloop::caption::dataset::description(&case.item.prompt)
+        );
+        assert!(!text.to_lowercase().contains("python code"), "{text}");
         sides
             .entry(line["id"].as_str().unwrap().into())
             .or_default()

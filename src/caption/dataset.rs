@@ -109,7 +109,7 @@ pub fn sources(
                 Some(model) => found.push(Source {
                     name: item.dir_name,
                     id: item.id,
-                    text: item.prompt,
+                    text: description(&item.prompt),
                     model,
                 }),
                 None => skipped.push(format!("{}: no model in {}", item.id, meshes.display())),
@@ -128,13 +128,64 @@ pub fn sources(
             Some(model) => found.push(Source {
                 id: case.item.id,
                 name: case.item.dir_name,
-                text: case.item.prompt,
+                text: description(&case.item.prompt),
                 model,
             }),
             None => skipped.push(format!("{}: no reference model", case.item.id)),
         }
     }
     Ok((found, skipped))
+}
+
+/// The part a text describes, without a request for code in front of it:
+/// "Write Python code using FreeCAD to create a pipe with a flange." becomes
+/// "A pipe with a flange." A caption describes what a picture shows, so a
+/// captioner trained on the request would learn to say "write python code".
+/// Texts that are descriptions already (Text2CAD's) are left as they are.
+pub fn description(text: &str) -> String {
+    const VERBS: [&str; 8] = [
+        "create", "make", "build", "model", "design", "generate", "produce", "draw",
+    ];
+    let trimmed = text.trim();
+    let words: Vec<(usize, &str)> = trimmed
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - trimmed.as_ptr() as usize, w))
+        .collect();
+    let lower = |i: usize| {
+        words[i]
+            .1
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase()
+    };
+    let asks = !words.is_empty()
+        && ["write", "generate", "give", "please"].contains(&lower(0).as_str())
+        && (0..words.len().min(6)).any(|i| lower(i) == "code");
+    if !asks {
+        return trimmed.to_string();
+    }
+    let code = (0..words.len()).find(|&i| lower(i) == "code").unwrap_or(0);
+    let Some(cut) = (code + 1..words.len().min(code + 8)).find(|&i| {
+        let w = lower(i);
+        w == "to" || w == "for" || w == "that"
+    }) else {
+        return trimmed.to_string();
+    };
+    let mut start = cut + 1;
+    let verb = |w: String| {
+        VERBS.contains(&w.strip_suffix('s').unwrap_or(&w)) || VERBS.contains(&w.as_str())
+    };
+    if start < words.len() && verb(lower(start)) {
+        start += 1;
+    }
+    let Some(&(offset, _)) = words.get(start) else {
+        return trimmed.to_string();
+    };
+    let rest = &trimmed[offset..];
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => trimmed.to_string(),
+    }
 }
 
 /// The image file of a model's view, relative to the dataset folder.
@@ -157,6 +208,28 @@ pub fn metadata(source: &Source, views: &[View], train_share: f64) -> Vec<Metada
         .collect()
 }
 
+/// Reads a `metadata.jsonl`; a line that is not one of [`metadata`]'s is an
+/// error that names it.
+pub fn read_metadata(path: &Path) -> anyhow::Result<Vec<MetadataLine>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut lines = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str(line).map_err(|e| {
+            anyhow::anyhow!(
+                "{} line {}: not a captions-dataset line ({e}); each line needs file_name, text, id, view and split (train or validation), as `cadloop captions-dataset` writes them",
+                path.display(),
+                number + 1
+            )
+        })?;
+        lines.push(parsed);
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +247,44 @@ mod tests {
         }
         assert!(ids.iter().all(|id| split_of(id, 1.0) == Split::Train));
         assert!(ids.iter().all(|id| split_of(id, 0.0) == Split::Validation));
+    }
+
+    #[test]
+    fn a_request_for_code_is_cut_off_and_descriptions_stay() {
+        let cases = [
+            (
+                "Write Python code using FreeCAD to create a pipe with a thin flange.",
+                "A pipe with a thin flange.",
+            ),
+            (
+                "write a python code using FreeCAD to create an extruded sketch of a circle.",
+                "An extruded sketch of a circle.",
+            ),
+            (
+                "Write Python code using FreeCAD for a 3D model that looks like a workbench.",
+                "A 3D model that looks like a workbench.",
+            ),
+            (
+                "Write Python code using FreeCAD to a 3D model. Start by creating a rectangle.",
+                "A 3D model. Start by creating a rectangle.",
+            ),
+            (
+                "Generate CadQuery code that makes a hexagonal nut",
+                "A hexagonal nut",
+            ),
+            (
+                "A rectangular plate with four holes.",
+                "A rectangular plate with four holes.",
+            ),
+            (
+                "Write a letter to the editor",
+                "Write a letter to the editor",
+            ),
+            ("  ", ""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(description(text), expected, "{text}");
+        }
     }
 
     #[test]

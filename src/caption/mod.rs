@@ -24,6 +24,7 @@
 pub mod dataset;
 mod decode;
 mod preprocess;
+pub mod score;
 mod service;
 
 use std::path::{Path, PathBuf};

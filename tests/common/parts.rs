@@ -96,12 +96,15 @@ pub fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
     }
     eprintln!("{} is not here: using parts made by FreeCAD", dev.display());
     let parts = [
-        ("plate", "import FreeCAD\nimport Part\nresult = Part.makeBox(40, 30, 4).cut(Part.makeCylinder(5, 4, FreeCAD.Vector(20, 15, 0)))\n"),
-        ("shaft", "import Part\nresult = Part.makeCylinder(5, 60).fuse(Part.makeCylinder(8, 10))\n"),
-        ("bracket", "import Part\nresult = Part.makeBox(50, 30, 5).fuse(Part.makeBox(5, 30, 40))\n"),
+        ("plate", "a rectangular plate with a round hole in the middle", "import FreeCAD\nimport Part\nresult = Part.makeBox(40, 30, 4).cut(Part.makeCylinder(5, 4, FreeCAD.Vector(20, 15, 0)))\n"),
+        ("shaft", "a long cylindrical shaft with a wider collar at one end", "import Part\nresult = Part.makeCylinder(5, 60).fuse(Part.makeCylinder(8, 10))\n"),
+        ("bracket", "an l shaped bracket made of two flat plates", "import Part\nresult = Part.makeBox(50, 30, 5).fuse(Part.makeBox(5, 30, 40))\n"),
+        ("washer", "a thin round washer with a large hole", "import Part\nresult = Part.makeCylinder(15, 2).cut(Part.makeCylinder(7, 2))\n"),
+        ("tube", "a tall hollow tube", "import Part\nresult = Part.makeCylinder(10, 50).cut(Part.makeCylinder(8, 50))\n"),
+        ("block", "a cube with a slot cut across the top", "import FreeCAD\nimport Part\nresult = Part.makeBox(30, 30, 30).cut(Part.makeBox(30, 8, 10, FreeCAD.Vector(0, 11, 20)))\n"),
     ];
     let mut lines = String::new();
-    for (id, code) in parts {
+    for (id, prompt, code) in parts {
         std::fs::write(dir.join(format!("{id}.py")), code).unwrap();
         super::assert_exit(
             &super::cadloop(
@@ -112,7 +115,7 @@ pub fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
         );
         lines += &format!(
             "{}\n",
-            serde_json::json!({"id": id, "prompt": id, "reference": format!("ref-{id}/model.stl")})
+            serde_json::json!({"id": id, "prompt": prompt, "reference": format!("ref-{id}/model.stl")})
         );
     }
     std::fs::write(dir.join("parts.jsonl"), lines).unwrap();
