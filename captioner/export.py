@@ -37,7 +37,9 @@ def random_base():
     vocab = {t: i for i, t in enumerate(tokens)}
     tokenizer = make_tiny.build_tokenizer(vocab)
     config = BlipConfig(
-        text_config=dict(vocab_size=size, bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"],
+        # BLIP-base's text decoder has 12 heads (BlipTextConfig's default is 8).
+        text_config=dict(vocab_size=size, num_attention_heads=12,
+                         bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"],
                          pad_token_id=vocab["[PAD]"], eos_token_id=vocab["[CLS]"]),
         vision_config=dict(image_size=384),
     )

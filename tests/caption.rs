@@ -391,3 +391,67 @@ fn caption_eval_scores_a_split_and_names_what_is_wrong() {
     let out = cadloop(&["caption", "x.png", "--split", "train"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_format_1_folder_of_the_same_weights_gives_the_same_captions() {
+    // tests/fixtures/tiny-blip-format1: the fixture's weights as format 1
+    // exported them (stacked caches, cross keys/values copied per beam),
+    // kept so that folders exported before format 2 still load and agree.
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip-format1");
+    let mut old = Captioner::load(&old, 1).unwrap();
+    assert_eq!(old.manifest().format, 1);
+    let mut new = load();
+    assert_eq!(new.manifest().format, 2);
+    for beams in [1, 3] {
+        let decoding = Decoding {
+            beams,
+            repetition_penalty: 1.5,
+            max_length: Some(12),
+            ..Decoding::default()
+        };
+        let a = old.caption(&images(), &decoding).unwrap();
+        let b = new.caption(&images(), &decoding).unwrap();
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(a.ids, b.ids, "beams {beams}");
+            assert!((a.score - b.score).abs() < 1e-4, "beams {beams}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_service_reuses_captions_of_byte_identical_images_only() {
+    let service = caption::CaptionService::start(caption::CaptionSettings {
+        model: fixture(),
+        threads: 1,
+        decoding: Decoding {
+            beams: 1,
+            repetition_penalty: 1.5,
+            ..Decoding::default()
+        },
+    })
+    .await
+    .unwrap();
+    let [test, green]: [image::RgbImage; 2] = images().try_into().unwrap();
+    let first = service
+        .caption(vec![test.clone(), green.clone()])
+        .await
+        .unwrap();
+    assert_eq!(service.reused(), 0);
+    let again = service
+        .caption(vec![green.clone(), test.clone(), test.clone()])
+        .await
+        .unwrap();
+    assert_eq!(service.reused(), 3);
+    assert_eq!(again[0], first[1]);
+    assert_eq!(again[1], first[0]);
+    assert_eq!(again[2], first[0]);
+    // One pixel differs: the model captions it, and says what it says.
+    let mut touched = test.clone();
+    touched.get_pixel_mut(10, 10).0 = [0, 0, 0];
+    let fresh = service.caption(vec![touched.clone()]).await.unwrap();
+    assert_eq!(service.reused(), 3);
+    let direct = load()
+        .caption(&[touched], &service.decoding().clone())
+        .unwrap();
+    assert_eq!(fresh, direct);
+}

@@ -1,15 +1,63 @@
 //! Decoding: greedy and beam search over the text decoder, step by step
 //! with its key/value cache, as transformers' `generate` does for BLIP.
 
+use std::borrow::Cow;
+
+use ort::session::SessionInputValue;
 use ort::value::DynValue;
 
 use super::{output_err, run_err, tensor_f32, tensor_ids, CaptionError, Captioner};
-/// The decoder's key/value cache between steps.
+
+/// How a model folder's decoder passes its key/value cache (the manifest's
+/// format): format 2 has one tensor per layer `[B, h, T, d]`, with each
+/// image's cross keys/values shared by its beams in the step graph; format 1
+/// one stacked tensor `[L, B, h, T, d]` per kind, with a copy per beam.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub(super) per_layer: bool,
+    pub(super) layers: usize,
+}
+
+impl Layout {
+    /// The tensor names of one kind (`self_k`, `next_v`, …).
+    pub(super) fn names(&self, kind: &str) -> Vec<String> {
+        if self.per_layer {
+            (0..self.layers).map(|i| format!("{kind}.{i}")).collect()
+        } else {
+            vec![kind.to_string()]
+        }
+    }
+
+    /// The batch axis of a cache tensor.
+    fn batch_axis(&self) -> usize {
+        if self.per_layer {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// The decoder's key/value cache between steps, one tensor per layer
+/// (format 2) or one stacked tensor (format 1) of each kind.
 struct Cache {
-    self_k: DynValue,
-    self_v: DynValue,
-    cross_k: DynValue,
-    cross_v: DynValue,
+    self_k: Vec<DynValue>,
+    self_v: Vec<DynValue>,
+    cross_k: Vec<DynValue>,
+    cross_v: Vec<DynValue>,
+}
+
+/// Takes `order`'s rows of every tensor of a cache kind.
+fn gather_all(
+    values: &[DynValue],
+    axis: usize,
+    order: &[usize],
+    graph: &'static str,
+) -> Result<Vec<DynValue>, CaptionError> {
+    values
+        .iter()
+        .map(|v| gather_axis(v, axis, order, graph))
+        .collect()
 }
 
 /// Last-position logits, one row per sequence.
@@ -103,6 +151,7 @@ impl Search {
         embeds: &DynValue,
     ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
         let ids = tensor_ids(rows, 0, "decoder_init")?;
+        let layout = model.layout();
         let mut out = model
             .init
             .run(ort::inputs!["input_ids" => ids, "image_embeds" => embeds])
@@ -118,9 +167,15 @@ impl Search {
                 ),
             });
         }
-        let mut take = |name: &str| {
-            out.remove(name)
-                .ok_or_else(|| output_err("decoder_init", "missing output"))
+        let mut take = |kind: &str| -> Result<Vec<DynValue>, CaptionError> {
+            layout
+                .names(kind)
+                .iter()
+                .map(|name| {
+                    out.remove(name.as_str())
+                        .ok_or_else(|| output_err("decoder_init", "missing output"))
+                })
+                .collect()
         };
         let cache = Cache {
             self_k: take("self_k")?,
@@ -139,23 +194,35 @@ impl Search {
         cache: Cache,
     ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
         let ids = tensor_ids(rows, rows[0].len() - 1, "decoder_step")?;
+        let layout = model.layout();
+        let mut inputs: Vec<(Cow<str>, SessionInputValue)> = vec![("input_ids".into(), ids.into())];
+        for (kind, values) in [
+            ("self_k", &cache.self_k),
+            ("self_v", &cache.self_v),
+            ("cross_k", &cache.cross_k),
+            ("cross_v", &cache.cross_v),
+        ] {
+            for (name, value) in layout.names(kind).into_iter().zip(values) {
+                inputs.push((name.into(), value.into()));
+            }
+        }
         let mut out = model
             .step
-            .run(ort::inputs![
-                "input_ids" => ids,
-                "self_k" => &cache.self_k,
-                "self_v" => &cache.self_v,
-                "cross_k" => &cache.cross_k,
-                "cross_v" => &cache.cross_v,
-            ])
+            .run(inputs)
             .map_err(|e| run_err("decoder_step", e))?;
         let logits = logits_rows(&out["logits"], "decoder_step")?;
-        let self_k = out
-            .remove("next_k")
-            .ok_or_else(|| output_err("decoder_step", "missing next_k"))?;
-        let self_v = out
-            .remove("next_v")
-            .ok_or_else(|| output_err("decoder_step", "missing next_v"))?;
+        let mut take = |kind: &str| -> Result<Vec<DynValue>, CaptionError> {
+            layout
+                .names(kind)
+                .iter()
+                .map(|name| {
+                    out.remove(name.as_str())
+                        .ok_or_else(|| output_err("decoder_step", "missing a next_k/next_v output"))
+                })
+                .collect()
+        };
+        let self_k = take("next_k")?;
+        let self_v = take("next_v")?;
         drop(out);
         Ok((
             logits,
@@ -230,9 +297,10 @@ impl Search {
             if all_stop || !images.iter().any(|image| image.open) {
                 break;
             }
+            let axis = model.layout().batch_axis();
             cache = Cache {
-                self_k: gather_axis(&cache.self_k, 1, &order, "decoder_step")?,
-                self_v: gather_axis(&cache.self_v, 1, &order, "decoder_step")?,
+                self_k: gather_all(&cache.self_k, axis, &order, "decoder_step")?,
+                self_v: gather_all(&cache.self_v, axis, &order, "decoder_step")?,
                 ..cache
             };
             let rows: Vec<Vec<u32>> = images
@@ -250,24 +318,35 @@ impl Search {
 
     /// The first pass for beam search: all beams of an image start alike, so
     /// it runs once per image (its cross-attention keys/values are the costly
-    /// part) and is copied to each of the image's beams.
+    /// part) and its self-attention cache is copied to each of the image's
+    /// beams. The cross keys/values stay one per image where the step graph
+    /// shares them between beams (format 2), else they are copied too.
     fn first_per_image(
         &self,
         model: &mut Captioner,
         embeds: &DynValue,
         batch: usize,
     ) -> Result<(Vec<Vec<f32>>, Cache), CaptionError> {
-        let (first_logits, first_cache) =
-            self.first(model, &vec![self.start.clone(); batch], embeds)?;
+        let (first_logits, first) = self.first(model, &vec![self.start.clone(); batch], embeds)?;
         let expanded: Vec<usize> = (0..batch)
             .flat_map(|b| std::iter::repeat_n(b, self.beams))
             .collect();
         let logits = expanded.iter().map(|&b| first_logits[b].clone()).collect();
+        let layout = model.layout();
+        let axis = layout.batch_axis();
+        let (cross_k, cross_v) = if layout.per_layer {
+            (first.cross_k, first.cross_v)
+        } else {
+            (
+                gather_all(&first.cross_k, axis, &expanded, "decoder_init")?,
+                gather_all(&first.cross_v, axis, &expanded, "decoder_init")?,
+            )
+        };
         let cache = Cache {
-            self_k: gather_axis(&first_cache.self_k, 1, &expanded, "decoder_init")?,
-            self_v: gather_axis(&first_cache.self_v, 1, &expanded, "decoder_init")?,
-            cross_k: gather_axis(&first_cache.cross_k, 1, &expanded, "decoder_init")?,
-            cross_v: gather_axis(&first_cache.cross_v, 1, &expanded, "decoder_init")?,
+            self_k: gather_all(&first.self_k, axis, &expanded, "decoder_init")?,
+            self_v: gather_all(&first.self_v, axis, &expanded, "decoder_init")?,
+            cross_k,
+            cross_v,
         };
         Ok((logits, cache))
     }

@@ -281,6 +281,14 @@ fn runtime() -> Result<&'static ort::environment::Environment, CaptionError> {
 }
 
 impl Manifest {
+    /// How the decoder graphs pass their key/value cache.
+    fn layout(&self) -> decode::Layout {
+        decode::Layout {
+            per_layer: self.format >= 2,
+            layers: self.layers,
+        }
+    }
+
     /// Reads and checks `cadloop-captioner.json`.
     fn read(path: &Path) -> Result<Manifest, CaptionError> {
         let text = std::fs::read_to_string(path)
@@ -290,11 +298,11 @@ impl Manifest {
                 path: path.to_path_buf(),
                 source,
             })?;
-        if manifest.format != 1 {
+        if !(1..=2).contains(&manifest.format) {
             return Err(CaptionError::Manifest {
                 path: path.to_path_buf(),
                 message: format!(
-                    "format {} is not one this cadloop reads (1)",
+                    "format {} is not one this cadloop reads (1 or 2)",
                     manifest.format
                 ),
             });
@@ -336,6 +344,12 @@ fn check_graphs(
     [vision, init, step]: [&Session; 3],
 ) -> Result<(), CaptionError> {
     let graphs = &manifest.graphs;
+    let layout = manifest.layout();
+    let mut step_inputs = vec!["input_ids".to_string()];
+    for kind in ["self_k", "self_v", "cross_k", "cross_v"] {
+        step_inputs.extend(layout.names(kind));
+    }
+    let step_inputs: Vec<&str> = step_inputs.iter().map(String::as_str).collect();
     for (session, name, inputs) in [
         (vision, &graphs.vision, &["pixel_values"][..]),
         (
@@ -343,11 +357,7 @@ fn check_graphs(
             &graphs.decoder_init,
             &["input_ids", "image_embeds"][..],
         ),
-        (
-            step,
-            &graphs.decoder_step,
-            &["input_ids", "self_k", "self_v", "cross_k", "cross_v"][..],
-        ),
+        (step, &graphs.decoder_step, &step_inputs[..]),
     ] {
         let have: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if have != inputs {
@@ -430,6 +440,10 @@ impl Captioner {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    fn layout(&self) -> decode::Layout {
+        self.manifest.layout()
     }
 
     /// Captions images: one vision pass for all of them, then decoding.

@@ -2,9 +2,17 @@
 //! requests over a channel, one at a time in the order they came; callers
 //! await the reply. Runs share one service, so captions never run side by
 //! side (each already uses every core) and the model is loaded once.
+//!
+//! Captions are a function of the image and the decoding settings only, so
+//! an image byte-identical to one captioned lately (an attempt that built
+//! the same solid as an earlier one, a tweak back to earlier values) takes
+//! that caption instead of a pass through the model.
 
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use image::RgbImage;
 use tokio::sync::oneshot;
@@ -16,6 +24,40 @@ pub struct CaptionService {
     dir: PathBuf,
     decoding: Decoding,
     requests: mpsc::Sender<Request>,
+    reused: Arc<AtomicUsize>,
+}
+
+/// How many recent captions are kept for reuse: a few attempts' seven views.
+const REMEMBERED: usize = 64;
+
+/// Recently captioned images with their captions, oldest first.
+#[derive(Default)]
+struct Remembered {
+    entries: VecDeque<(u64, String, RgbImage, Caption)>,
+}
+
+impl Remembered {
+    fn key(image: &RgbImage) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        image.dimensions().hash(&mut hasher);
+        image.as_raw().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The caption of an image equal byte for byte, under the same settings.
+    fn find(&self, key: u64, settings: &str, image: &RgbImage) -> Option<Caption> {
+        self.entries
+            .iter()
+            .find(|(k, s, i, _)| *k == key && s == settings && i == image)
+            .map(|(_, _, _, caption)| caption.clone())
+    }
+
+    fn keep(&mut self, key: u64, settings: String, image: RgbImage, caption: Caption) {
+        if self.entries.len() == REMEMBERED {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, settings, image, caption));
+    }
 }
 
 struct Request {
@@ -39,15 +81,18 @@ impl CaptionService {
         let (requests, inbox) = mpsc::channel::<Request>();
         let (loaded, load_result) = oneshot::channel();
         let model_dir = dir.clone();
+        let reused = Arc::new(AtomicUsize::new(0));
+        let counter = reused.clone();
         std::thread::Builder::new()
             .name("captioner".into())
-            .spawn(move || serve(&model_dir, threads, inbox, loaded))
+            .spawn(move || serve(&model_dir, threads, inbox, loaded, &counter))
             .map_err(CaptionError::Thread)?;
         load_result.await.map_err(|_| CaptionError::Stopped)??;
         Ok(CaptionService {
             dir,
             decoding,
             requests,
+            reused,
         })
     }
 
@@ -66,6 +111,11 @@ impl CaptionService {
         answer.await.map_err(|_| CaptionError::Stopped)?
     }
 
+    /// Images answered from an earlier caption so far, not by the model.
+    pub fn reused(&self) -> usize {
+        self.reused.load(Ordering::Relaxed)
+    }
+
     /// The model folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -82,6 +132,7 @@ fn serve(
     threads: usize,
     inbox: mpsc::Receiver<Request>,
     loaded: oneshot::Sender<Result<(), CaptionError>>,
+    reused: &AtomicUsize,
 ) {
     let mut model = match Captioner::load(dir, threads) {
         Ok(model) => {
@@ -93,10 +144,55 @@ fn serve(
             return;
         }
     };
+    let mut remembered = Remembered::default();
     while let Ok(request) = inbox.recv() {
         let _entered = request.span.enter();
-        let captions = model.caption(&request.images, &request.decoding);
+        let captions = caption_new(
+            &mut model,
+            &mut remembered,
+            request.images,
+            &request.decoding,
+        );
+        if let Ok((_, count)) = &captions {
+            reused.fetch_add(*count, Ordering::Relaxed);
+        }
         // The caller may have stopped waiting (a signal stopped its run).
-        let _ = request.reply.send(captions);
+        let _ = request.reply.send(captions.map(|(c, _)| c));
     }
+}
+
+/// Captions the images not captioned lately, in one batch, and takes the
+/// others' captions from `remembered`; gives the captions in order and how
+/// many were reused.
+fn caption_new(
+    model: &mut Captioner,
+    remembered: &mut Remembered,
+    images: Vec<RgbImage>,
+    decoding: &Decoding,
+) -> Result<(Vec<Caption>, usize), CaptionError> {
+    let settings = format!("{decoding:?}");
+    let keys: Vec<u64> = images.iter().map(Remembered::key).collect();
+    let mut found: Vec<Option<Caption>> = images
+        .iter()
+        .zip(&keys)
+        .map(|(image, &key)| remembered.find(key, &settings, image))
+        .collect();
+    let reused = found.iter().filter(|c| c.is_some()).count();
+    let missing: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_none()).collect();
+    if !missing.is_empty() {
+        let batch: Vec<RgbImage> = missing.iter().map(|&i| images[i].clone()).collect();
+        let fresh = model.caption(&batch, decoding)?;
+        for ((&i, caption), image) in missing.iter().zip(fresh).zip(batch) {
+            remembered.keep(keys[i], settings.clone(), image, caption.clone());
+            found[i] = Some(caption);
+        }
+    }
+    if reused > 0 {
+        tracing::info!(
+            reused,
+            captioned = missing.len(),
+            "captions of identical views reused"
+        );
+    }
+    Ok((found.into_iter().flatten().collect(), reused))
 }
