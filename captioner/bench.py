@@ -1,17 +1,26 @@
 """Benchmark: captions of seven 384² rendered views by cadloop (ONNX Runtime)
 and by transformers (PyTorch, CPU), same weights, same decoding settings, in
-one run. Prints each time and the ratio, greedy and beam-3, fp32 and int8.
+one run. Prints each time and the ratio, greedy and beam-3, fp32 and int8,
+then how far int8 agrees with fp32.
 
     python captioner/bench.py --random MODEL_DIR [INT8_DIR]
     python captioner/bench.py --model Salesforce/blip-image-captioning-base MODEL_DIR [INT8_DIR]
+    python captioner/bench.py --agreement MODEL_DIR INT8_DIR     # agreement only, any model
 
 --random rebuilds export.py --random's model (same seed) for the transformers
 side. The views come from `cadloop exec` on an example part; cadloop's time is
 the one it logs for captioning (model loading excluded, as for transformers).
+
+Agreement, int8 against fp32 on the same views: the image embeddings'
+cosine; along fp32's greedy caption, each step's logits (cosine) and
+next-token choice (top-1 agreement), int8 fed fp32's tokens so that one
+early difference does not count at every later step; and the share of views
+whose greedy caption is the same.
 """
 
 import argparse
 import glob
+import json
 import os
 import re
 import subprocess
@@ -41,7 +50,6 @@ def cadloop_caption(model_dir, views, beams, threads):
     cmd = [CADLOOP, "caption", *views, "--beams", str(beams), "--max-length", "20", "--json"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     ms = float(re.search(r"caption_ms=([0-9.]+)", run.stderr).group(1))
-    import json
     return ms / 1000.0, [c["caption"] for c in json.loads(run.stdout)]
 
 
@@ -57,6 +65,97 @@ def transformers_caption(model, size, mean, std, views, beams):
     return time.perf_counter() - start
 
 
+class Graphs:
+    """A captioner folder's graphs under ONNX Runtime's Python API (format 2)."""
+
+    def __init__(self, folder, threads):
+        import onnxruntime as ort
+
+        with open(os.path.join(folder, "cadloop-captioner.json")) as f:
+            self.manifest = json.load(f)
+        if self.manifest["format"] != 2:
+            raise SystemExit(f"{folder}: --agreement reads format 2 folders; export it again")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.sessions = {name: ort.InferenceSession(os.path.join(folder, path), options,
+                                                    providers=["CPUExecutionProvider"])
+                         for name, path in self.manifest["graphs"].items()}
+
+    def vision(self, pixels):
+        return self.sessions["vision"].run(None, {"pixel_values": pixels})[0]
+
+    def decode(self, embeds, tokens=None, length=20):
+        """Greedy decoding from [DEC]; with `tokens` ([B, T]), fed those
+        instead of its own choices. Gives the chosen tokens and every step's logits."""
+        import numpy as np
+
+        n = self.manifest["layers"]
+        b = embeds.shape[0]
+        ids = np.full((b, 1), self.manifest["bos_token_id"], dtype=np.int64)
+        out = self.sessions["decoder_init"].run(None, {"input_ids": ids, "image_embeds": embeds})
+        logits, cache = out[0], out[1:]
+        self_kv, cross = cache[:2 * n], cache[2 * n:]
+        chosen, steps = [], []
+        for t in range(length - 1):
+            steps.append(logits)
+            pick = logits.argmax(-1) if tokens is None else tokens[:, t]
+            chosen.append(pick)
+            if t == length - 2:
+                break
+            feeds = {"input_ids": pick[:, None].astype(np.int64)}
+            names = [f"{k}.{i}" for k in ("self_k", "self_v", "cross_k", "cross_v") for i in range(n)]
+            feeds.update(zip(names, [*self_kv, *cross]))
+            out = self.sessions["decoder_step"].run(None, feeds)
+            logits, self_kv = out[0], out[1:]
+        return np.stack(chosen, 1), np.stack(steps, 1)
+
+
+def cosine(a, b):
+    import numpy as np
+
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-30)
+
+
+def agreement(fp32_dir, int8_dir, views, threads):
+    """int8 against fp32 on the views; prints and returns the figures."""
+    import numpy as np
+    from transformers import BlipImageProcessor
+
+    fp32, int8 = Graphs(fp32_dir, threads), Graphs(int8_dir, threads)
+    m = fp32.manifest
+    processor = BlipImageProcessor(size={"height": m["image_size"], "width": m["image_size"]},
+                                   image_mean=m["mean"], image_std=m["std"])
+    pixels = processor(images=[Image.open(v).convert("RGB") for v in views], return_tensors="np")["pixel_values"]
+    pixels = pixels.astype(np.float32)
+    e32, e8 = fp32.vision(pixels), int8.vision(pixels)
+    tokens, l32 = fp32.decode(e32)
+    own, _ = int8.decode(e8)
+    _, l8 = int8.decode(e8, tokens=tokens)
+    # Steps after fp32's [SEP] are not part of its caption.
+    sep = m["sep_token_id"]
+    live = np.cumsum(np.concatenate([np.zeros((len(views), 1), int), tokens[:, :-1] == sep], 1), 1) == 0
+    c = cosine(l32, l8)[live]
+    top1 = (l32.argmax(-1) == l8.argmax(-1))[live]
+    margin = np.sort(l32, -1)
+    gap = (margin[..., -1] - margin[..., -2])[live]
+    same = sum(np.array_equal(a[:list(a).index(sep) + 1] if sep in a else a,
+                              b[:list(b).index(sep) + 1] if sep in b else b) for a, b in zip(tokens, own))
+    figures = {
+        "image_embedding_cosine_min": float(cosine(e32, e8).min()),
+        "logit_cosine_mean": float(c.mean()), "logit_cosine_min": float(c.min()),
+        "top1_agreement": float(top1.mean()), "steps": int(live.sum()),
+        "fp32_top1_margin_median": float(np.median(gap)),
+        "same_greedy_caption": f"{same}/{len(views)}",
+    }
+    print(f"int8 vs fp32 on {len(views)} views: image embeddings cosine ≥ {figures['image_embedding_cosine_min']:.5f}; "
+          f"logits cosine mean {figures['logit_cosine_mean']:.5f} (min {figures['logit_cosine_min']:.5f}); "
+          f"next-token top-1 agreement {figures['top1_agreement']:.4f} over {figures['steps']} steps "
+          f"(fp32's median top-1 margin {figures['fp32_top1_margin_median']:.3f} logits); "
+          f"same greedy caption {figures['same_greedy_caption']}")
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
@@ -64,8 +163,15 @@ def main():
     parser.add_argument("--random", action="store_true")
     parser.add_argument("--model", default="Salesforce/blip-image-captioning-base")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--agreement", action="store_true", help="only int8 against fp32, no timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.agreement:
+        if not args.int8_dir:
+            parser.error("--agreement needs MODEL_DIR and INT8_DIR")
+        with tempfile.TemporaryDirectory() as work:
+            agreement(args.model_dir, args.int8_dir, render_views(work), args.threads)
+        return
     if args.random:
         model, _, size, mean, std = export.random_base()
     else:
@@ -83,6 +189,11 @@ def main():
                 same = sum(a == b for a, b in zip(fp32, int8))
                 print(f"{'':8} cadloop int8 {q:7.2f} s   ratio {theirs / q:5.1f}x   "
                       f"int8 caption = fp32 caption for {same}/{len(views)} views")
+        if args.int8_dir:
+            try:
+                agreement(args.model_dir, args.int8_dir, views, args.threads)
+            except SystemExit as reason:
+                print(f"no agreement figures: {reason}")
 
 
 if __name__ == "__main__":

@@ -525,7 +525,10 @@ impl Captioner {
             )));
         }
         let size = self.manifest.image_size as usize;
+        let started = std::time::Instant::now();
         let embeds = self.encode_images(pixels, batch, size)?;
+        let vision_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = std::time::Instant::now();
         let search = Search {
             start,
             max_length,
@@ -534,11 +537,18 @@ impl Captioner {
             sep: self.manifest.sep_token_id,
             pad: self.manifest.pad_token_id,
         };
-        if decoding.beams == 1 {
+        let generated = if decoding.beams == 1 {
             search.greedy(self, embeds, batch)
         } else {
             search.beam(self, embeds, batch)
-        }
+        };
+        tracing::debug!(
+            images = batch,
+            vision_ms,
+            decode_ms = started.elapsed().as_secs_f64() * 1e3,
+            "caption passes"
+        );
+        generated
     }
 
     fn encode_images(
