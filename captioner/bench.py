@@ -164,13 +164,16 @@ def main():
     parser.add_argument("--model", default="Salesforce/blip-image-captioning-base")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--agreement", action="store_true", help="only int8 against fp32, no timing")
+    parser.add_argument("--json", action="store_true", help="with --agreement: the figures as JSON too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.agreement:
         if not args.int8_dir:
             parser.error("--agreement needs MODEL_DIR and INT8_DIR")
         with tempfile.TemporaryDirectory() as work:
-            agreement(args.model_dir, args.int8_dir, render_views(work), args.threads)
+            figures = agreement(args.model_dir, args.int8_dir, render_views(work), args.threads)
+        if args.json:
+            print(json.dumps(figures))
         return
     if args.random:
         model, _, size, mean, std = export.random_base()

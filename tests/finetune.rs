@@ -330,3 +330,59 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
         "keep me"
     );
 }
+
+#[test]
+fn the_benchmark_measures_how_far_int8_agrees_with_fp32() {
+    // The tiny model and its int8 quantisation as export.py makes it.
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::parts::tiny_captioner();
+    let int8 = dir.path().join("int8");
+    std::fs::create_dir(&int8).unwrap();
+    for file in std::fs::read_dir(&fixture).unwrap().flatten() {
+        std::fs::copy(file.path(), int8.join(file.file_name())).unwrap();
+    }
+    let quantize = format!(
+        "import sys; sys.path.insert(0, {:?}); import export; export.quantize({:?})",
+        script("").to_str().unwrap(),
+        int8.to_str().unwrap()
+    );
+    assert_exit(&run_python(dir.path(), &["-c", &quantize]), 0);
+    let out = run_python(
+        dir.path(),
+        &[
+            script("bench.py").to_str().unwrap(),
+            "--agreement",
+            fixture.to_str().unwrap(),
+            int8.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    let figures: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // Steps along fp32's greedy captions of the seven views.
+    assert!(figures["steps"].as_u64().unwrap() > 7, "{figures}");
+    let cosine = figures["logit_cosine_min"].as_f64().unwrap();
+    assert!(cosine > 0.999 && cosine < 1.0, "{figures}");
+    let top1 = figures["top1_agreement"].as_f64().unwrap();
+    assert!((0.8..=1.0).contains(&top1), "{figures}");
+    // The same folder against itself agrees exactly: the measure can tell.
+    let same = run_python(
+        dir.path(),
+        &[
+            script("bench.py").to_str().unwrap(),
+            "--agreement",
+            fixture.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--json",
+        ],
+    );
+    assert_exit(&same, 0);
+    let same: Value = serde_json::from_str(text(&same.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(same["top1_agreement"], 1.0);
+    assert_eq!(same["same_greedy_caption"], "7/7");
+}
