@@ -87,45 +87,60 @@ fn sacrebleu(dir: &Path, evaluation: &Value) -> f64 {
     text(&out.stdout).trim().parse().unwrap()
 }
 
-#[test]
-fn the_tiny_blip_learns_cad_texts_and_cadloop_loads_what_it_exported() {
-    let dir = tempfile::tempdir().unwrap();
-    let dataset = common::parts::reference_dataset(dir.path());
+/// In `dir`: `set/`, the captions dataset of the reference dataset with
+/// `views` (all or iso), and `tiny/`, the untrained tiny model as a
+/// transformers checkpoint.
+fn dataset_and_checkpoint(dir: &Path, views: &str) {
+    let dataset = common::parts::reference_dataset(dir);
+    let dataset = dataset.to_str().unwrap();
     let made = cadloop(
-        dir.path(),
+        dir,
         &[
             "-q",
             "captions-dataset",
-            dataset.to_str().unwrap(),
+            dataset,
             "--out",
             "set",
+            "--views",
+            views,
         ],
     );
     assert_exit(&made, 0);
-    let checkpoint = run_python(
-        dir.path(),
-        &[
-            script("make_tiny.py").to_str().unwrap(),
-            "--checkpoint",
-            "tiny",
-        ],
-    );
+    let make_tiny = script("make_tiny.py");
+    let checkpoint = run_python(dir, &[make_tiny.to_str().unwrap(), "--checkpoint", "tiny"]);
     assert_exit(&checkpoint, 0);
+}
+
+/// finetune.py on `set/` from `tiny/` into `tuned/`, on one thread, with `extra` flags.
+fn finetune(dir: &Path, extra: &[&str]) -> Output {
+    let script = script("finetune.py");
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "set",
+        "--model",
+        "tiny",
+        "--out",
+        "tuned",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+    ];
+    args.extend(extra);
+    run_python(dir, &args)
+}
+
+#[test]
+fn the_tiny_blip_learns_cad_texts_and_cadloop_loads_what_it_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset_and_checkpoint(dir.path(), "all");
 
     // Frozen vision (its embeddings computed once), the last epoch kept: the
     // tiny model's scaled random weights need about a thousand steps before
     // its greedy captions follow the texts; each step takes milliseconds.
-    let trained = run_python(
+    let trained = finetune(
         dir.path(),
         &[
-            script("finetune.py").to_str().unwrap(),
-            "set",
-            "--model",
-            "tiny",
-            "--out",
-            "tuned",
-            "--lr",
-            "3e-3",
             "--batch",
             "8",
             "--epochs",
@@ -144,8 +159,6 @@ fn the_tiny_blip_learns_cad_texts_and_cadloop_loads_what_it_exported() {
             "int8",
             "--cadloop",
             env!("CARGO_BIN_EXE_cadloop"),
-            "--threads",
-            "1",
         ],
     );
     assert_exit(&trained, 0);
@@ -225,42 +238,10 @@ fn the_tiny_blip_learns_cad_texts_and_cadloop_loads_what_it_exported() {
 #[test]
 fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let dataset = common::parts::reference_dataset(dir.path());
-    let made = cadloop(
+    dataset_and_checkpoint(dir.path(), "iso");
+    let trained = finetune(
         dir.path(),
         &[
-            "-q",
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "set",
-            "--views",
-            "iso",
-        ],
-    );
-    assert_exit(&made, 0);
-    let checkpoint = run_python(
-        dir.path(),
-        &[
-            script("make_tiny.py").to_str().unwrap(),
-            "--checkpoint",
-            "tiny",
-        ],
-    );
-    assert_exit(&checkpoint, 0);
-    let finetune = script("finetune.py");
-    let finetune = finetune.to_str().unwrap();
-    let trained = run_python(
-        dir.path(),
-        &[
-            finetune,
-            "set",
-            "--model",
-            "tiny",
-            "--out",
-            "tuned",
-            "--lr",
-            "3e-3",
             "--batch",
             "4",
             "--max-steps",
@@ -299,6 +280,7 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
     assert!(!text(&loads.stdout).trim().is_empty());
 
     // A damaged metadata line is named, and nothing is written.
+    let script = script("finetune.py");
     std::fs::create_dir_all(dir.path().join("bad")).unwrap();
     std::fs::write(
         dir.path().join("bad/metadata.jsonl"),
@@ -307,7 +289,14 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
     .unwrap();
     let refused = run_python(
         dir.path(),
-        &[finetune, "bad", "--model", "tiny", "--out", "never"],
+        &[
+            script.to_str().unwrap(),
+            "bad",
+            "--model",
+            "tiny",
+            "--out",
+            "never",
+        ],
     );
     assert_ne!(refused.status.code(), Some(0));
     let stderr = text(&refused.stderr);
@@ -321,7 +310,14 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
     std::fs::write(dir.path().join("mine/notes.txt"), "keep me").unwrap();
     let refused = run_python(
         dir.path(),
-        &[finetune, "set", "--model", "tiny", "--out", "mine"],
+        &[
+            script.to_str().unwrap(),
+            "set",
+            "--model",
+            "tiny",
+            "--out",
+            "mine",
+        ],
     );
     assert_ne!(refused.status.code(), Some(0));
     assert!(text(&refused.stderr).contains("did not write"));
@@ -347,21 +343,24 @@ fn the_benchmark_measures_how_far_int8_agrees_with_fp32() {
         int8.to_str().unwrap()
     );
     assert_exit(&run_python(dir.path(), &["-c", &quantize]), 0);
-    let out = run_python(
-        dir.path(),
-        &[
-            script("bench.py").to_str().unwrap(),
-            "--agreement",
-            fixture.to_str().unwrap(),
-            int8.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--json",
-        ],
-    );
-    assert_exit(&out, 0);
-    let stdout = text(&out.stdout);
-    let figures: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let agreement = |fp32: &Path, int8: &Path| -> Value {
+        let bench = script("bench.py");
+        let out = run_python(
+            dir.path(),
+            &[
+                bench.to_str().unwrap(),
+                "--agreement",
+                fp32.to_str().unwrap(),
+                int8.to_str().unwrap(),
+                "--threads",
+                "1",
+                "--json",
+            ],
+        );
+        assert_exit(&out, 0);
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap()
+    };
+    let figures = agreement(&fixture, &int8);
     // Steps along fp32's greedy captions of the seven views.
     assert!(figures["steps"].as_u64().unwrap() > 7, "{figures}");
     let cosine = figures["logit_cosine_min"].as_f64().unwrap();
@@ -369,20 +368,7 @@ fn the_benchmark_measures_how_far_int8_agrees_with_fp32() {
     let top1 = figures["top1_agreement"].as_f64().unwrap();
     assert!((0.8..=1.0).contains(&top1), "{figures}");
     // The same folder against itself agrees exactly: the measure can tell.
-    let same = run_python(
-        dir.path(),
-        &[
-            script("bench.py").to_str().unwrap(),
-            "--agreement",
-            fixture.to_str().unwrap(),
-            fixture.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--json",
-        ],
-    );
-    assert_exit(&same, 0);
-    let same: Value = serde_json::from_str(text(&same.stdout).lines().last().unwrap()).unwrap();
+    let same = agreement(&fixture, &fixture);
     assert_eq!(same["top1_agreement"], 1.0);
     assert_eq!(same["same_greedy_caption"], "7/7");
 }

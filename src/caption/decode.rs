@@ -47,6 +47,26 @@ struct Cache {
     cross_v: Vec<DynValue>,
 }
 
+/// Takes a cache kind's tensors (`self_k`, `next_v`, …) out of a graph's outputs.
+fn take(
+    out: &mut ort::session::SessionOutputs,
+    layout: Layout,
+    kind: &str,
+    graph: &'static str,
+) -> Result<Vec<DynValue>, CaptionError> {
+    layout
+        .names(kind)
+        .iter()
+        .map(|name| {
+            out.remove(name.as_str())
+                .ok_or_else(|| CaptionError::Output {
+                    graph,
+                    problem: format!("no {name} output; export the model again"),
+                })
+        })
+        .collect()
+}
+
 /// Takes `order`'s rows of every tensor of a cache kind.
 fn gather_all(
     values: &[DynValue],
@@ -167,21 +187,12 @@ impl Search {
                 ),
             });
         }
-        let mut take = |kind: &str| -> Result<Vec<DynValue>, CaptionError> {
-            layout
-                .names(kind)
-                .iter()
-                .map(|name| {
-                    out.remove(name.as_str())
-                        .ok_or_else(|| output_err("decoder_init", "missing output"))
-                })
-                .collect()
-        };
+        let graph = "decoder_init";
         let cache = Cache {
-            self_k: take("self_k")?,
-            self_v: take("self_v")?,
-            cross_k: take("cross_k")?,
-            cross_v: take("cross_v")?,
+            self_k: take(&mut out, layout, "self_k", graph)?,
+            self_v: take(&mut out, layout, "self_v", graph)?,
+            cross_k: take(&mut out, layout, "cross_k", graph)?,
+            cross_v: take(&mut out, layout, "cross_v", graph)?,
         };
         Ok((logits, cache))
     }
@@ -211,18 +222,8 @@ impl Search {
             .run(inputs)
             .map_err(|e| run_err("decoder_step", e))?;
         let logits = logits_rows(&out["logits"], "decoder_step")?;
-        let mut take = |kind: &str| -> Result<Vec<DynValue>, CaptionError> {
-            layout
-                .names(kind)
-                .iter()
-                .map(|name| {
-                    out.remove(name.as_str())
-                        .ok_or_else(|| output_err("decoder_step", "missing a next_k/next_v output"))
-                })
-                .collect()
-        };
-        let self_k = take("next_k")?;
-        let self_v = take("next_v")?;
+        let self_k = take(&mut out, layout, "next_k", "decoder_step")?;
+        let self_v = take(&mut out, layout, "next_v", "decoder_step")?;
         drop(out);
         Ok((
             logits,
