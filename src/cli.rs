@@ -175,6 +175,10 @@ pub struct CaptionsDatasetArgs {
     /// Width and height of each image, in pixels [default: 384, BLIP's input].
     #[arg(long, value_name = "PX")]
     pub size: Option<u32>,
+    /// Models loaded and rendered at once (FreeCAD workers for STEP files)
+    /// [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 /// Which images of a captions dataset `cadloop caption --eval` scores.

@@ -88,6 +88,30 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
     );
     assert_eq!(metadata(&set), lines);
 
+    // One model at a time gives the same lines in the same order, and the
+    // same images byte for byte, as several at once (the default: one per core).
+    let one = cadloop(
+        dir.path(),
+        &[
+            "captions-dataset",
+            dataset.to_str().unwrap(),
+            "--out",
+            "one",
+            "--jobs",
+            "1",
+        ],
+    );
+    assert_exit(&one, 0);
+    let single = dir.path().join("one");
+    assert_eq!(metadata(&single), lines);
+    for line in &lines {
+        let name = line["file_name"].as_str().unwrap();
+        assert!(
+            std::fs::read(set.join(name)).unwrap() == std::fs::read(single.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
     // The isometric view alone, half of the models for training.
     let out = cadloop(
         dir.path(),
@@ -124,6 +148,24 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
         "{}",
         text(&bad.stderr)
     );
+    let bad = cadloop(
+        dir.path(),
+        &[
+            "captions-dataset",
+            dataset.to_str().unwrap(),
+            "--out",
+            "x",
+            "--jobs",
+            "0",
+        ],
+    );
+    assert_exit(&bad, 2);
+    assert!(
+        text(&bad.stderr).contains("--jobs 0"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(!dir.path().join("x").exists());
 }
 
 #[test]

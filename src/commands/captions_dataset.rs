@@ -24,7 +24,13 @@ pub async fn captions_dataset(
             args.split
         );
     }
-    let settings = Settings::read(global)?.exec(&LimitArgs::default(), args.size, Some(1))?;
+    if args.jobs == Some(0) {
+        bail!("--jobs 0: give at least 1 (models loaded and rendered at once)");
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let settings = Settings::read(global)?.exec(&LimitArgs::default(), args.size, Some(jobs))?;
     let variant = super::bench::variant(args.variant);
     let (sources, skipped) = dataset::sources(
         &args.dataset,
@@ -46,7 +52,7 @@ pub async fn captions_dataset(
     std::fs::create_dir_all(&images)
         .with_context(|| format!("cannot create {}", images.display()))?;
     let bar = progress::counter(sources.len() as u64, !global.quiet);
-    let made = render_all(&sources, &views, args, &settings, bar.as_ref()).await?;
+    let made = render_all(&sources, &views, args, jobs, &settings, bar.as_ref()).await?;
     if let Some(bar) = &bar {
         progress::finish(bar);
     }
@@ -83,50 +89,99 @@ struct Made {
     failed: Vec<String>,
 }
 
-/// Renders each source's views that are not there yet; gives the metadata
-/// of every model whose images exist.
+/// What became of one model.
+enum Outcome {
+    Rendered,
+    AlreadyThere,
+    Failed(String),
+}
+
+/// Renders each source's views that are not there yet, `jobs` models at a
+/// time; gives the metadata of every model whose images exist, in the
+/// sources' order.
 async fn render_all(
     sources: &[dataset::Source],
     views: &[View],
     args: &CaptionsDatasetArgs,
+    jobs: usize,
     settings: &super::settings::ExecSettings,
     bar: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<Made> {
+    use futures_util::stream::{self, StreamExt};
+
     let loader = MeshLoader::new(settings.executor.clone());
+    let outcomes: Vec<anyhow::Result<Outcome>> = stream::iter(sources)
+        .map(|source| {
+            let loader = &loader;
+            async move {
+                let outcome = render_one(source, views, args, settings, loader).await;
+                if let Some(bar) = bar {
+                    bar.inc(1);
+                }
+                outcome
+            }
+        })
+        .buffered(jobs)
+        .collect()
+        .await;
+    loader.shutdown().await;
     let mut made = Made {
         lines: Vec::new(),
         rendered: 0,
         failed: Vec::new(),
     };
-    for source in sources {
-        if let Some(bar) = bar {
-            bar.inc(1);
-        }
-        let wanted: Vec<_> = views
-            .iter()
-            .map(|&v| (v, args.out.join(dataset::image_name(source, v))))
-            .collect();
-        // Images already there are kept: a stopped run resumes where it was.
-        if !wanted.iter().all(|(_, path)| path.is_file()) {
-            let mesh = match loader.load(&source.model).await {
-                Ok(mesh) => mesh,
-                Err(err) => {
-                    made.failed
-                        .push(format!("{}: {}", source.id, crate::error_chain(&err)));
-                    continue;
-                }
-            };
-            let all = render::render(&mesh, &settings.render)?;
-            for (view, path) in &wanted {
-                render::write_png(path, all.get(*view))?;
+    for (source, outcome) in sources.iter().zip(outcomes) {
+        match outcome? {
+            Outcome::Failed(reason) => {
+                made.failed.push(reason);
+                continue;
             }
-            made.rendered += 1;
+            Outcome::Rendered => made.rendered += 1,
+            Outcome::AlreadyThere => {}
         }
         made.lines
             .extend(dataset::metadata(source, views, args.split));
     }
-    loader.shutdown().await;
     Ok(made)
+}
+
+/// One model's views: kept when they are all there (a stopped run resumes
+/// where it was), else loaded, rendered off the async threads and written.
+async fn render_one(
+    source: &dataset::Source,
+    views: &[View],
+    args: &CaptionsDatasetArgs,
+    settings: &super::settings::ExecSettings,
+    loader: &MeshLoader,
+) -> anyhow::Result<Outcome> {
+    let wanted: Vec<_> = views
+        .iter()
+        .map(|&v| (v, args.out.join(dataset::image_name(source, v))))
+        .collect();
+    if wanted.iter().all(|(_, path)| path.is_file()) {
+        return Ok(Outcome::AlreadyThere);
+    }
+    let mesh = match loader.load(&source.model).await {
+        Ok(mesh) => mesh,
+        Err(err) => {
+            return Ok(Outcome::Failed(format!(
+                "{}: {}",
+                source.id,
+                crate::error_chain(&err)
+            )))
+        }
+    };
+    let render = settings.render.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let all = render::render(&mesh, &render)?;
+        for (view, path) in &wanted {
+            render::write_png(path, all.get(*view))?;
+        }
+        Ok(())
+    })
+    .await
+    .context("the rendering thread stopped")??;
+    Ok(Outcome::Rendered)
 }
 
 /// `metadata.jsonl`, one line per image, written whole or not at all.
