@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, refusal, text};
 use serde_json::Value;
 
 fn metadata(dir: &Path) -> Vec<Value> {
@@ -19,21 +19,20 @@ fn metadata(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `cadloop captions-dataset DATASET --out OUT EXTRA…` in `dir`.
+fn captions_dataset(dir: &Path, dataset: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["captions-dataset", dataset.to_str().unwrap(), "--out", out];
+    args.extend(extra);
+    cadloop(dir, &args)
+}
+
 #[test]
 fn a_dataset_becomes_images_with_texts_split_by_model() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::parts::reference_dataset(dir.path());
     let (cases, _) =
         cadloop::bench::load_dataset(&dataset, cadloop::bench::Variant::Plain).unwrap();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "set",
-        ],
-    );
+    let out = captions_dataset(dir.path(), &dataset, "set", &[]);
     assert_exit(&out, 0);
     assert!(
         text(&out.stdout).contains(&format!("{} rendered now", cases.len())),
@@ -71,15 +70,7 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
     );
 
     // Run again: nothing is rendered twice, and the split is the same.
-    let again = cadloop(
-        dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "set",
-        ],
-    );
+    let again = captions_dataset(dir.path(), &dataset, "set", &[]);
     assert_exit(&again, 0);
     assert!(
         text(&again.stdout).contains("(0 rendered now"),
@@ -90,17 +81,7 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
 
     // One model at a time gives the same lines in the same order, and the
     // same images byte for byte, as several at once (the default: one per core).
-    let one = cadloop(
-        dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "one",
-            "--jobs",
-            "1",
-        ],
-    );
+    let one = captions_dataset(dir.path(), &dataset, "one", &["--jobs", "1"]);
     assert_exit(&one, 0);
     let single = dir.path().join("one");
     assert_eq!(metadata(&single), lines);
@@ -113,58 +94,27 @@ fn a_dataset_becomes_images_with_texts_split_by_model() {
     }
 
     // The isometric view alone, half of the models for training.
-    let out = cadloop(
+    let out = captions_dataset(
         dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "iso",
-            "--views",
-            "iso",
-            "--split",
-            "0.5",
-        ],
+        &dataset,
+        "iso",
+        &["--views", "iso", "--split", "0.5"],
     );
     assert_exit(&out, 0);
     let iso = metadata(&dir.path().join("iso"));
     assert_eq!(iso.len(), cases.len());
     assert!(iso.iter().all(|l| l["view"] == "iso"));
 
-    let bad = cadloop(
-        dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "x",
-            "--split",
-            "1.5",
-        ],
-    );
-    assert_exit(&bad, 2);
-    assert!(
-        text(&bad.stderr).contains("--split 1.5 is not a share"),
-        "{}",
-        text(&bad.stderr)
-    );
-    let bad = cadloop(
-        dir.path(),
-        &[
-            "captions-dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            "x",
-            "--jobs",
-            "0",
-        ],
-    );
-    assert_exit(&bad, 2);
-    assert!(
-        text(&bad.stderr).contains("--jobs 0"),
-        "{}",
-        text(&bad.stderr)
-    );
+    let dataset = dataset.to_str().unwrap();
+    for (flags, said) in [
+        (["--split", "1.5"], "--split 1.5 is not a share"),
+        (["--jobs", "0"], "--jobs 0"),
+    ] {
+        let mut args = vec!["captions-dataset", dataset, "--out", "x"];
+        args.extend(flags);
+        let stderr = refusal(dir.path(), &args);
+        assert!(stderr.contains(said), "{stderr}");
+    }
     assert!(!dir.path().join("x").exists());
 }
 
@@ -224,15 +174,10 @@ fn a_text2cad_csv_pairs_each_uid_with_its_model_and_chosen_level() {
         .join(lines[6]["file_name"].as_str().unwrap())
         .is_file());
 
-    let out = cadloop(
+    let stderr = refusal(
         dir.path(),
         &["captions-dataset", "annotations.csv", "--out", "set2"],
     );
-    assert_exit(&out, 2);
-    assert!(
-        text(&out.stderr).contains("--meshes DIR"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(stderr.contains("--meshes DIR"), "{stderr}");
     assert!(!dir.path().join("set2").exists(), "nothing is written");
 }
