@@ -9,14 +9,16 @@
 //!
 //! `cargo bench --bench batch` (set-up first: `scripts/dev setup`).
 
+#[path = "../common/command.rs"]
+mod command;
 #[path = "../common/llm_server.rs"]
 #[allow(dead_code)]
 mod llm_server;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use command::cadloop_command;
 use llm_server::{Scripted, ScriptedLlm};
 
 const DELAY: Duration = Duration::from_secs(1);
@@ -60,7 +62,7 @@ fn main() {
         std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
         let first_request = server.requests().len();
         let cpu_before = children_cpu_secs();
-        let status = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+        let status = cadloop_command(dir.path())
             .args([
                 "-q",
                 "batch",
@@ -76,9 +78,6 @@ fn main() {
                 "--jobs",
                 &jobs.to_string(),
             ])
-            .current_dir(dir.path())
-            .env_remove("CADLOOP_CONFIG")
-            .env_remove("CADLOOP_CAPTIONER")
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();

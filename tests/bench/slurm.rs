@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench slurm` (as root, after `scripts/dev setup`).
 
+#[path = "../common/command.rs"]
+mod command;
 #[path = "../common/llm_server.rs"]
 #[allow(dead_code)]
 mod llm_server;
@@ -21,6 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use command::cadloop_command;
 use llm_server::{Scripted, ScriptedLlm};
 
 const DELAY: Duration = Duration::from_secs(1);
@@ -119,7 +122,7 @@ fn batch_run(server: &ScriptedLlm, jobs: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let input = prompts(dir.path());
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+    let status = cadloop_command(dir.path())
         .args(["-q", "batch", input.to_str().unwrap(), "--out", "out"])
         .args([
             "--jobs",
@@ -131,9 +134,6 @@ fn batch_run(server: &ScriptedLlm, jobs: usize) -> Duration {
             "--max-refines",
             "0",
         ])
-        .current_dir(dir.path())
-        .env_remove("CADLOOP_CONFIG")
-        .env_remove("CADLOOP_CAPTIONER")
         .stdout(Stdio::null())
         .status()
         .unwrap();

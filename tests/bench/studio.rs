@@ -7,6 +7,8 @@
 //!
 //! `cargo bench --bench studio` (set-up first: `scripts/dev setup`).
 
+#[path = "../common/command.rs"]
+mod command;
 #[path = "../common/http.rs"]
 #[allow(dead_code)]
 mod http;
@@ -15,6 +17,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
+
+use command::cadloop_command;
 
 const ROUNDS: usize = 3;
 
@@ -159,7 +163,7 @@ fn main() {
         let mut cli_times = Vec::new();
         for v in &values {
             let clock = Instant::now();
-            let status = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+            let status = cadloop_command(dir.path())
                 .args([
                     "-q",
                     "tweak",
@@ -168,9 +172,6 @@ fn main() {
                     "--from-attempt",
                     "1",
                 ])
-                .current_dir(dir.path())
-                .env_remove("CADLOOP_CONFIG")
-                .env_remove("CADLOOP_CAPTIONER")
                 .stdout(Stdio::null())
                 .status()
                 .unwrap();

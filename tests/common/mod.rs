@@ -3,13 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod command;
 pub mod http;
 pub mod llm_server;
 pub mod parts;
 pub mod slurm;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use cadloop::executor::{ExecutorSettings, Job, JobOutput, Pool};
@@ -72,16 +73,8 @@ result = box.cut(hole)
 
 /// Runs the `cadloop` binary in `dir`, free of the caller's settings.
 pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cadloop"))
+    command::cadloop_command(dir)
         .args(args)
-        .current_dir(dir)
-        .env_remove("CADLOOP_CONFIG")
-        .env_remove("CADLOOP_CAPTIONER")
-        .env_remove("RUST_LOG")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("CADLOOP_MODEL")
-        .env_remove("COLUMNS")
         .output()
         .expect("cadloop runs")
 }
