@@ -96,6 +96,7 @@ class Graphs:
         out = self.sessions["decoder_init"].run(None, {"input_ids": ids, "image_embeds": embeds})
         logits, cache = out[0], out[1:]
         self_kv, cross = cache[:2 * n], cache[2 * n:]
+        names = [f"{k}.{i}" for k in ("self_k", "self_v", "cross_k", "cross_v") for i in range(n)]
         chosen, steps = [], []
         for t in range(length - 1):
             steps.append(logits)
@@ -104,7 +105,6 @@ class Graphs:
             if t == length - 2:
                 break
             feeds = {"input_ids": pick[:, None].astype(np.int64)}
-            names = [f"{k}.{i}" for k in ("self_k", "self_v", "cross_k", "cross_v") for i in range(n)]
             feeds.update(zip(names, [*self_kv, *cross]))
             out = self.sessions["decoder_step"].run(None, feeds)
             logits, self_kv = out[0], out[1:]

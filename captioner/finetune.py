@@ -208,20 +208,24 @@ def train(model, train_split, val_split, args, device):
         if better:
             best = judged_loss(record)
         if better and args.keep == "best":
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = snapshot(model)
         shown = "n/a" if val_loss is None else f"{val_loss:.4f}"
         print(f"epoch {epoch}/{epochs}: step {step}/{total}, training loss {train_loss:.4f}, "
               f"validation loss {shown}{' (best so far)' if better else ''}, {record['seconds']:.1f} s",
               flush=True)
-    if args.keep == "last":
-        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for record in history:
         record["kept"] = False
     if args.keep == "last":
+        best_state = snapshot(model)
         history[-1]["kept"] = True
     else:
         min(history, key=judged_loss)["kept"] = True
     return history, steps, best_state
+
+
+def snapshot(model):
+    """A copy of the model's weights on the CPU."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def judged_loss(record):

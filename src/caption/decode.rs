@@ -58,11 +58,9 @@ fn take(
         .names(kind)
         .iter()
         .map(|name| {
-            out.remove(name.as_str())
-                .ok_or_else(|| CaptionError::Output {
-                    graph,
-                    problem: format!("no {name} output; export the model again"),
-                })
+            out.remove(name.as_str()).ok_or_else(|| {
+                output_err(graph, &format!("no {name} output; export the model again"))
+            })
         })
         .collect()
 }

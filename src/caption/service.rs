@@ -178,9 +178,13 @@ fn caption_new(
         .map(|(image, &key)| remembered.find(key, &settings, image))
         .collect();
     let reused = found.iter().filter(|c| c.is_some()).count();
-    let missing: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_none()).collect();
+    // The images not found go to the model, moved (they are kept afterwards).
+    let (missing, batch): (Vec<usize>, Vec<RgbImage>) = images
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| found[*i].is_none())
+        .unzip();
     if !missing.is_empty() {
-        let batch: Vec<RgbImage> = missing.iter().map(|&i| images[i].clone()).collect();
         let fresh = model.caption(&batch, decoding)?;
         for ((&i, caption), image) in missing.iter().zip(fresh).zip(batch) {
             remembered.keep(keys[i], settings.clone(), image, caption.clone());

@@ -94,17 +94,15 @@ fn evaluate(
     metadata: &Path,
 ) -> anyhow::Result<ExitStatus> {
     let lines = dataset::read_metadata(metadata)?;
-    let wanted = |line: &&MetadataLine| match args.split {
-        EvalSplit::All => true,
-        EvalSplit::Train => line.split == Split::Train,
-        EvalSplit::Validation => line.split == Split::Validation,
+    let (split, side) = match args.split {
+        EvalSplit::All => ("all", None),
+        EvalSplit::Train => ("train", Some(Split::Train)),
+        EvalSplit::Validation => ("validation", Some(Split::Validation)),
     };
-    let chosen: Vec<&MetadataLine> = lines.iter().filter(wanted).collect();
-    let split = match args.split {
-        EvalSplit::All => "all",
-        EvalSplit::Train => "train",
-        EvalSplit::Validation => "validation",
-    };
+    let chosen: Vec<&MetadataLine> = lines
+        .iter()
+        .filter(|line| side.is_none_or(|side| line.split == side))
+        .collect();
     if chosen.is_empty() {
         bail!(
             "{} has no {split} images; choose another --split (train, validation, all) or make the set with a --split share that leaves some models to validate",
