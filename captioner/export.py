@@ -64,20 +64,43 @@ def image_settings(image_processor):
     return size, tuple(image_processor.image_mean), tuple(image_processor.image_std)
 
 
+# How export.py quantises, recorded in the manifest. cadloop reads weight_max,
+# the largest magnitude of a quantised weight, to know that the weights leave
+# the 16-bit headroom some CPUs need (see quantize below).
+QUANTIZATION = {"weights": "int8, symmetric, a scale per output channel", "weight_max": 64,
+                "activations": "uint8, quantised at run time"}
+
+
 def quantize(out_dir):
-    """int8 weights, one scale per output channel; activations quantised at
-    run time (ONNX Runtime fuses each into one DynamicQuantizeMatMul or
-    MatMulIntegerToFloat kernel, which uses VNNI where the CPU has it). Static
-    QDQ quantisation calibrated on renders was measured slower here (see
-    captioner/README.md)."""
+    """int8 weights with a scale per output channel, in -64..64 (7 bits);
+    activations quantised to uint8 at run time (ONNX Runtime fuses each
+    product into one DynamicQuantizeMatMul or MatMulIntegerToFloat kernel).
+
+    Why 7 bits: on x86 CPUs without VNNI or AMX (AVX2-only, AVX-512 without
+    VNNI) ONNX Runtime's u8×s8 kernels add pairs of products in 16 bits
+    (vpmaddubsw), which saturate when both weights of a pair are large:
+    255 × 127 × 2 > 32767. With 7-bit weights a pair stays within
+    255 × 64 × 2 = 32640, so every CPU computes the same exact integer
+    products, at the same speed as 8 bits; the one bit costs a little
+    precision everywhere (captioner/README.md has the measurements).
+    Static QDQ quantisation calibrated on renders was measured slower here."""
+    import json
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for name in ("vision.onnx", "decoder_init.onnx", "decoder_step.onnx"):
         path = os.path.join(out_dir, name)
         tmp = path + ".fp32"
         shutil.move(path, tmp)
-        quantize_dynamic(tmp, path, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(tmp, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
         os.remove(tmp)
+    manifest_path = os.path.join(out_dir, blip_onnx.MANIFEST)
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    manifest["quantization"] = QUANTIZATION
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def write_folder(model, tokenizer, out, size, mean, std, max_length, int8=False):

@@ -20,7 +20,10 @@
 //! Here: the model (load, sessions, vision encoder). `preprocess`: images
 //! in, as Pillow and transformers prepare them. `decode`: greedy and beam
 //! search. `service`: the thread that owns a loaded model for the loop.
+//! `cpu`: which integer kernels ONNX Runtime uses here, and whether an int8
+//! folder's weights need its exact (slower) ones.
 
+pub mod cpu;
 pub mod dataset;
 mod decode;
 mod preprocess;
@@ -155,6 +158,34 @@ pub struct Manifest {
     pub max_length: usize,
     graphs: Graphs,
     tokenizer: String,
+    /// How export.py quantised the graphs; absent for fp32 folders and for
+    /// int8 folders exported before it was recorded.
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
+}
+
+/// The manifest's record of an int8 export.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Quantization {
+    /// The largest magnitude of a quantised weight: 64 leaves the headroom
+    /// that 16-bit pair sums need (see [`cpu`]), 127 does not.
+    pub weight_max: u32,
+}
+
+/// The largest weight magnitude whose pairs of products with uint8
+/// activations fit 16 bits: 255 × 64 × 2 ≤ 32767.
+const HEADROOM_WEIGHT_MAX: u32 = 64;
+
+/// Which int8 products a folder holds, as far as the CPU's kernels care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Weights {
+    /// No integer products: an fp32 folder.
+    None,
+    /// Weights within ±64: exact on every CPU's kernels.
+    Headroom,
+    /// Full-range weights (an export from before the range was kept, or
+    /// another tool's): pairs of products can saturate 16-bit sums.
+    FullRange,
 }
 
 /// How captions are decoded.
@@ -281,6 +312,27 @@ fn runtime() -> Result<&'static ort::environment::Environment, CaptionError> {
 }
 
 impl Manifest {
+    /// What the graphs' int8 weights are, from the manifest's record or,
+    /// for folders without one, from whether the vision graph holds integer
+    /// products at all.
+    fn int8_weights(&self, dir: &Path) -> Result<Int8Weights, CaptionError> {
+        if let Some(q) = &self.quantization {
+            return Ok(if q.weight_max <= HEADROOM_WEIGHT_MAX {
+                Int8Weights::Headroom
+            } else {
+                Int8Weights::FullRange
+            });
+        }
+        let path = dir.join(&self.graphs.vision);
+        let integer = holds_integer_products(&path)
+            .map_err(|_| CaptionError::MissingFile(path.clone()))?;
+        Ok(if integer {
+            Int8Weights::FullRange
+        } else {
+            Int8Weights::None
+        })
+    }
+
     /// How the decoder graphs pass their key/value cache.
     fn layout(&self) -> decode::Layout {
         decode::Layout {
@@ -311,11 +363,40 @@ impl Manifest {
     }
 }
 
-/// One graph of the model as an ONNX Runtime session.
+/// Whether an ONNX graph holds the operators of ONNX Runtime's dynamic
+/// quantisation. Their names are plain strings in the protobuf; the file is
+/// read in pieces (an fp32 vision graph is hundreds of megabytes).
+fn holds_integer_products(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+
+    const OPERATORS: [&[u8]; 3] = [b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul"];
+    const OVERLAP: usize = 32;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 8 << 20];
+    let mut kept = 0;
+    loop {
+        let read = file.read(&mut buffer[kept..])?;
+        if read == 0 {
+            return Ok(false);
+        }
+        let filled = kept + read;
+        let window = &buffer[..filled];
+        if OPERATORS.iter().any(|op| memchr::memmem::find(window, op).is_some()) {
+            return Ok(true);
+        }
+        kept = filled.min(OVERLAP);
+        buffer.copy_within(filled - kept..filled, 0);
+    }
+}
+
+/// One graph of the model as an ONNX Runtime session; `exact_u8u8` asks
+/// for ONNX Runtime's u8×u8 kernels in place of u8×s8 ones whose 16-bit
+/// pair sums saturate on full-range weights.
 fn open_session(
     environment: &ort::environment::Environment,
     path: &Path,
     threads: usize,
+    exact_u8u8: bool,
 ) -> Result<Session, CaptionError> {
     if !path.is_file() {
         return Err(CaptionError::MissingFile(path.to_path_buf()));
@@ -331,6 +412,8 @@ fn open_session(
         .with_intra_threads(threads.max(1))
         .map_err(|e| graph_err(e.into()))?
         .with_inter_threads(1)
+        .map_err(|e| graph_err(e.into()))?
+        .with_config_entry("session.x64quantprecision", if exact_u8u8 { "1" } else { "0" })
         .map_err(|e| graph_err(e.into()))?
         .commit_from_file(path)
         .map_err(graph_err)
@@ -406,9 +489,24 @@ fn load_tokenizer(path: &Path, vocab_size: usize) -> Result<tokenizers::Tokenize
     Ok(tokenizer)
 }
 
+/// Says once per process that a full-range int8 folder runs on slower
+/// exact kernels here, and how to get the fast ones back.
+fn warn_once_full_range(dir: &Path, path: cpu::IntegerPath) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            "{}: int8 weights in the full range, which ONNX Runtime's {path} kernels on this CPU \
+             would saturate; running them on its exact u8×u8 kernels instead (slower); export the \
+             folder again with captioner/export.py --quantize int8 for weights that need neither",
+            dir.display()
+        );
+    });
+}
+
 /// A loaded model: three sessions and a tokenizer.
 pub struct Captioner {
     manifest: Manifest,
+    exact_u8u8: bool,
     vision: Session,
     init: Session,
     step: Session,
@@ -423,7 +521,19 @@ impl Captioner {
         }
         let manifest = Manifest::read(&dir.join(MANIFEST))?;
         let environment = runtime()?;
-        let open = |name: &str| open_session(environment, &dir.join(name), threads);
+        let path = cpu::IntegerPath::detect();
+        // Only a CPU whose kernels can saturate needs to know the weights' range.
+        let int8 = if path.saturates_full_range() {
+            Some(manifest.int8_weights(dir)?)
+        } else {
+            None
+        };
+        let exact_u8u8 = int8 == Some(Int8Weights::FullRange);
+        if exact_u8u8 {
+            warn_once_full_range(dir, path);
+        }
+        tracing::debug!(integer_path = %path, ?int8, exact_u8u8, "captioner kernels");
+        let open = |name: &str| open_session(environment, &dir.join(name), threads, exact_u8u8);
         let vision = open(&manifest.graphs.vision)?;
         let init = open(&manifest.graphs.decoder_init)?;
         let step = open(&manifest.graphs.decoder_step)?;
@@ -431,11 +541,18 @@ impl Captioner {
         let tokenizer = load_tokenizer(&dir.join(&manifest.tokenizer), manifest.vocab_size)?;
         Ok(Captioner {
             manifest,
+            exact_u8u8,
             vision,
             init,
             step,
             tokenizer,
         })
+    }
+
+    /// Whether this CPU runs the folder on ONNX Runtime's exact u8×u8
+    /// kernels because its weights use the full int8 range.
+    pub fn exact_u8u8(&self) -> bool {
+        self.exact_u8u8
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -1,6 +1,7 @@
 //! `cadloop doctor`: checks each part of the environment (FreeCAD, the
-//! embedded interpreter, ONNX Runtime, the sheet's font, the captioner, the
-//! LLM settings) and, for what is missing, prints the command that fixes it.
+//! embedded interpreter, ONNX Runtime, the CPU's integer kernels, the sheet's
+//! font, the captioner, the LLM settings) and, for what is missing, prints
+//! the command that fixes it.
 //! Required parts fail the check (exit 2); optional ones only warn.
 
 use std::fmt;
@@ -64,6 +65,7 @@ pub async fn checks(global: &GlobalArgs, args: &DoctorArgs) -> Vec<Check> {
         Ok(path) => check("onnxruntime", Status::Ok, path.display().to_string()),
         Err(err) => check("onnxruntime", Status::Fail, err.to_string()),
     });
+    out.push(cpu_check());
     out.push(match crate::render::load_font() {
         Ok(_) => check("font", Status::Ok, "found for the contact sheet's labels"),
         Err(err) => check("font", Status::Fail, crate::error_chain(&err)),
@@ -118,6 +120,27 @@ async fn freecad_checks(settings: ExecutorSettings) -> Vec<Check> {
     out
 }
 
+/// The CPU features that decide ONNX Runtime's int8 kernels, the kernels it
+/// takes, and whether int8 captioning is advised here.
+fn cpu_check() -> Check {
+    let path = crate::caption::cpu::IntegerPath::detect();
+    let features = crate::caption::cpu::features();
+    let features = if features.is_empty() {
+        "none of AVX2, AVX-512, VNNI, AMX".to_string()
+    } else {
+        features.join(", ")
+    };
+    check(
+        "CPU",
+        Status::Ok,
+        format!(
+            "{} with {features}; int8 products on {path} kernels: {}",
+            std::env::consts::ARCH,
+            path.advice()
+        ),
+    )
+}
+
 /// Loads the configured captioner model for real (ONNX Runtime included).
 fn captioner_check(settings: &Settings, args: &DoctorArgs) -> Check {
     let dir = match settings.caption(args.captioner.as_deref(), None) {
@@ -134,17 +157,26 @@ fn captioner_check(settings: &Settings, args: &DoctorArgs) -> Check {
     match crate::caption::Captioner::load(&dir, 1) {
         Ok(model) => {
             let m = model.manifest();
-            check(
-                "captioner",
-                Status::Ok,
-                format!(
-                    "{} ({} decoder layers, {}² images, vocabulary {})",
-                    dir.display(),
-                    m.layers,
-                    m.image_size,
-                    m.vocab_size
-                ),
-            )
+            let described = format!(
+                "{} ({} decoder layers, {}² images, vocabulary {})",
+                dir.display(),
+                m.layers,
+                m.image_size,
+                m.vocab_size
+            );
+            if model.exact_u8u8() {
+                check(
+                    "captioner",
+                    Status::Warn,
+                    format!(
+                        "{described}: its int8 weights use the full range, which this CPU's \
+                         kernels would saturate, so it runs on slower exact ones; export it again \
+                         with captioner/export.py --quantize int8"
+                    ),
+                )
+            } else {
+                check("captioner", Status::Ok, described)
+            }
         }
         Err(err) => check("captioner", Status::Fail, crate::error_chain(&err)),
     }
