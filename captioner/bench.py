@@ -6,6 +6,13 @@ then how far int8 agrees with fp32.
     python captioner/bench.py --random MODEL_DIR [INT8_DIR]
     python captioner/bench.py --model Salesforce/blip-image-captioning-base MODEL_DIR [INT8_DIR]
     python captioner/bench.py --agreement MODEL_DIR INT8_DIR     # agreement only, any model
+    python captioner/bench.py --cpu avx2 ...                     # as on an AVX2-only CPU
+
+--cpu PROFILE runs everything (transformers, ONNX Runtime, cadloop) seeing an
+older CPU class (avx2, avx512, avx-vnni, avx512-vnni; see captioner/cpu_as.c):
+the kernels that class gets, run natively on this machine, so one machine
+measures each path. The timings are this machine's cores running that
+class's kernels, not that class's hardware.
 
 --random rebuilds export.py --random's model (same seed) for the transformers
 side. The views come from `cadloop exec` on an example part; cadloop's time is
@@ -36,6 +43,33 @@ import export  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CADLOOP = os.path.join(ROOT, "target", "release", "cadloop")
+CPU_PROFILES = ("native", "avx2", "avx512", "avx-vnni", "avx512-vnni")
+
+
+def see_cpu_as(profile):
+    """Runs this script again seeing `profile`'s CPU class (captioner/cpu_as.c,
+    built into target/); returns when it already does."""
+    if os.environ.get("CADLOOP_CPU_AS", "native") == profile:
+        return
+    library = os.path.join(ROOT, "target", "cpu_as", "cpu_as.so")
+    os.makedirs(os.path.dirname(library), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library,
+                    os.path.join(ROOT, "captioner", "cpu_as.c")], check=True)
+    env = dict(os.environ, CADLOOP_CPU_AS=profile, LD_PRELOAD=library)
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def cpu_line():
+    """The machine's CPU and the class this run sees."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    profile = os.environ.get("CADLOOP_CPU_AS", "native")
+    seen = "its own features" if profile == "native" else f"seen as {profile} (captioner/cpu_as.c)"
+    return f"CPU: {model}, {seen}"
 
 
 def render_views(work):
@@ -78,6 +112,12 @@ class Graphs:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # As cadloop runs them: int8 weights without export.py's record of
+        # their range may use all of it, which the u8×s8 kernels of CPUs
+        # without VNNI saturate; ONNX Runtime's u8×u8 ones are exact
+        # everywhere (cadloop asks for them only where needed, for speed).
+        if "quantization" not in self.manifest:
+            options.add_session_config_entry("session.x64quantprecision", "1")
         self.sessions = {name: ort.InferenceSession(os.path.join(folder, path), options,
                                                     providers=["CPUExecutionProvider"])
                          for name, path in self.manifest["graphs"].items()}
@@ -147,6 +187,7 @@ def agreement(fp32_dir, int8_dir, views, threads):
         "top1_agreement": float(top1.mean()), "steps": int(live.sum()),
         "fp32_top1_margin_median": float(np.median(gap)),
         "same_greedy_caption": f"{same}/{len(views)}",
+        "cpu": os.environ.get("CADLOOP_CPU_AS", "native"),
     }
     print(f"int8 vs fp32 on {len(views)} views: image embeddings cosine ≥ {figures['image_embedding_cosine_min']:.5f}; "
           f"logits cosine mean {figures['logit_cosine_mean']:.5f} (min {figures['logit_cosine_min']:.5f}); "
@@ -165,7 +206,11 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--agreement", action="store_true", help="only int8 against fp32, no timing")
     parser.add_argument("--json", action="store_true", help="with --agreement: the figures as JSON too")
+    parser.add_argument("--cpu", choices=CPU_PROFILES, default="native",
+                        help="run as on this CPU class (hides this machine's newer features)")
     args = parser.parse_args()
+    see_cpu_as(args.cpu)
+    print(cpu_line())
     torch.set_num_threads(args.threads)
     if args.agreement:
         if not args.int8_dir:

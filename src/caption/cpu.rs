@@ -68,7 +68,7 @@ impl IntegerPath {
     pub fn advice(self) -> &'static str {
         match self {
             IntegerPath::Amx | IntegerPath::Avx512Vnni | IntegerPath::AvxVnni => {
-                "products summed in 32 bits, exact; int8 advised (about twice as fast as fp32)"
+                "products summed in 32 bits, exact; int8 advised"
             }
             IntegerPath::Arm64 { .. } => "products summed in 32 bits, exact; int8 advised",
             IntegerPath::Avx512 | IntegerPath::Avx2 => {

@@ -324,8 +324,8 @@ impl Manifest {
             });
         }
         let path = dir.join(&self.graphs.vision);
-        let integer = holds_integer_products(&path)
-            .map_err(|_| CaptionError::MissingFile(path.clone()))?;
+        let integer =
+            holds_integer_products(&path).map_err(|_| CaptionError::MissingFile(path.clone()))?;
         Ok(if integer {
             Int8Weights::FullRange
         } else {
@@ -369,7 +369,11 @@ impl Manifest {
 fn holds_integer_products(path: &Path) -> std::io::Result<bool> {
     use std::io::Read as _;
 
-    const OPERATORS: [&[u8]; 3] = [b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul"];
+    const OPERATORS: [&[u8]; 3] = [
+        b"DynamicQuantizeLinear",
+        b"MatMulInteger",
+        b"DynamicQuantizeMatMul",
+    ];
     const OVERLAP: usize = 32;
     let mut file = std::fs::File::open(path)?;
     let mut buffer = vec![0u8; 8 << 20];
@@ -381,7 +385,10 @@ fn holds_integer_products(path: &Path) -> std::io::Result<bool> {
         }
         let filled = kept + read;
         let window = &buffer[..filled];
-        if OPERATORS.iter().any(|op| memchr::memmem::find(window, op).is_some()) {
+        if OPERATORS
+            .iter()
+            .any(|op| memchr::memmem::find(window, op).is_some())
+        {
             return Ok(true);
         }
         kept = filled.min(OVERLAP);
@@ -413,7 +420,10 @@ fn open_session(
         .map_err(|e| graph_err(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| graph_err(e.into()))?
-        .with_config_entry("session.x64quantprecision", if exact_u8u8 { "1" } else { "0" })
+        .with_config_entry(
+            "session.x64quantprecision",
+            if exact_u8u8 { "1" } else { "0" },
+        )
         .map_err(|e| graph_err(e.into()))?
         .commit_from_file(path)
         .map_err(graph_err)

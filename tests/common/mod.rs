@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod command;
+pub mod cpu;
 pub mod http;
 pub mod llm_server;
 pub mod parts;
+pub mod python;
 pub mod slurm;
 
 use std::path::{Path, PathBuf};
