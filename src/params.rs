@@ -95,6 +95,12 @@ impl Assignment {
         let Some((name, value)) = arg.split_once('=') else {
             return Err(TweakError::NotAnAssignment(arg.to_string()));
         };
+        Assignment::new(name, value)
+    }
+
+    /// A value for the parameter `name`, as text (a number's literal, or
+    /// `true`/`false`); its kind is checked when it is applied.
+    pub fn new(name: &str, value: &str) -> Result<Assignment, TweakError> {
         let (name, value) = (name.trim(), value.trim());
         let identifier = name
             .chars()
@@ -102,7 +108,7 @@ impl Assignment {
             .is_some_and(|c| c.is_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_alphanumeric() || c == '_');
         if !identifier || value.is_empty() {
-            return Err(TweakError::NotAnAssignment(arg.to_string()));
+            return Err(TweakError::NotAnAssignment(format!("{name}={value}")));
         }
         Ok(Assignment {
             name: name.to_string(),

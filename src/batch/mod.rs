@@ -32,7 +32,7 @@ pub use input::{
     parse_shard, read_items, safe_dir_name, shard, InputFormat, InputOptions, Item, Problem,
 };
 pub use log::{finished_ids, read_results, results_file, ResultRecord, ResultsLog};
-pub use runner::{run, Batch, BatchOutcome, Progress};
+pub use runner::{run, Batch, BatchOutcome, Progress, DEFAULT_GRACE};
 pub use summary::{checks_line, index, summarize, Summary};
 
 /// The results log of a whole (unsharded) batch.

@@ -18,6 +18,10 @@ use crate::run::RunDir;
 
 use super::{BatchError, Item, ResultRecord, ResultsLog, ITEMS_DIR};
 
+/// How long items in flight may go on after the first Ctrl-C, unless
+/// `--grace` says otherwise (batches and benchmarks alike).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
+
 /// What a batch run did.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
@@ -49,7 +53,8 @@ pub struct Batch<'a> {
     /// Items at a time.
     pub jobs: usize,
     pub shard: Option<(u32, u32)>,
-    /// How long items in flight may go on after a drain.
+    /// How long items in flight may go on after a drain ([`DEFAULT_GRACE`]
+    /// unless the user says).
     pub grace: Duration,
 }
 

@@ -29,7 +29,8 @@ pub async fn batch(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<Exit
         out,
         args.shard.as_deref(),
         args.jobs,
-        Duration::from_secs(args.grace.unwrap_or(120)),
+        args.grace
+            .map_or(crate::batch::DEFAULT_GRACE, Duration::from_secs),
         global.quiet,
     )?;
     let format = match args.format {

@@ -70,7 +70,8 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
         out,
         args.shard.as_deref(),
         args.jobs,
-        Duration::from_secs(args.grace.unwrap_or(120)),
+        args.grace
+            .map_or(crate::batch::DEFAULT_GRACE, Duration::from_secs),
         global.quiet,
     )?;
     let cases = load_cases(dataset, args.variant)?;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::pipeline::Watch;
@@ -63,23 +63,11 @@ fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
 
 /// A run folder must be new or empty: a run never mixes its attempts with another's.
 fn check_run_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!(
-            "--out {} exists and is not a folder; choose another path",
-            dir.display()
-        );
-    }
-    if dir.is_dir() {
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "--out {} already holds files; choose a new or empty folder (leave --out out for a fresh one under runs/)",
-                dir.display()
-            );
-        }
-    }
-    Ok(())
+    super::check_out(
+        dir,
+        None,
+        "; choose a new or empty folder (leave --out out for a fresh one under runs/)",
+    )
 }
 
 /// `runs/<first words of the prompt>`, with -2, -3, … when taken.

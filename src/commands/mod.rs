@@ -76,21 +76,29 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 /// Checks that `--out` may be used: a new folder, an empty one, or an earlier
 /// output (it has a result.json), so no file of the user's is overwritten.
 pub fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
+    check_out(
+        dir,
+        Some("result.json"),
+        " and is not an earlier cadloop output (no result.json); choose a new or empty folder",
+    )
+}
+
+/// `--out DIR` must not be a file, and a folder holding files must hold
+/// `earlier` (an output this command may write over); `refusal` ends the
+/// message "--out DIR already holds files" for one that holds other files.
+pub(super) fn check_out(dir: &Path, earlier: Option<&str>, refusal: &str) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "--out {} exists and is not a folder; choose another path",
             dir.display()
         );
     }
-    if dir.is_dir() && !dir.join("result.json").exists() {
+    let reusable = earlier.is_some_and(|file| dir.join(file).exists());
+    if dir.is_dir() && !reusable {
         let mut entries = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read the folder {}", dir.display()))?;
         if entries.next().is_some() {
-            bail!(
-                "--out {} already holds files and is not an earlier cadloop output (no result.json); \
-                 choose a new or empty folder",
-                dir.display()
-            );
+            bail!("--out {} already holds files{refusal}", dir.display());
         }
     }
     Ok(())
@@ -197,39 +205,12 @@ fn read_request(
     Ok(text)
 }
 
-/// The attempt a change starts from: the one asked for, else the run's result.
+/// The attempt a change starts from (the library's rule), refused in the
+/// command line's words.
 pub(super) fn start_attempt(
     record: &crate::report::RunRecord,
     asked: Option<u32>,
 ) -> anyhow::Result<u32> {
-    let built: Vec<String> = record
-        .attempts
-        .iter()
-        .filter(|a| a.executed())
-        .map(|a| a.number.to_string())
-        .collect();
-    let choose = if built.is_empty() {
-        "no attempt of this run built a solid, so there is nothing to change; start again with `cadloop generate`".to_string()
-    } else {
-        format!(
-            "choose one that built a solid with --from-attempt N: {}",
-            built.join(", ")
-        )
-    };
-    let n = match (asked, &record.chosen) {
-        (Some(n), _) => n,
-        (None, Some(choice)) => return Ok(choice.attempt),
-        (None, None) => bail!("the run has no result to start from; {choose}"),
-    };
-    let Some(attempt) = record.attempts.get((n as usize).wrapping_sub(1)) else {
-        bail!(
-            "--from-attempt {n}: the run has attempts 1 to {}; {choose}",
-            record.attempts.len()
-        );
-    };
-    if let crate::executor::Outcome::Error { kind, line, .. } = &attempt.result.outcome {
-        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-        bail!("--from-attempt {n}: that attempt built no solid (it failed: {kind}{at}); {choose}");
-    }
-    Ok(n)
+    crate::pipeline::start_attempt(record, asked)
+        .map_err(|err| anyhow::anyhow!(err.explain("--from-attempt")))
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use anyhow::Context;
 
 use crate::cli::{GlobalArgs, TweakArgs};
-use crate::params::{self, Assignment, Parameter};
+use crate::params::{Assignment, Parameter};
 use crate::pipeline::{Tweak, Watch};
 use crate::progress;
 use crate::report::RunRecord;
@@ -21,9 +21,8 @@ pub async fn tweak(global: &GlobalArgs, args: &TweakArgs) -> anyhow::Result<Exit
     let dir = &args.run_dir;
     let (run_dir, record) = RunDir::open(dir)?;
     let from = start_attempt(&record, args.from_attempt)?;
-    let attempt = &record.attempts[from as usize - 1];
     if args.list {
-        print_parameters(&attempt.result.parameters, from, args.json)?;
+        print_parameters(&record.attempt(from).result.parameters, from, args.json)?;
         return Ok(ExitStatus::Success);
     }
     // Every value is checked before anything starts, so a refusal changes nothing.
@@ -36,11 +35,10 @@ pub async fn tweak(global: &GlobalArgs, args: &TweakArgs) -> anyhow::Result<Exit
         Ok(assignments) => assignments,
         Err(err) => return Ok(refuse(&err.to_string(), dir)),
     };
-    let (code, changes) =
-        match params::apply(&attempt.code, &attempt.result.parameters, &assignments) {
-            Ok(applied) => applied,
-            Err(err) => return Ok(refuse(&err.to_string(), dir)),
-        };
+    let tweak = match Tweak::new(&record, from, &assignments) {
+        Ok(tweak) => tweak,
+        Err(err) => return Ok(refuse(&err.to_string(), dir)),
+    };
     let setup = Settings::read(global)?.tweak(args.captioner.as_deref(), &args.limits)?;
     let (engine, settings) = match setup.start_one_run().await? {
         Ok(started) => started,
@@ -54,11 +52,6 @@ pub async fn tweak(global: &GlobalArgs, args: &TweakArgs) -> anyhow::Result<Exit
         }
     };
     let bar = progress::spinner(!global.quiet && !args.json);
-    let tweak = Tweak {
-        from,
-        code,
-        changes,
-    };
     let result = engine
         .tweak(&run_dir, record, tweak, settings, &Watch::showing(&bar))
         .await;

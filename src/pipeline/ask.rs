@@ -44,7 +44,7 @@ impl Run<'_> {
 
     /// The first step of a follow-up change: the starting code, its facts and the change.
     pub(super) fn ask_edit(&self, from: u32, change: &str) -> Result<Step, PipelineError> {
-        let start = &self.record.attempts[from as usize - 1];
+        let start = self.record.attempt(from);
         let earlier: Vec<String> = self
             .edits()
             .split_last()
@@ -78,7 +78,7 @@ impl Run<'_> {
         let mut chain = Vec::new();
         let mut number = self.request;
         while number > 1 {
-            let request = &self.record.requests[number as usize - 1];
+            let request = self.record.request(number);
             chain.push(request.text.clone());
             let before = request
                 .from_attempt

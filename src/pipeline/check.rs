@@ -63,20 +63,18 @@ impl Run<'_> {
 
     /// The checks every job of the current request runs.
     pub(super) fn checks_now(&self) -> Vec<CheckCall> {
-        self.record.requests[self.request as usize - 1]
-            .checks_in_force()
-            .to_vec()
+        self.record.request(self.request).checks_in_force().to_vec()
     }
 
     /// The checks in force as the prompts list them; empty when none.
     pub(super) fn checks_text(&self) -> String {
-        checks::describe(self.record.requests[self.request as usize - 1].checks_in_force())
+        checks::describe(self.record.request(self.request).checks_in_force())
     }
 
     /// What the critique of attempt `number` is told of the checks.
     pub(super) fn checks_context(&self, number: u32) -> ChecksContext {
-        let attempt = &self.record.attempts[number as usize - 1];
-        let request = &self.record.requests[self.request as usize - 1];
+        let attempt = self.record.attempt(number);
+        let request = self.record.request(self.request);
         let tally = checks::Tally::of(&attempt.result.checks);
         let problem = match request.checks.last() {
             Some(last) if last.error.is_some() && request.checks_in_force().is_empty() => {
@@ -102,7 +100,7 @@ impl Run<'_> {
             .engine
             .pool
             .run(Job {
-                code: self.record.attempts[number as usize - 1].code.clone(),
+                code: self.record.attempt(number).code.clone(),
                 dir: scratch.clone(),
                 timeout: None,
                 inputs: Vec::new(),

@@ -15,7 +15,7 @@ use super::{write_file, Execute, PipelineError, Run, Step, Stop};
 impl Run<'_> {
     /// The critique request: what was asked, the attempt's facts, checks, captions and code.
     fn critique_messages(&self, number: u32, round: u32) -> Result<Vec<Message>, PipelineError> {
-        let attempt = &self.record.attempts[number as usize - 1];
+        let attempt = self.record.attempt(number);
         let mut facts = attempt
             .result
             .facts()
@@ -45,7 +45,7 @@ impl Run<'_> {
     }
 
     fn tally(&self, number: u32) -> Tally {
-        Tally::of(&self.record.attempts[number as usize - 1].result.checks)
+        Tally::of(&self.record.attempt(number).result.checks)
     }
 
     /// The critique of an attempt, and what the loop does next.
@@ -60,8 +60,7 @@ impl Run<'_> {
             let overruled = c.verdict == Some(Verdict::Match) && failing && !changes_checks;
             decide::missing_from_critique(c.verdict, overruled, c.code.is_some(), round, budget)
         };
-        let failures =
-            checks::describe_failures(&self.record.attempts[number as usize - 1].result.checks);
+        let failures = checks::describe_failures(&self.record.attempt(number).result.checks);
         let answer = self
             .ask_with_reminder(messages, "refine", number, lacking, &failures)
             .await?;

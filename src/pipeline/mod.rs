@@ -16,11 +16,13 @@
 //!
 //! Here: the [`Engine`], a run's state and the step dispatch (`Run::drive`).
 //! `requests`: the four ways a request starts (a prompt, given code, a
-//! change in words, new parameter values). One file per step: `ask` (the LLM, with one reminder), `execute`
+//! change in words, new parameter values); `change`: which attempt a change
+//! starts from and how a tweak is built, for every front end. One file per step: `ask` (the LLM, with one reminder), `execute`
 //! (FreeCAD), `look` (render and caption), `judge` (the critique), `finish`
 //! (the result); `decide` holds the decisions between them as pure functions.
 
 mod ask;
+mod change;
 mod check;
 mod decide;
 mod execute;
@@ -28,6 +30,8 @@ mod finish;
 mod judge;
 mod look;
 mod requests;
+
+pub use change::{start_attempt, StartAttemptError};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -340,9 +344,7 @@ impl Run<'_> {
         if interrupted.is_some() {
             self.remove_unrecorded_attempt()?;
         }
-        let untouched = self.record.requests[self.request as usize - 1]
-            .attempts
-            .is_empty();
+        let untouched = self.record.request(self.request).attempts.is_empty();
         let ended_early = llm_error.is_some() || interrupted.is_some();
         if let (true, Some(before), true) = (ended_early, self.before.take(), untouched) {
             // The change never got going: leave the run as it was.
@@ -544,7 +546,7 @@ impl Run<'_> {
     /// given as it is): no repair, no critique.
     fn without_llm(&self) -> bool {
         matches!(
-            self.record.requests[self.request as usize - 1].kind,
+            self.record.request(self.request).kind,
             RequestKind::Tweak | RequestKind::Given
         )
     }
@@ -569,7 +571,7 @@ impl Run<'_> {
     }
 
     fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
-        &mut self.record.attempts[number as usize - 1]
+        self.record.attempt_mut(number)
     }
 
     /// Writes run.json, then the page that shows it.

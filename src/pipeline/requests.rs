@@ -122,8 +122,9 @@ impl Engine {
     ) -> Result<RunResult, PipelineError> {
         let before = dir.snapshot(&record);
         // The checks of the request the starting attempt served run again on the new values.
-        let served = record.attempts[tweak.from as usize - 1].request;
-        let carried = record.requests[served as usize - 1]
+        let served = record.attempt(tweak.from).request;
+        let carried = record
+            .request(served)
             .checks
             .iter()
             .rev()

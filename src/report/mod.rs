@@ -58,11 +58,38 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Attempt `number`, counted from 1 as run.json counts them, when the
+    /// record holds it (for numbers from outside: a flag, a request body).
+    pub fn find_attempt(&self, number: u32) -> Option<&AttemptRecord> {
+        self.attempts.get((number as usize).checked_sub(1)?)
+    }
+
+    /// Attempt `number`, which the record holds: numbers the loop took from
+    /// the record itself.
+    pub fn attempt(&self, number: u32) -> &AttemptRecord {
+        self.find_attempt(number)
+            .unwrap_or_else(|| panic!("run.json holds no attempt {number}"))
+    }
+
+    pub fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
+        let index = (number as usize).wrapping_sub(1);
+        self.attempts
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("run.json holds no attempt {number}"))
+    }
+
+    /// Request `number`, counted from 1, which the record holds.
+    pub fn request(&self, number: u32) -> &RequestRecord {
+        self.requests
+            .get((number as usize).wrapping_sub(1))
+            .unwrap_or_else(|| panic!("run.json holds no request {number}"))
+    }
+
     /// The attempt that is the run's result, if any.
     pub fn chosen_attempt(&self) -> Option<&AttemptRecord> {
         self.chosen
             .as_ref()
-            .and_then(|c| self.attempts.get(c.attempt as usize - 1))
+            .and_then(|c| self.find_attempt(c.attempt))
     }
 
     /// The latest request's last attempt, when that request chose no result
@@ -499,7 +526,7 @@ impl RunSummary {
         match (&record.chosen, self.final_attempt) {
             (Some(choice), Some(n)) => {
                 let _ = writeln!(text, "  result      attempt {n}: {}", choice.why);
-                result_lines(&mut text, &record.attempts[n as usize - 1]);
+                result_lines(&mut text, record.attempt(n));
             }
             _ => {
                 if let Some(last) = record.attempts.last() {

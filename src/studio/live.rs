@@ -150,18 +150,8 @@ pub(super) async fn refine(
     let folder = run_dir(&studio, &id)?;
     let (dir, record) =
         RunDir::open(&folder).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
-    let from = match (body.from_attempt, &record.chosen) {
-        (Some(n), _) => n,
-        (None, Some(choice)) => choice.attempt,
-        (None, None) => return Err(bad("the run has no result to change; give from_attempt")),
-    };
-    let built = record
-        .attempts
-        .get((from as usize).wrapping_sub(1))
-        .is_some_and(|a| a.executed());
-    if !built {
-        return Err(bad(format!("attempt {from} did not build a solid")));
-    }
+    let from = crate::pipeline::start_attempt(&record, body.from_attempt)
+        .map_err(|e| bad(e.explain("from_attempt")))?;
     let watch = follow(&studio, &id);
     let task_studio = studio.clone();
     tokio::spawn(async move {

@@ -26,7 +26,7 @@ use indicatif::ProgressBar;
 use serde::Deserialize;
 
 use crate::interrupt::{Cause, Interrupt};
-use crate::params::{self, Assignment};
+use crate::params::Assignment;
 use crate::pipeline::{Engine, Tweak, Watch};
 use crate::report::{read_run, RunSettings};
 use crate::run::RunDir;
@@ -278,31 +278,18 @@ async fn tweak(
     *queue.current.lock().expect("tweak stop") = Some(watch.stop.clone());
     let (run_dir, record) =
         RunDir::open(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
-    let from = record
-        .chosen
-        .as_ref()
-        .map(|c| c.attempt)
-        .ok_or_else(|| bad("the run has no result to change"))?;
-    let attempt = &record.attempts[from as usize - 1];
+    let from = crate::pipeline::start_attempt(&record, None)
+        .map_err(|e| bad(e.explain("from_attempt")))?;
     let assignments: Vec<Assignment> = body
         .values
         .iter()
-        .map(|(name, value)| {
-            let text = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Assignment::parse(&format!("{name}={text}"))
+        .map(|(name, value)| match value {
+            serde_json::Value::String(text) => Assignment::new(name, text),
+            other => Assignment::new(name, &other.to_string()),
         })
         .collect::<Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    let (code, changes) = params::apply(&attempt.code, &attempt.result.parameters, &assignments)
-        .map_err(|e| bad(e.to_string()))?;
-    let tweak = Tweak {
-        from,
-        code,
-        changes,
-    };
+    let tweak = Tweak::new(&record, from, &assignments).map_err(|e| bad(e.to_string()))?;
     let result = studio
         .engine
         .tweak(&run_dir, record, tweak, studio.settings.clone(), &watch)
