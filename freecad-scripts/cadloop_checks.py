@@ -2,7 +2,7 @@
 
 The LLM writes a request's checks as a list of calls (`CHECKS = [bbox(40, 20,
 10), holes(6, count=1, through=True)]`) before any code exists. cadloop reads
-that list as data (src/checks.rs: names, literal arguments), never as code, and
+that list as data (src/checks/: names, literal arguments), never as code, and
 the harness calls `run_checks` with it after a successful build, in the same
 sandboxed worker. Each check returns its status ("pass", "fail", or "error"
 when the check itself cannot be applied), what was measured, what was expected

@@ -1,6 +1,7 @@
 //! Checked settings: command-line flags over `cadloop.toml` over defaults.
 //! Nothing runs until these checks pass, so a bad value is reported before any
-//! work starts, naming the flag or the file and line it came from.
+//! work starts, naming where it came from: the flag, or the settings file's
+//! key (a file that does not parse is named with its line by `load_file`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,32 +218,62 @@ pub fn llm_settings(
     };
     let temperature = flags.temperature.or(file.temperature);
     if matches!(temperature, Some(t) if !(0.0..=2.0).contains(&t)) {
-        return Err(invalid("temperature", "use 0 to 2"));
+        let what = named(
+            "temperature",
+            flags.temperature.is_some(),
+            "--temperature",
+            "[llm] temperature",
+        );
+        return Err(invalid(
+            &what,
+            format!(
+                "{} is out of range; use 0 to 2",
+                temperature.unwrap_or_default()
+            ),
+        ));
     }
     let max_tokens = flags.max_tokens.or(file.max_tokens);
     if matches!(max_tokens, Some(n) if n < 64) {
-        return Err(invalid(
+        let what = named(
             "max tokens",
-            "use at least 64: a script needs room",
-        ));
+            flags.max_tokens.is_some(),
+            "--max-tokens",
+            "[llm] max_tokens",
+        );
+        return Err(invalid(&what, "use at least 64: a script needs room"));
     }
     let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(300.0);
     if !(timeout_secs.is_finite() && (1.0..=3600.0).contains(&timeout_secs)) {
-        return Err(invalid(
+        let what = named(
             "request timeout",
+            flags.timeout_secs.is_some(),
+            "--request-timeout",
+            "[llm] timeout_secs",
+        );
+        return Err(invalid(
+            &what,
             format!("{timeout_secs} s is out of range; use 1 to 3600"),
         ));
     }
     let retries = flags.retries.or(file.retries).unwrap_or(5);
     if retries > 20 {
-        return Err(invalid(
+        let what = named(
             "retries",
+            flags.retries.is_some(),
+            "--retries",
+            "[llm] retries",
+        );
+        return Err(invalid(
+            &what,
             format!("{retries} is too many; use 0 to 20"),
         ));
     }
     let backoff_secs = file.backoff_secs.unwrap_or(1.0);
     if !(backoff_secs.is_finite() && (0.0..=60.0).contains(&backoff_secs)) {
-        return Err(invalid("llm.backoff_secs", "use 0 to 60"));
+        return Err(invalid(
+            "backoff ([llm] backoff_secs in the settings file)",
+            format!("{backoff_secs} s is out of range; use 0 to 60"),
+        ));
     }
     Ok(LlmSettings {
         base_url,
@@ -286,10 +317,28 @@ pub fn budget(
             .unwrap_or(defaults.max_refines),
     };
     if budget.max_repairs > 20 {
-        return Err(invalid("max repairs", "use 0 to 20"));
+        let what = named(
+            "max repairs",
+            max_repairs.is_some(),
+            "--max-repairs",
+            "[generate] max_repairs",
+        );
+        return Err(invalid(
+            &what,
+            format!("{} is too many; use 0 to 20", budget.max_repairs),
+        ));
     }
     if budget.max_refines > 20 {
-        return Err(invalid("max refines", "use 0 to 20"));
+        let what = named(
+            "max refines",
+            max_refines.is_some(),
+            "--max-refines",
+            "[generate] max_refines",
+        );
+        return Err(invalid(
+            &what,
+            format!("{} is too many; use 0 to 20", budget.max_refines),
+        ));
     }
     Ok(budget)
 }
@@ -325,6 +374,16 @@ fn invalid(what: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A setting's name with where its value came from: `flag` when the flag
+/// gave it, else the settings file's `key` ("[llm] temperature").
+fn named(what: &str, from_flag: bool, flag: &str, key: &str) -> String {
+    if from_flag {
+        format!("{what} ({flag})")
+    } else {
+        format!("{what} ({key} in the settings file)")
+    }
+}
+
 /// Merges flags over the file over defaults and checks every value.
 pub fn executor_settings(
     file: &ExecutorFile,
@@ -334,8 +393,14 @@ pub fn executor_settings(
         ExecutorSettings::with_defaults(std::env::current_exe().map_err(ConfigError::Exe)?);
     let workers = flags.workers.or(file.workers).unwrap_or(defaults.workers);
     if !(1..=256).contains(&workers) {
-        return Err(invalid(
+        let what = named(
             "workers",
+            flags.workers.is_some(),
+            "--workers",
+            "[executor] workers",
+        );
+        return Err(invalid(
+            &what,
             format!("{workers} is out of range; use 1 to 256"),
         ));
     }
@@ -345,7 +410,12 @@ pub fn executor_settings(
         .unwrap_or(defaults.timeout.as_secs_f64());
     if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= 86_400.0) {
         return Err(invalid(
-            "timeout",
+            &named(
+                "timeout",
+                flags.timeout_secs.is_some(),
+                "--timeout",
+                "[executor] timeout_secs",
+            ),
             format!(
                 "{timeout_secs} s is not a usable time limit; give seconds between 0 and 86400"
             ),
@@ -356,14 +426,23 @@ pub fn executor_settings(
         .or(file.memory_limit_mib)
         .unwrap_or(defaults.memory_limit_mib);
     if memory_limit_mib < 256 {
-        return Err(invalid(
+        let what = named(
             "memory limit",
+            flags.memory_limit_mib.is_some(),
+            "--memory-limit",
+            "[executor] memory_limit_mib",
+        );
+        return Err(invalid(
+            &what,
             format!("{memory_limit_mib} MiB is too small to start FreeCAD; give at least 256"),
         ));
     }
     let jobs_per_worker = file.jobs_per_worker.unwrap_or(defaults.jobs_per_worker);
     if jobs_per_worker == 0 {
-        return Err(invalid("jobs_per_worker", "must be at least 1"));
+        return Err(invalid(
+            "jobs per worker ([executor] jobs_per_worker in the settings file)",
+            "must be at least 1",
+        ));
     }
     let extra = file.extra_imports.clone().unwrap_or_default();
     if let Some(bad) = extra
@@ -461,14 +540,20 @@ pub fn decoding(
         prefix: prefix.or_else(|| file.prefix.clone()),
     };
     if !(1..=16).contains(&decoding.beams) {
+        let what = named("beams", beams.is_some(), "--beams", "[captioner] beams");
         return Err(invalid(
-            "beams",
+            &what,
             format!("{} is out of range; use 1 to 16", decoding.beams),
         ));
     }
     if !(decoding.repetition_penalty.is_finite() && decoding.repetition_penalty > 0.0) {
         return Err(invalid(
-            "repetition penalty",
+            &named(
+                "repetition penalty",
+                repetition_penalty.is_some(),
+                "--repetition-penalty",
+                "[captioner] repetition_penalty",
+            ),
             format!(
                 "{} is not usable; give a positive number (1 = none)",
                 decoding.repetition_penalty
@@ -476,7 +561,13 @@ pub fn decoding(
         ));
     }
     if matches!(decoding.max_length, Some(n) if !(2..=512).contains(&n)) {
-        return Err(invalid("max length", "use 2 to 512 tokens"));
+        return Err(invalid(
+            "max length (--max-length)",
+            format!(
+                "{} tokens is out of range; use 2 to 512",
+                max_length.unwrap_or_default()
+            ),
+        ));
     }
     Ok(decoding)
 }
@@ -506,7 +597,7 @@ mod tests {
         let err = executor_settings(&file.executor, &zero)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("timeout:"), "{err}");
+        assert!(err.starts_with("timeout (--timeout):"), "{err}");
         let tiny = ExecutorFlags {
             memory_limit_mib: Some(10),
             ..Default::default()
@@ -515,6 +606,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least 256"), "{err}");
+
+        // A bad value from the file names its key there.
+        let file: FileConfig = toml::from_str("[executor]\nworkers = 0\n").unwrap();
+        let err = executor_settings(&file.executor, &ExecutorFlags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("workers ([executor] workers in the settings file): 0 is out of range"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`batch`]: many prompts: input files, shards, the results log, bounded concurrency.
 //! - [`bench`]: benchmark datasets, per-case scores, summary tables.
 //! - [`caption`]: BLIP under ONNX Runtime: captions for the rendered views.
+//! - [`checks`]: the requirement checks the LLM writes, read as data and tallied.
 //! - [`cli`]: the command line (clap types only).
 //! - [`config`]: checked settings from flags, environment and `cadloop.toml`.
 //! - [`commands`]: one file per subcommand (doctor included), on top of the modules below.

@@ -46,7 +46,7 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
         let views = render::render(mesh, &settings.render)?;
         render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
     }
-    write_json_atomically(&out.join("result.json"), &report)?;
+    write_json_atomically(&out.join(crate::run::RESULT_FILE), &report)?;
     let script_name = args.script.file_name().map_or_else(
         || args.script.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -143,7 +143,11 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
             for line in message.lines() {
                 let _ = writeln!(text, "  {line}");
             }
-            let _ = writeln!(text, "  details     {}", out.join("result.json").display());
+            let _ = writeln!(
+                text,
+                "  details     {}",
+                out.join(crate::run::RESULT_FILE).display()
+            );
         }
     }
     if !report.ignored.is_empty() {

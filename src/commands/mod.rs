@@ -78,7 +78,7 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 pub fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
     check_out(
         dir,
-        Some("result.json"),
+        Some(crate::run::RESULT_FILE),
         " and is not an earlier cadloop output (no result.json); choose a new or empty folder",
     )
 }

@@ -1,7 +1,8 @@
 //! The executor, supervisor side: runs generated FreeCAD Python in a pool of
 //! `cadloop worker` processes and turns whatever happens into an [`ExecReport`].
 //!
-//! Stage in the flow: `llm` hands code to [`Pool::run`]; the report (ok with
+//! Stage in the flow: the loop's execute step (`pipeline/execute.rs`) and
+//! `cadloop exec` hand code to [`Pool::run`]; the report (ok with
 //! geometry facts and a mesh, or an error an LLM can act on) goes on to the
 //! renderer or back to the LLM for repair.
 //!

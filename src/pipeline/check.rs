@@ -122,7 +122,7 @@ impl Run<'_> {
         attempt.result.checks = output.report.checks;
         attempt.result.timings.checks_ms = output.report.timings.checks_ms;
         let result = attempt.result.clone();
-        write_json(&dir.join("result.json"), &result)?;
+        write_json(&dir.join(crate::run::RESULT_FILE), &result)?;
         Ok(())
     }
 }

@@ -17,10 +17,23 @@ pub enum AfterFailure {
     Finish(String),
 }
 
-/// `repairs`: repairs made so far for this piece of code. `round`: the refine
-/// round (0: the request's first script). `change`: the request is a
-/// follow-up change, not the prompt.
-pub fn after_failure(repairs: u32, round: u32, change: bool, budget: Budget) -> AfterFailure {
+/// Attempt `number` built no solid. `repairs`: repairs made so far for this
+/// piece of code. `round`: the refine round (0: the request's first script).
+/// `change`: the request is a follow-up change, not the prompt. `without_llm`:
+/// the request runs code without the LLM (a tweak, given code).
+pub fn after_failure(
+    number: u32,
+    repairs: u32,
+    round: u32,
+    change: bool,
+    without_llm: bool,
+    budget: Budget,
+) -> AfterFailure {
+    if without_llm {
+        return AfterFailure::Finish(format!(
+            "the code failed (attempt {number}) and there is no LLM to repair it; the run's result is unchanged"
+        ));
+    }
     if repairs < budget.max_repairs {
         return AfterFailure::Repair;
     }
@@ -38,6 +51,29 @@ pub fn after_failure(repairs: u32, round: u32, change: bool, budget: Budget) -> 
         "{} repairs did not make {what} work",
         budget.max_repairs
     ))
+}
+
+/// What comes after an attempt that built a solid and was looked at.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterLook {
+    /// The LLM compares the views, captions and facts with the request.
+    Judge,
+    /// No critique: the reason the loop ends.
+    Finish(String),
+}
+
+/// Attempt `number` was rendered and captioned; `without_llm` as for
+/// [`after_failure`].
+pub fn after_look(number: u32, without_llm: bool, budget: Budget) -> AfterLook {
+    if without_llm {
+        AfterLook::Finish(format!(
+            "attempt {number} rebuilt the part with the new values"
+        ))
+    } else if budget.max_refines == 0 {
+        AfterLook::Finish("no critique asked for (--max-refines 0)".into())
+    } else {
+        AfterLook::Judge
+    }
 }
 
 /// What a critique reply lacks, to ask for once: a verdict, or the rewrite
@@ -250,17 +286,20 @@ mod tests {
 
     #[test]
     fn a_failed_attempt_is_repaired_until_the_budget_is_spent() {
-        assert_eq!(after_failure(1, 0, false, BUDGET), AfterFailure::Repair);
         assert_eq!(
-            after_failure(2, 0, false, BUDGET),
+            after_failure(3, 1, 0, false, false, BUDGET),
+            AfterFailure::Repair
+        );
+        assert_eq!(
+            after_failure(3, 2, 0, false, false, BUDGET),
             AfterFailure::Finish("2 repairs did not make the first script work".into())
         );
         assert_eq!(
-            after_failure(2, 0, true, BUDGET),
+            after_failure(3, 2, 0, true, false, BUDGET),
             AfterFailure::Finish("2 repairs did not make the changed script work".into())
         );
         assert_eq!(
-            after_failure(2, 1, false, BUDGET),
+            after_failure(3, 2, 1, false, false, BUDGET),
             AfterFailure::Finish(
                 "2 repairs did not make the rewrite of refine round 1 work".into()
             )
@@ -270,9 +309,34 @@ mod tests {
             max_refines: 1,
         };
         assert!(matches!(
-            after_failure(0, 0, false, none),
+            after_failure(3, 0, 0, false, false, none),
             AfterFailure::Finish(reason) if reason.contains("--max-repairs 0")
         ));
+        // Code run without the LLM (a tweak) is never repaired.
+        assert_eq!(
+            after_failure(3, 0, 0, true, true, BUDGET),
+            AfterFailure::Finish(
+                "the code failed (attempt 3) and there is no LLM to repair it; the run's result is unchanged"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_built_attempt_is_judged_unless_there_is_no_llm_or_no_critique() {
+        assert_eq!(after_look(2, false, BUDGET), AfterLook::Judge);
+        assert_eq!(
+            after_look(2, true, BUDGET),
+            AfterLook::Finish("attempt 2 rebuilt the part with the new values".into())
+        );
+        let none = Budget {
+            max_repairs: 2,
+            max_refines: 0,
+        };
+        assert_eq!(
+            after_look(2, false, none),
+            AfterLook::Finish("no critique asked for (--max-refines 0)".into())
+        );
     }
 
     #[test]

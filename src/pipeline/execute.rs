@@ -38,7 +38,7 @@ impl Run<'_> {
             })
             .await?;
         let report = output.report;
-        write_json(&dir.join("result.json"), &report)?;
+        write_json(&dir.join(crate::run::RESULT_FILE), &report)?;
         let exec_ms = report.timings.total_ms.unwrap_or(0.0);
         self.record.timings.exec_ms += exec_ms;
         match report.error_kind() {

@@ -78,7 +78,7 @@ impl Run<'_> {
             .code
             .clone()
             .filter(|_| decide::uses_rewrite(verdict, true, round, budget));
-        let feedback_file = self.attempt_dir(number).join("feedback.md");
+        let feedback_file = self.attempt_dir(number).join(crate::run::FEEDBACK_FILE);
         write_file(
             &feedback_file,
             feedback_markdown(&critique, overruled.then_some(tally)).as_bytes(),

@@ -54,7 +54,10 @@ impl Run<'_> {
                     score: c.score,
                 })
                 .collect();
-            write_json(&self.attempt_dir(number).join("captions.json"), &records)?;
+            write_json(
+                &self.attempt_dir(number).join(crate::run::CAPTIONS_FILE),
+                &records,
+            )?;
             captions = Some(records);
         }
         let attempt = self.attempt_mut(number);

@@ -18,8 +18,8 @@
 //! `requests`: the four ways a request starts (a prompt, given code, a
 //! change in words, new parameter values); `change`: which attempt a change
 //! starts from and how a tweak is built, for every front end. One file per step: `ask` (the LLM, with one reminder), `execute`
-//! (FreeCAD), `look` (render and caption), `judge` (the critique), `finish`
-//! (the result); `decide` holds the decisions between them as pure functions.
+//! (FreeCAD), `check` (the requirement checks), `look` (render and caption),
+//! `judge` (the critique), `finish` (the result); `decide` holds the decisions between them as pure functions.
 
 mod ask;
 mod change;
@@ -56,7 +56,7 @@ use crate::report::{
 };
 use crate::run::{RunDir, RunDirError, Snapshot};
 
-use decide::AfterFailure;
+use decide::{AfterFailure, AfterLook};
 
 /// What an [`Engine`] is built from: checked settings, nothing started yet.
 pub struct EngineSettings {
@@ -440,18 +440,9 @@ impl Run<'_> {
                         .instrument(tracing::info_span!("look", attempt))
                         .await?;
                     self.save()?;
-                    if self.without_llm() {
-                        Step::Finish {
-                            reason: format!(
-                                "attempt {attempt} rebuilt the part with the new values"
-                            ),
-                        }
-                    } else if self.budget().max_refines == 0 {
-                        Step::Finish {
-                            reason: "no critique asked for (--max-refines 0)".into(),
-                        }
-                    } else {
-                        Step::Judge { attempt, round }
+                    match decide::after_look(attempt, self.without_llm(), self.budget()) {
+                        AfterLook::Judge => Step::Judge { attempt, round },
+                        AfterLook::Finish(reason) => Step::Finish { reason },
                     }
                 }
                 Step::Judge { attempt, round } => {
@@ -520,12 +511,14 @@ impl Run<'_> {
                 mesh,
                 round,
             },
-            None if self.without_llm() => Step::Finish {
-                reason: format!(
-                    "the code failed (attempt {number}) and there is no LLM to repair it; the run's result is unchanged"
-                ),
-            },
-            None => match decide::after_failure(repairs, round, self.request > 1, budget) {
+            None => match decide::after_failure(
+                number,
+                repairs,
+                round,
+                self.request > 1,
+                self.without_llm(),
+                budget,
+            ) {
                 AfterFailure::Repair => Step::Ask(Ask {
                     stage: Stage::Repair,
                     messages: self.repair_messages(&attempt)?,

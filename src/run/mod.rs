@@ -23,6 +23,12 @@ use crate::report::{html, read_run, Exchange, RunFileError, RunRecord, RUN_FILE,
 
 /// Where the attempts live, relative to the run folder.
 pub const ATTEMPTS_DIR: &str = "attempts";
+/// An attempt's (or `cadloop exec`'s) record of its job: outcome, facts, parameters, checks.
+pub const RESULT_FILE: &str = "result.json";
+/// An attempt's captions, one per view.
+pub const CAPTIONS_FILE: &str = "captions.json";
+/// The critique's feedback to the LLM for an attempt.
+pub const FEEDBACK_FILE: &str = "feedback.md";
 
 /// A folder name from the first words of `text`: lower case, `-` between
 /// words, at most 48 characters; "run" when it has none.
