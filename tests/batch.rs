@@ -6,10 +6,10 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::llm_server::{Scripted, ScriptedLlm, Seen};
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, text, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -177,11 +177,9 @@ fn a_batch_killed_with_sigkill_resumes_without_redoing_or_duplicating() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while records(dir.path(), "results.jsonl").len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("three results", || {
+        records(dir.path(), "results.jsonl").len() >= 3
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let finished: BTreeSet<String> = records(dir.path(), "results.jsonl")
@@ -232,11 +230,9 @@ fn ctrl_c_then_sigterm_stops_the_items_in_flight_and_records_them_as_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while records(dir.path(), "results.jsonl").is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a first result", || {
+        !records(dir.path(), "results.jsonl").is_empty()
+    });
     // Ctrl-C only stops new items; SIGTERM then stops those in flight.
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::llm_server::{Scripted, ScriptedLlm};
-use common::{assert_exit, cadloop};
+use common::{assert_exit, cadloop, read_json};
 use serde_json::Value;
 
 const BOX: &str = "import Part\nresult = Part.makeBox(30, 20, 10)\n";
@@ -241,10 +241,6 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         "{}",
         common::text(&out.stderr)
     );
-}
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// The case with this id in a bench.json.

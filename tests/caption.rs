@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cadloop::caption::{self, CaptionError, Captioner, Decoding};
+use common::assert_exit;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip")
@@ -229,12 +230,7 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
     let run = |a: Vec<String>| {
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         let out = cadloop(&refs);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let forward = run(args(&test, &green));
@@ -246,7 +242,7 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
     assert!(forward[0]["score"].as_f64().unwrap() < 0.0);
 
     let out = cadloop(&["caption", test.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--captioner"));
 
     let out = cadloop(&[
@@ -256,7 +252,7 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
         "--captioner",
         dir.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.png"));
     assert!(
         out.stdout.is_empty(),
@@ -271,7 +267,7 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
         "--beams",
         "0",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("beams"));
 }
 
@@ -316,12 +312,7 @@ fn caption_eval_scores_a_split_and_names_what_is_wrong() {
     };
     // Each split's images, captioned as `cadloop caption` captions them.
     let out = eval(&["--split", "all", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all["images"], 2);
     let one = cadloop(&[
@@ -369,7 +360,7 @@ fn caption_eval_scores_a_split_and_names_what_is_wrong() {
     )
     .unwrap();
     let out = eval(&[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("line 2") && err.contains("captions-dataset"),
@@ -377,11 +368,11 @@ fn caption_eval_scores_a_split_and_names_what_is_wrong() {
     );
     std::fs::write(&metadata, line("gone.png", "a plate", "validation")).unwrap();
     let out = eval(&[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("gone.png"));
     std::fs::write(&metadata, line("test.png", "a plate", "train")).unwrap();
     let out = eval(&[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no validation images") && err.contains("--split"),
@@ -389,7 +380,7 @@ fn caption_eval_scores_a_split_and_names_what_is_wrong() {
     );
     // --split belongs to --eval, and --eval takes no images.
     let out = cadloop(&["caption", "x.png", "--split", "train"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
 }
 
 #[test]

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::llm_server::{reply, ScriptedLlm};
 use common::parts::generate_with;
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, run_json, text};
 use serde_json::Value;
 
 const CUBE_PROMPT: &str = "a 30 mm cube with a 12 mm hole through it";
@@ -22,10 +20,6 @@ fn cube_with_hole(d: u32) -> String {
     format!(
         "```python\nimport FreeCAD as App\nimport Part\n\nSIDE = 30  # cube side, mm\nHOLE_D = {d}  # hole diameter, mm\n\ncube = Part.makeBox(SIDE, SIDE, SIDE)\nresult = cube.cut(Part.makeCylinder(HOLE_D / 2, SIDE, App.Vector(SIDE / 2, SIDE / 2, 0)))\n```"
     )
-}
-
-fn run_json(run: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap()
 }
 
 fn statuses(attempt: &Value) -> Vec<String> {

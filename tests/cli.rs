@@ -4,14 +4,14 @@ mod common;
 
 use std::process::Command;
 
-use common::{cadloop, refusal, text};
+use common::{assert_exit, cadloop, refusal, text};
 
 #[test]
 fn exec_writes_result_and_models_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("part.py"), common::BOX_MINUS_CYLINDER).unwrap();
     let out = cadloop(dir.path(), &["exec", "part.py", "--out", "run"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("volume 937.17 mm³"), "{stdout}");
     assert!(stdout.contains("20.00 × 10.00 × 5.00 mm"), "{stdout}");
@@ -41,7 +41,7 @@ fn a_failing_script_exits_one_and_clears_the_previous_models() {
         Some(0)
     );
     let out = cadloop(dir.path(), &["exec", "bad.py", "--out", "run", "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let printed: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("--json prints the report");
     assert_eq!(printed["outcome"], "error");
@@ -98,7 +98,7 @@ fn a_worker_area_left_by_a_killed_cadloop_is_removed_by_the_next_one() {
         .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_exit(&out, 0);
     let mut left: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -127,7 +127,7 @@ fn a_timeout_flag_stops_a_slow_script() {
         dir.path(),
         &["exec", "slow.py", "--out", "run", "--timeout", "1"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("failed (timeout) at code.py line 2"),
@@ -237,7 +237,7 @@ fn doctor_reports_each_part_and_fails_on_a_missing_onnxruntime() {
         stdout.contains("captioner") && stdout.contains("LLM"),
         "{stdout}"
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
 }
 
 #[test]
@@ -259,6 +259,6 @@ fn help_lists_the_commands_but_not_the_internal_worker() {
 fn generate_help_lists_every_flag_with_its_default() {
     let dir = tempfile::tempdir().unwrap();
     let out = cadloop(dir.path(), &["generate", "--help"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     insta::assert_snapshot!(text(&out.stdout));
 }

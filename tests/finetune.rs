@@ -12,12 +12,8 @@ use std::path::Path;
 use std::process::Output;
 
 use common::python::{quantized_copy, run_python, script};
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, read_json, text};
 use serde_json::Value;
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// `cadloop caption --eval` of one captioner folder on one split, as JSON.
 fn evaluate(dir: &Path, captioner: &Path, split: &str) -> Value {
@@ -267,7 +263,8 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
             "never",
         ],
     );
-    assert_ne!(refused.status.code(), Some(0));
+    // SystemExit with a message: exit status 1.
+    assert_exit(&refused, 1);
     let stderr = text(&refused.stderr);
     assert!(
         stderr.contains("line 1") && stderr.contains("split"),
@@ -288,7 +285,8 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
             "mine",
         ],
     );
-    assert_ne!(refused.status.code(), Some(0));
+    // SystemExit with a message: exit status 1.
+    assert_exit(&refused, 1);
     assert!(text(&refused.stderr).contains("did not write"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("mine/notes.txt")).unwrap(),

@@ -12,15 +12,11 @@ use common::llm_server::{gap, reply, status, Scripted, ScriptedLlm};
 use common::parts::{
     fenced, generate_with, step_volume, tiny_captioner, BUGGY, PROMPT, RIGHT, TOO_LONG,
 };
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, run_json, text};
 use serde_json::Value;
 
 fn generate(dir: &Path, server: &ScriptedLlm, extra: &[&str]) -> Output {
     generate_with(dir, server, PROMPT, extra)
-}
-
-fn run_json(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("run/run.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -50,7 +46,7 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
     );
 
     let run = dir.path().join("run");
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["status"], "finished");
     assert_eq!(record["outcome"], "match");
     assert_eq!(record["critique_basis"], "captions-and-geometry");
@@ -175,7 +171,7 @@ fn a_reply_without_code_gets_one_reminder() {
     assert_eq!(messages.len(), 4, "{messages:?}");
     assert_eq!(messages[2]["role"], "assistant");
     assert!(requests[1].last_user().contains("no complete script"));
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["outcome"], "unverified");
     assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(record["llm_calls"], 2);
@@ -204,7 +200,7 @@ fn server_errors_are_retried_and_retry_after_is_honoured() {
     assert!(waited >= Duration::from_millis(1950), "{waited:?}");
     assert!(gap(&requests[0], &requests[1]) < Duration::from_millis(1500));
 
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["outcome"], "match");
     // Without a captioner the critique sees the geometry only, and says so.
     assert_eq!(record["critique_basis"], "geometry");
@@ -237,7 +233,7 @@ fn a_reply_with_two_code_blocks_runs_the_last() {
     assert_eq!(summary["attempts"], 1);
     assert_eq!(summary["final_attempt"], 1);
     assert!(summary["tokens"]["total_tokens"].as_u64().unwrap() > 0);
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["attempts"][0]["code"], RIGHT);
 }
 
@@ -260,7 +256,7 @@ fn a_run_whose_every_attempt_fails_exits_1_and_keeps_them_all() {
         stdout.contains("2 repairs did not make the first script work"),
         "{stdout}"
     );
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["outcome"], "failed");
     assert!(record["final"].is_null());
     let run = dir.path().join("run");
@@ -382,7 +378,7 @@ fn a_spent_refine_budget_keeps_the_last_solid_and_says_it_still_differs() {
     // The first critique may ask for a rewrite; the last one only for a verdict.
     assert!(requests[1].last_user().contains("give the whole corrected"));
     assert!(requests[2].last_user().contains("no new script is needed"));
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     assert_eq!(record["outcome"], "mismatch");
     assert_eq!(record["final"]["attempt"], 2);
     assert!(record["stop_reason"]
@@ -448,7 +444,7 @@ fn a_recorded_run_replays_offline_to_the_same_record_and_model() {
     );
     assert_exit(&out, 0);
     assert_eq!(server.requests().len(), 4, "the replay sent nothing");
-    let first = comparable(run_json(dir.path()));
+    let first = comparable(run_json(&dir.path().join("run")));
     let second: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("again/run.json")).unwrap()).unwrap();
     assert_eq!(first, comparable(second));
@@ -505,7 +501,7 @@ fn gui_lines_of_a_generated_script_reach_the_critique_by_line() {
         critique.contains("line 9 `cadloop_job.saveAs('/tmp/bracket.FCStd')`"),
         "{critique}"
     );
-    let record = run_json(dir.path());
+    let record = run_json(&dir.path().join("run"));
     let ignored = record["attempts"][0]["result"]["ignored"]
         .as_array()
         .unwrap();

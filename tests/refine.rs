@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::llm_server::{reply, ScriptedLlm};
 use common::parts::{fenced, generate_with, step_volume, BUGGY, PROMPT, RIGHT, TOO_LONG};
-use common::{assert_exit, cadloop, refusal, text};
+use common::{assert_exit, cadloop, refusal, run_json, text, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -33,10 +33,6 @@ block = Part.makeBox(60, 20, 10)
 hole = Part.makeCylinder(3, 10, App.Vector(30, 10, 0))
 result = block.cut(hole)
 ";
-
-fn run_json(run: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap()
-}
 
 /// `cadloop generate PROMPT --out run` against `server`.
 fn generate(dir: &Path, server: &ScriptedLlm) {
@@ -368,17 +364,6 @@ fn spawn_cadloop(dir: &Path, tmp: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "waited too long for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// What is left in `tmp`: the workers' areas must all be gone.

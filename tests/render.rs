@@ -47,12 +47,7 @@ fn exec_renders_views_and_render_reads_step_and_stl() {
         dir.path(),
         &["exec", "part.py", "--out", "run", "--size", "128"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let run = dir.path().join("run");
     for view in View::ALL {
         let image = image::open(run.join("views").join(format!("{}.png", view.name()))).unwrap();

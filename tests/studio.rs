@@ -543,6 +543,22 @@ async fn new_run(client: &fantoccini::Client, studio: &Studio, prompt: &str) {
 }
 
 /// The viewer's canvas as pixels.
+/// The viewer's canvas once `done` holds for it, polled for up to a minute.
+async fn canvas_until(
+    client: &fantoccini::Client,
+    what: &str,
+    done: impl Fn(&image::RgbImage) -> bool,
+) -> image::RgbImage {
+    for _ in 0..600 {
+        let image = canvas(client).await;
+        if done(&image) {
+            return image;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("waited too long for {what}");
+}
+
 async fn canvas(client: &fantoccini::Client) -> image::RgbImage {
     let element = client
         .find(fantoccini::Locator::Css("#viewer canvas"))
@@ -601,18 +617,17 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
         "document.getElementById('history').textContent.includes('checks: 2/2')",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-
     // The model is in the viewer, and a standard view turns it.
-    let iso = canvas(&client).await;
-    let drawn = iso
-        .pixels()
-        .filter(|p| p.0.iter().any(|&c| c < 200))
-        .count();
-    assert!(drawn > 5_000, "the viewer drew {drawn} dark pixels");
-    let page = client.screenshot().await.unwrap();
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio.png");
-    std::fs::write(&shot, &page).unwrap();
+    let dark = |image: &image::RgbImage| {
+        image
+            .pixels()
+            .filter(|p| p.0.iter().any(|&c| c < 200))
+            .count()
+    };
+    let iso = canvas_until(&client, "the viewer to draw the model", |iso| {
+        dark(iso) > 5_000
+    })
+    .await;
     client
         .find(fantoccini::Locator::Css("[data-view=top]"))
         .await
@@ -620,17 +635,16 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let top = canvas(&client).await;
-    let changed = iso
-        .pixels()
-        .zip(top.pixels())
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(
-        changed > 5_000,
-        "the top view looks like the iso view ({changed} pixels differ)"
-    );
+    let differing = |top: &image::RgbImage| {
+        iso.pixels()
+            .zip(top.pixels())
+            .filter(|(a, b)| a != b)
+            .count()
+    };
+    canvas_until(&client, "the top view to differ from the iso view", |top| {
+        differing(top) > 5_000
+    })
+    .await;
 
     // A parameter: the facts follow and a tweak attempt appears.
     client

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::llm_server::{reply, ScriptedLlm};
 use common::parts::{fenced, generate_with, step_volume, tiny_captioner};
-use common::{assert_exit, cadloop, text};
+use common::{assert_exit, cadloop, run_json, text};
 use serde_json::Value;
 
 const PROMPT: &str = "a 30 mm square plate, 4.5 mm thick, with a 10 mm bore in the middle";
@@ -29,10 +29,6 @@ result = plate.cut(bore)
 
 fn volume(side: f64, thickness: f64, bore_d: f64) -> f64 {
     side * side * thickness - PI * (bore_d / 2.0).powi(2) * thickness
-}
-
-fn run_json(run: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap()
 }
 
 fn tweak(dir: &Path, args: &[&str]) -> std::process::Output {

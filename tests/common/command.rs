@@ -7,18 +7,20 @@
 use std::path::Path;
 use std::process::Command;
 
+use cadloop::config::env;
+
 /// `cadloop` to run in `dir`, with none of the caller's cadloop, LLM, log or
 /// terminal settings.
 pub fn cadloop_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cadloop"));
     command
         .current_dir(dir)
-        .env_remove("CADLOOP_CONFIG")
-        .env_remove("CADLOOP_CAPTIONER")
+        .env_remove(env::CONFIG)
+        .env_remove(env::CAPTIONER)
+        .env_remove(env::BASE_URL)
+        .env_remove(env::API_KEY)
+        .env_remove(env::MODEL)
         .env_remove("RUST_LOG")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("CADLOOP_MODEL")
         .env_remove("COLUMNS");
     command
 }

@@ -81,6 +81,29 @@ pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
         .expect("cadloop runs")
 }
 
+/// A JSON file, parsed (the test fails on a missing or broken one).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A run folder's `run.json`, parsed.
+pub fn run_json(run: &Path) -> serde_json::Value {
+    read_json(&run.join("run.json"))
+}
+
+/// Polls `done` every 20 ms until it holds, failing after two minutes with `what`.
+pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "waited too long for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
