@@ -38,10 +38,10 @@ import time
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import export  # noqa: E402
+import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The cadloop binary that captions; --cadloop names another.
 CADLOOP = os.path.join(ROOT, "target", "release", "cadloop")
 CPU_PROFILES = ("native", "avx2", "avx512", "avx-vnni", "avx512-vnni")
 
@@ -198,6 +198,7 @@ def agreement(fp32_dir, int8_dir, views, threads):
 
 
 def main():
+    global CADLOOP
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
     parser.add_argument("int8_dir", nargs="?")
@@ -206,9 +207,11 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--agreement", action="store_true", help="only int8 against fp32, no timing")
     parser.add_argument("--json", action="store_true", help="with --agreement: the figures as JSON too")
+    parser.add_argument("--cadloop", default=CADLOOP, help="the cadloop binary (default: this checkout's release build)")
     parser.add_argument("--cpu", choices=CPU_PROFILES, default="native",
                         help="run as on this CPU class (hides this machine's newer features)")
     args = parser.parse_args()
+    CADLOOP = args.cadloop
     see_cpu_as(args.cpu)
     print(cpu_line())
     torch.set_num_threads(args.threads)

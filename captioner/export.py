@@ -14,13 +14,11 @@ transformers' own forward pass.
 import argparse
 import os
 import shutil
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import blip_onnx  # noqa: E402
-import make_tiny  # noqa: E402
+import blip_onnx
+import vocabulary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -30,12 +28,12 @@ def random_base():
     """BLIP-base's shapes (ViT-B/16 at 384 px, a 12-layer BERT decoder) with random weights."""
     from transformers import BlipConfig, BlipForConditionalGeneration
 
-    vocab = make_tiny.vocabulary()
+    vocab = vocabulary.vocabulary()
     size = 30524
     tokens = sorted(vocab, key=vocab.get)
     tokens += [f"[unused{i}]" for i in range(size - len(tokens))]
     vocab = {t: i for i, t in enumerate(tokens)}
-    tokenizer = make_tiny.build_tokenizer(vocab)
+    tokenizer = vocabulary.build_tokenizer(vocab)
     config = BlipConfig(
         # BLIP-base's text decoder has 12 heads (BlipTextConfig's default is 8).
         text_config=dict(vocab_size=size, num_attention_heads=12,

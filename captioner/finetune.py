@@ -36,7 +36,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -44,8 +43,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import export  # noqa: E402
+import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("file_name", "text", "id", "view", "split")

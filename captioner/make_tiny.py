@@ -1,7 +1,7 @@
 """Makes the captioner's test fixture: a tiny, randomly initialised BLIP with
 the real architecture (hidden size 32, 2 layers), exported exactly as
 export.py exports real weights, plus reference outputs computed with
-transformers. Offline: the WordPiece vocabulary is built here.
+transformers. Offline: the WordPiece vocabulary is vocabulary.py's.
 
     python captioner/make_tiny.py tests/fixtures/tiny-blip
     python captioner/make_tiny.py --checkpoint DIR    # the same model for finetune.py
@@ -14,25 +14,14 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import blip_onnx  # noqa: E402
+import blip_onnx
+import vocabulary
 
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-WORDS = """a an the of with and in on at to from by for two three four six one
-cad model part block plate box cube cylinder sphere cone torus ring washer
-flange bracket shaft gear nut bolt screw pipe tube cup knob spring frame
-hole holes slot step steps fillet fillets chamfer edge edges face faces corner
-round square rectangular circular flat thin thick small large long short tall
-top bottom side front back left right middle center view image picture
-white gray grey blue black metal object shape solid drawing render 3d
-that has is are it its""".split()
-LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_SIZE = 384
@@ -40,33 +29,9 @@ MAX_LENGTH = 20
 PREFIX = "a cad model of"
 
 
-def vocabulary():
-    # "a" is both a word and a letter: the dict keeps the letter's id, so the
-    # ids run to len(tokens) - 1 with one unused; the model's vocabulary
-    # covers them all (vocab_size is the largest id + 1).
-    tokens = SPECIAL + sorted(set(WORDS)) + list(LETTERS) + ["##" + c for c in LETTERS] + list(".,-")
-    return {token: i for i, token in enumerate(tokens)}
-
-
 def write_tokenizer(vocab, path):
-    tokenizer = build_tokenizer(vocab)
+    tokenizer = vocabulary.build_tokenizer(vocab)
     tokenizer.save(path, pretty=True)
-    return tokenizer
-
-
-def build_tokenizer(vocab):
-    """BERT's WordPiece tokenizer (lower case, [CLS] … [SEP]) over `vocab`."""
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-
-    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.add_special_tokens(SPECIAL)
     return tokenizer
 
 
@@ -112,9 +77,9 @@ def write_checkpoint(out):
     reads a downloaded BLIP."""
     from transformers import BertTokenizerFast, BlipImageProcessor, BlipProcessor
 
-    vocab = vocabulary()
+    vocab = vocabulary.vocabulary()
     model = tiny_model(vocab)
-    tokenizer = BertTokenizerFast(tokenizer_object=build_tokenizer(vocab))
+    tokenizer = BertTokenizerFast(tokenizer_object=vocabulary.build_tokenizer(vocab))
     image = BlipImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=list(MEAN), image_std=list(STD)
     )
@@ -138,7 +103,7 @@ def main():
 
     torch.use_deterministic_algorithms(True)
     os.makedirs(args.out, exist_ok=True)
-    vocab = vocabulary()
+    vocab = vocabulary.vocabulary()
     tokenizer = write_tokenizer(vocab, os.path.join(args.out, "tokenizer.json"))
     model = tiny_model(vocab)
 
