@@ -318,3 +318,40 @@ result = block.cut(Part.makeCylinder(R, H, Vector(L / 2, W / 2, 0)))
     );
     assert_eq!(report["parameters"][3]["comment"], "hole radius, mm");
 }
+
+#[test]
+fn every_example_in_the_system_prompt_builds_and_names_its_dimensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/system.md"))
+            .unwrap();
+    let examples: Vec<&str> = prompt
+        .split("```python\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(examples.len(), 4, "the system prompt's examples");
+    for (i, code) in examples.iter().enumerate() {
+        let script = dir.path().join(format!("example{i}.py"));
+        std::fs::write(&script, code).unwrap();
+        let out_dir = dir.path().join(format!("example{i}"));
+        let out = cadloop(
+            dir.path(),
+            &[
+                "exec",
+                script.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert_exit(&out, 0);
+        let result = common::read_json(&out_dir.join("result.json"));
+        assert_eq!(result["outcome"], "ok", "example {i}: {result}");
+        // The rules ask for every dimension as a named constant at the top.
+        let parameters = result["parameters"].as_array().unwrap();
+        assert!(
+            parameters.len() >= 3,
+            "example {i} names {parameters:?}:\n{code}"
+        );
+    }
+}
