@@ -17,7 +17,7 @@
 //! - [`freecad`]: the worker side: embedded Python, FreeCAD, the harness.
 //! - [`interrupt`]: SIGINT and SIGTERM as one stop request the loop waits on.
 //! - [`llm`]: the OpenAI-compatible client, retries, code extraction.
-//! - [`mesh`]: the triangle mesh passed from the executor onwards.
+//! - [`mesh`]: the triangle mesh passed from the executor onwards, and its STL files.
 //! - [`metrics`]: point-cloud distance, Hausdorff, IoGT and voxel IoU against a reference.
 //! - [`params`]: a script's named number constants, and the tweak that rewrites them.
 //! - [`pipeline`]: the loop as a state machine: generate, execute, repair, look, refine.

@@ -1,8 +1,8 @@
 //! The triangle mesh that flows from the executor to the renderer (and later
 //! the metrics): indexed vertices in mm, read from the worker's packed arrays,
-//! written as binary STL.
+//! written as binary STL and read from STL files (binary or ASCII).
 
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 /// An indexed triangle mesh.
@@ -26,6 +26,17 @@ pub enum MeshError {
         triangle: usize,
         index: u32,
         vertices: usize,
+    },
+    #[error("cannot read the STL file {}", path.display())]
+    ReadStl {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    BadStl {
+        path: std::path::PathBuf,
+        message: String,
     },
     #[error("could not write {}", path.display())]
     Write {
@@ -164,6 +175,66 @@ pub(crate) fn facet_normal(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [f32; 3] {
     }
 }
 
+/// Reads an STL file (binary or ASCII) into a mesh, one vertex per corner.
+/// A binary file must be exactly as long as its triangle count says.
+pub fn read_stl(path: &Path) -> Result<Mesh, MeshError> {
+    let read_err = |source| MeshError::ReadStl {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |message: String| MeshError::BadStl {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let length = file.metadata().map_err(read_err)?.len();
+    let mut head = [0u8; 84];
+    let got = read_up_to(&mut file, &mut head).map_err(read_err)?;
+    let looks_ascii = head[..got.min(5)] == *b"solid" && {
+        // Binary files may also begin with "solid"; the size rule tells them apart.
+        got < 84
+            || 84 + 50 * u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64
+                != length
+    };
+    if !looks_ascii {
+        if got < 84 {
+            return Err(bad(format!(
+                "{length} bytes is too short for an STL file (binary needs 84 or more)"
+            )));
+        }
+        let count = u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64;
+        if 84 + 50 * count != length {
+            return Err(bad(format!(
+                "the binary header promises {count} triangles ({} bytes) but the file has {length} bytes: \
+                 it is truncated or not an STL file",
+                84 + 50 * count
+            )));
+        }
+    }
+    file.rewind().map_err(read_err)?;
+    let mut reader = std::io::BufReader::new(file);
+    let triangles = stl_io::create_stl_reader(&mut reader).map_err(|e| bad(e.to_string()))?;
+    let mut mesh = Mesh::default();
+    for (n, triangle) in triangles.enumerate() {
+        let triangle = triangle.map_err(|e| bad(format!("triangle {}: {e}", n + 1)))?;
+        let base = mesh.vertices.len() as u32;
+        mesh.vertices.extend(triangle.vertices.iter().map(|v| v.0));
+        mesh.triangles.push([base, base + 1, base + 2]);
+    }
+    Ok(mesh)
+}
+
+fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +297,38 @@ mod tests {
         for face in &read.faces {
             assert_eq!(face.normal.0, [0.0, 0.0, 1.0]);
         }
+    }
+
+    #[test]
+    fn stl_files_read_back_and_truncated_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box.stl");
+        Mesh::cuboid([0., 0., 0.], [40., 20., 10.])
+            .write_stl(&path)
+            .unwrap();
+        let mesh = read_stl(&path).unwrap();
+        assert_eq!(mesh.triangles.len(), 12);
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = read_stl(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        std::fs::write(&path, b"tiny").unwrap();
+        assert!(read_stl(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
+
+        let ascii =
+            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\n\
+                     endloop\nendfacet\nendsolid t\n";
+        std::fs::write(&path, ascii).unwrap();
+        assert_eq!(read_stl(&path).unwrap().triangles.len(), 1);
+        std::fs::write(
+            &path,
+            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0\n",
+        )
+        .unwrap();
+        assert!(matches!(read_stl(&path), Err(MeshError::BadStl { .. })));
     }
 }

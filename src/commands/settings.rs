@@ -395,7 +395,10 @@ mod tests {
     fn a_bad_captioner_section_fails_even_without_a_model() {
         let s = settings("[captioner]\nbeams = 40\n");
         let err = s.caption(None, None).unwrap_err().to_string();
-        assert!(err.starts_with("beams:"), "{err}");
+        assert!(
+            err.starts_with("beams ([captioner] beams in the settings file): 40"),
+            "{err}"
+        );
         let err = settings("[captioner]\nthreads = 0\n")
             .caption(None, None)
             .unwrap_err()

@@ -8,7 +8,6 @@ use tokio::sync::OnceCell;
 
 use super::{ErrorKind, ExecutorError, ExecutorSettings, Job, Outcome, Pool};
 use crate::mesh::Mesh;
-use crate::render::RenderError;
 
 /// Why a model file gave no mesh.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +21,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Stl(#[from] RenderError),
+    Stl(#[from] crate::mesh::MeshError),
     #[error("{}: not a readable OBJ file", path.display())]
     Obj {
         path: PathBuf,
@@ -63,7 +62,7 @@ impl MeshLoader {
             .map(str::to_ascii_lowercase)
             .unwrap_or_default();
         match extension.as_str() {
-            "stl" => Ok(crate::render::read_stl(path)?),
+            "stl" => Ok(crate::mesh::read_stl(path)?),
             "obj" => read_obj(path),
             "glb" => Ok(crate::glb::read(path)?),
             "step" | "stp" | "fcstd" => self.mesh_with_freecad(path).await,

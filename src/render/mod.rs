@@ -4,9 +4,10 @@
 //! Stage in the flow: the executor's mesh comes in; the views go to the
 //! captioner and, with the sheet, into the run directory for people.
 //!
-//! One file on purpose (it is over 700 lines): cameras, the z-buffered
-//! rasteriser, edge lines and shading are one algorithm whose parts share
-//! their buffers and conventions, and read best side by side.
+//! Here: cameras, the z-buffered rasteriser, edge lines and shading, one
+//! algorithm whose parts share their buffers and conventions and read best
+//! side by side. `sheet`: the contact sheet, its labels' font, and the PNG
+//! files. Mesh files (STL) are read in [`crate::mesh`].
 //!
 //! # Camera conventions (FreeCAD's standard views)
 //! Each view is a direction the camera looks along and the world axis that is
@@ -37,13 +38,16 @@
 //! the output size with integer sums. Views render in parallel; buffers are
 //! allocated once per view.
 
-use std::io::{Read, Seek};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::mesh::Mesh;
+
+mod sheet;
+
+pub use sheet::{contact_sheet, load_font, write_png, write_views};
 
 /// Faces meeting at more than this angle get a line between them.
 pub const CREASE_DEGREES: f32 = 35.0;
@@ -175,14 +179,6 @@ pub enum RenderError {
     Size(u32),
     #[error("supersampling {0} is out of range for this size; use 1 to 4, with size × supersampling ≤ {MAX_SAMPLED_SIDE}")]
     Supersample(u32),
-    #[error("cannot read the STL file {}", path.display())]
-    ReadStl {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {message}", path.display())]
-    BadStl { path: PathBuf, message: String },
     #[error("no font for the sheet's labels: install Debian's fonts-dejavu-core or set CADLOOP_FONT to a .ttf file")]
     NoFont,
     #[error("the font {} cannot be used", path.display())]
@@ -586,194 +582,6 @@ fn downsample(
     image
 }
 
-/// Height of the label band above each tile of the sheet.
-const LABEL_BAND: u32 = 30;
-const SHEET_COLUMNS: u32 = 4;
-const SHEET_ROWS: u32 = 2;
-
-/// Fonts tried for the sheet's labels, after `CADLOOP_FONT`.
-const FONT_PATHS: [&str; 2] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-];
-
-/// Loads the labels' font: `CADLOOP_FONT`, else a Debian font.
-pub fn load_font() -> Result<ab_glyph::FontVec, RenderError> {
-    let candidates: Vec<PathBuf> = std::env::var_os("CADLOOP_FONT")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(FONT_PATHS.iter().map(PathBuf::from))
-        .collect();
-    for path in candidates {
-        if let Ok(bytes) = std::fs::read(&path) {
-            return ab_glyph::FontVec::try_from_vec(bytes)
-                .map_err(|_| RenderError::BadFont { path });
-        }
-    }
-    Err(RenderError::NoFont)
-}
-
-/// A 4×2 contact sheet: the seven views, each under its label.
-pub fn contact_sheet(views: &Views, font: &ab_glyph::FontVec) -> RgbImage {
-    let tile = views.images.first().map_or(384, |(_, img)| img.width());
-    let width = tile * SHEET_COLUMNS + (SHEET_COLUMNS + 1);
-    let height = (tile + LABEL_BAND) * SHEET_ROWS + (SHEET_ROWS + 1);
-    let mut sheet = RgbImage::from_pixel(width, height, Rgb([200, 200, 205]));
-    for (k, (view, image)) in views.images.iter().enumerate() {
-        let k = k as u32;
-        let x0 = 1 + (k % SHEET_COLUMNS) * (tile + 1);
-        let y0 = 1 + (k / SHEET_COLUMNS) * (tile + LABEL_BAND + 1);
-        for y in 0..LABEL_BAND {
-            for x in 0..tile {
-                sheet.put_pixel(x0 + x, y0 + y, Rgb([238, 238, 242]));
-            }
-        }
-        draw_label(&mut sheet, font, view.title(), x0 + 10, y0, LABEL_BAND);
-        image::imageops::replace(&mut sheet, image, x0 as i64, (y0 + LABEL_BAND) as i64);
-    }
-    // The eighth tile stays a plain panel.
-    let x0 = 1 + 3 * (tile + 1);
-    let y0 = 1 + (tile + LABEL_BAND + 1);
-    for y in y0..y0 + tile + LABEL_BAND {
-        for x in x0..x0 + tile {
-            sheet.put_pixel(x, y, Rgb([245, 245, 248]));
-        }
-    }
-    sheet
-}
-
-/// Draws `text` in dark grey, vertically centred in a band of height `band`.
-fn draw_label(
-    image: &mut RgbImage,
-    font: &ab_glyph::FontVec,
-    text: &str,
-    x: u32,
-    y: u32,
-    band: u32,
-) {
-    use ab_glyph::{Font, ScaleFont};
-    let scale = ab_glyph::PxScale::from(band as f32 * 0.62);
-    let scaled = font.as_scaled(scale);
-    let baseline = y as f32 + (band as f32 + scaled.ascent() + scaled.descent()) / 2.0;
-    let mut caret = x as f32;
-    let mut previous = None;
-    for ch in text.chars() {
-        let id = font.glyph_id(ch);
-        if let Some(prev) = previous {
-            caret += scaled.kern(prev, id);
-        }
-        let glyph = id.with_scale_and_position(scale, ab_glyph::point(caret, baseline));
-        caret += scaled.h_advance(id);
-        previous = Some(id);
-        let Some(outline) = font.outline_glyph(glyph) else {
-            continue;
-        };
-        let bounds = outline.px_bounds();
-        outline.draw(|gx, gy, coverage| {
-            let px = bounds.min.x as i64 + gx as i64;
-            let py = bounds.min.y as i64 + gy as i64;
-            if px < 0 || py < 0 || px >= image.width() as i64 || py >= image.height() as i64 {
-                return;
-            }
-            let pixel = image.get_pixel_mut(px as u32, py as u32);
-            let c = coverage.clamp(0.0, 1.0);
-            for k in 0..3 {
-                let ink = 30.0;
-                pixel.0[k] = (pixel.0[k] as f32 * (1.0 - c) + ink * c).round() as u8;
-            }
-        });
-    }
-}
-
-/// Writes `DIR/views/<name>.png` and `DIR/sheet.png`, each through a
-/// temporary file and a rename so no reader sees half a PNG.
-pub fn write_views(dir: &Path, views: &Views, sheet: &RgbImage) -> Result<(), RenderError> {
-    let views_dir = dir.join(VIEWS_DIR);
-    std::fs::create_dir_all(&views_dir).map_err(|source| RenderError::Write {
-        path: views_dir.clone(),
-        source,
-    })?;
-    for (view, image) in &views.images {
-        write_png(&views_dir.join(format!("{}.png", view.name())), image)?;
-    }
-    write_png(&dir.join(SHEET_FILE), sheet)
-}
-
-/// Encodes a PNG atomically (temporary file in the same folder, then rename).
-pub fn write_png(path: &Path, image: &RgbImage) -> Result<(), RenderError> {
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|source| RenderError::Encode {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    crate::files::write_atomically(path, &png).map_err(|source| RenderError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Reads an STL file (binary or ASCII) into a mesh, one vertex per corner.
-/// A binary file must be exactly as long as its triangle count says.
-pub fn read_stl(path: &Path) -> Result<Mesh, RenderError> {
-    let read_err = |source| RenderError::ReadStl {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bad = |message: String| RenderError::BadStl {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let length = file.metadata().map_err(read_err)?.len();
-    let mut head = [0u8; 84];
-    let got = read_up_to(&mut file, &mut head).map_err(read_err)?;
-    let looks_ascii = head[..got.min(5)] == *b"solid" && {
-        // Binary files may also begin with "solid"; the size rule tells them apart.
-        got < 84
-            || 84 + 50 * u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64
-                != length
-    };
-    if !looks_ascii {
-        if got < 84 {
-            return Err(bad(format!(
-                "{length} bytes is too short for an STL file (binary needs 84 or more)"
-            )));
-        }
-        let count = u32::from_le_bytes([head[80], head[81], head[82], head[83]]) as u64;
-        if 84 + 50 * count != length {
-            return Err(bad(format!(
-                "the binary header promises {count} triangles ({} bytes) but the file has {length} bytes: \
-                 it is truncated or not an STL file",
-                84 + 50 * count
-            )));
-        }
-    }
-    file.rewind().map_err(read_err)?;
-    let mut reader = std::io::BufReader::new(file);
-    let triangles = stl_io::create_stl_reader(&mut reader).map_err(|e| bad(e.to_string()))?;
-    let mut mesh = Mesh::default();
-    for (n, triangle) in triangles.enumerate() {
-        let triangle = triangle.map_err(|e| bad(format!("triangle {}: {e}", n + 1)))?;
-        let base = mesh.vertices.len() as u32;
-        mesh.vertices.extend(triangle.vertices.iter().map(|v| v.0));
-        mesh.triangles.push([base, base + 1, base + 2]);
-    }
-    Ok(mesh)
-}
-
-fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
 fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
@@ -849,7 +657,7 @@ mod tests {
         mesh
     }
 
-    fn l_bracket() -> Mesh {
+    pub(super) fn l_bracket() -> Mesh {
         merge(&[
             cuboid([0., 0., 0.], [50., 30., 5.]),
             cuboid([0., 0., 0.], [5., 30., 50.]),
@@ -1079,65 +887,5 @@ mod tests {
             render(&with_slivers, &big),
             Err(RenderError::Size(4000))
         ));
-    }
-
-    #[test]
-    fn stl_files_read_back_and_truncated_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("box.stl");
-        cuboid([0., 0., 0.], [40., 20., 10.])
-            .write_stl(&path)
-            .unwrap();
-        let mesh = read_stl(&path).unwrap();
-        assert_eq!(mesh.triangles.len(), 12);
-        assert!(render(&mesh, &RenderSettings::default()).is_ok());
-
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-        let err = read_stl(&path).unwrap_err().to_string();
-        assert!(err.contains("truncated"), "{err}");
-        std::fs::write(&path, b"tiny").unwrap();
-        assert!(read_stl(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("too short"));
-
-        let ascii =
-            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\n\
-                     endloop\nendfacet\nendsolid t\n";
-        std::fs::write(&path, ascii).unwrap();
-        assert_eq!(read_stl(&path).unwrap().triangles.len(), 1);
-        std::fs::write(
-            &path,
-            "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0\n",
-        )
-        .unwrap();
-        assert!(matches!(read_stl(&path), Err(RenderError::BadStl { .. })));
-    }
-
-    #[test]
-    fn the_sheet_has_seven_labelled_tiles() {
-        let views = render(&l_bracket(), &RenderSettings::default()).unwrap();
-        let font = load_font().expect("fonts-dejavu-core is installed by the set-up");
-        let sheet = contact_sheet(&views, &font);
-        assert_eq!(
-            sheet.dimensions(),
-            (4 * 384 + 5, 2 * (384 + LABEL_BAND) + 3)
-        );
-        for k in 0..8u32 {
-            let x0 = 1 + (k % 4) * 385;
-            let y0 = 1 + (k / 4) * (384 + LABEL_BAND + 1);
-            let ink = (x0..x0 + 150)
-                .flat_map(|x| (y0..y0 + LABEL_BAND).map(move |y| (x, y)))
-                .filter(|&(x, y)| sheet.get_pixel(x, y).0[0] < 100)
-                .count();
-            let tile = image::imageops::crop_imm(&sheet, x0, y0 + LABEL_BAND, 384, 384).to_image();
-            if k < 7 {
-                assert!(ink > 20, "tile {k} has a label: {ink} ink pixels");
-                assert_eq!(tile, views.images[k as usize].1, "tile {k} is its view");
-            } else {
-                assert_eq!(ink, 0, "the eighth tile is empty");
-            }
-        }
     }
 }
