@@ -189,7 +189,7 @@ pub enum Int8Weights {
 }
 
 /// How captions are decoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decoding {
     /// 1 for greedy decoding.
     pub beams: usize,

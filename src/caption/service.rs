@@ -33,7 +33,7 @@ const REMEMBERED: usize = 64;
 /// Recently captioned images with their captions, oldest first.
 #[derive(Default)]
 struct Remembered {
-    entries: VecDeque<(u64, String, RgbImage, Caption)>,
+    entries: VecDeque<(u64, Decoding, RgbImage, Caption)>,
 }
 
 impl Remembered {
@@ -45,14 +45,14 @@ impl Remembered {
     }
 
     /// The caption of an image equal byte for byte, under the same settings.
-    fn find(&self, key: u64, settings: &str, image: &RgbImage) -> Option<Caption> {
+    fn find(&self, key: u64, settings: &Decoding, image: &RgbImage) -> Option<Caption> {
         self.entries
             .iter()
             .find(|(k, s, i, _)| *k == key && s == settings && i == image)
             .map(|(_, _, _, caption)| caption.clone())
     }
 
-    fn keep(&mut self, key: u64, settings: String, image: RgbImage, caption: Caption) {
+    fn keep(&mut self, key: u64, settings: Decoding, image: RgbImage, caption: Caption) {
         if self.entries.len() == REMEMBERED {
             self.entries.pop_front();
         }
@@ -170,12 +170,11 @@ fn caption_new(
     images: Vec<RgbImage>,
     decoding: &Decoding,
 ) -> Result<(Vec<Caption>, usize), CaptionError> {
-    let settings = format!("{decoding:?}");
     let keys: Vec<u64> = images.iter().map(Remembered::key).collect();
     let mut found: Vec<Option<Caption>> = images
         .iter()
         .zip(&keys)
-        .map(|(image, &key)| remembered.find(key, &settings, image))
+        .map(|(image, &key)| remembered.find(key, decoding, image))
         .collect();
     let reused = found.iter().filter(|c| c.is_some()).count();
     // The images not found go to the model, moved (they are kept afterwards).
@@ -187,7 +186,7 @@ fn caption_new(
     if !missing.is_empty() {
         let fresh = model.caption(&batch, decoding)?;
         for ((&i, caption), image) in missing.iter().zip(fresh).zip(batch) {
-            remembered.keep(keys[i], settings.clone(), image, caption.clone());
+            remembered.keep(keys[i], decoding.clone(), image, caption.clone());
             found[i] = Some(caption);
         }
     }

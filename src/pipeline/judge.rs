@@ -28,7 +28,7 @@ impl Run<'_> {
         let captions = attempt.captions.as_ref().map(|cs| {
             cs.iter()
                 .map(|c| ViewCaption {
-                    view: c.view.clone(),
+                    view: c.view.name().to_string(),
                     text: c.text.clone(),
                 })
                 .collect()

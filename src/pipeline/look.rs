@@ -48,8 +48,8 @@ impl Run<'_> {
             let records: Vec<CaptionRecord> = View::ALL
                 .iter()
                 .zip(texts)
-                .map(|(view, c)| CaptionRecord {
-                    view: view.name().to_string(),
+                .map(|(&view, c)| CaptionRecord {
+                    view,
                     text: c.text,
                     score: c.score,
                 })

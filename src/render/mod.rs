@@ -65,8 +65,10 @@ pub const SHEET_FILE: &str = "sheet.png";
 /// which bounds a view's buffers to 128 MiB.
 pub const MAX_SAMPLED_SIDE: u32 = 4096;
 
-/// The seven standard views, in the order they are written and tiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The seven standard views, in the order they are written and tiled; in
+/// records by their file stems (`"front"`, …, `"iso"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum View {
     Front,
     Back,
@@ -75,6 +77,12 @@ pub enum View {
     Top,
     Bottom,
     Iso,
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 impl View {

@@ -463,7 +463,7 @@ fn attempt_view(
             .iter()
             .flatten()
             .map(|c| CaptionView {
-                view: c.view.clone(),
+                view: c.view.name().to_string(),
                 text: c.text.clone(),
                 score: c.score,
             })

@@ -331,7 +331,7 @@ impl AttemptRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptionRecord {
-    pub view: String,
+    pub view: crate::render::View,
     pub text: String,
     pub score: f32,
 }
