@@ -412,7 +412,7 @@ pub struct LoopArgs {
     #[arg(long, env = config::env::CAPTIONER, value_name = "DIR")]
     pub captioner: Option<PathBuf>,
     /// A folder of prompt templates (system.md, generate.md, repair.md,
-    /// refine.md, reminder.md) replacing the built-in ones it has.
+    /// critique.md, reminder.md) replacing the built-in ones it has.
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
     /// Whether the LLM writes the request's checks (sizes, holes, counts)

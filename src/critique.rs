@@ -1,5 +1,5 @@
 //! The critique: what was asked against what was built. Puts the geometry
-//! facts into words for the refine prompt, and reads the LLM's verdict and
+//! facts into words for the critique prompt, and reads the LLM's verdict and
 //! rewrite out of its reply.
 //!
 //! Stage in the flow: after `render` and `caption`, `pipeline` fills the refine
@@ -130,7 +130,7 @@ fn feedback_text(lines: &[&str], verdict_line: Option<usize>) -> String {
     out.join("\n").trim().to_string()
 }
 
-/// The geometry facts as the refine prompt and the record put them: one
+/// The geometry facts as the critique prompt and the record put them: one
 /// "- " line per fact, sizes in mm to 0.01.
 pub fn describe_facts(facts: &GeometryFacts) -> String {
     let [x, y, z] = facts.bbox.size;

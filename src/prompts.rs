@@ -1,8 +1,8 @@
 //! The LLM prompts: plain template files in `prompts/`, filled with minijinja.
 //!
 //! Stage in the flow: `pipeline` asks for a filled prompt at each step
-//! (generate, repair, refine, and a reminder when a reply had no code or no
-//! verdict) and sends it through `llm`. The project's templates are compiled
+//! (generate, repair, critique, edit, and a reminder when a reply had no
+//! code or no verdict) and sends it through `llm`. The project's templates are compiled
 //! into the binary; `--prompts DIR` replaces any of them with the user's copy.
 //! Every template is filled once with sample values when loaded, so a typo in
 //! a user's copy is reported before any work starts.
@@ -17,7 +17,7 @@ pub const TEMPLATES: [(&str, &str); 6] = [
     ("system.md", include_str!("../prompts/system.md")),
     ("generate.md", include_str!("../prompts/generate.md")),
     ("repair.md", include_str!("../prompts/repair.md")),
-    ("refine.md", include_str!("../prompts/refine.md")),
+    ("critique.md", include_str!("../prompts/critique.md")),
     ("edit.md", include_str!("../prompts/edit.md")),
     ("reminder.md", include_str!("../prompts/reminder.md")),
 ];
@@ -37,6 +37,10 @@ pub enum PromptError {
     #[error("prompt template {origin}: {message}")]
     Template { origin: String, message: String },
 }
+
+/// Templates that had another name before: a user's folder holding the old
+/// name still works (the critique prompt was refine.md).
+const FORMER_NAMES: [(&str, &str); 1] = [("critique.md", "refine.md")];
 
 fn template_names() -> String {
     TEMPLATES.map(|(name, _)| name).join(", ")
@@ -70,7 +74,7 @@ pub struct RepairContext<'a> {
     pub checks: String,
 }
 
-/// One view's caption, for the refine prompt.
+/// One view's caption, for the critique prompt.
 #[derive(Debug, Clone, Serialize)]
 pub struct ViewCaption {
     pub view: String,
@@ -78,7 +82,7 @@ pub struct ViewCaption {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RefineContext<'a> {
+pub struct CritiqueContext<'a> {
     pub prompt: &'a str,
     /// The geometry facts in words, one "- " line each.
     pub facts: String,
@@ -166,7 +170,12 @@ impl Prompts {
         let mut sources = Vec::new();
         let mut found = 0;
         for (name, builtin) in TEMPLATES {
-            let path = dir.join(name);
+            let mut path = dir.join(name);
+            if let Some((_, former)) = FORMER_NAMES.iter().find(|(now, _)| *now == name) {
+                if !path.exists() && dir.join(former).exists() {
+                    path = dir.join(former);
+                }
+            }
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     found += 1;
@@ -262,7 +271,7 @@ impl Prompts {
                 (false, some_checks.clone()),
                 (true, ChecksContext::default()),
             ] {
-                self.refine(&RefineContext {
+                self.critique(&CritiqueContext {
                     prompt: "a cube",
                     facts: "- one solid".into(),
                     captions: captions.clone(),
@@ -314,8 +323,8 @@ impl Prompts {
         self.fill("repair.md", context)
     }
 
-    pub fn refine(&self, context: &RefineContext) -> Result<String, PromptError> {
-        self.fill("refine.md", context)
+    pub fn critique(&self, context: &CritiqueContext) -> Result<String, PromptError> {
+        self.fill("critique.md", context)
     }
 
     pub fn edit(&self, context: &EditContext) -> Result<String, PromptError> {
@@ -424,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn the_refine_prompt_with_and_without_captions() {
+    fn the_critique_prompt_with_and_without_captions() {
         let prompts = Prompts::builtin();
         let facts = "- bounding box: 40.00 × 20.00 × 10.00 mm\n- one valid solid";
         let captions = ["front", "back", "left", "right", "top", "bottom", "iso"]
@@ -435,7 +444,7 @@ mod tests {
             })
             .collect();
         let with = prompts
-            .refine(&RefineContext {
+            .critique(&CritiqueContext {
                 prompt: "a block with a hole",
                 facts: facts.into(),
                 captions: Some(captions),
@@ -450,9 +459,9 @@ mod tests {
                 },
             })
             .unwrap();
-        insta::assert_snapshot!("refine_with_captions", with);
+        insta::assert_snapshot!("critique_with_captions", with);
         let without = prompts
-            .refine(&RefineContext {
+            .critique(&CritiqueContext {
                 prompt: "a block with a hole",
                 facts: facts.into(),
                 captions: None,
@@ -461,7 +470,7 @@ mod tests {
                 checks: ChecksContext::default(),
             })
             .unwrap();
-        insta::assert_snapshot!("refine_without_captions_last_round", without);
+        insta::assert_snapshot!("critique_without_captions_last_round", without);
     }
 
     #[test]
@@ -543,5 +552,24 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let err = Prompts::load(empty.path()).unwrap_err().to_string();
         assert!(err.contains("none of system.md"), "{err}");
+    }
+
+    #[test]
+    fn a_users_critique_prompt_under_its_former_name_is_still_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let builtin = TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == "critique.md")
+            .unwrap()
+            .1;
+        std::fs::write(dir.path().join("refine.md"), builtin).unwrap();
+        let prompts = Prompts::load(dir.path()).unwrap();
+        let origin = prompts
+            .origins
+            .iter()
+            .find(|(name, _)| name == "critique.md")
+            .map(|(_, origin)| origin.clone())
+            .unwrap();
+        assert!(origin.ends_with("refine.md"), "{origin}");
     }
 }

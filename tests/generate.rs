@@ -57,7 +57,7 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
         .iter()
         .map(|a| a["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(stages, ["generate", "repair", "refine"]);
+    assert_eq!(stages, ["generate", "repair", "rewrite"]);
     assert_eq!(attempts[0]["result"]["outcome"], "error");
     assert_eq!(attempts[0]["result"]["kind"], "exception");
     assert_eq!(attempts[0]["result"]["line"], 5);
@@ -144,7 +144,7 @@ fn the_loop_repairs_an_error_refines_a_mismatch_and_stops_on_match() {
         .iter()
         .map(|e| e["purpose"].as_str().unwrap())
         .collect();
-    assert_eq!(purposes, ["generate", "repair", "refine", "refine"]);
+    assert_eq!(purposes, ["generate", "repair", "critique", "critique"]);
     assert_eq!(
         exchanges[1]["messages"][1]["content"].as_str().unwrap(),
         repair

@@ -131,14 +131,14 @@ fn a_run_refined_twice_keeps_every_attempt_and_records_the_chain() {
                 1.into()
             ),
             (
-                "refine".into(),
+                "edit".into(),
                 "make the hole 8 mm".into(),
                 1.into(),
                 serde_json::json!([2]),
                 2.into()
             ),
             (
-                "refine".into(),
+                "edit".into(),
                 "make the block 60 mm long".into(),
                 1.into(),
                 serde_json::json!([3, 4]),

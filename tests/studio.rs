@@ -719,7 +719,7 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
         .iter()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["generate", "tweak", "refine"]);
+    assert_eq!(kinds, ["generate", "tweak", "edit"]);
     drop(studio);
 
     // A run on a slow endpoint, stopped with the button.

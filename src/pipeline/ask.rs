@@ -7,7 +7,7 @@ use crate::critique;
 use crate::executor::Outcome;
 use crate::llm::{Message, Reply, Usage};
 use crate::prompts::{self, EditContext, ErrorContext, RepairContext, Want};
-use crate::report::{AttemptRecord, Exchange, Stage};
+use crate::report::{AttemptRecord, Exchange, Purpose, Stage};
 
 use super::{Ask, PipelineError, Run, Step, Stop};
 
@@ -102,7 +102,7 @@ impl Run<'_> {
     async fn call(
         &mut self,
         messages: &[Message],
-        purpose: &str,
+        purpose: Purpose,
         attempt: u32,
     ) -> Result<Reply, Stop> {
         let llm = self
@@ -121,7 +121,7 @@ impl Run<'_> {
         self.current().llm_calls += 1;
         self.record.timings.llm_ms += reply.elapsed_ms;
         tracing::info!(
-            purpose,
+            purpose = purpose.as_str(),
             attempt,
             tokens = reply.usage.total_tokens,
             retries = reply.retries,
@@ -130,7 +130,7 @@ impl Run<'_> {
         );
         let exchange = Exchange {
             call: self.calls,
-            purpose: purpose.to_string(),
+            purpose,
             attempt,
             messages: messages.to_vec(),
             reply: reply.clone(),
@@ -145,7 +145,7 @@ impl Run<'_> {
     pub(super) async fn ask_with_reminder(
         &mut self,
         mut messages: Vec<Message>,
-        purpose: &str,
+        purpose: Purpose,
         attempt: u32,
         missing: impl Fn(&str) -> Option<Want>,
         failures: &str,
@@ -165,7 +165,7 @@ impl Run<'_> {
             );
             messages.push(Message::assistant(reply.content));
             messages.push(Message::user(self.engine.prompts.reminder(want, failures)?));
-            let again = self.call(&messages, "reminder", attempt).await?;
+            let again = self.call(&messages, Purpose::Reminder, attempt).await?;
             asked.usage += again.usage;
             asked.llm_ms += again.elapsed_ms;
             asked.reminded = Some((want, again.content));
@@ -177,7 +177,7 @@ impl Run<'_> {
     pub(super) async fn ask_code(
         &mut self,
         messages: Vec<Message>,
-        purpose: &str,
+        purpose: Purpose,
         attempt: u32,
     ) -> Result<Answer, Stop> {
         let no_code = |text: &str| {

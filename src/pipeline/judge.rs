@@ -6,8 +6,8 @@
 use crate::checks::{self, Tally};
 use crate::critique::{self, Verdict};
 use crate::llm::Message;
-use crate::prompts::{self, RefineContext, ViewCaption, Want};
-use crate::report::{CritiqueRecord, Stage};
+use crate::prompts::{self, CritiqueContext, ViewCaption, Want};
+use crate::report::{CritiqueRecord, Purpose, Stage};
 
 use super::decide;
 use super::{write_file, Execute, PipelineError, Run, Step, Stop};
@@ -33,7 +33,7 @@ impl Run<'_> {
                 })
                 .collect()
         });
-        let text = self.engine.prompts.refine(&RefineContext {
+        let text = self.engine.prompts.critique(&CritiqueContext {
             prompt: &self.asked(),
             facts,
             captions,
@@ -62,7 +62,7 @@ impl Run<'_> {
         };
         let failures = checks::describe_failures(&self.record.attempt(number).result.checks);
         let answer = self
-            .ask_with_reminder(messages, "refine", number, lacking, &failures)
+            .ask_with_reminder(messages, Purpose::Critique, number, lacking, &failures)
             .await?;
         let (usage, llm_ms) = (answer.usage, answer.llm_ms);
         let mut replies = vec![answer.first.clone()];
@@ -104,7 +104,7 @@ impl Run<'_> {
             Some(code) => Step::Execute(Execute {
                 changes: Vec::new(),
                 code,
-                stage: Stage::Refine,
+                stage: Stage::Rewrite,
                 parent: Some(number),
                 round: round + 1,
                 repairs: 0,

@@ -8,6 +8,13 @@
 //! calls [`Engine::refine`], which goes through the same loop for a follow-up
 //! change, adding attempts to an existing run folder.
 //!
+//! Words, one per idea: a *critique* compares a built part with the request
+//! (prompts/critique.md); a *rewrite* is the code a critique sends back when
+//! they differ; a *refine round* is one critique and its rewrite, budgeted by
+//! `--max-refines`; an *edit* is code changed as a person asked in words (a
+//! request of kind edit, made by `cadloop refine` or the studio's change box);
+//! a *tweak* is new parameter values, no LLM.
+//!
 //! Budgets, per request: at most `max_repairs` repairs for each piece of code
 //! the LLM writes from scratch, changes or rewrites (the request's first
 //! script and each refine round), and at most `max_refines` refine rounds.
@@ -51,8 +58,8 @@ use crate::mesh::Mesh;
 use crate::prompts::{PromptError, Prompts};
 use crate::render::{self, RenderError, RenderSettings};
 use crate::report::{
-    AttemptRecord, Exchange, LlmRecord, RequestKind, RequestRecord, RunRecord, RunSettings,
-    RunStatus, Stage,
+    AttemptRecord, Exchange, LlmRecord, Purpose, RequestKind, RequestRecord, RunRecord,
+    RunSettings, RunStatus, Stage,
 };
 use crate::run::{RunDir, RunDirError, Snapshot};
 
@@ -294,8 +301,8 @@ struct Execute {
 }
 
 impl Execute {
-    /// Code no LLM wrote (given, or tweaked): nothing spent on it.
-    fn without_llm(
+    /// Code supplied without the LLM (given, or tweaked): nothing spent on it.
+    fn supplied(
         code: String,
         stage: Stage,
         parent: Option<u32>,
@@ -469,7 +476,7 @@ impl Run<'_> {
         let stage = ask.stage.as_str();
         self.status(number, &format!("asking the LLM ({stage})"));
         let answer = self
-            .ask_code(ask.messages, stage, number)
+            .ask_code(ask.messages, Purpose::asking_for(ask.stage), number)
             .instrument(tracing::info_span!("llm", attempt = number, stage))
             .await?;
         if matches!(ask.stage, Stage::Generate | Stage::Edit) && self.engine.checks {

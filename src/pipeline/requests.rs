@@ -44,7 +44,7 @@ impl Engine {
     ) -> Result<RunResult, PipelineError> {
         let record = self.new_record(prompt, RequestKind::Given, settings);
         let run = self.start_run(dir, record, watch)?;
-        run.go(Step::Execute(Execute::without_llm(
+        run.go(Step::Execute(Execute::supplied(
             code,
             Stage::Given,
             None,
@@ -91,7 +91,7 @@ impl Engine {
         let before = dir.snapshot(&record);
         add_request(
             &mut record,
-            RequestKind::Refine,
+            RequestKind::Edit,
             change,
             Some(from),
             settings.clone(),
@@ -163,7 +163,7 @@ impl Engine {
         record.status = RunStatus::Running;
         let mut run = self.start_run(dir, record, watch)?;
         run.before = Some(before);
-        run.go(Step::Execute(Execute::without_llm(
+        run.go(Step::Execute(Execute::supplied(
             tweak.code,
             Stage::Tweak,
             Some(tweak.from),

@@ -239,7 +239,7 @@ pub fn run_page(dir: &Path, record: &RunRecord) -> std::io::Result<String> {
         .map(|r| RequestView {
             kind: match r.kind {
                 super::RequestKind::Generate => "prompt",
-                super::RequestKind::Refine => "change",
+                super::RequestKind::Edit => "edit",
                 super::RequestKind::Tweak => "tweak",
                 super::RequestKind::Given => "given code",
             },

@@ -161,8 +161,12 @@ impl RequestRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestKind {
+    /// The first request: the prompt.
     Generate,
-    Refine,
+    /// A change in words to a finished run (`cadloop refine`, the studio's
+    /// change box); its attempts are edits (run.json before this name: "refine").
+    #[serde(alias = "refine")]
+    Edit,
     /// New parameter values, applied without the LLM (`cadloop tweak`).
     Tweak,
     /// Code given as it is, run without the LLM (the studio's examples).
@@ -259,9 +263,12 @@ pub enum Stage {
     Generate,
     /// A fix of code that failed.
     Repair,
-    /// A rewrite after a critique found a mismatch.
-    Refine,
-    /// A change of earlier code asked for with `cadloop refine`.
+    /// A rewrite after a critique found a mismatch (run.json before this
+    /// name: "refine").
+    #[serde(alias = "refine")]
+    Rewrite,
+    /// An edit: earlier code changed as a person asked in words (`cadloop
+    /// refine`, the studio's change box).
     Edit,
     /// Earlier code with new parameter values (`cadloop tweak`), no LLM.
     Tweak,
@@ -274,7 +281,7 @@ impl Stage {
         match self {
             Stage::Generate => "generate",
             Stage::Repair => "repair",
-            Stage::Refine => "refine",
+            Stage::Rewrite => "rewrite",
             Stage::Edit => "edit",
             Stage::Tweak => "tweak",
             Stage::Given => "given",
@@ -380,13 +387,53 @@ pub struct Choice {
     pub why: String,
 }
 
+/// What an LLM call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Code from the prompt.
+    Generate,
+    /// A fix of code that failed.
+    Repair,
+    /// Earlier code changed as a person asked in words.
+    Edit,
+    /// The comparison of a built part with the request, with a rewrite when
+    /// they differ (transcripts before this name: "refine").
+    #[serde(alias = "refine")]
+    Critique,
+    /// The same question again, reminding of what the reply lacked.
+    Reminder,
+}
+
+impl Purpose {
+    /// The call that asks for code at `stage`. Rewrites come inside a
+    /// critique's reply, and tweaks and given code ask nothing, so only
+    /// generate, repair and edit are asked this way.
+    pub fn asking_for(stage: Stage) -> Purpose {
+        match stage {
+            Stage::Repair => Purpose::Repair,
+            Stage::Edit => Purpose::Edit,
+            Stage::Generate | Stage::Rewrite | Stage::Tweak | Stage::Given => Purpose::Generate,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Generate => "generate",
+            Purpose::Repair => "repair",
+            Purpose::Edit => "edit",
+            Purpose::Critique => "critique",
+            Purpose::Reminder => "reminder",
+        }
+    }
+}
+
 /// One LLM call, as `transcript.jsonl` holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
     /// 1, 2, … in the order sent.
     pub call: u32,
-    /// generate, repair, refine, or reminder.
-    pub purpose: String,
+    pub purpose: Purpose,
     /// The attempt the call wrote code for or judged.
     pub attempt: u32,
     pub messages: Vec<Message>,
@@ -476,7 +523,7 @@ impl RunSummary {
             stop_reason: record.stop_reason.clone(),
             attempts: mine.len(),
             repairs: count(Stage::Repair),
-            refines: count(Stage::Refine),
+            refines: count(Stage::Rewrite),
             final_attempt: record.chosen.as_ref().map(|c| c.attempt),
             verdict: chosen
                 .and_then(|a| a.critique.as_ref())
@@ -704,5 +751,36 @@ fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_the_names_changed_still_read() {
+        let read = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let stage: Stage = serde_json::from_value(read(r#""refine""#)).unwrap();
+        assert_eq!(stage, Stage::Rewrite);
+        let kind: RequestKind = serde_json::from_value(read(r#""refine""#)).unwrap();
+        assert_eq!(kind, RequestKind::Edit);
+        let purpose: Purpose = serde_json::from_value(read(r#""refine""#)).unwrap();
+        assert_eq!(purpose, Purpose::Critique);
+        // And are written with the new names.
+        assert_eq!(
+            serde_json::to_string(&Stage::Rewrite).unwrap(),
+            r#""rewrite""#
+        );
+        assert_eq!(
+            serde_json::to_string(&RequestKind::Edit).unwrap(),
+            r#""edit""#
+        );
+        assert_eq!(
+            serde_json::to_string(&Purpose::Critique).unwrap(),
+            r#""critique""#
+        );
+        assert_eq!(Stage::Rewrite.as_str(), "rewrite");
+        assert_eq!(Purpose::asking_for(Stage::Repair), Purpose::Repair);
     }
 }
