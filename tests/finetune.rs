@@ -285,8 +285,8 @@ fn the_vision_encoder_trains_when_asked_and_bad_data_is_refused() {
             "mine",
         ],
     );
-    // SystemExit with a message: exit status 1.
-    assert_exit(&refused, 1);
+    // A usage error, as argparse reports them: exit status 2.
+    assert_exit(&refused, 2);
     assert!(text(&refused.stderr).contains("did not write"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("mine/notes.txt")).unwrap(),
