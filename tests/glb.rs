@@ -72,18 +72,7 @@ fn every_example_part_has_a_valid_glb_that_matches_its_stl() {
     for script in parts {
         let name = script.file_stem().unwrap().to_string_lossy().into_owned();
         let out_dir = dir.path().join(&name);
-        let out = cadloop(
-            dir.path(),
-            &[
-                "exec",
-                script.to_str().unwrap(),
-                "--out",
-                out_dir.to_str().unwrap(),
-                "--size",
-                "64",
-            ],
-        );
-        assert_exit(&out, 0);
+        common::exec_script(dir.path(), &script, &out_dir, &["--size", "64"]);
         let glb = out_dir.join("model.glb");
         let report = validate(&glb);
         let issues = &report["issues"];

@@ -335,17 +335,7 @@ fn every_example_in_the_system_prompt_builds_and_names_its_dimensions() {
         let script = dir.path().join(format!("example{i}.py"));
         std::fs::write(&script, code).unwrap();
         let out_dir = dir.path().join(format!("example{i}"));
-        let out = cadloop(
-            dir.path(),
-            &[
-                "exec",
-                script.to_str().unwrap(),
-                "--out",
-                out_dir.to_str().unwrap(),
-            ],
-        );
-        assert_exit(&out, 0);
-        let result = common::read_json(&out_dir.join("result.json"));
+        let result = common::exec_script(dir.path(), &script, &out_dir, &[]);
         assert_eq!(result["outcome"], "ok", "example {i}: {result}");
         // The rules ask for every dimension as a named constant at the top.
         let parameters = result["parameters"].as_array().unwrap();

@@ -119,6 +119,20 @@ pub fn assert_exit(out: &Output, code: i32) {
     );
 }
 
+/// `cadloop exec SCRIPT --out OUT EXTRA...` in `dir`, which must succeed;
+/// gives OUT's result.json.
+pub fn exec_script(dir: &Path, script: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "exec",
+        script.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    assert_exit(&cadloop(dir, &args), 0);
+    read_json(&out.join("result.json"))
+}
+
 /// Runs a command that must be refused (exit 2) and returns its stderr.
 pub fn refusal(dir: &Path, args: &[&str]) -> String {
     let out = cadloop(dir, args);
