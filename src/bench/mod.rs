@@ -14,6 +14,7 @@
 //! - [`table`]: tables over cases, with bootstrap intervals ([`stats`]).
 //! - [`pages`]: bench.md and index.html.
 //! - [`compare`]: paired differences between two bench folders.
+//! - `sources`: a dataset's references as captioner training sources ([`caption_sources`]).
 //!
 //! Dataset layouts:
 //! - CADPrompt: a folder of `<id>/` folders with
@@ -28,6 +29,7 @@
 pub mod compare;
 pub mod pages;
 pub mod score;
+mod sources;
 pub mod stats;
 pub mod table;
 
@@ -42,6 +44,7 @@ use crate::report::RunRecord;
 pub use compare::{compare, Comparison};
 pub use pages::{index, markdown};
 pub use score::{score_case, CaseScore, Cost};
+pub use sources::caption_sources;
 pub use table::{report, BenchReport, Price, Table};
 
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";

@@ -32,7 +32,7 @@ pub async fn captions_dataset(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let settings = Settings::read(global)?.exec(&LimitArgs::default(), args.size, Some(jobs))?;
     let variant = super::bench::variant(args.variant);
-    let (sources, skipped) = dataset::sources(
+    let (sources, skipped) = crate::bench::caption_sources(
         &args.dataset,
         variant,
         args.level.column(),
