@@ -218,14 +218,8 @@ pub fn llm_settings(
     };
     let temperature = flags.temperature.or(file.temperature);
     if matches!(temperature, Some(t) if !(0.0..=2.0).contains(&t)) {
-        let what = named(
-            "temperature",
+        return Err(TEMPERATURE.invalid(
             flags.temperature.is_some(),
-            "--temperature",
-            "[llm] temperature",
-        );
-        return Err(invalid(
-            &what,
             format!(
                 "{} is out of range; use 0 to 2",
                 temperature.unwrap_or_default()
@@ -234,44 +228,29 @@ pub fn llm_settings(
     }
     let max_tokens = flags.max_tokens.or(file.max_tokens);
     if matches!(max_tokens, Some(n) if n < 64) {
-        let what = named(
-            "max tokens",
+        return Err(MAX_TOKENS.invalid(
             flags.max_tokens.is_some(),
-            "--max-tokens",
-            "[llm] max_tokens",
-        );
-        return Err(invalid(&what, "use at least 64: a script needs room"));
+            "use at least 64: a script needs room",
+        ));
     }
     let timeout_secs = flags.timeout_secs.or(file.timeout_secs).unwrap_or(300.0);
     if !(timeout_secs.is_finite() && (1.0..=3600.0).contains(&timeout_secs)) {
-        let what = named(
-            "request timeout",
+        return Err(REQUEST_TIMEOUT.invalid(
             flags.timeout_secs.is_some(),
-            "--request-timeout",
-            "[llm] timeout_secs",
-        );
-        return Err(invalid(
-            &what,
             format!("{timeout_secs} s is out of range; use 1 to 3600"),
         ));
     }
     let retries = flags.retries.or(file.retries).unwrap_or(5);
     if retries > 20 {
-        let what = named(
-            "retries",
+        return Err(RETRIES.invalid(
             flags.retries.is_some(),
-            "--retries",
-            "[llm] retries",
-        );
-        return Err(invalid(
-            &what,
             format!("{retries} is too many; use 0 to 20"),
         ));
     }
     let backoff_secs = file.backoff_secs.unwrap_or(1.0);
     if !(backoff_secs.is_finite() && (0.0..=60.0).contains(&backoff_secs)) {
-        return Err(invalid(
-            "backoff ([llm] backoff_secs in the settings file)",
+        return Err(BACKOFF.invalid(
+            false,
             format!("{backoff_secs} s is out of range; use 0 to 60"),
         ));
     }
@@ -317,26 +296,14 @@ pub fn budget(
             .unwrap_or(defaults.max_refines),
     };
     if budget.max_repairs > 20 {
-        let what = named(
-            "max repairs",
+        return Err(MAX_REPAIRS.invalid(
             max_repairs.is_some(),
-            "--max-repairs",
-            "[generate] max_repairs",
-        );
-        return Err(invalid(
-            &what,
             format!("{} is too many; use 0 to 20", budget.max_repairs),
         ));
     }
     if budget.max_refines > 20 {
-        let what = named(
-            "max refines",
+        return Err(MAX_REFINES.invalid(
             max_refines.is_some(),
-            "--max-refines",
-            "[generate] max_refines",
-        );
-        return Err(invalid(
-            &what,
             format!("{} is too many; use 0 to 20", budget.max_refines),
         ));
     }
@@ -374,15 +341,64 @@ fn invalid(what: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A setting's name with where its value came from: `flag` when the flag
-/// gave it, else the settings file's `key` ("[llm] temperature").
-fn named(what: &str, from_flag: bool, flag: &str, key: &str) -> String {
-    if from_flag {
-        format!("{what} ({flag})")
-    } else {
-        format!("{what} ({key} in the settings file)")
+/// A checked setting: its name in messages, its flag (none for settings
+/// only the file has) and its key in the settings file.
+struct Setting {
+    what: &'static str,
+    flag: Option<&'static str>,
+    key: &'static str,
+}
+
+impl Setting {
+    /// A refusal naming where the value came from: the flag when it gave
+    /// the value, else the settings file's key.
+    fn invalid(&self, from_flag: bool, message: impl Into<String>) -> ConfigError {
+        let source = match self.flag {
+            Some(flag) if from_flag => flag.to_string(),
+            _ => format!("{} in the settings file", self.key),
+        };
+        invalid(&format!("{} ({source})", self.what), message)
     }
 }
+
+const fn setting(what: &'static str, flag: &'static str, key: &'static str) -> Setting {
+    Setting {
+        what,
+        flag: Some(flag),
+        key,
+    }
+}
+
+const TEMPERATURE: Setting = setting("temperature", "--temperature", "[llm] temperature");
+const MAX_TOKENS: Setting = setting("max tokens", "--max-tokens", "[llm] max_tokens");
+const REQUEST_TIMEOUT: Setting =
+    setting("request timeout", "--request-timeout", "[llm] timeout_secs");
+const RETRIES: Setting = setting("retries", "--retries", "[llm] retries");
+const BACKOFF: Setting = Setting {
+    what: "backoff",
+    flag: None,
+    key: "[llm] backoff_secs",
+};
+const MAX_REPAIRS: Setting = setting("max repairs", "--max-repairs", "[generate] max_repairs");
+const MAX_REFINES: Setting = setting("max refines", "--max-refines", "[generate] max_refines");
+const WORKERS: Setting = setting("workers", "--workers", "[executor] workers");
+const TIMEOUT: Setting = setting("timeout", "--timeout", "[executor] timeout_secs");
+const MEMORY_LIMIT: Setting = setting(
+    "memory limit",
+    "--memory-limit",
+    "[executor] memory_limit_mib",
+);
+const JOBS_PER_WORKER: Setting = Setting {
+    what: "jobs per worker",
+    flag: None,
+    key: "[executor] jobs_per_worker",
+};
+const BEAMS: Setting = setting("beams", "--beams", "[captioner] beams");
+const REPETITION_PENALTY: Setting = setting(
+    "repetition penalty",
+    "--repetition-penalty",
+    "[captioner] repetition_penalty",
+);
 
 /// Merges flags over the file over defaults and checks every value.
 pub fn executor_settings(
@@ -393,14 +409,8 @@ pub fn executor_settings(
         ExecutorSettings::with_defaults(std::env::current_exe().map_err(ConfigError::Exe)?);
     let workers = flags.workers.or(file.workers).unwrap_or(defaults.workers);
     if !(1..=256).contains(&workers) {
-        let what = named(
-            "workers",
+        return Err(WORKERS.invalid(
             flags.workers.is_some(),
-            "--workers",
-            "[executor] workers",
-        );
-        return Err(invalid(
-            &what,
             format!("{workers} is out of range; use 1 to 256"),
         ));
     }
@@ -409,13 +419,8 @@ pub fn executor_settings(
         .or(file.timeout_secs)
         .unwrap_or(defaults.timeout.as_secs_f64());
     if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= 86_400.0) {
-        return Err(invalid(
-            &named(
-                "timeout",
-                flags.timeout_secs.is_some(),
-                "--timeout",
-                "[executor] timeout_secs",
-            ),
+        return Err(TIMEOUT.invalid(
+            flags.timeout_secs.is_some(),
             format!(
                 "{timeout_secs} s is not a usable time limit; give seconds between 0 and 86400"
             ),
@@ -426,23 +431,14 @@ pub fn executor_settings(
         .or(file.memory_limit_mib)
         .unwrap_or(defaults.memory_limit_mib);
     if memory_limit_mib < 256 {
-        let what = named(
-            "memory limit",
+        return Err(MEMORY_LIMIT.invalid(
             flags.memory_limit_mib.is_some(),
-            "--memory-limit",
-            "[executor] memory_limit_mib",
-        );
-        return Err(invalid(
-            &what,
             format!("{memory_limit_mib} MiB is too small to start FreeCAD; give at least 256"),
         ));
     }
     let jobs_per_worker = file.jobs_per_worker.unwrap_or(defaults.jobs_per_worker);
     if jobs_per_worker == 0 {
-        return Err(invalid(
-            "jobs per worker ([executor] jobs_per_worker in the settings file)",
-            "must be at least 1",
-        ));
+        return Err(JOBS_PER_WORKER.invalid(false, "must be at least 1"));
     }
     let extra = file.extra_imports.clone().unwrap_or_default();
     if let Some(bad) = extra
@@ -540,20 +536,14 @@ pub fn decoding(
         prefix: prefix.or_else(|| file.prefix.clone()),
     };
     if !(1..=16).contains(&decoding.beams) {
-        let what = named("beams", beams.is_some(), "--beams", "[captioner] beams");
-        return Err(invalid(
-            &what,
+        return Err(BEAMS.invalid(
+            beams.is_some(),
             format!("{} is out of range; use 1 to 16", decoding.beams),
         ));
     }
     if !(decoding.repetition_penalty.is_finite() && decoding.repetition_penalty > 0.0) {
-        return Err(invalid(
-            &named(
-                "repetition penalty",
-                repetition_penalty.is_some(),
-                "--repetition-penalty",
-                "[captioner] repetition_penalty",
-            ),
+        return Err(REPETITION_PENALTY.invalid(
+            repetition_penalty.is_some(),
             format!(
                 "{} is not usable; give a positive number (1 = none)",
                 decoding.repetition_penalty
