@@ -40,7 +40,7 @@ pub enum IntegerPath {
 impl IntegerPath {
     /// The path ONNX Runtime takes on the CPU this process runs on.
     pub fn detect() -> IntegerPath {
-        detect()
+        feature_bits().path()
     }
 
     /// Whether pairs of u8 × s8 products are summed in 16 bits, so that
@@ -67,10 +67,10 @@ impl IntegerPath {
     /// What int8 captioning gives on this path, in a sentence.
     pub fn advice(self) -> &'static str {
         match self {
-            IntegerPath::Amx | IntegerPath::Avx512Vnni | IntegerPath::AvxVnni => {
-                "products summed in 32 bits, exact; int8 advised"
-            }
-            IntegerPath::Arm64 { .. } => "products summed in 32 bits, exact; int8 advised",
+            IntegerPath::Amx
+            | IntegerPath::Avx512Vnni
+            | IntegerPath::AvxVnni
+            | IntegerPath::Arm64 { .. } => "products summed in 32 bits, exact; int8 advised",
             IntegerPath::Avx512 | IntegerPath::Avx2 => {
                 "pairs of products summed in 16 bits: exact for export.py's int8 (weights within ±64), \
                  int8 advised; a folder quantised with full-range weights runs on slower exact \
@@ -153,10 +153,6 @@ impl Features {
         }
         path
     }
-}
-
-fn detect() -> IntegerPath {
-    feature_bits().path()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -178,7 +178,7 @@ const HEADROOM_WEIGHT_MAX: u32 = 64;
 
 /// Which int8 products a folder holds, as far as the CPU's kernels care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Int8Weights {
+enum Int8Weights {
     /// No integer products: an fp32 folder.
     None,
     /// Weights within ±64: exact on every CPU's kernels.
