@@ -84,7 +84,7 @@ fn int8_captions_are_the_same_on_every_cpu_class() {
             }
             // Full-range weights on a class whose kernels saturate run on
             // slower exact ones, and the log says how to get the fast ones.
-            let saturates = matches!(class, "avx2" | "avx512");
+            let saturates = common::cpu::saturates(class);
             let warned = log.matches("export the folder again").count();
             let expected = usize::from(saturates && folder == &full_range);
             assert_eq!(warned, expected, "{} as {class}:\n{log}", folder.display());
@@ -119,7 +119,7 @@ fn doctor_names_the_integer_path_of_each_cpu_class() {
                     "as {class}: {cpu}"
                 );
             }
-            let saturates = matches!(class, "avx2" | "avx512");
+            let saturates = common::cpu::saturates(class);
             assert_eq!(
                 cpu.contains("pairs of products summed in 16 bits"),
                 saturates,

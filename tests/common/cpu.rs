@@ -62,6 +62,12 @@ pub fn classes() -> Vec<&'static str> {
     found
 }
 
+/// Whether a presented class's u8×s8 kernels sum pairs of products in 16
+/// bits, so that full-range int8 weights would saturate there.
+pub fn saturates(class: &str) -> bool {
+    matches!(class, "avx2" | "avx512")
+}
+
 /// The integer path `cadloop doctor` should name for a presented class.
 pub fn expected_path(class: &str) -> Option<&'static str> {
     CLASSES
