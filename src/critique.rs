@@ -20,7 +20,14 @@ pub enum Verdict {
     Mismatch,
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Verdict {
+    /// The word the critique prompt asks for and run.json keeps.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Match => "match",

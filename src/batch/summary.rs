@@ -51,7 +51,7 @@ pub fn index(out: &Path, summary: &Summary) -> Result<index::Index, BatchError> 
                 &relative,
                 &r.id,
                 &prompt,
-                &r.summary.outcome,
+                r.summary.outcome.as_str(),
                 r.summary.attempts,
             )
         })
@@ -125,11 +125,11 @@ pub fn summarize(out: &Path) -> Result<Summary, BatchError> {
     };
     let mut outcomes = std::collections::BTreeMap::new();
     for r in &unique {
-        *outcomes.entry(r.summary.outcome.clone()).or_insert(0) += 1;
+        *outcomes.entry(r.summary.outcome.to_string()).or_insert(0) += 1;
     }
     let with_model = unique
         .iter()
-        .filter(|r| r.summary.outcome != "failed")
+        .filter(|r| r.summary.outcome.has_model())
         .count();
     let total_tokens: u64 = unique.iter().map(|r| r.summary.tokens.total_tokens).sum();
     let total_seconds: f64 = unique.iter().map(|r| r.summary.seconds).sum();

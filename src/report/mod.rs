@@ -197,7 +197,14 @@ pub enum RunOutcome {
     Failed,
 }
 
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RunOutcome {
+    /// The word run.json and the summaries use.
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Pending => "pending",
@@ -472,13 +479,13 @@ pub struct RunSummary {
     /// The request summed up: 1 for the prompt, 2… for follow-up changes.
     #[serde(default = "first_request")]
     pub request: u32,
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub stop_reason: String,
     pub attempts: usize,
     pub repairs: usize,
     pub refines: usize,
     pub final_attempt: Option<u32>,
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     pub files: Vec<String>,
     pub seconds: f64,
     pub llm_calls: u32,
@@ -519,7 +526,7 @@ impl RunSummary {
         RunSummary {
             out: out.to_path_buf(),
             request: request.map_or(1, |r| r.number),
-            outcome: record.outcome.as_str().to_string(),
+            outcome: record.outcome,
             stop_reason: record.stop_reason.clone(),
             attempts: mine.len(),
             repairs: count(Stage::Repair),
@@ -527,8 +534,7 @@ impl RunSummary {
             final_attempt: record.chosen.as_ref().map(|c| c.attempt),
             verdict: chosen
                 .and_then(|a| a.critique.as_ref())
-                .and_then(|c| c.verdict)
-                .map(|v| v.as_str().to_string()),
+                .and_then(|c| c.verdict),
             files,
             seconds: request.map_or(record.timings.total_ms, |r| r.total_ms) / 1000.0,
             llm_calls: request.map_or(record.llm_calls, |r| r.llm_calls),

@@ -207,13 +207,12 @@ pub(super) async fn events(
             let watch = studio.active.lock().expect("active runs").get(&id).cloned();
             let record = read_run(&folder).ok();
             let mut state = match &record {
-                Some(record) => pages::run_state(&id, record),
-                None => serde_json::json!({"id": id}),
+                Some(record) => pages::RunState::of(&id, record),
+                None => pages::RunState::starting(&id),
             };
-            state["stage"] = serde_json::json!(watch.as_ref().map(|w| w.progress.message()));
-            // Going on here, whatever run.json says yet.
-            state["active"] = serde_json::json!(watch.is_some());
-            let text = state.to_string();
+            state.stage = watch.as_ref().map(|w| w.progress.message());
+            state.active = watch.is_some();
+            let text = serde_json::to_string(&state).expect("a run state serialises");
             let running = watch.is_some()
                 || record
                     .as_ref()

@@ -192,11 +192,11 @@ async fn run_page(
 async fn run_json(
     State(studio): Shared,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, Failure> {
+) -> Result<Json<pages::RunState>, Failure> {
     let dir = run_dir(&studio, &id)?;
     let record =
         read_run(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
-    Ok(Json(pages::run_state(&id, &record)))
+    Ok(Json(pages::RunState::of(&id, &record)))
 }
 
 async fn run_file(
@@ -256,7 +256,7 @@ async fn tweak(
     State(studio): Shared,
     UrlPath(id): UrlPath<String>,
     Json(body): Json<TweakBody>,
-) -> Result<Json<serde_json::Value>, Failure> {
+) -> Result<Json<pages::RunState>, Failure> {
     let dir = run_dir(&studio, &id)?;
     let queue = studio
         .tweaks
@@ -299,7 +299,7 @@ async fn tweak(
         return Err(superseded());
     }
     let record = result.record;
-    let mut state = pages::run_state(&id, &record);
+    let mut state = pages::RunState::of(&id, &record);
     if record.requests.last().is_some_and(|r| r.chosen.is_none()) {
         let failed = record
             .latest_failed_attempt()
@@ -307,8 +307,7 @@ async fn tweak(
                 crate::executor::Outcome::Error { message, .. } => Some(message.clone()),
                 crate::executor::Outcome::Ok { .. } => None,
             });
-        state["error"] =
-            serde_json::json!(failed.unwrap_or_else(|| "the tweak built no solid".into()));
+        state.error = Some(failed.unwrap_or_else(|| "the tweak built no solid".into()));
     }
     Ok(Json(state))
 }
@@ -321,7 +320,7 @@ fn superseded() -> Failure {
 async fn open_example(
     State(studio): Shared,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, Failure> {
+) -> Result<Json<pages::RunState>, Failure> {
     if !guard::valid_id(&name) {
         return Err(bad(format!("{name:?} is not an example")));
     }
@@ -348,7 +347,7 @@ async fn open_example(
         )
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;
-    Ok(Json(pages::run_state(&id, &result.record)))
+    Ok(Json(pages::RunState::of(&id, &result.record)))
 }
 
 /// A new run folder `name` in the runs folder (`name-2`, `-3`, … when

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::report::{read_run, RunRecord};
+use crate::critique::Verdict;
+use crate::executor::Outcome;
+use crate::report::{read_run, AttemptRecord, RunOutcome, RunRecord, RunStatus, Stage};
 
 pub const STUDIO_JS: &str = include_str!("studio.js");
 
@@ -157,8 +159,8 @@ pub fn run_page(
     llm: bool,
 ) -> Result<String, minijinja::Error> {
     let (title, state) = match record {
-        Some(record) => (first_line(&record.prompt), run_state(id, record)),
-        None => ("starting…".to_string(), starting_state(id)),
+        Some(record) => (first_line(&record.prompt), RunState::of(id, record)),
+        None => ("starting…".to_string(), RunState::starting(id)),
     };
     fill(
         "run.html",
@@ -166,93 +168,186 @@ pub fn run_page(
             "version": env!("CARGO_PKG_VERSION"),
             "id": id,
             "title": title,
-            "state": state.to_string(),
+            "state": serde_json::to_string(&state).expect("a run state serialises"),
             "three": three,
             "llm": llm,
         }),
     )
 }
 
-/// [`run_state`]'s shape for a run that has no record yet.
-fn starting_state(id: &str) -> serde_json::Value {
-    serde_json::json!({
-        "id": id, "prompt": "", "status": "running", "active": true, "stage": "starting",
-        "stop_reason": "", "run_error": null, "history": [], "outcome": "pending", "attempts": 0,
-        "result": null, "facts": null, "parameters": [], "model": null, "sheet": null,
-        "report": format!("/runs/{id}/files/report.html"),
-    })
+/// What the run page shows and its script updates (`/runs/ID/events`
+/// sends it whole on every change): the run's history, and the result's
+/// facts, parameters, checks and files.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunState {
+    pub id: String,
+    pub prompt: String,
+    pub status: RunStatus,
+    /// Whether the run is going on in this studio, whatever run.json says yet.
+    pub active: bool,
+    /// What the loop is doing now, while it is going on here.
+    pub stage: Option<String>,
+    pub stop_reason: String,
+    pub run_error: Option<String>,
+    pub history: Vec<AttemptRow>,
+    pub outcome: RunOutcome,
+    pub attempts: usize,
+    /// The number of the attempt whose model is the result.
+    pub result: Option<u32>,
+    pub facts: Option<Facts>,
+    pub parameters: Vec<ParameterRow>,
+    pub checks: Vec<crate::checks::CheckResult>,
+    /// The result's glTF model and contact sheet, as studio URLs.
+    pub model: Option<String>,
+    pub sheet: Option<String>,
+    pub report: String,
+    /// Why the change just asked for built no model (a tweak's answer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// What the run page shows and its script updates: the result's facts,
-/// parameters and model.
-pub fn run_state(id: &str, record: &RunRecord) -> serde_json::Value {
-    let chosen = record.chosen_attempt();
-    let facts = chosen.and_then(|a| a.result.facts()).map(|f| {
-        serde_json::json!({
-            "size": f.bbox.size,
-            "min": f.bbox.min,
-            "volume": f.volume,
-            "area": f.area,
-            "solids": f.solids,
-            "faces": f.faces,
-            "valid": f.valid,
-        })
-    });
-    let parameters: Vec<serde_json::Value> = chosen
-        .map(|a| &a.result.parameters[..])
-        .unwrap_or_default()
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "name": p.name, "value": p.value, "text": p.text, "kind": p.kind, "comment": p.comment
+/// One attempt in a run's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub number: u32,
+    pub stage: Stage,
+    /// The error kind and its line, when the attempt built no model.
+    pub error: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub overruled: bool,
+    /// The checks' tally, "3/4 checks passed".
+    pub checks: Option<String>,
+    /// "VIEW: caption", one for each view.
+    pub captions: Vec<String>,
+    /// The parameter changes that made a tweak, "width 40 → 50".
+    pub changes: Vec<String>,
+}
+
+/// The result's geometry facts the run page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub size: [f64; 3],
+    pub min: [f64; 3],
+    pub volume: f64,
+    pub area: f64,
+    pub solids: u32,
+    pub faces: u32,
+    pub valid: bool,
+}
+
+/// A named parameter as the run page's tweak form shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParameterRow {
+    pub name: String,
+    pub value: serde_json::Number,
+    pub text: String,
+    pub kind: crate::params::Kind,
+    pub comment: String,
+}
+
+impl RunState {
+    /// The state of a run that has no record yet: starting here.
+    pub fn starting(id: &str) -> RunState {
+        RunState {
+            id: id.to_string(),
+            prompt: String::new(),
+            status: RunStatus::Running,
+            active: true,
+            stage: Some("starting".to_string()),
+            stop_reason: String::new(),
+            run_error: None,
+            history: Vec::new(),
+            outcome: RunOutcome::Pending,
+            attempts: 0,
+            result: None,
+            facts: None,
+            parameters: Vec::new(),
+            checks: Vec::new(),
+            model: None,
+            sheet: None,
+            report: report_url(id),
+            error: None,
+        }
+    }
+
+    /// The state of the run `record` holds.
+    pub fn of(id: &str, record: &RunRecord) -> RunState {
+        let chosen = record.chosen_attempt();
+        let facts = chosen.and_then(|a| a.result.facts()).map(|f| Facts {
+            size: f.bbox.size,
+            min: f.bbox.min,
+            volume: f.volume,
+            area: f.area,
+            solids: f.solids,
+            faces: f.faces,
+            valid: f.valid,
+        });
+        let parameters = chosen
+            .map(|a| &a.result.parameters[..])
+            .unwrap_or_default()
+            .iter()
+            .map(|p| ParameterRow {
+                name: p.name.clone(),
+                value: p.value.clone(),
+                text: p.text.clone(),
+                kind: p.kind,
+                comment: p.comment.clone(),
             })
-        })
-        .collect();
-    let attempts: Vec<serde_json::Value> = record
-        .attempts
-        .iter()
-        .map(|a| {
-            let error = match &a.result.outcome {
-                crate::executor::Outcome::Error { kind, line, .. } => Some(match line {
-                    Some(line) => format!("{kind} at line {line}"),
-                    None => kind.to_string(),
-                }),
-                crate::executor::Outcome::Ok { .. } => None,
-            };
-            serde_json::json!({
-                "number": a.number,
-                "stage": a.stage.as_str(),
-                "error": error,
-                "verdict": a.critique.as_ref().and_then(|c| c.verdict).map(|v| v.as_str()),
-                "overruled": a.critique.as_ref().is_some_and(|c| c.overruled),
-                "checks": a.checks().map(|t| t.to_string()),
-                "captions": a.captions.iter().flatten().map(|c| format!("{}: {}", c.view, c.text)).collect::<Vec<_>>(),
-                "changes": a.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let status = match record.status {
-        crate::report::RunStatus::Running => "running",
-        crate::report::RunStatus::Finished => "finished",
-        crate::report::RunStatus::Stopped => "stopped",
-    };
-    serde_json::json!({
-        "id": id,
-        "prompt": record.prompt,
-        "status": status,
-        "stop_reason": record.stop_reason,
-        "run_error": record.error,
-        "history": attempts,
-        "outcome": record.outcome.as_str(),
-        "attempts": record.attempts.len(),
-        "result": chosen.map(|a| a.number),
-        "facts": facts,
-        "parameters": parameters,
-        "checks": chosen.map_or(&[][..], |a| &a.result.checks[..]),
-        "model": chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
-        "sheet": chosen.map(|a| format!("/runs/{id}/files/{}/sheet.png", a.dir)),
-        "report": format!("/runs/{id}/files/report.html"),
-    })
+            .collect();
+        let history = record.attempts.iter().map(AttemptRow::of).collect();
+        RunState {
+            id: id.to_string(),
+            prompt: record.prompt.clone(),
+            status: record.status,
+            active: false,
+            stage: None,
+            stop_reason: record.stop_reason.clone(),
+            run_error: record.error.clone(),
+            history,
+            outcome: record.outcome,
+            attempts: record.attempts.len(),
+            result: chosen.map(|a| a.number),
+            facts,
+            parameters,
+            checks: chosen.map(|a| a.result.checks.clone()).unwrap_or_default(),
+            model: chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
+            sheet: chosen.map(|a| format!("/runs/{id}/files/{}/sheet.png", a.dir)),
+            report: report_url(id),
+            error: None,
+        }
+    }
+}
+
+impl AttemptRow {
+    fn of(attempt: &AttemptRecord) -> AttemptRow {
+        let error = match &attempt.result.outcome {
+            Outcome::Error { kind, line, .. } => Some(match line {
+                Some(line) => format!("{kind} at line {line}"),
+                None => kind.to_string(),
+            }),
+            Outcome::Ok { .. } => None,
+        };
+        let critique = attempt.critique.as_ref();
+        AttemptRow {
+            number: attempt.number,
+            stage: attempt.stage,
+            error,
+            verdict: critique.and_then(|c| c.verdict),
+            overruled: critique.is_some_and(|c| c.overruled),
+            checks: attempt.checks().map(|t| t.to_string()),
+            captions: attempt
+                .captions
+                .iter()
+                .flatten()
+                .map(|c| format!("{}: {}", c.view, c.text))
+                .collect(),
+            changes: attempt.changes.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+fn report_url(id: &str) -> String {
+    format!("/runs/{id}/files/{}", crate::report::html::REPORT_FILE)
 }
 
 #[cfg(test)]
