@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{GeometryFacts, Ignored};
-use crate::llm::extract_code;
+use crate::llm::{Lines, ReplyText};
 
 /// The LLM's judgement of an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,11 @@ pub struct Critique {
     /// The reasons: the reply without its verdict line and code block.
     pub feedback: String,
     pub code: Option<String>,
+    /// New checks for the request: the text of the reply's checks block.
+    pub checks: Option<String>,
+    /// Why the checks changed: the text after `CHECKS CHANGED:` on a line
+    /// of its own outside code (`None` when there is none, or it is empty).
+    pub checks_reason: Option<String>,
 }
 
 /// Reads a critique reply. The verdict is looked for on a line of its own
@@ -53,48 +58,51 @@ pub struct Critique {
 /// ':' or '-' or '=' after the word), first among the first three non-empty
 /// lines, then anywhere. A reply with code but no verdict is a mismatch.
 pub fn read_critique(reply: &str) -> Critique {
-    let code = extract_code(reply);
-    let lines: Vec<&str> = reply.lines().collect();
-    let early = lines
+    let text = ReplyText::new(reply);
+    let code = text.code();
+    let verdicts: Vec<(usize, Verdict)> = text
+        .statements("verdict", Lines::All)
+        .into_iter()
+        .filter_map(|(i, rest)| verdict_of(&rest).map(|v| (i, v)))
+        .collect();
+    let first_three: Vec<usize> = text
+        .lines()
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .take(3)
-        .find_map(|(i, l)| verdict_of(l).map(|v| (i, v)));
-    let found = early.or_else(|| {
-        lines
-            .iter()
-            .enumerate()
-            .find_map(|(i, l)| verdict_of(l).map(|v| (i, v)))
-    });
+        .map(|(i, _)| i)
+        .collect();
+    let found = verdicts
+        .iter()
+        .find(|(i, _)| first_three.contains(i))
+        .or(verdicts.first())
+        .copied();
     let (verdict, stated) = match (found, &code) {
         (Some((_, v)), _) => (Some(v), true),
         (None, Some(_)) => (Some(Verdict::Mismatch), false),
         (None, None) => (None, false),
     };
-    let feedback = feedback_text(&lines, found.map(|(i, _)| i));
+    let checks_reason = text
+        .statements("checks changed", Lines::Prose)
+        .into_iter()
+        .next()
+        .map(|(_, reason)| reason)
+        .filter(|reason| !reason.is_empty());
     Critique {
         verdict,
         stated,
-        feedback,
+        feedback: text.prose_without(found.map(|(i, _)| i)),
         code,
+        checks: text.checks().map(str::to_string),
+        checks_reason,
     }
 }
 
-/// The verdict a line states, if it is a verdict line.
-fn verdict_of(line: &str) -> Option<Verdict> {
-    let cleaned: String = line
-        .chars()
-        .filter(|c| !matches!(c, '*' | '_' | '`' | '#' | '>'))
-        .collect::<String>()
-        .trim()
-        .to_ascii_lowercase();
-    let rest = cleaned.strip_prefix("verdict")?;
-    let rest = rest
-        .trim_start()
-        .trim_start_matches([':', '-', '=', '—'])
-        .trim();
+/// The verdict the words after "verdict" state, if they state one.
+fn verdict_of(rest: &str) -> Option<Verdict> {
     let word: String = rest
+        .to_ascii_lowercase()
         .chars()
         .take_while(|c| c.is_ascii_alphabetic() || *c == ' ' || *c == '-')
         .collect();
@@ -107,34 +115,6 @@ fn verdict_of(line: &str) -> Option<Verdict> {
     } else {
         None
     }
-}
-
-/// The reply's prose: without the verdict line and fenced blocks, trimmed.
-fn feedback_text(lines: &[&str], verdict_line: Option<usize>) -> String {
-    let mut out = Vec::new();
-    let mut fence: Option<&str> = None;
-    for (i, line) in lines.iter().enumerate() {
-        let trimmed = line.trim_start();
-        let marker = if trimmed.starts_with("```") {
-            Some("```")
-        } else if trimmed.starts_with("~~~") {
-            Some("~~~")
-        } else {
-            None
-        };
-        match (fence, marker) {
-            (None, Some(m)) => fence = Some(m),
-            (Some(open), Some(m))
-                if open == m && trimmed.trim_start_matches(m).trim().is_empty() =>
-            {
-                fence = None
-            }
-            (Some(_), _) => {}
-            (None, None) if Some(i) != verdict_line => out.push(*line),
-            (None, None) => {}
-        }
-    }
-    out.join("\n").trim().to_string()
 }
 
 /// The geometry facts as the critique prompt and the record put them: one
@@ -298,6 +278,24 @@ mod tests {
             critique.feedback,
             "The block is 40 mm long, not 50.\n\nThat fixes it."
         );
+    }
+
+    #[test]
+    fn a_change_of_checks_states_its_reason_on_a_line_of_its_own() {
+        let reply = "VERDICT: MATCH\n**CHECKS CHANGED:** the request asks for a 6 mm hole, not 12\n```checks\nCHECKS = [holes(6)]\n```";
+        let critique = read_critique(reply);
+        assert_eq!(
+            critique.checks_reason.as_deref(),
+            Some("the request asks for a 6 mm hole, not 12")
+        );
+        assert_eq!(critique.checks.as_deref(), Some("CHECKS = [holes(6)]\n"));
+        for without in [
+            "checks changed:   \n",
+            "```python\n# CHECKS CHANGED: no\n```",
+            "VERDICT: MATCH",
+        ] {
+            assert_eq!(read_critique(without).checks_reason, None, "{without:?}");
+        }
     }
 
     #[test]

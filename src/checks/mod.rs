@@ -174,64 +174,6 @@ pub struct ChecksError {
     pub written: String,
 }
 
-/// The fence labels a checks block may carry.
-const LABELS: [&str; 2] = ["checks", "check"];
-
-/// Whether a fenced block is a checks block: labelled so, or a Python block
-/// that only assigns `CHECKS`.
-pub fn is_checks_block(label: &str, body: &str) -> bool {
-    LABELS.contains(&label) || starts_with_checks(body)
-}
-
-fn starts_with_checks(body: &str) -> bool {
-    body.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .is_some_and(|l| {
-            l.strip_prefix("CHECKS")
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-}
-
-/// The reason a critique gives for changing the checks: the text after
-/// `CHECKS CHANGED:` on a line of its own (any case, Markdown marks around
-/// it), outside code blocks. `None` when there is no such line or it is empty.
-pub fn change_reason(reply: &str) -> Option<String> {
-    let mut in_fence = false;
-    for line in reply.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence {
-            continue;
-        }
-        let cleaned: String = line
-            .chars()
-            .filter(|c| !matches!(c, '*' | '_' | '`' | '#' | '>'))
-            .collect();
-        let cleaned = cleaned.trim();
-        let lower = cleaned.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix("checks changed") {
-            let reason = cleaned[cleaned.len() - rest.len()..]
-                .trim_start_matches([':', '-', '—', ' '])
-                .trim();
-            return (!reason.is_empty()).then(|| reason.to_string());
-        }
-    }
-    None
-}
-
-/// The checks block of a reply, read: `None` when the reply has none.
-pub fn from_reply(reply: &str) -> Option<Result<Checks, ChecksError>> {
-    let body = crate::llm::fenced_blocks(reply)
-        .into_iter()
-        .find(|b| is_checks_block(&b.label, &b.body))?
-        .body;
-    Some(Checks::parse(&body))
-}
-
 impl Checks {
     /// Reads `CHECKS = [call, …]` (or a bare list): calls of the library's
     /// functions whose arguments are numbers (with + - * / and brackets),
@@ -267,35 +209,6 @@ pub fn describe(calls: &[CheckCall]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_checks_block_of_a_reply_is_found_by_its_label_or_its_assignment() {
-        let reply = "Checks first:\n```checks\nCHECKS = [bbox(30, 30, 30)]\n```\n```python\nimport Part\nresult = Part.makeBox(30, 30, 30)\n```";
-        let checks = from_reply(reply).unwrap().unwrap();
-        assert_eq!(checks.calls[0].name, "bbox");
-        let in_python =
-            "```python\n# the checks\nCHECKS = [valid()]\n```\n```python\nresult = 1\n```";
-        assert_eq!(
-            from_reply(in_python).unwrap().unwrap().calls[0].name,
-            "valid"
-        );
-        assert!(from_reply("```python\nresult = 1\n```").is_none());
-        assert!(from_reply("```checks\nCHECKS = [nope()]\n```")
-            .unwrap()
-            .is_err());
-    }
-
-    #[test]
-    fn a_change_of_checks_states_its_reason_on_a_line_of_its_own() {
-        let reply = "VERDICT: MATCH\n**CHECKS CHANGED:** the request asks for a 6 mm hole, not 12\n```checks\nCHECKS = [holes(6)]\n```";
-        assert_eq!(
-            change_reason(reply).unwrap(),
-            "the request asks for a 6 mm hole, not 12"
-        );
-        assert_eq!(change_reason("checks changed:   \n"), None);
-        assert_eq!(change_reason("```python\n# CHECKS CHANGED: no\n```"), None);
-        assert_eq!(change_reason("VERDICT: MATCH"), None);
-    }
 
     #[test]
     fn a_tally_counts_passes_and_names_what_failed() {

@@ -3,8 +3,8 @@
 //! the code pulled out of a reply.
 //!
 //! Stage in the flow: `pipeline` sends the filled `prompts` here and gets back
-//! text, token counts and timings; [`extract_code`] finds the FreeCAD Python in
-//! the text for the executor.
+//! text, token counts and timings; [`ReplyText`] reads the text: the FreeCAD
+//! Python for the executor, the checks, the critique's statements.
 //!
 //! Retries live in a tower service under async-openai's client, so they see
 //! the HTTP status and the `Retry-After` header: 429, 5xx, timeouts and
@@ -13,9 +13,10 @@
 //! `choices[].message.content` and `usage` are needed), since local servers
 //! leave out fields OpenAI sends.
 //!
-//! `code`: the code in a reply. `record`: `--record` and `--replay`.
+//! `reading`: the one reader of a reply's layout (code, checks, statements).
+//! `record`: `--record` and `--replay`.
 
-mod code;
+mod reading;
 mod record;
 
 use std::cell::RefCell;
@@ -35,7 +36,7 @@ use async_openai::types::chat::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use code::{extract_code, fenced_blocks, Block};
+pub use reading::{Lines, ReplyText};
 pub use record::Recording;
 use record::{Recorder, Replay};
 

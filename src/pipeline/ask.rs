@@ -2,10 +2,10 @@
 //! reminder when a reply lacks what was asked for. Every call goes to the
 //! transcript and the run's counts.
 
-use crate::checks::{self, Checks, ChecksError};
+use crate::checks::{Checks, ChecksError};
 use crate::critique;
 use crate::executor::Outcome;
-use crate::llm::{Message, Reply, Usage};
+use crate::llm::{Message, Reply, ReplyText, Usage};
 use crate::prompts::{self, EditContext, ErrorContext, RepairContext, Want};
 use crate::report::{AttemptRecord, Exchange, Purpose, Stage};
 
@@ -180,19 +180,22 @@ impl Run<'_> {
         purpose: Purpose,
         attempt: u32,
     ) -> Result<Answer, Stop> {
-        let no_code = |text: &str| {
-            crate::llm::extract_code(text)
-                .is_none()
-                .then_some(Want::Code)
-        };
+        let no_code = |text: &str| ReplyText::new(text).code().is_none().then_some(Want::Code);
         let asked = self
             .ask_with_reminder(messages, purpose, attempt, no_code, "")
             .await?;
-        let second = asked.reminded.map(|(_, text)| text);
-        let code = crate::llm::extract_code(&asked.first)
-            .or_else(|| second.as_deref().and_then(crate::llm::extract_code));
-        let checks = checks::from_reply(&asked.first)
-            .or_else(|| second.as_deref().and_then(checks::from_reply));
+        let first = ReplyText::new(&asked.first);
+        let second = asked
+            .reminded
+            .as_ref()
+            .map(|(_, text)| ReplyText::new(text));
+        let code = first
+            .code()
+            .or_else(|| second.as_ref().and_then(ReplyText::code));
+        let checks = first
+            .checks()
+            .or_else(|| second.as_ref().and_then(ReplyText::checks))
+            .map(Checks::parse);
         Ok(Answer {
             code,
             checks,

@@ -6,8 +6,6 @@ use crate::executor::Outcome;
 use crate::params::{self, Assignment, TweakError};
 use crate::report::RunRecord;
 
-use super::Tweak;
-
 /// Why a change cannot start from the attempt asked for (or from the run's result).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartAttemptError {
@@ -96,6 +94,15 @@ pub fn start_attempt(record: &RunRecord, asked: Option<u32>) -> Result<u32, Star
         });
     }
     Ok(asked)
+}
+
+/// New parameter values for a finished run's attempt `from`.
+#[derive(Debug, Clone)]
+pub struct Tweak {
+    pub from: u32,
+    /// Attempt `from`'s code with the new values.
+    pub code: String,
+    pub changes: Vec<crate::params::Change>,
 }
 
 impl Tweak {

@@ -3,7 +3,7 @@
 //! a reasoned change of the checks. A MATCH with a failing check is
 //! overruled: the attempt cannot be the run's match.
 
-use crate::checks::{self, Tally};
+use crate::checks::{self, Checks, Tally};
 use crate::critique::{self, Verdict};
 use crate::llm::Message;
 use crate::prompts::{self, CritiqueContext, ViewCaption, Want};
@@ -56,7 +56,7 @@ impl Run<'_> {
         let checks_on = self.engine.checks;
         let lacking = |reply: &str| {
             let c = critique::read_critique(reply);
-            let changes_checks = checks_on && checks::change_reason(reply).is_some();
+            let changes_checks = checks_on && c.checks_reason.is_some();
             let overruled = c.verdict == Some(Verdict::Match) && failing && !changes_checks;
             decide::missing_from_critique(c.verdict, overruled, c.code.is_some(), round, budget)
         };
@@ -65,12 +65,17 @@ impl Run<'_> {
             .ask_with_reminder(messages, Purpose::Critique, number, lacking, &failures)
             .await?;
         let (usage, llm_ms) = (answer.usage, answer.llm_ms);
-        let mut replies = vec![answer.first.clone()];
-        replies.extend(answer.reminded.as_ref().map(|(_, again)| again.clone()));
-        let critique = read_replies(&answer.first, answer.reminded);
+        let first = critique::read_critique(&answer.first);
+        let again = answer
+            .reminded
+            .map(|(want, text)| (want, critique::read_critique(&text)));
         if checks_on {
-            self.change_checks(number, &replies).await?;
+            let read: Vec<&critique::Critique> = std::iter::once(&first)
+                .chain(again.iter().map(|(_, c)| c))
+                .collect();
+            self.change_checks(number, &read).await?;
         }
+        let critique = combine(first, again);
         let tally = self.tally(number);
         let overruled = critique.verdict == Some(Verdict::Match) && !tally.all_pass();
         let verdict = decide::effective_verdict(critique.verdict, overruled);
@@ -127,15 +132,20 @@ impl Run<'_> {
     /// that gives a ```checks block with `CHECKS CHANGED: reason`), records
     /// it and checks attempt `number` again. A block without a reason, or
     /// one that cannot be read, is recorded as refused and changes nothing.
-    async fn change_checks(&mut self, number: u32, replies: &[String]) -> Result<(), Stop> {
-        let Some((reply, block)) = replies
+    async fn change_checks(
+        &mut self,
+        number: u32,
+        readings: &[&critique::Critique],
+    ) -> Result<(), Stop> {
+        let Some((written, reading)) = readings
             .iter()
             .rev()
-            .find_map(|r| checks::from_reply(r).map(|b| (r, b)))
+            .find_map(|c| c.checks.as_deref().map(|b| (b, c)))
         else {
             return Ok(());
         };
-        let reason = checks::change_reason(reply);
+        let block = Checks::parse(written);
+        let reason = reading.checks_reason.clone();
         let refused = match (&block, &reason) {
             (Ok(_), Some(_)) => None,
             (Err(err), _) => Some(err.to_string()),
@@ -165,26 +175,25 @@ impl Run<'_> {
     }
 }
 
-/// The critique read from its reply and, when one was needed, the reply to
+/// The critique of the first reply and, when one was needed, of the reply to
 /// the reminder: a verdict asked again replaces the first; a rewrite asked
 /// for joins the first reply's verdict.
-fn read_replies(first: &str, reminded: Option<(Want, String)>) -> critique::Critique {
-    let critique = critique::read_critique(first);
-    match reminded {
-        None => critique,
-        Some((Want::Verdict, again)) => critique::read_critique(&again),
-        Some((Want::Code | Want::Checks, again)) => {
-            let second = critique::read_critique(&again);
-            critique::Critique {
-                code: second.code,
-                feedback: [critique.feedback, second.feedback]
-                    .into_iter()
-                    .filter(|f| !f.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("\n\n"),
-                ..critique
-            }
-        }
+fn combine(
+    first: critique::Critique,
+    again: Option<(Want, critique::Critique)>,
+) -> critique::Critique {
+    match again {
+        None => first,
+        Some((Want::Verdict, second)) => second,
+        Some((Want::Code | Want::Checks, second)) => critique::Critique {
+            code: second.code,
+            feedback: [first.feedback, second.feedback]
+                .into_iter()
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            ..first
+        },
     }
 }
 

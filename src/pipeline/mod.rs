@@ -21,170 +21,51 @@
 //! The result is the request's last attempt judged MATCH, else its last
 //! attempt that built a valid solid.
 //!
-//! Here: the [`Engine`], a run's state and the step dispatch (`Run::drive`).
-//! `requests`: the four ways a request starts (a prompt, given code, a
-//! change in words, new parameter values); `change`: which attempt a change
-//! starts from and how a tweak is built, for every front end. One file per step: `ask` (the LLM, with one reminder), `execute`
-//! (FreeCAD), `check` (the requirement checks), `look` (render and caption),
-//! `judge` (the critique), `finish` (the result); `decide` holds the decisions between them as pure functions.
+//! Here: a run's state and the step dispatch (`Run::drive`). `engine`: the
+//! [`Engine`], started once from checked settings, and the settings a run
+//! records. `requests`: the four ways a request starts (a prompt, given
+//! code, a change in words, new parameter values); `change`: which attempt a
+//! change starts from and how a tweak is built, for every front end. One
+//! file per step: `ask` (the LLM, with one reminder), `execute` (FreeCAD),
+//! `check` (the requirement checks), `look` (render and caption), `judge`
+//! (the critique), `finish` (the result); `decide` holds the decisions
+//! between them as pure functions.
 
 mod ask;
 mod change;
 mod check;
 mod decide;
+mod engine;
 mod execute;
 mod finish;
 mod judge;
 mod look;
 mod requests;
 
-pub use change::{start_attempt, StartAttemptError};
+pub use change::{start_attempt, StartAttemptError, Tweak};
+pub use engine::{Engine, EngineSettings, StartError};
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use tracing::Instrument;
 
-use crate::caption::{CaptionService, CaptionSettings};
 use crate::config::Budget;
 use crate::error_chain;
-use crate::executor::{ExecutorError, ExecutorSettings, Pool};
+use crate::executor::ExecutorError;
 use crate::files;
 use crate::interrupt::{Cause, Interrupt};
-use crate::llm::{LlmClient, LlmError, LlmSettings, Message, Recording, Usage};
+use crate::llm::{LlmError, Message, Usage};
 use crate::mesh::Mesh;
-use crate::prompts::{PromptError, Prompts};
-use crate::render::{self, RenderError, RenderSettings};
+use crate::prompts::PromptError;
+use crate::render::RenderError;
 use crate::report::{
-    AttemptRecord, Exchange, LlmRecord, Purpose, RequestKind, RequestRecord, RunRecord,
-    RunSettings, RunStatus, Stage,
+    AttemptRecord, Exchange, Purpose, RequestKind, RequestRecord, RunRecord, RunStatus, Stage,
 };
 use crate::run::{RunDir, RunDirError, Snapshot};
 
 use decide::{AfterFailure, AfterLook};
-
-/// What an [`Engine`] is built from: checked settings, nothing started yet.
-pub struct EngineSettings {
-    /// `None`: an engine for tweaks, which never ask the LLM.
-    pub llm: Option<LlmSettings>,
-    pub recording: Recording,
-    pub budget: Budget,
-    pub prompts: Prompts,
-    pub executor: ExecutorSettings,
-    pub render: RenderSettings,
-    /// `None`: the critique sees the geometry facts only.
-    pub captioner: Option<CaptionSettings>,
-    /// Whether the LLM writes checks with each request's first script and
-    /// every attempt runs them (`--checks`).
-    pub checks: bool,
-}
-
-/// Everything a run needs, built once by [`Engine::start`] and shared by the
-/// runs that use it (one for generate and refine, many for batch and bench).
-pub struct Engine {
-    llm: Option<LlmClient>,
-    prompts: Prompts,
-    pool: Arc<Pool>,
-    /// The captioner, shared by runs (one caption job at a time).
-    captioner: Option<CaptionService>,
-    render: RenderSettings,
-    font: Arc<ab_glyph::FontVec>,
-    budget: Budget,
-    /// Whether requests get checks ([`EngineSettings::checks`]).
-    checks: bool,
-    /// Modules the system prompt tells the LLM it may import.
-    allowed_modules: Vec<String>,
-    /// One render at a time, first come first served. A render already uses
-    /// every core; renders run side by side would share the cores and all
-    /// finish late together, keeping concurrent runs in lockstep.
-    render_gate: tokio::sync::Semaphore,
-    /// Raised to stop every run at its next wait (an LLM call, a FreeCAD job,
-    /// a render); each records what it did and why it stopped.
-    interrupt: Interrupt,
-}
-
-/// The engine could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Font(#[from] RenderError),
-    #[error(transparent)]
-    Llm(#[from] LlmError),
-    #[error(transparent)]
-    Caption(#[from] crate::caption::CaptionError),
-    #[error(transparent)]
-    Executor(#[from] ExecutorError),
-}
-
-impl Engine {
-    /// Loads the font and the captioner, starts the FreeCAD pool and the LLM
-    /// client; runs stop when `interrupt` is raised. Also gives the settings
-    /// a run records.
-    pub async fn start(
-        settings: EngineSettings,
-        interrupt: Interrupt,
-    ) -> Result<(Engine, RunSettings), StartError> {
-        let font = render::load_font()?;
-        let llm = match &settings.llm {
-            Some(llm) => Some(LlmClient::new(llm.clone(), &settings.recording)?),
-            None => None,
-        };
-        let captioner = match settings.captioner {
-            Some(captioner) => Some(CaptionService::start(captioner).await?),
-            None => {
-                tracing::info!("no captioner model (--captioner): the critique will see the geometry facts only");
-                None
-            }
-        };
-        let pool = Arc::new(Pool::start(settings.executor.clone()).await?);
-        let executor = &settings.executor;
-        let record = RunSettings {
-            llm: settings.llm.as_ref().map(|llm| LlmRecord {
-                base_url: llm.endpoint().to_string(),
-                model: llm.model.clone(),
-                temperature: llm.temperature,
-                max_tokens: llm.max_tokens,
-                request_timeout_secs: llm.request_timeout.as_secs_f64(),
-                retries: llm.retries,
-            }),
-            max_repairs: settings.budget.max_repairs,
-            max_refines: settings.budget.max_refines,
-            captioner: captioner.as_ref().map(|c| c.dir().display().to_string()),
-            caption_beams: captioner.as_ref().map(|c| c.decoding().beams),
-            view_size: settings.render.size,
-            exec_timeout_secs: executor.timeout.as_secs_f64(),
-            memory_limit_mib: executor.memory_limit_mib,
-            prompts: settings.prompts.origins().to_vec(),
-            checks: settings.checks,
-        };
-        let engine = Engine {
-            llm,
-            prompts: settings.prompts,
-            pool,
-            captioner,
-            render: settings.render,
-            font: Arc::new(font),
-            budget: settings.budget,
-            checks: settings.checks,
-            allowed_modules: executor.allowed_imports.clone(),
-            render_gate: tokio::sync::Semaphore::new(1),
-            interrupt,
-        };
-        Ok((engine, record))
-    }
-
-    /// Stops the FreeCAD workers; the captioner's thread ends with the engine.
-    pub async fn shutdown(&self) {
-        self.pool.shutdown().await;
-    }
-
-    /// The stop request every run of this engine waits on.
-    pub fn interrupt(&self) -> &Interrupt {
-        &self.interrupt
-    }
-}
 
 /// The loop itself failed (not the generated code, not the LLM).
 #[derive(Debug, thiserror::Error)]
@@ -234,15 +115,6 @@ impl Watch {
             model: None,
         }
     }
-}
-
-/// New parameter values for a finished run's attempt `from`.
-#[derive(Debug, Clone)]
-pub struct Tweak {
-    pub from: u32,
-    /// Attempt `from`'s code with the new values.
-    pub code: String,
-    pub changes: Vec<crate::params::Change>,
 }
 
 /// A finished (or stopped) run.
