@@ -17,6 +17,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
@@ -30,6 +31,7 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Turn a description into a CAD model.
@@ -126,6 +128,7 @@ pub enum Command {
     Worker,
 }
 
+/// `cadloop exec`'s arguments.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The FreeCAD Python script to run: a .py file or a FreeCAD macro
@@ -149,6 +152,7 @@ pub struct ExecArgs {
     pub checks: Option<PathBuf>,
 }
 
+/// `cadloop captions-dataset`'s arguments.
 #[derive(Debug, Args)]
 pub struct CaptionsDatasetArgs {
     /// The dataset: a CADPrompt folder, a JSONL file with `reference`s, or a Text2CAD CSV.
@@ -196,6 +200,7 @@ pub enum ViewSet {
     Iso,
 }
 
+/// `cadloop render`'s arguments.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// The model: .stl (binary or ASCII), .glb (binary glTF), .step/.stp or .FCStd.
@@ -209,6 +214,7 @@ pub struct RenderArgs {
     pub size: Option<u32>,
 }
 
+/// `cadloop caption`'s arguments.
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
     /// The images (PNG or JPEG).
@@ -260,6 +266,7 @@ pub struct RunFlags {
     pub json: bool,
 }
 
+/// `cadloop refine`'s arguments.
 #[derive(Debug, Args)]
 pub struct RefineArgs {
     /// The run folder to change (written by `cadloop generate` or an earlier refine).
@@ -278,6 +285,7 @@ pub struct RefineArgs {
     pub run: RunFlags,
 }
 
+/// `cadloop tweak`'s arguments.
 #[derive(Debug, Args)]
 pub struct TweakArgs {
     /// The run folder (written by `cadloop generate`, refine or tweak).
@@ -302,6 +310,7 @@ pub struct TweakArgs {
     pub limits: LimitArgs,
 }
 
+/// `cadloop serve`'s arguments.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The runs folder (created if missing).
@@ -324,6 +333,7 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
 }
 
+/// `cadloop generate`'s arguments.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// The part, in words; "-" reads it from standard input.
@@ -430,11 +440,13 @@ pub enum OnOff {
 }
 
 impl OnOff {
+    /// Whether the switch is on.
     pub fn is_on(self) -> bool {
         self == OnOff::On
     }
 }
 
+/// `cadloop batch`'s arguments.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BatchArgs {
@@ -479,6 +491,7 @@ pub struct BatchArgs {
     pub limits: LimitArgs,
 }
 
+/// `cadloop batch`'s subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BatchAction {
     /// Merge every shard's results in DIR into totals.
@@ -492,6 +505,7 @@ pub enum BatchAction {
     },
 }
 
+/// A batch input file's format, when its extension does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BatchFormat {
     Jsonl,
@@ -499,6 +513,7 @@ pub enum BatchFormat {
     Text,
 }
 
+/// Which of a Text2CAD CSV's four prompt columns to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Text2CadLevel {
     Abstract,
@@ -508,6 +523,7 @@ pub enum Text2CadLevel {
 }
 
 impl Text2CadLevel {
+    /// The CSV column that holds this level's prompts.
     pub fn column(self) -> &'static str {
         match self {
             Text2CadLevel::Abstract => "abstract",
@@ -518,6 +534,7 @@ impl Text2CadLevel {
     }
 }
 
+/// `cadloop bench`'s arguments.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
@@ -557,6 +574,7 @@ pub struct BenchArgs {
     pub limits: LimitArgs,
 }
 
+/// `cadloop bench`'s subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BenchAction {
     /// Score meshes another system made: RESULTS/<id>.stl against the dataset's references.
@@ -590,6 +608,7 @@ pub enum BenchAction {
     },
 }
 
+/// The scoring protocol (`--protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProtocolArg {
     Cadprompt,
@@ -597,6 +616,7 @@ pub enum ProtocolArg {
     Cadloop,
 }
 
+/// Which CADPrompt prompt file a case is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PromptVariant {
     Plain,
@@ -625,6 +645,7 @@ pub struct MetricArgs {
     pub voxels: usize,
 }
 
+/// How a result is aligned with its reference before scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AlignArg {
     None,

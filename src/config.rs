@@ -32,6 +32,7 @@ impl Default for Budget {
 /// The settings file looked for in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "cadloop.toml";
 
+/// Settings that cannot be used, naming the flag, variable or file key and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the settings file {}", path.display())]
@@ -98,6 +99,7 @@ pub struct GenerateFile {
     pub checks: Option<bool>,
 }
 
+/// `[captioner]` in cadloop.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptionerFile {
@@ -110,6 +112,7 @@ pub struct CaptionerFile {
     pub prefix: Option<String>,
 }
 
+/// `[render]` in cadloop.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenderFile {
@@ -118,6 +121,7 @@ pub struct RenderFile {
     pub margin: Option<f32>,
 }
 
+/// `[executor]` in cadloop.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorFile {

@@ -29,6 +29,7 @@ const Z_UP_TO_Y_UP: [f64; 4] = [
     std::f64::consts::FRAC_1_SQRT_2,
 ];
 
+/// A GLB file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum GlbError {
     #[error("cannot write {}", path.display())]

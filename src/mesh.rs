@@ -15,6 +15,7 @@ pub struct Mesh {
     pub closed: bool,
 }
 
+/// A mesh file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     #[error("vertex data is {0} bytes, not a multiple of 12 (three f32 per vertex)")]

@@ -27,6 +27,7 @@ pub struct Parameter {
     pub comment: String,
 }
 
+/// Whether a parameter's literal is an integer or a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -64,6 +65,7 @@ pub struct Assignment {
     pub value: String,
 }
 
+/// New parameter values that cannot be applied.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TweakError {
     #[error("{0:?} is not NAME=VALUE; give e.g. LENGTH=45")]

@@ -22,6 +22,7 @@ pub const TEMPLATES: [(&str, &str); 6] = [
     ("reminder.md", include_str!("../prompts/reminder.md")),
 ];
 
+/// A template could not be read or filled.
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     #[error("--prompts {}: not a folder", dir.display())]
@@ -62,6 +63,7 @@ pub struct ErrorContext {
     pub line: Option<u32>,
 }
 
+/// What the repair template is filled with.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairContext<'a> {
     pub prompt: &'a str,
@@ -81,6 +83,7 @@ pub struct ViewCaption {
     pub text: String,
 }
 
+/// What the critique template is filled with.
 #[derive(Debug, Clone, Serialize)]
 pub struct CritiqueContext<'a> {
     pub prompt: &'a str,
@@ -310,6 +313,7 @@ impl Prompts {
         Ok(text.trim().to_string())
     }
 
+    /// The system prompt.
     pub fn system(&self, context: &SystemContext) -> Result<String, PromptError> {
         self.fill("system.md", context)
     }
@@ -319,14 +323,17 @@ impl Prompts {
         self.fill("generate.md", minijinja::context! { prompt, checks })
     }
 
+    /// The repair prompt, for code that failed.
     pub fn repair(&self, context: &RepairContext) -> Result<String, PromptError> {
         self.fill("repair.md", context)
     }
 
+    /// The critique prompt, for an attempt that built.
     pub fn critique(&self, context: &CritiqueContext) -> Result<String, PromptError> {
         self.fill("critique.md", context)
     }
 
+    /// The edit prompt, for a change in words.
     pub fn edit(&self, context: &EditContext) -> Result<String, PromptError> {
         self.fill("edit.md", context)
     }

@@ -154,6 +154,7 @@ impl ResultsLog {
         })
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -40,6 +40,7 @@ pub const RESULTS_FILE: &str = "results.jsonl";
 /// Each item's run folder is `items/<safe id>`.
 pub const ITEMS_DIR: &str = "items";
 
+/// A batch could not start or go on (not an item's failure: those are logged).
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     #[error("cannot read the input {}", path.display())]

@@ -61,6 +61,7 @@ pub struct Comparison {
     pub changed: Vec<Change>,
 }
 
+/// Two bench reports could not be compared.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
     #[error("{a} was scored with protocol {pa} and {b} with {pb}: their numbers do not compare; score both with the same --protocol")]

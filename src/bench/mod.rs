@@ -47,12 +47,17 @@ pub use score::{score_case, CaseScore, Cost};
 pub use sources::caption_sources;
 pub use table::{report, BenchReport, Price, Table};
 
+/// A CADPrompt case's prompt file.
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";
+/// A CADPrompt case's prompt with measurements (`--prompt measurements`).
 pub const MEASUREMENTS_PROMPT_FILE: &str =
     "Natural_Language_Descriptions_Prompt_with_specific_measurements.txt";
+/// A CADPrompt case's reference mesh.
 pub const REFERENCE_FILE: &str = "Ground_Truth.stl";
+/// The optional file of a dataset's strata (case id, stratum).
 pub const STRATA_FILE: &str = "strata.csv";
 
+/// A bench could not read its dataset, run or write its report.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("cannot read {}", path.display())]

@@ -105,6 +105,7 @@ pub struct Table {
     pub overruled_match_rate: Option<f64>,
 }
 
+/// The summary table of `cases` under `protocol`: rates, metric statistics and, with a price, costs.
 pub fn table(cases: &[&CaseScore], protocol: Protocol, price: Option<Price>) -> Table {
     let n = cases.len().max(1) as f64;
     let compiled: Vec<bool> = cases.iter().map(|c| c.compiled).collect();
@@ -229,6 +230,7 @@ pub struct Bootstrap {
     pub level: f64,
 }
 
+/// The whole bench report: the table over all cases, one per stratum, and the cases.
 pub fn report(
     dataset: &str,
     settings: &MetricSettings,

@@ -49,6 +49,7 @@ pub const MANIFEST: &str = "cadloop-captioner.json";
 /// Images larger than this on a side are refused before they are decoded.
 pub const MAX_IMAGE_SIDE: u32 = 8192;
 
+/// The captioner could not load or run.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptionError {
     #[error("the captioner model folder {} does not exist; make one with captioner/export.py (see captioner/README.md)", .0.display())]
@@ -565,6 +566,7 @@ impl Captioner {
         self.exact_u8u8
     }
 
+    /// The model folder's manifest, as read.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }

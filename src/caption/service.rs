@@ -121,6 +121,7 @@ impl CaptionService {
         &self.dir
     }
 
+    /// How the captioner decodes: beams, length, repetition penalty, prefix.
     pub fn decoding(&self) -> &Decoding {
         &self.decoding
     }

@@ -93,6 +93,7 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
+    /// The word run.json and the prompts use.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckStatus::Pass => "pass",
@@ -124,6 +125,7 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts the passing checks among `results`.
     pub fn of(results: &[CheckResult]) -> Tally {
         Tally {
             passed: results
@@ -134,6 +136,7 @@ impl Tally {
         }
     }
 
+    /// Whether every check passed (true when there are none).
     pub fn all_pass(self) -> bool {
         self.passed == self.total
     }

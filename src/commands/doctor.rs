@@ -14,6 +14,7 @@ use crate::executor::{ExecutorSettings, Pool};
 use super::settings::{no_captioner_hint, Settings};
 use super::ExitStatus;
 
+/// How a doctor line came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,

@@ -38,6 +38,7 @@ impl Area {
         Ok(Area { dir, _lock: lock })
     }
 
+    /// The job folder's path.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

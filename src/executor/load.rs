@@ -55,6 +55,8 @@ impl MeshLoader {
         }
     }
 
+    /// Reads the mesh in `path`: STL, OBJ and GLB here; STEP and FCStd
+    /// tessellated by a FreeCAD worker.
     pub async fn load(&self, path: &Path) -> Result<Mesh, LoadError> {
         let extension = path
             .extension()

@@ -209,6 +209,7 @@ pub enum IgnoredKind {
 }
 
 impl ExecReport {
+    /// Whether the script built a valid result.
     pub fn is_ok(&self) -> bool {
         matches!(self.outcome, Outcome::Ok { .. })
     }
@@ -221,6 +222,7 @@ impl ExecReport {
         }
     }
 
+    /// The geometry facts, when the script got as far as a shape.
     pub fn facts(&self) -> Option<&GeometryFacts> {
         match &self.outcome {
             Outcome::Ok { facts } => Some(facts),
@@ -265,6 +267,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The word result.json and the prompts use.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Syntax => "syntax",
@@ -304,6 +307,7 @@ pub struct GeometryFacts {
     pub tessellation: Option<Tessellation>,
 }
 
+/// An axis-aligned bounding box, in mm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoundingBox {
     pub min: [f64; 3],
@@ -311,6 +315,7 @@ pub struct BoundingBox {
     pub size: [f64; 3],
 }
 
+/// How the shape was tessellated for the mesh files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tessellation {
     /// Largest chord deviation of the mesh from the exact surface.

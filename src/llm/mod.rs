@@ -92,6 +92,7 @@ pub struct Message {
 }
 
 impl Message {
+    /// A system message.
     pub fn system(content: impl Into<String>) -> Message {
         Message {
             role: Role::System,
@@ -99,6 +100,7 @@ impl Message {
         }
     }
 
+    /// A user message.
     pub fn user(content: impl Into<String>) -> Message {
         Message {
             role: Role::User,
@@ -106,6 +108,7 @@ impl Message {
         }
     }
 
+    /// An assistant message (an earlier reply, in a conversation).
     pub fn assistant(content: impl Into<String>) -> Message {
         Message {
             role: Role::Assistant,
@@ -397,6 +400,7 @@ struct WireUsage {
 }
 
 impl LlmClient {
+    /// A client for `settings`' endpoint, recording or replaying as `recording` says.
     pub fn new(settings: LlmSettings, recording: &Recording) -> Result<LlmClient, LlmError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
@@ -435,6 +439,7 @@ impl LlmClient {
         })
     }
 
+    /// The settings the client was made with.
     pub fn settings(&self) -> &LlmSettings {
         &self.settings
     }

@@ -56,6 +56,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The word `--protocol` and the reports use.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Cadprompt => "cadprompt",
@@ -113,6 +114,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the tables' order.
     pub const ALL: [Metric; 5] = [
         Metric::Pcd,
         Metric::Hausdorff,
@@ -121,6 +123,7 @@ impl Metric {
         Metric::Cd,
     ];
 
+    /// The metric's key in JSON reports.
     pub fn key(self) -> &'static str {
         match self {
             Metric::Pcd => "pcd",
@@ -142,6 +145,7 @@ impl Metric {
         }
     }
 
+    /// Whether a smaller value is a better score.
     pub fn lower_is_better(self) -> bool {
         matches!(self, Metric::Pcd | Metric::Hausdorff | Metric::Cd)
     }
@@ -208,11 +212,14 @@ const RESULT_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 pub struct Scores(pub BTreeMap<Metric, f64>);
 
 impl Scores {
+    /// The score for `metric`, when it was computed.
     pub fn get(&self, metric: Metric) -> Option<f64> {
         self.0.get(&metric).copied()
     }
 }
 
+/// A mesh could not be scored: no triangle with an area, or a point that is
+/// not finite.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricError {
     #[error("the {0} mesh has no triangle with an area")]
@@ -438,6 +445,7 @@ pub struct Absolute {
     pub volume_ratio: Option<f64>,
 }
 
+/// Sizes and volumes of `result` against `reference`, before any alignment.
 pub fn absolute(result: &Mesh, reference: &Mesh) -> Result<Absolute, MetricError> {
     let sizes = |mesh: &Mesh, which| -> Result<[f64; 3], MetricError> {
         let (lo, hi) = Shape::of(mesh, which)?.bbox();
@@ -477,6 +485,7 @@ pub const BASELINES: [(&str, &str); 3] = [
 ];
 
 impl Baselines {
+    /// The baseline named `name` ("cube", "bbox", "noise").
     pub fn get(&self, name: &str) -> Option<&Scores> {
         match name {
             "cube" => Some(&self.cube),
@@ -487,6 +496,7 @@ impl Baselines {
     }
 }
 
+/// The scores of the baselines against `reference`, so a result's scores have a scale.
 pub fn baselines(reference: &Mesh, settings: &MetricSettings) -> Result<Baselines, MetricError> {
     let (lo, hi) = Shape::of(reference, "reference")?.bbox();
     let boxed = Mesh::cuboid(lo.map(|v| v as f32), hi.map(|v| v as f32));

@@ -60,6 +60,7 @@ const BASE: [f32; 3] = [150.0, 172.0, 205.0];
 pub const MAX_SIZE: u32 = 2048;
 /// The folder [`write_views`] puts the seven views in, and the contact sheet beside it.
 pub const VIEWS_DIR: &str = "views";
+/// The contact sheet of the seven views, in a run folder and an attempt's.
 pub const SHEET_FILE: &str = "sheet.png";
 /// The sampled image (size × supersample) is at most this many samples on a side,
 /// which bounds a view's buffers to 128 MiB.
@@ -86,6 +87,7 @@ impl std::fmt::Display for View {
 }
 
 impl View {
+    /// The seven views, in the contact sheet's order.
     pub const ALL: [View; 7] = [
         View::Front,
         View::Back,
@@ -169,6 +171,7 @@ impl Default for RenderSettings {
     }
 }
 
+/// A mesh could not be rendered, or its images written.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("the mesh is empty: it has no triangles")]
@@ -212,6 +215,7 @@ pub struct Views {
 }
 
 impl Views {
+    /// The image of `view`.
     pub fn get(&self, view: View) -> &RgbImage {
         &self
             .images

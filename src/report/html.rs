@@ -19,6 +19,7 @@ use crate::executor::{ExecReport, GeometryFacts, IgnoredKind, Outcome, MODEL_FIL
 use crate::files;
 use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 
+/// A run's page, in its folder.
 pub const REPORT_FILE: &str = "report.html";
 
 fn env() -> &'static Environment<'static> {
@@ -406,6 +407,7 @@ pub fn exec_page(
     fill("page.html", page)
 }
 
+/// Writes `cadloop exec`'s page: the script, what it built and the views.
 pub fn write_exec_page(
     dir: &Path,
     script: &str,

@@ -11,17 +11,23 @@ use crate::render::SHEET_FILE;
 
 use super::html::{fill, present, title_of, REPORT_FILE};
 
+/// A batch or bench folder's index page.
 pub const INDEX_FILE: &str = "index.html";
 
 /// One row of an index page.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexRow {
+    /// The item's id.
     pub id: String,
+    /// The prompt's first line.
     pub prompt: String,
+    /// The item's result in one word ("match", "failed", …; "missing" for a bench case with no result).
     pub outcome: String,
+    /// Attempts the item made.
     pub attempts: usize,
     /// The item's report, relative to the index.
     pub page: Option<String>,
+    /// The item's contact sheet, relative to the index.
     pub thumbnail: Option<String>,
     /// Further pages (a bench case's comparison page).
     pub links: Vec<Link>,
@@ -29,21 +35,27 @@ pub struct IndexRow {
     pub metrics: Vec<String>,
 }
 
+/// A link on an index page.
 #[derive(Debug, Clone, Serialize)]
 pub struct Link {
+    /// The link's text.
     pub name: String,
+    /// Where it goes, relative to the index.
     pub href: String,
 }
 
 /// `index.html` of a batch or bench folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct Index {
+    /// What the folder is ("cadloop batch", "cadloop bench").
     pub kind: String,
+    /// The page's heading.
     pub title: String,
     /// Lines under the title (counts, rates).
     pub summary: Vec<String>,
     /// Metric column names.
     pub metrics: Vec<String>,
+    /// One row per item.
     pub rows: Vec<IndexRow>,
 }
 
@@ -70,6 +82,7 @@ impl IndexRow {
     }
 }
 
+/// Writes `index` as `dir`'s index page.
 pub fn write_index(dir: &Path, index: &Index) -> std::io::Result<()> {
     let html = index_page(index)?;
     files::write_atomically(&dir.join(INDEX_FILE), html.as_bytes())

@@ -5,6 +5,9 @@
 //! Stage in the flow: `pipeline` fills a [`RunRecord`] as it goes and writes
 //! it after every attempt, so a run that is stopped midway still says what it
 //! did; `refine`, batch and bench read these records back.
+// The run folder's records are a contract with their readers: every
+// public item, field and variant says what it holds.
+#![deny(missing_docs)]
 
 mod diff;
 pub mod html;
@@ -23,13 +26,17 @@ use crate::render::{SHEET_FILE, VIEWS_DIR};
 /// The version of the run.json layout; bumped when a field changes meaning.
 /// Format 2 added the chain of requests (`requests`, `attempts[].request`).
 pub const RUN_FORMAT: u32 = 2;
+/// A run's record, in its folder.
 pub const RUN_FILE: &str = "run.json";
+/// Every LLM exchange of a run, one JSON line each.
 pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
 
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The layout's version ([`RUN_FORMAT`]); a reader refuses another.
     pub format: u32,
+    /// The cadloop that wrote the record.
     pub cadloop_version: String,
     /// "running" while the loop goes on, then "finished" (or "stopped" after
     /// an error or a signal; `error` says which).
@@ -40,17 +47,22 @@ pub struct RunRecord {
     pub settings: RunSettings,
     /// The prompt, then each follow-up change (`cadloop refine`), in order.
     pub requests: Vec<RequestRecord>,
+    /// Every attempt of every request, in order.
     pub attempts: Vec<AttemptRecord>,
     /// The attempt whose model is the run's result (for the latest request), and why.
     #[serde(rename = "final")]
     pub chosen: Option<Choice>,
+    /// The latest request's result in one word.
     pub outcome: RunOutcome,
     /// Why the loop stopped.
     pub stop_reason: String,
     /// What the critique could see: captions and geometry, or geometry alone.
     pub critique_basis: CritiqueBasis,
+    /// Tokens of every LLM call of the run.
     pub usage: Usage,
+    /// How many LLM calls the run made, reminders included.
     pub llm_calls: u32,
+    /// Where the run's time went.
     pub timings: RunTimings,
     /// The error that ended the run early (the LLM endpoint failing, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +83,7 @@ impl RunRecord {
             .unwrap_or_else(|| panic!("run.json holds no attempt {number}"))
     }
 
+    /// Attempt `number`, to change; panics when there is none (numbers come from the record).
     pub fn attempt_mut(&mut self, number: u32) -> &mut AttemptRecord {
         let index = (number as usize).wrapping_sub(1);
         self.attempts
@@ -108,20 +121,29 @@ impl RunRecord {
 pub struct RequestRecord {
     /// 1 for the prompt, 2, 3, … for the changes.
     pub number: u32,
+    /// What the request asked for.
     pub kind: RequestKind,
+    /// The prompt, or the change in words (for a tweak, its new values as `NAME=value`).
     pub text: String,
     /// The attempt whose code the change started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_attempt: Option<u32>,
     /// The attempts made for this request.
     pub attempts: Vec<u32>,
+    /// The attempt whose model is the request's result, and why.
     #[serde(rename = "final")]
     pub chosen: Option<Choice>,
+    /// The request's result in one word.
     pub outcome: RunOutcome,
+    /// Why the request's loop stopped.
     pub stop_reason: String,
+    /// The settings the request ran with.
     pub settings: RunSettings,
+    /// Tokens of the request's LLM calls.
     pub usage: Usage,
+    /// How many LLM calls the request made.
     pub llm_calls: u32,
+    /// Milliseconds from the request's start to its end.
     pub total_ms: f64,
     /// The request's checks as written, then each change of them, in order;
     /// the last is the one in force.
@@ -137,6 +159,7 @@ pub struct ChecksRecord {
     pub attempt: u32,
     /// The list as written; empty when the reply had none that could be read.
     pub source: String,
+    /// The calls read from `source`.
     pub calls: Vec<crate::checks::CheckCall>,
     /// Why the checks were changed (or where a tweak's came from); `None` for
     /// the request's first checks.
@@ -158,6 +181,7 @@ impl RequestRecord {
     }
 }
 
+/// What a request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestKind {
@@ -173,11 +197,15 @@ pub enum RequestKind {
     Given,
 }
 
+/// Whether a run is going on, done, or was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
+    /// The loop is going on (or the process running it was killed).
     Running,
+    /// The loop ended by itself.
     Finished,
+    /// The loop was stopped: a signal, a stop button, an error.
     Stopped,
 }
 
@@ -224,10 +252,13 @@ impl RunOutcome {
     }
 }
 
+/// What the critique could see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CritiqueBasis {
+    /// The critique saw the views' captions and the geometry facts.
     CaptionsAndGeometry,
+    /// The critique saw the geometry facts only (no captioner).
     Geometry,
 }
 
@@ -237,13 +268,19 @@ pub struct RunSettings {
     /// `None` for a tweak, which asks no LLM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmRecord>,
+    /// Repairs allowed for each script the LLM writes (`--max-repairs`).
     pub max_repairs: u32,
+    /// Critique rounds allowed (`--max-refines`).
     pub max_refines: u32,
     /// The captioner model folder; `None` when the critique saw geometry only.
     pub captioner: Option<String>,
+    /// Beams the captioner decoded with; `None` without a captioner.
     pub caption_beams: Option<usize>,
+    /// The views' size in pixels (square).
     pub view_size: u32,
+    /// How long one script may run, in seconds.
     pub exec_timeout_secs: f64,
+    /// The worker's memory limit, in MiB.
     pub memory_limit_mib: u64,
     /// Where each prompt template came from ("built-in" or a path).
     pub prompts: Vec<(String, String)>,
@@ -252,13 +289,20 @@ pub struct RunSettings {
     pub checks: bool,
 }
 
+/// The LLM endpoint a run used, secrets left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmRecord {
+    /// The endpoint, without credentials.
     pub base_url: String,
+    /// The model asked for.
     pub model: String,
+    /// The sampling temperature sent; `None`: the server's default.
     pub temperature: Option<f32>,
+    /// The reply length limit sent; `None`: the server's default.
     pub max_tokens: Option<u32>,
+    /// How long one request may take, in seconds.
     pub request_timeout_secs: f64,
+    /// How often a failed request is tried again.
     pub retries: u32,
 }
 
@@ -284,6 +328,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The word run.json and the report use.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Generate => "generate",
@@ -303,17 +348,23 @@ pub struct AttemptRecord {
     pub number: u32,
     /// The request (1: the prompt, 2…: follow-up changes) the attempt served.
     pub request: u32,
+    /// What produced the code.
     pub stage: Stage,
     /// Refine round that produced the code (0: the request's first script and its repairs).
     pub round: u32,
     /// The attempt this one repairs or rewrites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u32>,
+    /// The attempt's folder, relative to the run folder (`attempts/NN`).
     pub dir: String,
+    /// The code that ran (also the folder's `code.py`).
     pub code: String,
+    /// What running it gave (also the folder's `result.json`).
     pub result: ExecReport,
+    /// The views' captions (also `captions.json`); `None` when none were made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captions: Option<Vec<CaptionRecord>>,
+    /// The critique of the attempt, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critique: Option<CritiqueRecord>,
     /// A tweak's new parameter values.
@@ -321,6 +372,7 @@ pub struct AttemptRecord {
     pub changes: Vec<crate::params::Change>,
     /// Tokens of the LLM calls that wrote this code.
     pub usage: Usage,
+    /// Where the attempt's time went.
     pub timings: AttemptTimings,
 }
 
@@ -338,59 +390,82 @@ impl AttemptRecord {
             .is_some_and(|c| c.verdict == Some(Verdict::Match) && !c.overruled)
     }
 
+    /// Whether the attempt's code ran and built a valid result.
     pub fn executed(&self) -> bool {
         self.result.is_ok()
     }
 }
 
+/// One view's caption: `captions.json`, one per view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptionRecord {
+    /// Which of the seven views.
     pub view: crate::render::View,
+    /// The caption.
     pub text: String,
+    /// The caption's mean token log-probability (higher: surer).
     pub score: f32,
 }
 
+/// The critique of an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CritiqueRecord {
     /// `None`: the LLM gave neither a verdict nor code, even when reminded.
     pub verdict: Option<Verdict>,
     /// Whether the verdict was stated, or inferred from a rewrite without one.
     pub stated: bool,
+    /// The reasons: the reply without its verdict line and code (also `feedback.md`).
     pub feedback: String,
     /// Whether the rewrite ran (it does not after a MATCH or when the budget is spent).
     pub rewrite_used: bool,
     /// The verdict was MATCH but checks failed, so the attempt cannot be the match.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overruled: bool,
+    /// Tokens of the critique call (and its reminder).
     pub usage: Usage,
+    /// How long the critique call took.
     pub llm_ms: f64,
 }
 
 /// Milliseconds per stage of one attempt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttemptTimings {
+    /// Asking the LLM for this code.
     pub llm_ms: f64,
+    /// Running it in FreeCAD.
     pub exec_ms: f64,
+    /// Rendering the views, when it built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_ms: Option<f64>,
+    /// Captioning the views, when they were captioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption_ms: Option<f64>,
+    /// The critique call, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critique_ms: Option<f64>,
 }
 
+/// Where a run's time went, in milliseconds, over all its attempts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTimings {
+    /// From the run's start to its end.
     pub total_ms: f64,
+    /// Waiting for the LLM.
     pub llm_ms: f64,
+    /// Running scripts in FreeCAD.
     pub exec_ms: f64,
+    /// Rendering views.
     pub render_ms: f64,
+    /// Captioning views.
     pub caption_ms: f64,
 }
 
+/// The attempt whose model is the result, and why it was chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
+    /// The attempt's number.
     pub attempt: u32,
+    /// Why it is the result, in words ("the last attempt judged to match the prompt", …).
     pub why: String,
 }
 
@@ -424,6 +499,7 @@ impl Purpose {
         }
     }
 
+    /// The word run.json and the transcript use.
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Generate => "generate",
@@ -440,10 +516,13 @@ impl Purpose {
 pub struct Exchange {
     /// 1, 2, … in the order sent.
     pub call: u32,
+    /// What the call was for.
     pub purpose: Purpose,
     /// The attempt the call wrote code for or judged.
     pub attempt: u32,
+    /// The messages sent.
     pub messages: Vec<Message>,
+    /// The reply, with its token counts and time.
     pub reply: Reply,
 }
 
@@ -475,21 +554,34 @@ fn result_lines(text: &mut String, chosen: &AttemptRecord) {
 /// What `generate` prints: a few lines, or this as JSON with --json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// The run folder.
     pub out: PathBuf,
     /// The request summed up: 1 for the prompt, 2… for follow-up changes.
     #[serde(default = "first_request")]
     pub request: u32,
+    /// The request's result in one word.
     pub outcome: RunOutcome,
+    /// Why the loop stopped.
     pub stop_reason: String,
+    /// Attempts the request made.
     pub attempts: usize,
+    /// Of them, repairs.
     pub repairs: usize,
+    /// Of them, rewrites after a critique.
     pub refines: usize,
+    /// The number of the attempt whose model is the result.
     pub final_attempt: Option<u32>,
+    /// The critique's verdict on the result, when it had one.
     pub verdict: Option<Verdict>,
+    /// The files the run folder holds, relative to it.
     pub files: Vec<String>,
+    /// Seconds the request took.
     pub seconds: f64,
+    /// LLM calls the request made.
     pub llm_calls: u32,
+    /// Tokens of those calls.
     pub tokens: crate::llm::Usage,
+    /// The error that ended the run early, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The result's parameters (the named numbers `cadloop tweak` changes).
@@ -627,7 +719,9 @@ fn first_request() -> u32 {
     1
 }
 
-/// Why a run folder's `run.json` cannot be used.
+/// Why a run folder's `run.json` cannot be used (each variant's message
+/// says what and how to fix it).
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum RunFileError {
     #[error("{} has no run.json; is it a folder `cadloop generate` wrote?", dir.display())]

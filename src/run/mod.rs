@@ -71,6 +71,7 @@ pub fn attempt_path(number: u32) -> String {
     format!("{ATTEMPTS_DIR}/{number:02}")
 }
 
+/// A run folder could not be created, opened, locked or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     #[error("another cadloop is working on {}; wait for it to finish", .0.display())]
@@ -176,6 +177,7 @@ impl RunDir {
         &self.path
     }
 
+    /// Attempt `number`'s folder, `attempts/NN`.
     pub fn attempt_dir(&self, number: u32) -> PathBuf {
         self.path.join(attempt_path(number))
     }
