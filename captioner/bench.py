@@ -29,7 +29,6 @@ import argparse
 import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -83,8 +82,8 @@ def cadloop_caption(model_dir, views, beams, threads):
     env = dict(os.environ, CADLOOP_CAPTIONER=model_dir)
     cmd = [CADLOOP, "caption", *views, "--beams", str(beams), "--max-length", "20", "--json"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    ms = float(re.search(r"caption_ms=([0-9.]+)", run.stderr).group(1))
-    return ms / 1000.0, [c["caption"] for c in json.loads(run.stdout)]
+    records = json.loads(run.stdout)
+    return records[0]["batch_ms"] / 1000.0, [c["caption"] for c in records]
 
 
 def transformers_caption(model, size, mean, std, views, beams):

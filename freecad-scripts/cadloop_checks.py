@@ -234,10 +234,11 @@ def _count(name, value):
     return int(value)
 
 
-def holes(shape, diameter, count=None, through=None, axis=None, depth=None, tol=0.1):
+def holes(shape, diameter, count=None, through=None, axis=None, depth=None, tol=0.1, *, features=None):
     """Round holes of a diameter (within `tol`): exactly `count` of them (or at
     least one), through or blind, along an axis ("x", "y", "z" or a vector),
-    and for blind holes their depth."""
+    and for blind holes their depth. `features`: the shape's round features
+    when another check already found them."""
     diameter = number("diameter", diameter, positive=True)
     tol = tolerance(tol)
     count = None if count is None else _count("count", count)
@@ -245,7 +246,7 @@ def holes(shape, diameter, count=None, through=None, axis=None, depth=None, tol=
     depth = None if depth is None else number("depth", depth, positive=True)
     if through not in (None, True, False):
         raise CheckError(f"through must be True, False or None, not {through!r}")
-    found = find_cylinders(shape, concave=True)
+    found = (features or RoundFeatures(shape)).find(concave=True)
     sized = [h for h in found if within(h["diameter"], diameter, tol)]
     fitting = [h for h in sized if _hole_fits(h, through, want_axis, depth, tol)]
     kind = {None: "", True: "through ", False: "blind "}[through]
@@ -282,14 +283,15 @@ def describe_holes(holes_found):
     return ", ".join(f"{n} × ⌀{d} {kind} along {ax}" for (d, kind, ax), n in sorted(groups.items()))
 
 
-def axis_distance(shape, diameter_a, diameter_b, distance, tol=0.1):
+def axis_distance(shape, diameter_a, diameter_b, distance, tol=0.1, *, features=None):
     """The distance between the axes of two round features (holes or bosses)
-    of the given diameters: some pair of parallel axes is `distance` apart."""
+    of the given diameters: some pair of parallel axes is `distance` apart.
+    `features`: as for `holes`."""
     diameter_a = number("diameter_a", diameter_a, positive=True)
     diameter_b = number("diameter_b", diameter_b, positive=True)
     distance = number("distance", distance)
     tol = tolerance(tol)
-    round_features = find_cylinders(shape, concave=None)
+    round_features = (features or RoundFeatures(shape)).find(concave=None)
     firsts = [c for c in round_features if within(c["diameter"], diameter_a, tol)]
     seconds = [c for c in round_features if within(c["diameter"], diameter_b, tol)]
     expected = f"{mm(distance)} ± {mm(tol)} mm between ⌀{mm(diameter_a)} and ⌀{mm(diameter_b)} axes"
@@ -430,25 +432,28 @@ def _centre_of_mass(shape):
 # ------------------------------------------------------------- round features
 
 
-# The round features of the shape being checked, found once for all its checks.
-_FOUND = {}
+class RoundFeatures:
+    """A shape's full round features, found on first use and kept for the
+    other checks of the same run."""
 
+    def __init__(self, shape):
+        self.shape = shape
+        self._found = None
 
-def find_cylinders(shape, concave):
-    """Full round features: cylindrical faces grouped by axis line and radius
-    (a cylinder split into several faces counts once), with their diameter,
-    axis, a point on it, axial length, whether they are holes (concave) and,
-    for holes, whether both ends open to the outside. `concave` True: holes
-    only; False: bosses only; None: both."""
-    key = id(shape)
-    if key not in _FOUND:
-        _FOUND[key] = _round_features(shape)
-    features = [f for f in _FOUND[key] if concave is None or f["concave"] == concave]
-    for feature in features:
-        if feature["concave"] and feature["through"] is None and concave:
-            group, (t0, t1) = feature.pop("group"), feature.pop("ends")
-            feature["through"] = _open_end(shape, group, t0, -1) and _open_end(shape, group, t1, 1)
-    return features
+    def find(self, concave):
+        """Cylindrical faces grouped by axis line and radius (a cylinder split
+        into several faces counts once), with their diameter, axis, a point on
+        it, axial length, whether they are holes (concave) and, for holes,
+        whether both ends open to the outside. `concave` True: holes only;
+        False: bosses only; None: both."""
+        if self._found is None:
+            self._found = _round_features(self.shape)
+        features = [f for f in self._found if concave is None or f["concave"] == concave]
+        for feature in features:
+            if feature["concave"] and feature["through"] is None and concave:
+                group, (t0, t1) = feature.pop("group"), feature.pop("ends")
+                feature["through"] = _open_end(self.shape, group, t0, -1) and _open_end(self.shape, group, t1, 1)
+        return features
 
 
 def _round_features(shape):
@@ -606,19 +611,25 @@ LIBRARY = {
 }
 
 
+# The checks that take the run's round features, found once for them all.
+TAKE_FEATURES = frozenset(["holes", "axis_distance"])
+
+
 def run_checks(shape, checks):
     """Runs each check ({"name", "args": {keyword: value}}) on `shape`; a
     check that raises is an "error" with the reason, never a crash. Each
     result has the milliseconds it took."""
     results = []
-    _FOUND.clear()
+    features = RoundFeatures(shape)
     for check in checks:
         started = time.perf_counter()
-        function = LIBRARY.get(check.get("name"))
+        name = check.get("name")
+        function = LIBRARY.get(name)
+        extra = {"features": features} if name in TAKE_FEATURES else {}
         try:
             if function is None:
-                raise CheckError(f"there is no check named {check.get('name')!r}")
-            outcome = function(shape, **check.get("args", {}))
+                raise CheckError(f"there is no check named {name!r}")
+            outcome = function(shape, **check.get("args", {}), **extra)
         except CheckError as err:
             outcome = {"status": "error", "measured": "", "expected": "", "message": f"the check cannot be applied: {err}"}
         except TypeError as err:
@@ -628,5 +639,4 @@ def run_checks(shape, checks):
                        "message": f"FreeCAD could not measure this: {type(err).__name__}: {err}"}
         outcome["ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         results.append(outcome)
-    _FOUND.clear()
     return results

@@ -32,7 +32,8 @@ import types
 
 import FreeCAD
 
-CODE_NAME = "code.py"
+from cadloop_job import CODE_NAME
+
 # The names the rewritten code calls; they are put into its namespace.
 VIEW_OBJECT_HOOK = "__cadloop_view_object__"
 WRITER_HOOK = "__cadloop_writer__"
@@ -70,9 +71,6 @@ class Notes:
         return [{k: v for k, v in entry.items() if v is not None} for entry in self.entries]
 
 
-NOTES = Notes()
-
-
 def code_line():
     """The line of the generated code that is running now, if any."""
     frame = sys._getframe(1)
@@ -84,7 +82,8 @@ def code_line():
 
 
 def note_gui(call):
-    NOTES.add("gui", call, GUI_NOTE)
+    if RUNNING.job is not None:
+        RUNNING.job.notes.add("gui", call, GUI_NOTE)
 
 
 # ---------------------------------------------------------------- GUI stand-ins
@@ -304,15 +303,81 @@ FINDER = GuiFinder()
 
 # A Windows path (`C:/Users/...`, `C:\...`, `\\server\share`) is outside the job wherever it points.
 WINDOWS_PATH = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
-# The folder of the running job: saves and exports inside it happen.
-JOB_DIR = [os.getcwd()]
+class Job:
+    """One job's state: its folder (saves and exports inside it happen), the
+    notes it gathers, and the documents whose saveAs was skipped (a later
+    doc.save() is skipped too)."""
+
+    def __init__(self, job_dir):
+        self.dir = os.path.realpath(job_dir)
+        self.notes = Notes()
+        self.unsaved = set()
+
+    def inside(self, path):
+        """Whether `path` (relative paths are taken from the working directory,
+        which in a worker is the job folder) stays in the job folder."""
+        text = os.fsdecode(os.fspath(path))
+        if WINDOWS_PATH.match(text):
+            return False
+        target = os.path.realpath(os.path.abspath(os.path.expanduser(text)))
+        return os.path.commonpath([self.dir, target]) == self.dir
+
+    def writer(self, receiver, name):
+        """The method `receiver.name`, guarded when it saves or exports a model."""
+        method = getattr(receiver, name)
+        if isinstance(receiver, FreeCAD.Document):
+            if name in ("saveAs", "saveCopy"):
+                return self.guarded(method, f"{receiver.Name}.{name}", 0, ("filename", "FileName"), receiver)
+            if name == "save":
+                return self.guarded_save(method, receiver)
+            return method
+        if isinstance(receiver, types.ModuleType) and name == "export":
+            return self.guarded(method, f"{receiver.__name__}.export", 1, ("filename", "name"))
+        if name.startswith("export") and is_shape(receiver):
+            return self.guarded(method, f"shape.{name}", 0, ("filename", "Filename"))
+        if name == "write" and is_mesh(receiver):
+            return self.guarded(method, "mesh.write", 0, ("Filename", "filename"))
+        return method
+
+    def guarded(self, method, call, index, names, document=None):
+        def call_or_skip(*args, **kwargs):
+            path = path_argument(args, kwargs, index, names)
+            if isinstance(path, (str, bytes, os.PathLike)) and not self.inside(path):
+                self.notes.add("write", f"{call}({os.fspath(path)!r})", WRITE_NOTE)
+                if document is not None:
+                    self.unsaved.add(document.Name)
+                return None
+            return method(*args, **kwargs)
+
+        return call_or_skip
+
+    def guarded_save(self, method, document):
+        def save_or_skip(*args, **kwargs):
+            if not document.FileName and document.Name in self.unsaved:
+                self.notes.add("write", f"{document.Name}.save()", WRITE_NOTE)
+                return None
+            if document.FileName and not self.inside(document.FileName):
+                self.notes.add("write", f"{document.Name}.save() to {document.FileName!r}", WRITE_NOTE)
+                return None
+            return method(*args, **kwargs)
+
+        return save_or_skip
+
+
+class Running:
+    """The job between `enter` and `leave`. The GUI stand-ins are shared by
+    every job (generated code imports them), so their notes go to it."""
+
+    job = None
+
+
+RUNNING = Running()
 
 
 def enter(namespace, job_dir):
     """Prepares a job: fresh notes, the GUI stand-ins importable, the hooks in `namespace`."""
-    JOB_DIR[0] = os.path.realpath(job_dir)
-    NOTES.entries = []
-    UNSAVED.clear()
+    job = Job(job_dir)
+    RUNNING.job = job
     for name in [n for n in sys.modules if is_gui_module(n)]:
         if not isinstance(sys.modules[name], GuiModule):
             del sys.modules[name]
@@ -322,16 +387,17 @@ def enter(namespace, job_dir):
     namespace["Gui"] = GUI
     namespace["FreeCADGui"] = GUI
     namespace[VIEW_OBJECT_HOOK] = view_object
-    namespace[WRITER_HOOK] = writer
+    namespace[WRITER_HOOK] = job.writer
 
 
 def leave():
-    """Ends a job: FreeCAD's own modules see no stand-in between jobs."""
+    """Ends a job and gives its notes: FreeCAD's own modules see no stand-in between jobs."""
     if FINDER in sys.meta_path:
         sys.meta_path.remove(FINDER)
     for name in [n for n in sys.modules if isinstance(sys.modules[n], GuiModule)]:
         del sys.modules[name]
-    return NOTES.as_list()
+    job, RUNNING.job = RUNNING.job, None
+    return job.notes.as_list() if job is not None else []
 
 
 # ---------------------------------------------------------------- view objects and writes
@@ -345,17 +411,6 @@ def view_object(obj):
     return view
 
 
-def inside_job(path):
-    """Whether `path` (relative paths are taken from the working directory,
-    which in a worker is the job folder) stays in the job folder."""
-    text = os.fsdecode(os.fspath(path))
-    if WINDOWS_PATH.match(text):
-        return False
-    job = JOB_DIR[0]
-    target = os.path.realpath(os.path.abspath(os.path.expanduser(text)))
-    return os.path.commonpath([job, target]) == job
-
-
 def path_argument(args, kwargs, index, names):
     if len(args) > index:
         return args[index]
@@ -363,24 +418,6 @@ def path_argument(args, kwargs, index, names):
         if name in kwargs:
             return kwargs[name]
     return None
-
-
-def writer(receiver, name):
-    """The method `receiver.name`, guarded when it saves or exports a model."""
-    method = getattr(receiver, name)
-    if isinstance(receiver, FreeCAD.Document):
-        if name in ("saveAs", "saveCopy"):
-            return guarded(method, f"{receiver.Name}.{name}", 0, ("filename", "FileName"), receiver)
-        if name == "save":
-            return guarded_save(method, receiver)
-        return method
-    if isinstance(receiver, types.ModuleType) and name == "export":
-        return guarded(method, f"{receiver.__name__}.export", 1, ("filename", "name"))
-    if name.startswith("export") and is_shape(receiver):
-        return guarded(method, f"shape.{name}", 0, ("filename", "Filename"))
-    if name == "write" and is_mesh(receiver):
-        return guarded(method, "mesh.write", 0, ("Filename", "filename"))
-    return method
 
 
 def is_shape(value):
@@ -392,36 +429,6 @@ def is_shape(value):
 def is_mesh(value):
     mesh_module = sys.modules.get("Mesh")
     return mesh_module is not None and isinstance(value, mesh_module.Mesh)
-
-
-# Documents whose saveAs was skipped: a later doc.save() is skipped too.
-UNSAVED = set()
-
-
-def guarded(method, call, index, names, document=None):
-    def call_or_skip(*args, **kwargs):
-        path = path_argument(args, kwargs, index, names)
-        if isinstance(path, (str, bytes, os.PathLike)) and not inside_job(path):
-            NOTES.add("write", f"{call}({os.fspath(path)!r})", WRITE_NOTE)
-            if document is not None:
-                UNSAVED.add(document.Name)
-            return None
-        return method(*args, **kwargs)
-
-    return call_or_skip
-
-
-def guarded_save(method, document):
-    def save_or_skip(*args, **kwargs):
-        if not document.FileName and document.Name in UNSAVED:
-            NOTES.add("write", f"{document.Name}.save()", WRITE_NOTE)
-            return None
-        if document.FileName and not inside_job(document.FileName):
-            NOTES.add("write", f"{document.Name}.save() to {document.FileName!r}", WRITE_NOTE)
-            return None
-        return method(*args, **kwargs)
-
-    return save_or_skip
 
 
 class Rewriter(ast.NodeTransformer):

@@ -8,9 +8,9 @@
 //! (or FreeCAD, or a C library) prints lands in that file and can never corrupt
 //! a frame. One thread (this one) owns the interpreter for the process's life.
 //!
-//! The Python half lives in `freecad-scripts/cadloop_harness.py` and, for
-//! code written as GUI macros, `freecad-scripts/cadloop_macro.py`, both
-//! compiled into the binary so a worker needs no source tree.
+//! The Python half lives in `freecad-scripts/`: `cadloop_harness.py` runs a
+//! job with the modules beside it ([`PYTHON_MODULES`]), all compiled into
+//! the binary so a worker needs no source tree.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -32,11 +32,42 @@ use crate::executor::{
 };
 use crate::mesh::Mesh;
 
-const HARNESS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_harness.py");
-/// The GUI stand-ins and write guard for macros, which the harness imports.
-const MACRO_SOURCE: &str = include_str!("../freecad-scripts/cadloop_macro.py");
-/// The check library, which the harness imports.
-const CHECKS_SOURCE: &str = include_str!("../freecad-scripts/cadloop_checks.py");
+/// The worker's Python side, compiled into the binary and imported in this
+/// order (each imports only those before it); the last is the harness.
+const PYTHON_MODULES: [(&std::ffi::CStr, &str); 8] = [
+    (
+        c"cadloop_job",
+        include_str!("../freecad-scripts/cadloop_job.py"),
+    ),
+    (
+        c"cadloop_macro",
+        include_str!("../freecad-scripts/cadloop_macro.py"),
+    ),
+    (
+        c"cadloop_params",
+        include_str!("../freecad-scripts/cadloop_params.py"),
+    ),
+    (
+        c"cadloop_code",
+        include_str!("../freecad-scripts/cadloop_code.py"),
+    ),
+    (
+        c"cadloop_result",
+        include_str!("../freecad-scripts/cadloop_result.py"),
+    ),
+    (
+        c"cadloop_measure",
+        include_str!("../freecad-scripts/cadloop_measure.py"),
+    ),
+    (
+        c"cadloop_checks",
+        include_str!("../freecad-scripts/cadloop_checks.py"),
+    ),
+    (
+        c"cadloop_harness",
+        include_str!("../freecad-scripts/cadloop_harness.py"),
+    ),
+];
 
 /// The descriptors a worker keeps for itself.
 struct Channels {
@@ -179,15 +210,15 @@ fn start_interpreter(py: Python<'_>) -> Result<Harness<'_>, String> {
     )
     .map_err(describe)?;
     prepare_thread_for_freecad(py).map_err(describe)?;
-    let macro_source = CString::new(MACRO_SOURCE).map_err(|e| e.to_string())?;
-    PyModule::from_code(py, &macro_source, c"cadloop_macro.py", c"cadloop_macro")
-        .map_err(describe)?;
-    let checks_source = CString::new(CHECKS_SOURCE).map_err(|e| e.to_string())?;
-    PyModule::from_code(py, &checks_source, c"cadloop_checks.py", c"cadloop_checks")
-        .map_err(describe)?;
-    let source = CString::new(HARNESS_SOURCE).map_err(|e| e.to_string())?;
-    let module = PyModule::from_code(py, &source, c"cadloop_harness.py", c"cadloop_harness")
-        .map_err(describe)?;
+    let mut module = None;
+    for (name, source) in PYTHON_MODULES {
+        let file =
+            CString::new(format!("{}.py", name.to_string_lossy())).map_err(|e| e.to_string())?;
+        let source = CString::new(source).map_err(|e| e.to_string())?;
+        module = Some(PyModule::from_code(py, &source, &file, name).map_err(describe)?);
+    }
+    let module = module.expect("the harness is the last module");
+    module.call_method0("add_module_paths").map_err(describe)?;
     let versions_json: String = module
         .call_method0("versions")
         .and_then(|v| v.extract())

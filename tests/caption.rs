@@ -240,6 +240,12 @@ fn the_caption_command_prints_json_in_input_order_and_refuses_bad_input() {
     assert_eq!(forward[1]["caption"], backward[0]["caption"]);
     assert_ne!(forward[0]["caption"], forward[1]["caption"]);
     assert!(forward[0]["score"].as_f64().unwrap() < 0.0);
+    let batch_ms = forward[0]["batch_ms"].as_f64().unwrap();
+    assert!(batch_ms > 0.0, "the batch's time is given: {batch_ms}");
+    assert_eq!(
+        forward[1]["batch_ms"], forward[0]["batch_ms"],
+        "one batch, one time"
+    );
 
     let out = cadloop(&["caption", test.to_str().unwrap()]);
     assert_exit(&out, 2);

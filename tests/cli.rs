@@ -241,18 +241,51 @@ fn doctor_reports_each_part_and_fails_on_a_missing_onnxruntime() {
 }
 
 #[test]
-fn help_lists_the_commands_but_not_the_internal_worker() {
+fn help_lists_every_command_with_its_own_help_but_not_the_internal_worker() {
     let dir = tempfile::tempdir().unwrap();
     let out = cadloop(dir.path(), &["--help"]);
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("exec") && stdout.contains("doctor"),
+    // The command names: the first word of each line of the Commands section
+    // that starts one (a description running on starts with more spaces).
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "generate",
+            "refine",
+            "tweak",
+            "serve",
+            "batch",
+            "bench",
+            "exec",
+            "render",
+            "captions-dataset",
+            "caption",
+            "doctor",
+            "help"
+        ],
         "{stdout}"
     );
-    assert!(
-        !stdout.lines().any(|l| l.trim_start().starts_with("worker")),
-        "{stdout}"
-    );
+    for command in listed.iter().filter(|c| **c != "help") {
+        let out = cadloop(dir.path(), &[command, "--help"]);
+        assert_exit(&out, 0);
+        let help = text(&out.stdout);
+        assert!(
+            help.contains(&format!("Usage: cadloop {command}")),
+            "{command}: {help}"
+        );
+    }
+    // The worker is there for the supervisor, not listed for people.
+    let out = cadloop(dir.path(), &["worker", "--help"]);
+    assert_exit(&out, 0);
 }
 
 #[test]

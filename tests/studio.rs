@@ -580,7 +580,7 @@ result = block.cut(Part.makeCylinder(HOLE_D / 2, 10, App.Vector(LENGTH / 2, 10, 
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
+async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_and_change_in_words() {
     let server = part_writer(PARAMETRIC, PARAMETRIC.replace("HOLE_D = 6", "HOLE_D = 8"));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url();
@@ -700,19 +700,13 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     )
     .await;
     until(&client, "document.getElementById('progress').dataset.status === 'finished' && !document.getElementById('progress').textContent.includes('asking')").await;
-    let record: Value = serde_json::from_slice(
-        &std::fs::read(
-            std::fs::read_dir(dir.path().join("runs"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
-                .join("run.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let run = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .expect("the run's folder")
+        .unwrap()
+        .path();
+    let record = common::run_json(&run);
     let kinds: Vec<&str> = record["requests"]
         .as_array()
         .unwrap()
@@ -720,14 +714,19 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["generate", "tweak", "edit"]);
-    drop(studio);
+    client.close().await.unwrap();
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_the_stop_button_stops_a_run_waiting_on_the_llm() {
     // A run on a slow endpoint, stopped with the button.
     let slow = ScriptedLlm::responding(Duration::from_secs(60), |_| {
         Scripted::Reply(fenced(PARAMETRIC))
     });
     let slow_url = slow.url();
     let slow_dir = tempfile::tempdir().unwrap();
+    let driver = chromedriver();
+    let client = browser(&driver).await;
     let studio = start(slow_dir.path(), &["--base-url", &slow_url, "--model", "m"]);
     new_run(&client, &studio, "a slow cube").await;
     until(
@@ -748,4 +747,14 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_refine_and_stop() {
     )
     .await;
     client.close().await.unwrap();
+    // The record says so, and that the LLM never answered.
+    let run = std::fs::read_dir(slow_dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .expect("the run's folder")
+        .unwrap()
+        .path();
+    let record = common::run_json(&run);
+    assert_eq!(record["status"], "stopped", "{record}");
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 0, "{record}");
 }

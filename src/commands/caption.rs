@@ -38,22 +38,26 @@ pub fn caption(global: &GlobalArgs, args: &CaptionArgs) -> anyhow::Result<ExitSt
     let loaded = loading.elapsed();
     let captioning = std::time::Instant::now();
     let captions = captioner.caption(&images, &settings.decoding)?;
+    let caption_ms = captioning.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
         images = images.len(),
         beams = settings.decoding.beams,
-        caption_ms = captioning.elapsed().as_secs_f64() * 1e3,
+        caption_ms,
         load_ms = loaded.as_secs_f64() * 1e3,
         "captioned"
     );
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let records: Vec<serde_json::Value> = args
+        let records: Vec<CaptionLine> = args
             .images
             .iter()
             .zip(&captions)
-            .map(
-                |(path, c)| serde_json::json!({"image": path, "caption": c.text, "score": c.score}),
-            )
+            .map(|(image, c)| CaptionLine {
+                image,
+                caption: &c.text,
+                score: c.score,
+                batch_ms: caption_ms,
+            })
             .collect();
         serde_json::to_writer_pretty(&mut stdout, &records)?;
         writeln!(stdout)?;
@@ -63,6 +67,18 @@ pub fn caption(global: &GlobalArgs, args: &CaptionArgs) -> anyhow::Result<ExitSt
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// One image's caption, as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct CaptionLine<'a> {
+    image: &'a Path,
+    caption: &'a str,
+    /// Mean log-probability per generated token (≤ 0; closer to 0 is surer).
+    score: f32,
+    /// Milliseconds the captioner took for all the images at once:
+    /// preprocessing and decoding, not reading the files or loading the model.
+    batch_ms: f64,
 }
 
 /// One scored image of an evaluation.

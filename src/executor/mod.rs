@@ -424,3 +424,70 @@ pub enum ExecutorError {
     #[error("the executor pool is shut down")]
     Closed,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    /// Every kind, and whether the worker's Python side reports it (the
+    /// supervisor reports the others). A new kind must be added here.
+    fn reported_by_python(kind: ErrorKind) -> bool {
+        match kind {
+            ErrorKind::Syntax
+            | ErrorKind::Exception
+            | ErrorKind::NoSolid
+            | ErrorKind::InvalidShape
+            | ErrorKind::OutOfMemory
+            | ErrorKind::Sandbox => true,
+            ErrorKind::Timeout | ErrorKind::Crashed => false,
+        }
+    }
+
+    #[test]
+    fn the_python_side_reports_exactly_the_kinds_rust_reads() {
+        const ALL: [ErrorKind; 8] = [
+            ErrorKind::Syntax,
+            ErrorKind::Exception,
+            ErrorKind::NoSolid,
+            ErrorKind::InvalidShape,
+            ErrorKind::Timeout,
+            ErrorKind::OutOfMemory,
+            ErrorKind::Crashed,
+            ErrorKind::Sandbox,
+        ];
+        let source = include_str!("../../freecad-scripts/cadloop_job.py");
+        // The constants `NAME = "word"` before `KINDS = (...)`.
+        let python: Vec<&str> = source
+            .lines()
+            .take_while(|l| !l.starts_with("KINDS"))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(" = ")?;
+                let word = value.strip_prefix('"')?.strip_suffix('"')?;
+                (name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && name != "CODE_NAME")
+                    .then_some(word)
+            })
+            .collect();
+        let listed = source
+            .lines()
+            .find_map(|l| l.strip_prefix("KINDS = ("))
+            .expect("KINDS in cadloop_job.py");
+        assert_eq!(
+            listed.trim_end_matches(')').split(", ").count(),
+            python.len(),
+            "KINDS lists every kind constant"
+        );
+        for word in &python {
+            let kind: ErrorKind = serde_json::from_value(serde_json::json!(word))
+                .unwrap_or_else(|_| panic!("{word:?} (cadloop_job.py) is no ErrorKind"));
+            assert!(reported_by_python(kind), "{word:?}");
+            assert_eq!(kind.as_str(), *word);
+        }
+        for kind in ALL {
+            assert_eq!(
+                python.contains(&kind.as_str()),
+                reported_by_python(kind),
+                "{kind}: cadloop_job.py and ErrorKind disagree"
+            );
+        }
+    }
+}

@@ -1,0 +1,114 @@
+"""Measuring the result (the geometry facts), refusing what is not a valid
+solid, and tessellating it for the mesh files.
+"""
+
+import array
+import sys
+
+import FreeCAD
+import MeshPart
+
+from cadloop_job import INVALID_SHAPE, NO_SOLID, JobFailure
+
+# A part is tessellated with a chord deviation of this share of its bounding-box
+# diagonal, so that small and large parts get the same visual quality, and at
+# most this angle between neighbouring facets on a curved face (about 17 degrees:
+# a small hole still reads as round, and a helix sweep stays under a second).
+RELATIVE_DEFLECTION = 0.001
+MIN_DEFLECTION = 0.001
+ANGULAR_DEFLECTION = 0.3
+
+
+def measure(shape):
+    solids = shape.Solids
+    box = shape.BoundBox
+    facts = {
+        "valid": bool(shape.isValid()),
+        "solids": len(solids),
+        "shells": len(shape.Shells),
+        "faces": len(shape.Faces),
+        "edges": len(shape.Edges),
+        "vertices": len(shape.Vertexes),
+        "volume": shape.Volume,
+        "area": shape.Area,
+        "bbox": {
+            "min": [box.XMin, box.YMin, box.ZMin],
+            "max": [box.XMax, box.YMax, box.ZMax],
+            "size": [box.XLength, box.YLength, box.ZLength],
+        },
+        "center_of_mass": center_of_mass(shape, solids),
+        "face_types": face_types(shape),
+    }
+    return facts
+
+
+def center_of_mass(shape, solids):
+    weight = sum(s.Volume for s in solids)
+    if solids and weight > 0:
+        acc = FreeCAD.Vector(0, 0, 0)
+        for solid in solids:
+            acc += solid.CenterOfMass * solid.Volume
+        acc = acc * (1.0 / weight)
+        return [acc.x, acc.y, acc.z]
+    box = shape.BoundBox
+    return [box.Center.x, box.Center.y, box.Center.z]
+
+
+def face_types(shape):
+    counts = {}
+    for face in shape.Faces:
+        try:
+            name = type(face.Surface).__name__
+        except Exception:  # noqa: BLE001 - an unusual surface still counts
+            name = "Other"
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_shape(shape, facts):
+    if shape.isNull():
+        raise JobFailure(NO_SOLID, "the result shape is empty (null)")
+    if not facts["solids"]:
+        raise JobFailure(
+            NO_SOLID,
+            f"the result has no solid, only {facts['faces']} faces in {facts['shells']} shells: "
+            "extrude a closed profile, or close the shell and make a solid (Part.Solid(Part.Shell(faces)))",
+            facts=facts,
+        )
+    if not facts["valid"]:
+        raise JobFailure(INVALID_SHAPE, "the result is not a valid solid: " + shape_problems(shape), facts=facts)
+    if facts["volume"] <= 0:
+        raise JobFailure(
+            INVALID_SHAPE,
+            f"the result has volume {facts['volume']:.6g} mm^3: the solid is inside out or flat; "
+            "check face orientations and that every extrusion has a non-zero length",
+            facts=facts,
+        )
+
+
+def shape_problems(shape):
+    try:
+        shape.check(True)
+    except Exception as err:  # noqa: BLE001 - the check's text is the message
+        text = str(err).strip()
+        return text[:2000] if text else "the geometry check failed"
+    return "the geometry check failed"
+
+
+def tessellate(shape, facts):
+    diagonal = shape.BoundBox.DiagonalLength
+    deflection = max(diagonal * RELATIVE_DEFLECTION, MIN_DEFLECTION)
+    mesh = MeshPart.meshFromShape(
+        Shape=shape, LinearDeflection=deflection, AngularDeflection=ANGULAR_DEFLECTION, Relative=False
+    )
+    points, triangles = mesh.Topology
+    flat = array.array("f")
+    for p in points:
+        flat.extend((p.x, p.y, p.z))
+    idx = array.array("I")
+    for tri in triangles:
+        idx.extend(tri)
+    if sys.byteorder != "little":
+        flat.byteswap()
+        idx.byteswap()
+    return flat.tobytes(), idx.tobytes(), deflection

@@ -1,0 +1,96 @@
+"""Finding the result: the code's `result` (a shape or a document object),
+else what FreeCAD's window would show, the visible end products of every
+document the code made or used; and saving it as model.FCStd.
+"""
+
+import FreeCAD
+import Part
+
+from cadloop_job import EXCEPTION, NO_SOLID, JobFailure
+
+def recompute_errors(doc, objects=None):
+    doc.recompute()
+    errors = []
+    for obj in objects if objects is not None else doc.Objects:
+        state = obj.State
+        if "Invalid" in state or "Error" in state:
+            status = obj.getStatusString() if hasattr(obj, "getStatusString") else "invalid"
+            errors.append(f"{obj.Label} ({obj.TypeId}): {status}")
+    return errors
+
+
+def raise_recompute(errors):
+    raise JobFailure(
+        EXCEPTION,
+        "FreeCAD could not recompute the document:\n  " + "\n  ".join(errors)
+        + "\nFix the parameters of these features (e.g. a fillet radius larger than the edge allows).",
+    )
+
+
+def resolve_result(documents, namespace):
+    """The shape to export, and the document object it came from (None when the
+    shape is the code's own `result` or a fusion of several objects)."""
+    value = namespace.get("result")
+    if isinstance(value, Part.Shape):
+        return value, None
+    if isinstance(getattr(value, "Shape", None), Part.Shape) and hasattr(value, "TypeId"):
+        errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
+        if errors:
+            raise_recompute(errors)
+        return value.Shape, value.Document
+    errors = [e for d in documents for e in recompute_errors(d)]
+    if errors:
+        raise_recompute(errors)
+    # What FreeCAD's window would show: the visible end products of every
+    # document the code made or used, whichever of them is active. A macro's
+    # own `result` of another type (say, a count) does not hide them.
+    leaves = [obj for d in documents for obj in result_objects(d)]
+    if not leaves and "result" in namespace:
+        raise JobFailure(
+            NO_SOLID,
+            f"`result` is a {type(value).__name__}; set it to a Part.Shape (e.g. a solid) or a document object with a Shape",
+        )
+    if not leaves:
+        raise JobFailure(
+            NO_SOLID,
+            "the script left no solid: set `result` to the finished Part.Shape "
+            "or add it to the document (e.g. Part.show(shape))",
+        )
+    if len(leaves) == 1:
+        return leaves[0].Shape, leaves[0].Document
+    shapes = [o.Shape for o in leaves]
+    try:
+        union = shapes[0].fuse(shapes[1:])
+        union = union.removeSplitter()
+    except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
+        union = Part.makeCompound(shapes)
+    return union, None
+
+
+def has_solid(obj):
+    shape = getattr(obj, "Shape", None)
+    return isinstance(shape, Part.Shape) and not shape.isNull() and len(shape.Solids) > 0
+
+
+def result_objects(doc):
+    """Visible objects with solids that no other solid-bearing object consumes."""
+    solid_objects = [o for o in doc.Objects if has_solid(o)]
+    names = {o.Name for o in solid_objects}
+    leaves = []
+    for obj in solid_objects:
+        if not getattr(obj, "Visibility", True):
+            continue
+        if any(user.Name in names for user in obj.InList):
+            continue
+        leaves.append(obj)
+    return leaves
+
+
+def save_model_document(shape, source, documents, path):
+    """model.FCStd: the document the result object lives in, with its history;
+    for a shape, a document holding it as a `Result` feature."""
+    if source is None:
+        source = documents[0] if documents else FreeCAD.newDocument("cadloop_result")
+        feature = source.addObject("Part::Feature", "Result")
+        feature.Shape = shape
+    source.saveCopy(path)
