@@ -419,7 +419,11 @@ fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
     let studio = start(dir.path(), &["--base-url", &slow_url, "--model", "m"]);
     let started = post(&studio, "/api/runs", r#"{"prompt": "a slow cube"}"#);
     let id = started.json()["id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(500));
+    // Stopped while it waits on the LLM: once its record says it is running.
+    common::wait_until("the run's record", || {
+        let state = get(&studio, &format!("/api/runs/{id}"));
+        state.status == 200 && state.json()["status"] == "running"
+    });
     let stopped = post(&studio, &format!("/api/runs/{id}/stop"), "");
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     let last = follow(&studio, &id).pop().unwrap();

@@ -46,7 +46,7 @@ fn cold_run(script: &Path, out: &Path) -> f64 {
         &wrapper,
         format!(
             "import sys\nsys.path.insert(0, {harness:?})\nimport FreeCAD\nimport cadloop_harness\n\
-             code = open({script:?}).read()\nreport, v, i = cadloop_harness.run_job(code, {out:?})\n\
+             cadloop_harness.add_module_paths()\ncode = open({script:?}).read()\nreport, v, i = cadloop_harness.run_job(code, {out:?})\n\
              open({result:?}, 'w').write(report)\n",
             harness = harness_dir.to_str().unwrap(),
             script = script.to_str().unwrap(),
