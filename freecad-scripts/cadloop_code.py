@@ -13,6 +13,7 @@ import traceback
 import FreeCAD
 import Part
 
+import cadloop_diagnose
 import cadloop_macro
 import cadloop_params
 from cadloop_job import CODE_NAME, EXCEPTION, OUT_OF_MEMORY, SANDBOX, SYNTAX, JobFailure, source_line
@@ -115,6 +116,12 @@ def run_code(compiled, namespace, lines):
 def describe_exception(err, lines, namespace):
     """The traceback cut to the generated code's own frames, and its last line number."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == CODE_NAME]
+    last = None
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CODE_NAME:
+            last = tb.tb_frame
+        tb = tb.tb_next
     out = []
     if frames:
         out.append(f"Traceback ({CODE_NAME} frames, most recent call last):")
@@ -124,6 +131,13 @@ def describe_exception(err, lines, namespace):
     detail = "".join(traceback.format_exception_only(type(err), err)).strip()
     hint = suggestion(err, namespace)
     out.append(detail + (f". Did you mean: {hint}?" if hint else ""))
+    if frames:
+        names = dict(namespace)
+        if last is not None:
+            names.update(last.f_locals)
+        fix = cadloop_diagnose.runtime_hint(err, source_line(lines, frames[-1].lineno), names)
+        if fix:
+            out.append(f"Likely cause at line {frames[-1].lineno}: {fix}")
     return "\n".join(out), (frames[-1].lineno if frames else None)
 
 

@@ -11,8 +11,9 @@ LLM), never raised: only a bug in this file raises. The job's parts live
 in modules of their own: cadloop_job (the code's name, the error kinds),
 cadloop_code (compile, the import check, run, describe a failure),
 cadloop_params (the named parameters), cadloop_macro (what GUI macros
-expect), cadloop_result (finding the result), cadloop_measure (facts,
-validity, tessellation) and cadloop_checks (the requirement checks).
+expect), cadloop_result (finding the result), cadloop_diagnose (what is
+wrong with a shape or a failing line, and how to fix it), cadloop_measure
+(facts, validity, tessellation) and cadloop_checks (the requirement checks).
 """
 
 import json
@@ -24,6 +25,7 @@ import FreeCAD  # must come before Part: a bare `import Part` crashes the interp
 
 import cadloop_checks
 import cadloop_code
+import cadloop_diagnose
 import cadloop_macro
 import cadloop_measure
 import cadloop_result
@@ -70,14 +72,21 @@ def run_job(code, job_dir, checks_json="[]"):
     namespace = cadloop_code.fresh_namespace()
     cadloop_macro.enter(namespace, job_dir)
     parameters = []
+    diagnosis = []
     try:
         compiled, parameters = cadloop_code.compile_code(code, lines)
         cadloop_code.run_code(compiled, namespace, lines)
         timings["exec_ms"] = ms_since(started)
         documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
-        shape, source = cadloop_result.resolve_result(documents, namespace)
+        shape, source = cadloop_result.resolve_result(documents, namespace, lines)
+        shape, healed = cadloop_diagnose.heal(shape)
+        if healed is not None:
+            # The document holds the shape as it was built; the model is the healed one.
+            source = None
+            diagnosis.append(healed)
         facts = cadloop_measure.measure(shape)
-        cadloop_measure.check_shape(shape, facts)
+        cadloop_measure.check_shape(shape, facts, lines)
+        diagnosis += cadloop_diagnose.notes(shape)
         checks = json.loads(checks_json)
         if checks:
             mark = time.perf_counter()
@@ -99,6 +108,7 @@ def run_job(code, job_dir, checks_json="[]"):
             report["line"] = failure.line
         if failure.facts is not None:
             report["facts"] = failure.facts
+        diagnosis += failure.diagnosis
         timings.setdefault("exec_ms", ms_since(started))
     finally:
         ignored = cadloop_macro.leave()
@@ -112,6 +122,8 @@ def run_job(code, job_dir, checks_json="[]"):
         report["parameters"] = parameters
     if report_checks:
         report["checks"] = report_checks
+    if diagnosis:
+        report["diagnosis"] = diagnosis
     report["timings"] = timings
     return json.dumps(report), vertices, indices
 

@@ -23,12 +23,14 @@ KINDS = (SYNTAX, EXCEPTION, NO_SOLID, INVALID_SHAPE, OUT_OF_MEMORY, SANDBOX)
 class JobFailure(Exception):
     """A failure of the generated code, with the kind the executor reports."""
 
-    def __init__(self, kind, message, line=None, facts=None):
+    def __init__(self, kind, message, line=None, facts=None, diagnosis=None):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.line = line
         self.facts = facts
+        # What is wrong with the shape, as data (cadloop_diagnose's defects).
+        self.diagnosis = diagnosis or []
 
 
 def source_line(lines, lineno):

@@ -8,6 +8,7 @@ import sys
 import FreeCAD
 import MeshPart
 
+import cadloop_diagnose
 from cadloop_job import INVALID_SHAPE, NO_SOLID, JobFailure
 
 # A part is tessellated with a chord deviation of this share of its bounding-box
@@ -20,8 +21,10 @@ ANGULAR_DEFLECTION = 0.3
 
 
 def measure(shape):
+    """The geometry facts result.json gives. An empty shape has no bounding
+    box: its corners are given as zeros."""
     solids = shape.Solids
-    box = shape.BoundBox
+    box = shape.BoundBox if shape.Vertexes else FreeCAD.BoundBox(0, 0, 0, 0, 0, 0)
     facts = {
         "valid": bool(shape.isValid()),
         "solids": len(solids),
@@ -65,18 +68,34 @@ def face_types(shape):
     return dict(sorted(counts.items()))
 
 
-def check_shape(shape, facts):
+def check_shape(shape, facts, lines):
+    """Refuses what is not one or more valid solids, saying what is wrong,
+    where and how to fix it (cadloop_diagnose; `lines`: the code's, to point
+    at the line that likely made the defect)."""
     if shape.isNull():
-        raise JobFailure(NO_SOLID, "the result shape is empty (null)")
+        defects = cadloop_diagnose.diagnose(shape, lines)
+        raise JobFailure(NO_SOLID, "the result shape is empty (null):\n" + cadloop_diagnose.as_text(defects),
+                         diagnosis=defects)
+    defects = [d for d in cadloop_diagnose.diagnose(shape, lines) if d["severity"] == cadloop_diagnose.ERROR]
+    line = next((d["line"] for d in defects if "line" in d), None)
     if not facts["solids"]:
         raise JobFailure(
             NO_SOLID,
             f"the result has no solid, only {facts['faces']} faces in {facts['shells']} shells: "
-            "extrude a closed profile, or close the shell and make a solid (Part.Solid(Part.Shell(faces)))",
+            "extrude a closed profile, or close the shell and make a solid (Part.Solid(Part.Shell(faces)))"
+            + ("\n" + cadloop_diagnose.as_text(defects) if defects else ""),
+            line=line,
             facts=facts,
+            diagnosis=defects,
         )
-    if not facts["valid"]:
-        raise JobFailure(INVALID_SHAPE, "the result is not a valid solid: " + shape_problems(shape), facts=facts)
+    if not facts["valid"] or defects:
+        if not defects:
+            defects = [cadloop_diagnose.defect(
+                "invalid", "OpenCASCADE finds the shape invalid: "
+                + (cadloop_diagnose.check_text(shape) or "no detail given"),
+                "check each feature with `shape.isValid()` to find the step that breaks it")]
+        raise JobFailure(INVALID_SHAPE, "the result is not a valid solid:\n" + cadloop_diagnose.as_text(defects),
+                         line=line, facts=facts, diagnosis=defects)
     if facts["volume"] <= 0:
         raise JobFailure(
             INVALID_SHAPE,
@@ -84,15 +103,6 @@ def check_shape(shape, facts):
             "check face orientations and that every extrusion has a non-zero length",
             facts=facts,
         )
-
-
-def shape_problems(shape):
-    try:
-        shape.check(True)
-    except Exception as err:  # noqa: BLE001 - the check's text is the message
-        text = str(err).strip()
-        return text[:2000] if text else "the geometry check failed"
-    return "the geometry check failed"
 
 
 def tessellate(shape, facts):

@@ -6,28 +6,38 @@ document the code made or used; and saving it as model.FCStd.
 import FreeCAD
 import Part
 
+import cadloop_diagnose
 from cadloop_job import EXCEPTION, NO_SOLID, JobFailure
 
 def recompute_errors(doc, objects=None):
+    """The objects that fail to recompute, each with its error in words."""
     doc.recompute()
     errors = []
     for obj in objects if objects is not None else doc.Objects:
         state = obj.State
         if "Invalid" in state or "Error" in state:
             status = obj.getStatusString() if hasattr(obj, "getStatusString") else "invalid"
-            errors.append(f"{obj.Label} ({obj.TypeId}): {status}")
+            errors.append((obj, f"{obj.Label} ({obj.TypeId}): {status}"))
     return errors
 
 
-def raise_recompute(errors):
+def raise_recompute(failed, lines):
+    """Refuses a document that does not recompute; `failed`: (object, error
+    text) pairs. The line is where the code added the first failing object."""
+    errors = [text for _, text in failed]
+    line = next((n for n in (cadloop_diagnose.line_adding(lines, obj.Name) for obj, _ in failed) if n), None)
     raise JobFailure(
         EXCEPTION,
         "FreeCAD could not recompute the document:\n  " + "\n  ".join(errors)
-        + "\nFix the parameters of these features (e.g. a fillet radius larger than the edge allows).",
+        + "\nFix the parameters of these features (e.g. a fillet radius larger than the edge allows)."
+        + ("\nA profile or sketch whose lines do not meet end to end makes an open wire, which cannot be "
+           "extruded into a solid: close it (`Part.makePolygon` closes only when the last point repeats the first)."
+           if any("not closed" in e for e in errors) else ""),
+        line,
     )
 
 
-def resolve_result(documents, namespace):
+def resolve_result(documents, namespace, lines):
     """The shape to export, and the document object it came from (None when the
     shape is the code's own `result` or a fusion of several objects)."""
     value = namespace.get("result")
@@ -36,11 +46,11 @@ def resolve_result(documents, namespace):
     if isinstance(getattr(value, "Shape", None), Part.Shape) and hasattr(value, "TypeId"):
         errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
         if errors:
-            raise_recompute(errors)
+            raise_recompute(errors, lines)
         return value.Shape, value.Document
     errors = [e for d in documents for e in recompute_errors(d)]
     if errors:
-        raise_recompute(errors)
+        raise_recompute(errors, lines)
     # What FreeCAD's window would show: the visible end products of every
     # document the code made or used, whichever of them is active. A macro's
     # own `result` of another type (say, a count) does not hide them.

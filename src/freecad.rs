@@ -27,17 +27,21 @@ use crate::checks::CheckCall;
 use crate::executor::protocol::{read_frame, write_frame, FrameError, Reply, Request};
 use crate::executor::sandbox;
 use crate::executor::{
-    CapturedOutput, ErrorKind, ExecReport, Outcome, Timings, AREA_ENV, DEFAULT_FREECAD_LIB,
-    FREECAD_LIB_ENV, MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
+    CapturedOutput, ErrorKind, ExecReport, Outcome, AREA_ENV, DEFAULT_FREECAD_LIB, FREECAD_LIB_ENV,
+    MODEL_FILES, OUTPUT_FILE, STAGING_DIR,
 };
 use crate::mesh::Mesh;
 
 /// The worker's Python side, compiled into the binary and imported in this
 /// order (each imports only those before it); the last is the harness.
-const PYTHON_MODULES: [(&std::ffi::CStr, &str); 8] = [
+const PYTHON_MODULES: [(&std::ffi::CStr, &str); 9] = [
     (
         c"cadloop_job",
         include_str!("../freecad-scripts/cadloop_job.py"),
+    ),
+    (
+        c"cadloop_diagnose",
+        include_str!("../freecad-scripts/cadloop_diagnose.py"),
     ),
     (
         c"cadloop_macro",
@@ -264,19 +268,12 @@ fn python_error_text(py: Python<'_>, err: &PyErr) -> String {
 }
 
 fn error_report(kind: ErrorKind, message: String) -> ExecReport {
-    ExecReport {
-        outcome: Outcome::Error {
-            kind,
-            message,
-            line: None,
-            facts: None,
-        },
-        timings: Timings::default(),
-        output: CapturedOutput::default(),
-        ignored: Vec::new(),
-        parameters: Vec::new(),
-        checks: Vec::new(),
-    }
+    ExecReport::of(Outcome::Error {
+        kind,
+        message,
+        line: None,
+        facts: None,
+    })
 }
 
 /// A job's report, and its mesh's vertex and index bytes.

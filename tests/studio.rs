@@ -573,6 +573,16 @@ async fn canvas(client: &fantoccini::Client) -> image::RgbImage {
         .to_rgb8()
 }
 
+/// The one run folder in `dir`'s runs folder.
+fn only_run(dir: &Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run: {runs:?}");
+    runs.into_iter().next().unwrap()
+}
+
 const PARAMETRIC: &str = "import FreeCAD as App
 import Part
 
@@ -704,13 +714,7 @@ async fn in_a_browser_a_prompt_becomes_a_part_to_turn_tweak_and_change_in_words(
     )
     .await;
     until(&client, "document.getElementById('progress').dataset.status === 'finished' && !document.getElementById('progress').textContent.includes('asking')").await;
-    let run = std::fs::read_dir(dir.path().join("runs"))
-        .unwrap()
-        .next()
-        .expect("the run's folder")
-        .unwrap()
-        .path();
-    let record = common::run_json(&run);
+    let record = common::run_json(&only_run(dir.path()));
     let kinds: Vec<&str> = record["requests"]
         .as_array()
         .unwrap()
@@ -752,13 +756,7 @@ async fn in_a_browser_the_stop_button_stops_a_run_waiting_on_the_llm() {
     .await;
     client.close().await.unwrap();
     // The record says so, and that the LLM never answered.
-    let run = std::fs::read_dir(slow_dir.path().join("runs"))
-        .unwrap()
-        .next()
-        .expect("the run's folder")
-        .unwrap()
-        .path();
-    let record = common::run_json(&run);
+    let record = common::run_json(&only_run(slow_dir.path()));
     assert_eq!(record["status"], "stopped", "{record}");
     assert_eq!(record["attempts"].as_array().unwrap().len(), 0, "{record}");
 }

@@ -112,6 +112,10 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
                 out.display()
             );
             write_facts(&mut text, facts);
+            for defect in &report.diagnosis {
+                let what = if defect.healed { "healed" } else { "note" };
+                let _ = writeln!(text, "  {what}: {defect}");
+            }
             if !report.checks.is_empty() {
                 let tally = crate::checks::Tally::of(&report.checks);
                 let _ = writeln!(text, "  {tally}");

@@ -183,6 +183,64 @@ pub struct ExecReport {
     /// The job's checks, run on the shape it built, in their order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::checks::CheckResult>,
+    /// What is wrong with the shape (why it was refused), or what was noticed
+    /// or healed in one that was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnosis: Vec<Defect>,
+}
+
+/// One defect of a shape, as the worker's diagnosis finds it
+/// (`freecad-scripts/cadloop_diagnose.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Defect {
+    /// What it is, in a word: "open-profile", "open-shell", "inside-out",
+    /// "self-intersecting", "collapsed-face", "invalid-face", "empty",
+    /// "null", "invalid", "pieces-apart".
+    pub kind: String,
+    pub severity: Severity,
+    /// How many edges, faces or pieces it concerns.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// What and where, in words.
+    pub message: String,
+    /// The likely cause and the fix, in FreeCAD terms.
+    pub hint: String,
+    /// The bounding box of the faulty edges or faces, in mm.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+    /// The line of code.py that likely made it, when it can be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The shape was repaired exactly (reversed), and accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub healed: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Whether a defect refused the shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The shape was refused.
+    Error,
+    /// The shape was accepted; the note says what was noticed or healed.
+    Note,
+}
+
+/// An axis-aligned box, in mm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    pub min: [f64; 3],
+    pub max: [f64; 3],
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
 }
 
 /// One line of the code whose effect was left out.
@@ -209,6 +267,19 @@ pub enum IgnoredKind {
 }
 
 impl ExecReport {
+    /// A report of `outcome` alone: no timings, output, notes or checks.
+    pub fn of(outcome: Outcome) -> ExecReport {
+        ExecReport {
+            outcome,
+            timings: Timings::default(),
+            output: CapturedOutput::default(),
+            ignored: Vec::new(),
+            parameters: Vec::new(),
+            checks: Vec::new(),
+            diagnosis: Vec::new(),
+        }
+    }
+
     /// Whether the script built a valid result.
     pub fn is_ok(&self) -> bool {
         matches!(self.outcome, Outcome::Ok { .. })

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::worker::{describe_status, Finished, Lost, Worker};
 use super::{
     CapturedOutput, ErrorKind, ExecReport, ExecutorError, ExecutorSettings, Job, JobOutput,
-    Outcome, Timings, CODE_FILE, MODEL_FILES, OUTPUT_FILE,
+    Outcome, CODE_FILE, MODEL_FILES, OUTPUT_FILE,
 };
 use crate::mesh::Mesh;
 
@@ -333,17 +333,13 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
         ),
     };
     ExecReport {
-        outcome: Outcome::Error {
+        output,
+        ..ExecReport::of(Outcome::Error {
             kind,
             message,
             line,
             facts: None,
-        },
-        timings: Timings::default(),
-        output,
-        ignored: Vec::new(),
-        parameters: Vec::new(),
-        checks: Vec::new(),
+        })
     }
 }
 

@@ -204,9 +204,7 @@ fn choice(attempt: &AttemptRecord, why: &str) -> Choice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::{
-        BoundingBox, CapturedOutput, ErrorKind, ExecReport, GeometryFacts, Outcome, Timings,
-    };
+    use crate::executor::{BoundingBox, ErrorKind, ExecReport, GeometryFacts, Outcome};
     use crate::report::{AttemptTimings, CritiqueRecord, Stage};
 
     const BUDGET: Budget = Budget {
@@ -258,14 +256,7 @@ mod tests {
             parent: None,
             dir: format!("attempts/{number:02}"),
             code: String::new(),
-            result: ExecReport {
-                outcome,
-                timings: Timings::default(),
-                output: CapturedOutput::default(),
-                ignored: Vec::new(),
-                parameters: Vec::new(),
-                checks: Vec::new(),
-            },
+            result: ExecReport::of(outcome),
             captions: None,
             critique: verdict.map(|v| CritiqueRecord {
                 verdict: Some(v),

@@ -167,6 +167,8 @@ struct AttemptView {
     critique: Option<CritiqueView>,
     output: Option<String>,
     ignored: Vec<IgnoredView>,
+    /// What is wrong with the shape, or was noticed or healed.
+    diagnosis: Vec<DefectView>,
     /// A tweak's changes, e.g. "LENGTH 40 → 45".
     changes: Vec<String>,
     parameters: Vec<ParameterView>,
@@ -473,6 +475,7 @@ fn attempt_view(
         critique: a.critique.as_ref().map(critique_view),
         output: Some(a.result.output.text.trim_end().to_string()).filter(|t| !t.is_empty()),
         ignored: ignored_views(a),
+        diagnosis: a.result.diagnosis.iter().map(DefectView::of).collect(),
         changes: a.changes.iter().map(ToString::to_string).collect(),
         parameters: a
             .result
@@ -533,6 +536,33 @@ fn timings_line(t: &super::AttemptTimings) -> String {
         }
     }
     timings.join(" · ")
+}
+
+/// One defect of a shape, as the page lists it.
+#[derive(Debug, Serialize)]
+struct DefectView {
+    kind: String,
+    /// "error", "note" or "healed".
+    severity: &'static str,
+    line: Option<u32>,
+    message: String,
+    hint: String,
+}
+
+impl DefectView {
+    fn of(d: &crate::executor::Defect) -> DefectView {
+        DefectView {
+            kind: d.kind.clone(),
+            severity: match (d.healed, d.severity) {
+                (true, _) => "healed",
+                (false, crate::executor::Severity::Error) => "error",
+                (false, crate::executor::Severity::Note) => "note",
+            },
+            line: d.line,
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        }
+    }
 }
 
 /// The lines of the attempt's code that did nothing headless, with their source.

@@ -1,0 +1,386 @@
+"""Diagnoses: what is wrong with a shape the harness refuses, where, the
+likely cause and the fix in FreeCAD terms; the one exact repair (a closed
+solid that is only inside out is reversed); and hints for the errors
+FreeCAD raises while code builds a part, tied to the line.
+
+A defect is a dict: kind (a word), severity ("error": the shape is refused;
+"note": it is accepted and the note says what was noticed or healed), count,
+message (what and where, in words), hint (the likely cause and the fix),
+where ({"min", "max"}: the bounding box of the faulty edges or faces, in
+mm) and, for a repair, healed: True. result.json carries the list as
+"diagnosis"; the error's message carries it as text for the LLM.
+"""
+
+import ast
+import re
+
+import Part
+
+ERROR = "error"
+NOTE = "note"
+
+# Below this area (mm²) a face is collapsed; below this distance (mm) solids touch.
+MIN_AREA = 1e-9
+TOUCH_MM = 1e-6
+# Solids are compared pairwise for "apart" only up to this many.
+MAX_PIECES = 20
+
+
+def defect(kind, message, hint, count=1, where=None, severity=ERROR):
+    found = {"kind": kind, "severity": severity, "count": count, "message": message, "hint": hint}
+    if where is not None:
+        found["where"] = where
+    return found
+
+
+def point(v):
+    return "(" + ", ".join(f"{c:.4g}" for c in (v.x, v.y, v.z)) + ")"
+
+
+def region(shapes):
+    """The bounding box of `shapes`, as result.json gives it."""
+    box = None
+    for shape in shapes:
+        if box is None:
+            box = shape.BoundBox
+        else:
+            box.add(shape.BoundBox)
+    if box is None:
+        return None
+    return {"min": [box.XMin, box.YMin, box.ZMin], "max": [box.XMax, box.YMax, box.ZMax]}
+
+
+def region_text(where):
+    lo, hi = where["min"], where["max"]
+    same = all(abs(a - b) < 1e-9 for a, b in zip(lo, hi))
+    fmt = lambda v: "(" + ", ".join(f"{c:.4g}" for c in v) + ")"  # noqa: E731
+    return f"at {fmt(lo)}" if same else f"between {fmt(lo)} and {fmt(hi)}"
+
+
+# ------------------------------------------------------------ shape defects
+
+
+def diagnose(shape, lines=()):
+    """The defects of `shape`, errors first; empty when none is found.
+    `lines`: the code's, to point at the line that likely made a defect."""
+    if shape.isNull():
+        return [defect("null", "the result is a null shape",
+                       "an operation gave nothing (a fuse with a wire, a failed feature): "
+                       "check each step's result with `shape.isNull()` and `shape.isValid()`")]
+    if not shape.Faces:
+        empty = defect("empty", "the result has no faces: it is empty",
+                       "a boolean that leaves nothing gives an empty shape: make sure the operands of "
+                       "`common` overlap, and that a `cut` does not remove the whole part")
+        point_at(empty, lines, (".common(", ".cut("), "the last boolean is", last=True)
+        return [empty]
+    found = []
+    found += open_profiles(shape)
+    found += open_shells(shape)
+    for gap in (d for d in found if d["kind"] in ("open-profile", "open-shell")):
+        point_at(gap, lines, ("makePolygon(",), "the profile is made")
+    for crossing in self_intersections(shape):
+        point_at(crossing, lines, ("makeTorus(", "Part::Torus"), "the torus is made")
+        found.append(crossing)
+    found += collapsed_faces(shape)
+    if not found:
+        found += invalid_faces(shape)
+    closed = all(s.isClosed() for s in shape.Shells)
+    if shape.Solids and closed and shape.Volume < 0:
+        found.append(defect(
+            "inside-out",
+            f"the solid is inside out (volume {shape.Volume:.6g} mm³): its faces point inwards",
+            "a solid built from faces or a shell whose faces are ordered the wrong way round is "
+            "inside out; build it from a closed profile (extrude, revolve) or call `solid.reverse()`",
+        ))
+    return found
+
+
+def open_profiles(shape):
+    """Faces bounded by a wire whose ends do not meet: `Part.Face` of an open
+    polygon makes one, and its extrusion has a gap."""
+    faces, wires = [], []
+    for face in shape.Faces:
+        open_wires = [w for w in face.Wires if not w.isClosed()]
+        if open_wires:
+            faces.append(face)
+            wires += open_wires
+    if not wires:
+        return []
+    ends = "; ".join(f"{point(w.Vertexes[0].Point)} and {point(w.Vertexes[-1].Point)}"
+                     for w in wires[:3] if w.Vertexes)
+    return [defect(
+        "open-profile",
+        f"{len(faces)} face(s) are bounded by an open wire whose ends do not meet ({ends})",
+        "`Part.makePolygon` makes a closed wire only when the last point repeats the first: "
+        "write `Part.makePolygon([p0, p1, p2, p0])`, or add the closing edge, before `Part.Face` or an extrusion",
+        count=len(wires),
+        where=region(wires),
+    )]
+
+
+def open_shells(shape):
+    """Shells with free edges (edges on one face only): a surface with a gap."""
+    free = []
+    for shell in shape.Shells:
+        if not shell.isClosed():
+            free += shell.getFreeEdges().Edges
+    if not free:
+        return []
+    where = region(free)
+    return [defect(
+        "open-shell",
+        f"the surface is not closed: {len(free)} free edge(s) (each on one face only) {region_text(where)}",
+        "a solid needs a closed surface: extrude or revolve a closed profile (`Part.makePolygon` "
+        "closes only when the last point repeats the first), or add the missing faces before "
+        "`Part.Shell` and `Part.Solid`",
+        count=len(free),
+        where=where,
+    )]
+
+
+def self_intersections(shape):
+    """Tori whose tube is wider than their ring: they pass through their own
+    axis. OpenCASCADE does not always call them invalid."""
+    found = []
+    for face in shape.Faces:
+        surface = face.Surface
+        if type(surface).__name__ != "Toroid":
+            continue
+        ring, tube = surface.MajorRadius, surface.MinorRadius
+        if tube >= ring:
+            found.append(defect(
+                "self-intersecting",
+                f"a torus with tube radius {tube:.4g} mm ≥ ring radius {ring:.4g} mm passes through its "
+                "own axis and intersects itself",
+                "`Part.makeTorus(R, r)` needs r < R: the first argument is the ring radius (axis to the "
+                "tube's centre), the second the tube radius",
+                where=region([face]),
+            ))
+    return found
+
+
+def collapsed_faces(shape):
+    faces = [f for f in shape.Faces if abs(f.Area) < MIN_AREA]
+    if not faces:
+        return []
+    where = region(faces)
+    return [defect(
+        "collapsed-face",
+        f"{len(faces)} face(s) have no area {region_text(where)}",
+        "a face of zero area comes from repeated points in a profile or an extrusion of length 0: "
+        "remove the duplicate points and give every extrusion a length",
+        count=len(faces),
+        where=where,
+    )]
+
+
+def invalid_faces(shape):
+    """Faces OpenCASCADE finds invalid for a reason not named above."""
+    faces = [f for f in shape.Faces if not f.isValid()]
+    detail = check_text(shape)
+    if not faces and not detail:
+        return []
+    where = region(faces) if faces else None
+    message = f"{len(faces)} face(s) are invalid" + (f" {region_text(where)}" if where else "")
+    if detail:
+        message += f" (OpenCASCADE: {detail})"
+    return [defect(
+        "invalid-face", message,
+        "rebuild the faces from closed, non-crossing wires; check each feature with `shape.isValid()` "
+        "to find the step that breaks it",
+        count=max(len(faces), 1), where=where,
+    )]
+
+
+def check_text(shape):
+    """OpenCASCADE's own check, its lines once each, without "No error"."""
+    try:
+        shape.check(True)
+    except Exception as err:  # noqa: BLE001 - the check's text is the result
+        lines = [line.strip() for line in str(err).splitlines()]
+        seen = []
+        for line in lines:
+            if line and line != "No error" and line not in seen:
+                seen.append(line)
+        return "; ".join(seen)[:500]
+    return ""
+
+
+def notes(shape):
+    """What is worth saying of a shape that is accepted: solids that do not
+    touch, when the result is several of them."""
+    solids = shape.Solids
+    if len(solids) < 2 or len(solids) > MAX_PIECES:
+        return []
+    apart = set(range(len(solids)))
+    for i in range(len(solids)):
+        for j in range(i + 1, len(solids)):
+            try:
+                touching = solids[i].distToShape(solids[j])[0] <= TOUCH_MM
+            except Exception:  # noqa: BLE001 - an unmeasurable pair counts as apart
+                touching = False
+            if touching:
+                apart.discard(i)
+                apart.discard(j)
+    if not apart:
+        return []
+    return [defect(
+        "pieces-apart",
+        f"the result is {len(solids)} solids, {len(apart)} of them touching no other",
+        "if it is meant to be one part, make the pieces overlap before fusing them "
+        "(a fuse of solids that do not touch stays several solids)",
+        count=len(apart), where=region([solids[i] for i in sorted(apart)]), severity=NOTE,
+    )]
+
+
+def heal(shape):
+    """The one exact repair: a closed, otherwise sound solid that is inside
+    out is reversed (the volume's sign flips; nothing moves). Returns the
+    shape to use and a note, or the shape as it is and None."""
+    if shape.isNull() or not shape.Solids or shape.Volume >= 0:
+        return shape, None
+    if any(not s.isClosed() for s in shape.Shells):
+        return shape, None
+    healed = shape.reversed()
+    if healed.Volume <= 0 or not healed.isValid():
+        return shape, None
+    note = defect(
+        "inside-out",
+        f"the solid was inside out (volume {shape.Volume:.6g} mm³); it was reversed, nothing moved",
+        "build solids from closed profiles, or call `solid.reverse()` on one whose volume is negative",
+        severity=NOTE,
+    )
+    note["healed"] = True
+    return healed, note
+
+
+def point_at(found, lines, needles, what, last=False):
+    """Points defect `found` at the first (or last) line holding one of
+    `needles`, when there is one, and says so in its message."""
+    hits = [n for n, text in enumerate(lines, 1) if any(k in text for k in needles)]
+    if hits:
+        found["line"] = hits[-1] if last else hits[0]
+        found["message"] += f"; {what} at line {found['line']}"
+
+
+def line_adding(lines, name):
+    """The line that adds the document object `name` (`doc.addObject(TYPE,
+    "name")`), or None."""
+    pattern = re.compile(r"addObject\(\s*['\"][^'\"]+['\"]\s*,\s*['\"]" + re.escape(name) + r"['\"]")
+    return next((n for n, text in enumerate(lines, 1) if pattern.search(text)), None)
+
+
+def as_text(defects):
+    """The defects as the error message lists them, one "- " line each."""
+    return "\n".join(f"- {d['kind']}: {d['message']}. Fix: {d['hint']}" for d in defects)
+
+
+# ------------------------------------------------------------ runtime errors
+
+
+def runtime_hint(err, line_text, names):
+    """A hint for an error FreeCAD raised on `line_text`, or None. `names`:
+    the variables of the code's frame, to measure the operands."""
+    text = str(err)
+    calls = calls_on(line_text)
+    if "no suitable edges for chamfer or fillet" in text:
+        return ("the edges given to makeFillet/makeChamfer are not edges of that shape (or the list "
+                "is empty): take them from the same shape's `.Edges`, after its last boolean, and check "
+                "the filter that selects them matches something")
+    if "command not done" in text:
+        for receiver, method, args in calls:
+            if method in ("makeFillet", "makeChamfer"):
+                return fillet_hint(method, receiver, args, names)
+            if method in ("cut", "fuse", "common", "section", "makeThickness"):
+                return boolean_hint(method, receiver, args, names)
+        return ("an OpenCASCADE operation failed on this line: check that its inputs are valid solids "
+                "(`shape.isValid()`) and its sizes are possible")
+    if "Failed to create face from wire" in text or "Wire is not closed" in text:
+        return ("a face needs a closed wire: `Part.makePolygon` closes only when the last point repeats "
+                "the first, and a sketch's lines must meet end to end")
+    if "null shape" in text.lower():
+        return ("an earlier step gave a null shape (a fuse with a wire, a failed feature, an empty "
+                "boolean): check each result with `shape.isNull()`")
+    return None
+
+
+def fillet_hint(method, receiver, args, names):
+    word = "fillet" if method == "makeFillet" else "chamfer"
+    shape = value_of(receiver, names)
+    size = value_of(args[0], names) if args else None
+    parts = [f"the {word} could not be made"]
+    if isinstance(size, (int, float)):
+        parts[0] += f" with size {size:g} mm"
+    if isinstance(shape, Part.Shape) and not shape.isNull() and shape.Edges:
+        shortest = min(e.Length for e in shape.Edges)
+        parts.append(f"the shortest edge of the shape is {shortest:.4g} mm")
+        if isinstance(size, (int, float)) and size >= shortest / 2:
+            parts.append(f"use a {word} smaller than half of it, or {word} fewer edges")
+        else:
+            parts.append(f"a {word} must be smaller than the faces next to the edges allow: "
+                         f"try a smaller size, or {word} the edges one group at a time")
+    else:
+        parts.append(f"use a smaller {word}, or {word} fewer edges")
+    return "; ".join(parts)
+
+
+def boolean_hint(method, receiver, args, names):
+    first = value_of(receiver, names)
+    second = value_of(args[0], names) if args else None
+    parts = [f"the boolean `{method}` failed"]
+    operands = [("the shape", first), ("the tool", second)]
+    for label, shape in operands:
+        if isinstance(shape, Part.Shape):
+            if shape.isNull():
+                parts.append(f"{label} is a null shape")
+            elif not shape.isValid():
+                parts.append(f"{label} is not valid (check how it was built)")
+            elif not shape.Solids:
+                parts.append(f"{label} has no solid (it is a {shape.ShapeType})")
+    if all(isinstance(s, Part.Shape) and not s.isNull() for _, s in operands):
+        try:
+            gap = first.distToShape(second)[0]
+            parts.append("the operands touch" if gap <= TOUCH_MM else f"the operands are {gap:.4g} mm apart")
+        except Exception:  # noqa: BLE001 - the distance is a best-effort detail
+            pass
+    parts.append("booleans need valid solids; faces that coincide exactly can fail, so let a tool "
+                 "pass through by a small margin")
+    return "; ".join(parts)
+
+
+def calls_on(line_text):
+    """The method calls on a line: (receiver node, method name, argument nodes)."""
+    try:
+        tree = ast.parse(line_text.strip())
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            found.append((node.func.value, node.func.attr, node.args))
+    return found
+
+
+def value_of(node, names):
+    """The value of a name, attribute chain, subscript by a constant or
+    literal, looked up in `names`; None for anything else (nothing is called)."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = value_of(node.operand, names)
+        return -inner if isinstance(inner, (int, float)) else None
+    if isinstance(node, ast.Name):
+        return names.get(node.id)
+    if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+        base = value_of(node.value, names)
+        try:
+            return getattr(base, node.attr, None) if base is not None else None
+        except Exception:  # noqa: BLE001 - a property that raises has no value here
+            return None
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        base = value_of(node.value, names)
+        try:
+            return base[node.slice.value] if base is not None else None
+        except Exception:  # noqa: BLE001 - an index out of range has no value here
+            return None
+    return None
