@@ -97,24 +97,25 @@ def run_code(compiled, namespace, lines):
                 f"the script called sys.exit({stop.code!r}); a script must end normally and leave its solid in `result`",
             ) from None
     except MemoryError as err:
-        message, line = describe_exception(err, lines, namespace)
+        message, line, _ = describe_exception(err, lines, namespace)
         raise JobFailure(
             OUT_OF_MEMORY,
             message + "\nThe script ran out of memory: build the part with fewer or simpler operations.",
             line,
         ) from None
     except OSError as err:
-        message, line = describe_exception(err, lines, namespace)
+        message, line, defects = describe_exception(err, lines, namespace)
         if err.errno in (errno.EACCES, errno.EPERM):
             raise JobFailure(SANDBOX, message + "\n" + SANDBOX_HINT, line) from None
-        raise JobFailure(EXCEPTION, message, line) from None
+        raise JobFailure(EXCEPTION, message, line, diagnosis=defects) from None
     except BaseException as err:  # noqa: BLE001 - everything the code raises is data
-        message, line = describe_exception(err, lines, namespace)
-        raise JobFailure(EXCEPTION, message, line) from None
+        message, line, defects = describe_exception(err, lines, namespace)
+        raise JobFailure(EXCEPTION, message, line, diagnosis=defects) from None
 
 
 def describe_exception(err, lines, namespace):
-    """The traceback cut to the generated code's own frames, and its last line number."""
+    """The traceback cut to the generated code's own frames, its last line
+    number, and the defect behind it when cadloop_diagnose knows it."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == CODE_NAME]
     last = None
     tb = err.__traceback__
@@ -131,14 +132,17 @@ def describe_exception(err, lines, namespace):
     detail = "".join(traceback.format_exception_only(type(err), err)).strip()
     hint = suggestion(err, namespace)
     out.append(detail + (f". Did you mean: {hint}?" if hint else ""))
+    defects = []
     if frames:
         names = dict(namespace)
         if last is not None:
             names.update(last.f_locals)
-        fix = cadloop_diagnose.runtime_hint(err, source_line(lines, frames[-1].lineno), names)
-        if fix:
-            out.append(f"Likely cause at line {frames[-1].lineno}: {fix}")
-    return "\n".join(out), (frames[-1].lineno if frames else None)
+        at = frames[-1].lineno
+        found = cadloop_diagnose.runtime_defect(err, at, source_line(lines, at), names)
+        if found:
+            out.append(f"Likely cause at line {at}: {found['hint']}")
+            defects.append(found)
+    return "\n".join(out), (frames[-1].lineno if frames else None), defects
 
 
 def suggestion(err, namespace):

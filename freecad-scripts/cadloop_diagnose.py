@@ -278,30 +278,44 @@ def as_text(defects):
 # ------------------------------------------------------------ runtime errors
 
 
-def runtime_hint(err, line_text, names):
-    """A hint for an error FreeCAD raised on `line_text`, or None. `names`:
-    the variables of the code's frame, to measure the operands."""
+def runtime_defect(err, line, line_text, names):
+    """The defect behind an error FreeCAD raised at `line` (`line_text`), or
+    None when it is not one this knows. `names`: the variables of the code's
+    frame, to measure the operands."""
     text = str(err)
-    calls = calls_on(line_text)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    found = None
     if "no suitable edges for chamfer or fillet" in text:
-        return ("the edges given to makeFillet/makeChamfer are not edges of that shape (or the list "
-                "is empty): take them from the same shape's `.Edges`, after its last boolean, and check "
-                "the filter that selects them matches something")
-    if "command not done" in text:
-        for receiver, method, args in calls:
+        found = ("edges-not-of-shape",
+                 "the edges given to makeFillet/makeChamfer are not edges of that shape (or the list "
+                 "is empty): take them from the same shape's `.Edges`, after its last boolean, and check "
+                 "the filter that selects them matches something")
+    elif "command not done" in text:
+        for receiver, method, args in calls_on(line_text):
             if method in ("makeFillet", "makeChamfer"):
-                return fillet_hint(method, receiver, args, names)
-            if method in ("cut", "fuse", "common", "section", "makeThickness"):
-                return boolean_hint(method, receiver, args, names)
-        return ("an OpenCASCADE operation failed on this line: check that its inputs are valid solids "
-                "(`shape.isValid()`) and its sizes are possible")
-    if "Failed to create face from wire" in text or "Wire is not closed" in text:
-        return ("a face needs a closed wire: `Part.makePolygon` closes only when the last point repeats "
-                "the first, and a sketch's lines must meet end to end")
-    if "null shape" in text.lower():
-        return ("an earlier step gave a null shape (a fuse with a wire, a failed feature, an empty "
-                "boolean): check each result with `shape.isNull()`")
-    return None
+                found = ("fillet-failed", fillet_hint(method, receiver, args, names))
+                break
+            if method in ("cut", "fuse", "common", "section"):
+                found = ("boolean-failed", boolean_hint(method, receiver, args, names))
+                break
+        else:
+            found = ("operation-failed",
+                     "an OpenCASCADE operation failed on this line: check that its inputs are valid "
+                     "solids (`shape.isValid()`) and its sizes are possible")
+    elif "Failed to create face from wire" in text or "Wire is not closed" in text:
+        found = ("face-of-open-wire",
+                 "a face needs a closed wire: `Part.makePolygon` closes only when the last point repeats "
+                 "the first, and a sketch's lines must meet end to end")
+    elif "null shape" in text.lower():
+        found = ("null-shape",
+                 "an earlier step gave a null shape (a fuse with a wire, a failed feature, an empty "
+                 "boolean): check each result with `shape.isNull()`")
+    if found is None:
+        return None
+    kind, hint = found
+    result = defect(kind, f"line {line}: {first}", hint)
+    result["line"] = line
+    return result
 
 
 def fillet_hint(method, receiver, args, names):

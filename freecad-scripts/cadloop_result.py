@@ -26,14 +26,25 @@ def raise_recompute(failed, lines):
     text) pairs. The line is where the code added the first failing object."""
     errors = [text for _, text in failed]
     line = next((n for n in (cadloop_diagnose.line_adding(lines, obj.Name) for obj, _ in failed) if n), None)
+    open_wire = any("not closed" in e for e in errors)
+    diagnosis = []
+    if open_wire:
+        found = cadloop_diagnose.defect(
+            "open-sketch", "a feature's profile is an open wire: " + "; ".join(e for e in errors if "not closed" in e),
+            "a profile or sketch must be closed to make a solid: its lines must meet end to end, and "
+            "`Part.makePolygon` closes only when the last point repeats the first")
+        if line is not None:
+            found["line"] = line
+            found["message"] += f"; the feature is added at line {line}"
+        diagnosis.append(found)
     raise JobFailure(
         EXCEPTION,
         "FreeCAD could not recompute the document:\n  " + "\n  ".join(errors)
+        + (f"\nThe first failing feature is added at line {line}." if line is not None else "")
         + "\nFix the parameters of these features (e.g. a fillet radius larger than the edge allows)."
-        + ("\nA profile or sketch whose lines do not meet end to end makes an open wire, which cannot be "
-           "extruded into a solid: close it (`Part.makePolygon` closes only when the last point repeats the first)."
-           if any("not closed" in e for e in errors) else ""),
+        + "".join(f"\nFix: {d['hint']}" for d in diagnosis),
         line,
+        diagnosis=diagnosis,
     )
 
 

@@ -1,0 +1,217 @@
+//! Diagnoses on a corpus of failing scripts (`tests/fixtures/failing/`),
+//! each the kind of mistake LLM-written FreeCAD code makes. Each script's
+//! first line says what the worker must find:
+//! `# expect: OUTCOME DEFECT [healed] [line=N]`, OUTCOME being "ok" or an
+//! error kind. The test prints the share named with their line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use cadloop::executor::{Defect, ErrorKind, Outcome, Severity};
+use common::llm_server::{Scripted, ScriptedLlm};
+use common::parts::{fenced, generate_with};
+use common::{assert_exit, pool, run, run_json};
+
+/// What a corpus script's first line expects.
+#[derive(Debug)]
+struct Expected {
+    /// `None`: the script builds (its defect is a note).
+    error: Option<ErrorKind>,
+    defect: String,
+    healed: bool,
+    line: Option<u32>,
+}
+
+fn expected(script: &Path, code: &str) -> Expected {
+    let head = code
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# expect: "))
+        .unwrap_or_else(|| panic!("{} has no `# expect:` line", script.display()));
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let error = match words[0] {
+        "ok" => None,
+        word => Some(serde_json::from_value(serde_json::json!(word)).unwrap()),
+    };
+    Expected {
+        error,
+        defect: words[1].to_string(),
+        healed: words.contains(&"healed"),
+        line: words
+            .iter()
+            .find_map(|w| w.strip_prefix("line="))
+            .map(|n| n.parse().unwrap()),
+    }
+}
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+        .collect();
+    scripts.sort();
+    scripts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failing_script_is_told_its_defect_where_and_how_to_fix_it() {
+    let pool = pool(2).await;
+    let scripts = corpus();
+    assert!(scripts.len() >= 12, "the corpus: {scripts:?}");
+    let mut named_with_line = 0;
+    let mut with_line = 0;
+    for script in &scripts {
+        let code = std::fs::read_to_string(script).unwrap();
+        let want = expected(script, &code);
+        let (output, _dir) = run(&pool, &code).await;
+        let report = output.report;
+        let name = script.file_name().unwrap().to_string_lossy();
+        let found: Vec<&Defect> = report
+            .diagnosis
+            .iter()
+            .filter(|d| d.kind == want.defect)
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "{name}: no {} in {:#?}",
+            want.defect,
+            report.diagnosis
+        );
+        let defect = found[0];
+        assert!(!defect.hint.is_empty(), "{name}: a hint");
+        match (&report.outcome, want.error) {
+            (Outcome::Ok { .. }, None) => {
+                assert_eq!(defect.severity, Severity::Note, "{name}");
+                assert_eq!(defect.healed, want.healed, "{name}");
+            }
+            (
+                Outcome::Error {
+                    kind,
+                    message,
+                    line,
+                    ..
+                },
+                Some(wanted),
+            ) => {
+                assert_eq!(*kind, wanted, "{name}: {message}");
+                assert_eq!(defect.severity, Severity::Error, "{name}");
+                // The LLM reads the message: the fix is in it, not only in the data.
+                assert!(
+                    message.contains(&defect.hint),
+                    "{name}: the hint is in the message: {message}"
+                );
+                if let Some(expected_line) = want.line {
+                    with_line += 1;
+                    assert_eq!(*line, Some(expected_line), "{name}: {message}");
+                    assert_eq!(defect.line, Some(expected_line), "{name}");
+                    if message.contains(&format!("line {expected_line}")) {
+                        named_with_line += 1;
+                    }
+                }
+            }
+            (outcome, wanted) => panic!("{name}: expected {wanted:?}, got {outcome:?}"),
+        }
+    }
+    println!(
+        "diagnosis: {}/{} scripts named their defect; {named_with_line}/{with_line} of those with a line named it",
+        scripts.len(),
+        scripts.len()
+    );
+    assert_eq!(named_with_line, with_line);
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inside_out_solid_is_reversed_exactly_and_nothing_else_is_healed() {
+    let pool = pool(1).await;
+    let inside_out =
+        "import Part\nsolid = Part.makeBox(30, 20, 10)\nsolid.reverse()\nresult = solid\n";
+    let (output, _dir) = run(&pool, inside_out).await;
+    let Outcome::Ok { facts } = &output.report.outcome else {
+        panic!("{:?}", output.report.outcome);
+    };
+    // The sign flips; the size and the place stay.
+    assert!((facts.volume - 6000.0).abs() < 1e-6, "{}", facts.volume);
+    assert_eq!(facts.bbox.min, [0.0, 0.0, 0.0]);
+    assert_eq!(facts.bbox.max, [30.0, 20.0, 10.0]);
+    let mesh = output.mesh.expect("a mesh");
+    assert!(
+        (mesh.signed_volume() - 6000.0).abs() < 1.0,
+        "the mesh faces outwards: {}",
+        mesh.signed_volume()
+    );
+    assert!(output.report.diagnosis[0].healed);
+
+    // An open shell is not closed up: it stays refused.
+    let open = "import FreeCAD as App\nimport Part\nw = Part.makePolygon([App.Vector(0,0,0), App.Vector(10,0,0), App.Vector(5,8,0)])\nresult = Part.Face(w).extrude(App.Vector(0,0,5))\n";
+    let (output, _dir) = run(&pool, open).await;
+    assert_eq!(output.report.error_kind(), Some(ErrorKind::InvalidShape));
+    assert!(output.report.diagnosis.iter().all(|d| !d.healed));
+    pool.shutdown().await;
+}
+
+/// A failing script, the words of its fix an LLM would follow, and the
+/// script after following them.
+struct Case {
+    broken: &'static str,
+    fix_says: &'static str,
+    fixed: &'static str,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        broken: "import FreeCAD as App\nimport Part\nSIDE = 30\nw = Part.makePolygon([App.Vector(0, 0, 0), App.Vector(SIDE, 0, 0), App.Vector(SIDE / 2, 26, 0)])\nresult = Part.Face(w).extrude(App.Vector(0, 0, 12))\n",
+        fix_says: "closed wire only when the last point repeats the first",
+        fixed: "import FreeCAD as App\nimport Part\nSIDE = 30\nw = Part.makePolygon([App.Vector(0, 0, 0), App.Vector(SIDE, 0, 0), App.Vector(SIDE / 2, 26, 0), App.Vector(0, 0, 0)])\nresult = Part.Face(w).extrude(App.Vector(0, 0, 12))\n",
+    },
+    Case {
+        broken: "import Part\nplate = Part.makeBox(60, 40, 4)\nresult = plate.makeFillet(5, plate.Edges)\n",
+        fix_says: "the shortest edge of the shape is 4 mm; use a fillet smaller than half of it",
+        fixed: "import Part\nplate = Part.makeBox(60, 40, 4)\nresult = plate.makeFillet(1.5, plate.Edges)\n",
+    },
+    Case {
+        broken: "import Part\nresult = Part.makeTorus(25, 50)\n",
+        fix_says: "needs r < R: the first argument is the ring radius",
+        fixed: "import Part\nresult = Part.makeTorus(50, 25)\n",
+    },
+];
+
+#[test]
+fn told_the_fix_a_literal_llm_repairs_in_one_round() {
+    let mut repaired = 0;
+    for case in &CASES {
+        // It writes the broken script, and the fixed one only when the
+        // repair prompt says the fix.
+        let server = ScriptedLlm::responding(std::time::Duration::ZERO, |seen| {
+            let asked = seen.last_user();
+            let code = if asked.contains(case.fix_says) {
+                case.fixed
+            } else {
+                case.broken
+            };
+            Scripted::Reply(fenced(code))
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let out = generate_with(
+            dir.path(),
+            &server,
+            "a part",
+            &["--max-repairs", "1", "--max-refines", "0"],
+        );
+        let record = run_json(&dir.path().join("run"));
+        assert_exit(&out, 0);
+        let stages: Vec<&str> = record["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, ["generate", "repair"], "{}", case.fix_says);
+        assert_eq!(record["outcome"], "unverified", "{}", case.fix_says);
+        repaired += 1;
+    }
+    println!("repaired in one round: {repaired}/{}", CASES.len());
+}
