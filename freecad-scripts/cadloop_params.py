@@ -19,7 +19,9 @@ def read_parameters(tree, code):
     assignment, an import, nor the docstring. Each gives its name, value,
     kind, line, the literal's byte span in the line and the line's comment.
     A name assigned twice counts once, at its last assignment (the one in
-    effect)."""
+    effect). An integer the script uses as a count (`range(N)`, an index, a
+    repetition) says so in "count", which `cadloop tweak` keeps whole; any
+    other number takes decimals."""
     lines = LINE_BREAK.split(code)
     found = {}
     for index, node in enumerate(tree.body):
@@ -34,7 +36,47 @@ def read_parameters(tree, code):
         for parameter in parameters:
             found.pop(parameter["name"], None)
             found[parameter["name"]] = parameter
+    counts = count_uses(tree)
+    for name, parameter in found.items():
+        if parameter["kind"] == "int" and name in counts:
+            parameter["count"] = counts[name]
     return list(found.values())
+
+
+def count_uses(tree):
+    """The names the script uses where only a whole number works, each with
+    its first such use in words: in `range(...)`, as an index, or repeating
+    a list or text (`[x] * N`). A name inside a call (`int(L / P)`) is not
+    counted: the call makes it whole."""
+    uses = {}
+
+    def note(expr, why):
+        for name in arithmetic_names(expr):
+            uses.setdefault(name, why)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+            for arg in node.args:
+                note(arg, f"`range(...)` at line {node.lineno}")
+        elif isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Slice):
+            note(node.slice, f"an index at line {node.lineno}")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            for seq, times in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(seq, (ast.List, ast.Tuple)) or (
+                        isinstance(seq, ast.Constant) and isinstance(seq.value, str)):
+                    note(times, f"a repetition at line {node.lineno}")
+    return uses
+
+
+def arithmetic_names(expr):
+    """The names in `expr` through + - * // % and signs only."""
+    if isinstance(expr, ast.Name):
+        return [expr.id]
+    if isinstance(expr, ast.UnaryOp):
+        return arithmetic_names(expr.operand)
+    if isinstance(expr, ast.BinOp) and not isinstance(expr.op, ast.Div):
+        return arithmetic_names(expr.left) + arithmetic_names(expr.right)
+    return []
 
 
 def parameters_of(node, lines):

@@ -25,6 +25,11 @@ pub struct Parameter {
     /// The line's comment, e.g. "block length, mm".
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub comment: String,
+    /// For an integer the script uses as a count, its first such use
+    /// ("`range(...)` at line 12"): it stays whole. Any other number takes
+    /// decimals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<String>,
 }
 
 /// Whether a parameter's literal is an integer or a float.
@@ -76,6 +81,12 @@ pub enum TweakError {
     NoParameters,
     #[error("no parameter is named {name}; the parameters are {known}")]
     Unknown { name: String, known: String },
+    #[error("{name} is a count (used in {why}): {value:?} is not a whole number")]
+    NotWhole {
+        name: String,
+        value: String,
+        why: String,
+    },
     #[error("{name} is {kind}: {value:?} is not {expected}")]
     WrongKind {
         name: String,
@@ -137,31 +148,42 @@ fn literal(parameter: &Parameter, value: &str) -> Result<(String, serde_json::Nu
         expected,
     };
     let plain = value.strip_prefix('+').unwrap_or(value);
-    match parameter.kind {
-        Kind::Int => {
-            let n: i64 = plain.parse().map_err(|_| wrong("a whole number"))?;
-            Ok((n.to_string(), n.into()))
-        }
-        Kind::Float => {
-            let shaped = !plain.is_empty()
-                && plain
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'));
-            let x: f64 = match plain.parse() {
-                Ok(x) if shaped && f64::is_finite(x) => x,
-                _ => return Err(wrong("a finite number")),
-            };
-            let x = if x == 0.0 { 0.0 } else { x };
-            // Written so Python reads a float again: 45 becomes 45.0.
-            let text = if x.fract() == 0.0 && x.abs() < 1e15 {
-                format!("{x:.1}")
-            } else {
-                format!("{x}")
-            };
-            let number = serde_json::Number::from_f64(x).ok_or_else(|| wrong("a finite number"))?;
-            Ok((text, number))
+    if let Ok(n) = plain.parse::<i64>() {
+        if parameter.kind == Kind::Int {
+            return Ok((n.to_string(), n.into()));
         }
     }
+    let shaped = !plain.is_empty()
+        && plain
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'));
+    let x: f64 = match plain.parse() {
+        Ok(x) if shaped && f64::is_finite(x) => x,
+        _ => return Err(wrong("a finite number")),
+    };
+    let x = if x == 0.0 { 0.0 } else { x };
+    if parameter.kind == Kind::Int {
+        if let Some(why) = &parameter.count {
+            return Err(TweakError::NotWhole {
+                name: parameter.name.clone(),
+                value: value.to_string(),
+                why: why.clone(),
+            });
+        }
+        // A dimension written whole takes decimals; a whole value stays an integer.
+        if x.fract() == 0.0 && x.abs() < 9e15 {
+            let n = x as i64;
+            return Ok((n.to_string(), n.into()));
+        }
+    }
+    // Written so Python reads a float again: 45 becomes 45.0.
+    let text = if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    };
+    let number = serde_json::Number::from_f64(x).ok_or_else(|| wrong("a finite number"))?;
+    Ok((text, number))
 }
 
 /// Byte offsets where each line starts, with Python's line breaks
@@ -274,6 +296,7 @@ mod tests {
             span,
             text: text.into(),
             comment: String::new(),
+            count: None,
         }
     }
 
@@ -317,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dimension_written_whole_takes_decimals_and_stays_whole_when_whole() {
+        let (code, changes) = apply(
+            CODE,
+            &params(),
+            &[assign("LENGTH=50.5"), assign("HOLES=6.0")],
+        )
+        .unwrap();
+        assert!(code.contains("LENGTH = 50.5  # mm\r\n"), "{code}");
+        assert!(code.contains("HOLES = 6\n"), "{code}");
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["LENGTH 40 → 50.5", "HOLES 4 → 6"]);
+    }
+
+    #[test]
     fn several_literals_on_one_line_change_together() {
         let code = "L, W = 40, 20.5  # mm\n";
         let p = [
@@ -351,7 +388,14 @@ mod tests {
         };
         assert!(err(&["WIDTH=3"])
             .contains("no parameter is named WIDTH; the parameters are LENGTH, HOLES, OFFSET"));
-        assert!(err(&["HOLES=4.5"]).contains("HOLES is int: \"4.5\" is not a whole number"));
+        let mut counted = p.clone();
+        counted[1].count = Some("`range(...)` at line 6".into());
+        let assignments = [assign("HOLES=4.5")];
+        assert_eq!(
+            apply(CODE, &counted, &assignments).unwrap_err().to_string(),
+            "HOLES is a count (used in `range(...)` at line 6): \"4.5\" is not a whole number"
+        );
+        assert!(err(&["LENGTH=wide"]).contains("LENGTH is int: \"wide\" is not a finite number"));
         assert!(err(&["OFFSET=nan"]).contains("not a finite number"));
         assert!(err(&["OFFSET=inf"]).contains("not a finite number"));
         assert!(err(&["OFFSET=1e400"]).contains("not a finite number"));

@@ -194,8 +194,8 @@ fn refusals_and_failing_values_leave_the_result_as_it_was() {
             "no parameter is named DEPTH; the parameters are SIDE, THICKNESS, BORE_D",
         ),
         (
-            vec!["SIDE=2.5"],
-            "SIDE is int: \"2.5\" is not a whole number",
+            vec!["SIDE=2,5"],
+            "SIDE is int: \"2,5\" is not a finite number",
         ),
         (
             vec!["THICKNESS=wide"],
@@ -344,4 +344,62 @@ fn every_example_in_the_system_prompt_builds_and_names_its_dimensions() {
             "example {i} names {parameters:?}:\n{code}"
         );
     }
+}
+
+/// A plate with holes along it: LENGTH is a dimension written whole, HOLES a count.
+const WITH_HOLES: &str = "import FreeCAD as App
+import Part
+
+LENGTH = 60  # plate length, mm
+HOLES = 3  # holes along the plate
+
+plate = Part.makeBox(LENGTH, 20, 5)
+for i in range(HOLES):
+    plate = plate.cut(Part.makeCylinder(2, 5, App.Vector(LENGTH * (i + 1) / (HOLES + 1), 10, 0)))
+result = plate
+";
+
+#[test]
+fn a_dimension_written_whole_takes_decimals_and_a_count_stays_whole_saying_why() {
+    let server = ScriptedLlm::start(vec![reply(&fenced(WITH_HOLES)), reply("VERDICT: MATCH")]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    assert_exit(
+        &generate_with(dir.path(), &server, "a plate with 3 holes", &[]),
+        0,
+    );
+
+    let listed = tweak(dir.path(), &["--list", "--json"]);
+    assert_exit(&listed, 0);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let parameters = listed["parameters"]
+        .as_array()
+        .unwrap_or_else(|| listed.as_array().unwrap());
+    let holes = parameters.iter().find(|p| p["name"] == "HOLES").unwrap();
+    assert_eq!(holes["count"], "`range(...)` at line 8", "{listed}");
+    let length = parameters.iter().find(|p| p["name"] == "LENGTH").unwrap();
+    assert!(length.get("count").is_none(), "{listed}");
+
+    let before = result_files(&run);
+    let out = tweak(dir.path(), &["HOLES=2.5"]);
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "HOLES is a count (used in `range(...)` at line 8): \"2.5\" is not a whole number"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(result_files(&run), before, "a refusal changes nothing");
+
+    let out = tweak(dir.path(), &["LENGTH=60.5"]);
+    assert_exit(&out, 0);
+    let record = run_json(&run);
+    let last = record["attempts"].as_array().unwrap().last().unwrap();
+    assert!(last["code"]
+        .as_str()
+        .unwrap()
+        .contains("LENGTH = 60.5  # plate length, mm"));
+    let size = &last["result"]["facts"]["bbox"]["size"];
+    assert!((size[0].as_f64().unwrap() - 60.5).abs() < 1e-6, "{size}");
 }

@@ -243,6 +243,8 @@ pub struct ParameterRow {
     pub text: String,
     pub kind: crate::params::Kind,
     pub comment: String,
+    /// Why it stays whole, when the script uses it as a count.
+    pub count: Option<String>,
 }
 
 impl RunState {
@@ -292,6 +294,7 @@ impl RunState {
                 text: p.text.clone(),
                 kind: p.kind,
                 comment: p.comment.clone(),
+                count: p.count.clone(),
             })
             .collect();
         let history = record.attempts.iter().map(AttemptRow::of).collect();

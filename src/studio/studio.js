@@ -189,19 +189,21 @@ function showParameters() {
     const number = document.createElement("input");
     number.type = "number";
     number.value = p.value;
-    number.step = p.kind === "int" ? "1" : "any";
+    // A count stays whole; a dimension takes decimals however it was written.
+    const whole = Boolean(p.count);
+    number.step = whole ? "1" : "any";
     number.name = p.name;
     label.appendChild(number);
     const slider = document.createElement("input");
     slider.type = "range";
-    const span = Math.max(Math.abs(p.value), p.kind === "int" ? 5 : 1);
+    const span = Math.max(Math.abs(p.value), whole ? 5 : 1);
     slider.min = p.value - span;
     slider.max = p.value + span;
-    slider.step = p.kind === "int" ? 1 : span / 100;
+    slider.step = whole ? 1 : span / 100;
     slider.value = p.value;
     const comment = document.createElement("div");
     comment.className = "comment";
-    comment.textContent = p.comment;
+    comment.textContent = p.comment + (whole ? ` (a count: used in ${p.count})` : "");
     let timer = null;
     const changed = (value) => {
       clearTimeout(timer);
