@@ -78,11 +78,9 @@ def diagnose(shape, lines=()):
     found += open_shells(shape)
     for gap in (d for d in found if d["kind"] in ("open-profile", "open-shell")):
         point_at(gap, lines, ("makePolygon(",), "the profile is made")
-    for crossing in self_intersections(shape):
-        point_at(crossing, lines, ("makeTorus(", "Part::Torus"), "the torus is made")
-        found.append(crossing)
+    found += self_intersections(shape, lines)
     found += collapsed_faces(shape)
-    if not found:
+    if not found and not shape.isValid():
         found += invalid_faces(shape)
     closed = all(s.isClosed() for s in shape.Shells)
     if shape.Solids and closed and shape.Volume < 0:
@@ -138,7 +136,7 @@ def open_shells(shape):
     )]
 
 
-def self_intersections(shape):
+def self_intersections(shape, lines=()):
     """Tori whose tube is wider than their ring: they pass through their own
     axis. OpenCASCADE does not always call them invalid."""
     found = []
@@ -156,6 +154,8 @@ def self_intersections(shape):
                 "tube's centre), the second the tube radius",
                 where=region([face]),
             ))
+    for crossing in found:
+        point_at(crossing, lines, ("makeTorus(", "Part::Torus"), "the torus is made")
     return found
 
 

@@ -79,14 +79,17 @@ def run_job(code, job_dir, checks_json="[]"):
         timings["exec_ms"] = ms_since(started)
         documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
         shape, source = cadloop_result.resolve_result(documents, namespace, lines)
-        shape, healed = cadloop_diagnose.heal(shape)
-        if healed is not None:
-            # The document holds the shape as it was built; the model is the healed one.
-            source = None
-            diagnosis.append(healed)
         facts = cadloop_measure.measure(shape)
+        if facts["volume"] < 0:
+            shape, healed = cadloop_diagnose.heal(shape)
+            if healed is not None:
+                # The document holds the shape as it was built; the model is the healed one.
+                source = None
+                diagnosis.append(healed)
+                facts = cadloop_measure.measure(shape)
         cadloop_measure.check_shape(shape, facts, lines)
-        diagnosis += cadloop_diagnose.notes(shape)
+        if facts["solids"] > 1:
+            diagnosis += cadloop_diagnose.notes(shape)
         checks = json.loads(checks_json)
         if checks:
             mark = time.perf_counter()

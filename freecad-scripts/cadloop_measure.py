@@ -76,7 +76,13 @@ def check_shape(shape, facts, lines):
         defects = cadloop_diagnose.diagnose(shape, lines)
         raise JobFailure(NO_SOLID, "the result shape is empty (null):\n" + cadloop_diagnose.as_text(defects),
                          diagnosis=defects)
-    defects = [d for d in cadloop_diagnose.diagnose(shape, lines) if d["severity"] == cadloop_diagnose.ERROR]
+    if not facts["solids"] or not facts["valid"]:
+        defects = [d for d in cadloop_diagnose.diagnose(shape, lines) if d["severity"] == cadloop_diagnose.ERROR]
+    elif "Toroid" in facts["face_types"]:
+        # A valid solid is diagnosed only for what OpenCASCADE lets through.
+        defects = cadloop_diagnose.self_intersections(shape, lines)
+    else:
+        defects = []
     line = next((d["line"] for d in defects if "line" in d), None)
     if not facts["solids"]:
         raise JobFailure(
