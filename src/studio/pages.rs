@@ -221,6 +221,9 @@ pub struct AttemptRow {
     pub captions: Vec<String>,
     /// The parameter changes that made a tweak, "width 40 → 50".
     pub changes: Vec<String>,
+    /// What is wrong with the shape and how to fix it, or what was noticed
+    /// or healed: "open-shell: … Fix: …".
+    pub diagnosis: Vec<String>,
 }
 
 /// The result's geometry facts the run page shows.
@@ -345,6 +348,12 @@ impl AttemptRow {
                 .map(|c| format!("{}: {}", c.view, c.text))
                 .collect(),
             changes: attempt.changes.iter().map(ToString::to_string).collect(),
+            diagnosis: attempt
+                .result
+                .diagnosis
+                .iter()
+                .map(|d| format!("{d}. Fix: {}", d.hint))
+                .collect(),
         }
     }
 }

@@ -247,6 +247,12 @@ function showState() {
     if (a.checks) parts.push(a.checks);
     if (a.verdict) parts.push(`verdict ${a.verdict}` + (a.overruled ? " (overruled by the checks)" : ""));
     item.textContent = parts.join(" · ");
+    for (const d of a.diagnosis) {
+      const line = document.createElement("div");
+      line.className = "diagnosis";
+      line.textContent = d;
+      item.appendChild(line);
+    }
     if (a.captions.length) {
       const captions = document.createElement("div");
       captions.className = "meta";
