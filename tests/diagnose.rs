@@ -46,14 +46,7 @@ fn expected(script: &Path, code: &str) -> Expected {
 }
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing");
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .collect();
-    scripts.sort();
-    scripts
+    common::files_in("tests/fixtures/failing", "py")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,14 +11,7 @@ use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
-    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .collect();
-    all.sort();
-    all
+    common::files_in("freecad-scripts/examples", "py")
 }
 
 /// The validator's report on `glb`.

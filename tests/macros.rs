@@ -20,13 +20,7 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn macro_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "FCMacro"))
-        .collect();
-    files.sort();
-    files
+    common::files_in("tests/fixtures/macros", "FCMacro")
 }
 
 /// Runs every macro in FreeCAD's GUI; one record per macro file name.

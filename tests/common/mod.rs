@@ -81,6 +81,18 @@ pub fn cadloop(dir: &Path, args: &[&str]) -> Output {
         .expect("cadloop runs")
 }
 
+/// The files in `dir` (a path inside this checkout) with `extension`, sorted.
+pub fn files_in(dir: &str, extension: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
 /// A JSON file, parsed (the test fails on a missing or broken one).
 pub fn read_json(path: &Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
