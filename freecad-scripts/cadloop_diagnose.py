@@ -60,9 +60,10 @@ def region_text(where):
 # ------------------------------------------------------------ shape defects
 
 
-def diagnose(shape, lines=()):
+def diagnose(shape, lines=(), names=None):
     """The defects of `shape`, errors first; empty when none is found.
-    `lines`: the code's, to point at the line that likely made a defect."""
+    `lines`: the code's, to point at the line that likely made a defect;
+    `names`: the variables the code left, to find the open wire it made."""
     if shape.isNull():
         return [defect("null", "the result is a null shape",
                        "an operation gave nothing (a fuse with a wire, a failed feature): "
@@ -77,7 +78,13 @@ def diagnose(shape, lines=()):
     found += open_profiles(shape)
     found += open_shells(shape)
     for gap in (d for d in found if d["kind"] in ("open-profile", "open-shell")):
-        point_at(gap, lines, ("makePolygon(",), "the profile is made")
+        made = open_wire_line(lines, names or {})
+        if made is not None:
+            line, name = made
+            gap["line"] = line
+            gap["message"] += f"; the open wire `{name}` is made at line {line}"
+        else:
+            point_at(gap, lines, ("makePolygon(",), "the profile is made")
     found += self_intersections(shape, lines)
     found += collapsed_faces(shape)
     if not found and not shape.isValid():
@@ -252,6 +259,18 @@ def heal(shape):
     )
     note["healed"] = True
     return healed, note
+
+
+def open_wire_line(lines, names):
+    """The line assigning a variable the code left holding an open wire, and
+    the variable's name; None when there is none."""
+    for name, value in names.items():
+        if isinstance(value, Part.Wire) and not value.isNull() and not value.isClosed():
+            assigned = re.compile(r"^\s*" + re.escape(name) + r"\s*(:[^=]*)?=[^=]")
+            line = next((n for n, text in enumerate(lines, 1) if assigned.match(text)), None)
+            if line is not None:
+                return line, name
+    return None
 
 
 def point_at(found, lines, needles, what, last=False):

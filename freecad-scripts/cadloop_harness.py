@@ -87,7 +87,7 @@ def run_job(code, job_dir, checks_json="[]"):
                 source = None
                 diagnosis.append(healed)
                 facts = cadloop_measure.measure(shape)
-        cadloop_measure.check_shape(shape, facts, lines)
+        cadloop_measure.check_shape(shape, facts, lines, namespace)
         if facts["solids"] > 1:
             diagnosis += cadloop_diagnose.notes(shape)
         checks = json.loads(checks_json)

@@ -68,16 +68,17 @@ def face_types(shape):
     return dict(sorted(counts.items()))
 
 
-def check_shape(shape, facts, lines):
+def check_shape(shape, facts, lines, names=None):
     """Refuses what is not one or more valid solids, saying what is wrong,
-    where and how to fix it (cadloop_diagnose; `lines`: the code's, to point
-    at the line that likely made the defect)."""
+    where and how to fix it (cadloop_diagnose; `lines` and `names`: the
+    code's lines and the variables it left, to point at the line that likely
+    made the defect)."""
     if shape.isNull():
-        defects = cadloop_diagnose.diagnose(shape, lines)
+        defects = cadloop_diagnose.diagnose(shape, lines, names)
         raise JobFailure(NO_SOLID, "the result shape is empty (null):\n" + cadloop_diagnose.as_text(defects),
                          diagnosis=defects)
     if not facts["solids"] or not facts["valid"]:
-        defects = [d for d in cadloop_diagnose.diagnose(shape, lines) if d["severity"] == cadloop_diagnose.ERROR]
+        defects = [d for d in cadloop_diagnose.diagnose(shape, lines, names) if d["severity"] == cadloop_diagnose.ERROR]
     elif "Toroid" in facts["face_types"]:
         # A valid solid is diagnosed only for what OpenCASCADE lets through.
         defects = cadloop_diagnose.self_intersections(shape, lines)

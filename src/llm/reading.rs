@@ -94,7 +94,7 @@ impl<'a> ReplyText<'a> {
             .find(|l| !l.is_empty())?;
         let looks_like_code =
             first.starts_with("import ") || first.starts_with("from ") || first.starts_with('#');
-        (!has_fence && looks_like_code).then(|| ensure_newline(&self.lines.join("\n").trim()))
+        (!has_fence && looks_like_code).then(|| ensure_newline(self.lines.join("\n").trim()))
     }
 
     /// The text of the first checks block, if the reply has one.
