@@ -53,12 +53,15 @@ pub fn quantized_copy(dir: &Path, folder: &Path, out: &Path, full_range: bool) {
         std::fs::copy(file.path(), out.join(file.file_name())).unwrap();
     }
     let code = if full_range {
+        // From the copies in `out`: the quantiser writes scratch files beside
+        // its input, which tests running side by side must not share.
         format!(
-            "from onnxruntime.quantization import QuantType, quantize_dynamic\n\
+            "import os\n\
+             from onnxruntime.quantization import QuantType, quantize_dynamic\n\
              for name in ('vision.onnx', 'decoder_init.onnx', 'decoder_step.onnx'):\n    \
-             quantize_dynamic({folder:?} + '/' + name, {out:?} + '/' + name, \
-             weight_type=QuantType.QInt8, per_channel=True)\n",
-            folder = folder.to_str().unwrap(),
+             path = {out:?} + '/' + name\n    \
+             quantize_dynamic(path, path + '.int8', weight_type=QuantType.QInt8, per_channel=True)\n    \
+             os.replace(path + '.int8', path)\n",
             out = out.to_str().unwrap()
         )
     } else {
