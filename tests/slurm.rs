@@ -236,7 +236,23 @@ fn an_array_runs_both_shards_and_a_stopped_task_resumes_after_its_requeue() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("task 0 stopped and requeued after {:?}", clock.elapsed());
-    slurm.wait(&job, Duration::from_secs(300));
+    // A requeue is a cancel and a new pending task: squeue may list nothing
+    // for a moment before the rerun starts. The array is over once the
+    // rerun has logged and nothing is queued.
+    let started = Instant::now();
+    loop {
+        slurm.wait(&job, Duration::from_secs(300));
+        if log_of(&out, &job, 0).contains("restart 1") {
+            slurm.wait(&job, Duration::from_secs(300));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "task 0 did not run again after its requeue:\n{}",
+            log_of(&out, &job, 0)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     eprintln!("the array ended after {:?}", clock.elapsed());
     let log = log_of(&out, &job, 0);
     assert!(log.contains("cadloop exited with status 130"), "{log}");
