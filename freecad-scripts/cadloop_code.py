@@ -116,33 +116,27 @@ def run_code(compiled, namespace, lines):
 def describe_exception(err, lines, namespace):
     """The traceback cut to the generated code's own frames, its last line
     number, and the defect behind it when cadloop_diagnose knows it."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == CODE_NAME]
-    last = None
-    tb = err.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == CODE_NAME:
-            last = tb.tb_frame
-        tb = tb.tb_next
+    # The code's own frames, outermost first: each frame and its line.
+    frames = [(f, n) for f, n in traceback.walk_tb(err.__traceback__) if f.f_code.co_filename == CODE_NAME]
     out = []
     if frames:
         out.append(f"Traceback ({CODE_NAME} frames, most recent call last):")
-        for frame in frames:
-            where = "" if frame.name == "<module>" else f", in {frame.name}"
-            out.append(f"  {CODE_NAME}, line {frame.lineno}{where}: {source_line(lines, frame.lineno).strip()}")
+        for frame, lineno in frames:
+            name = frame.f_code.co_name
+            where = "" if name == "<module>" else f", in {name}"
+            out.append(f"  {CODE_NAME}, line {lineno}{where}: {source_line(lines, lineno).strip()}")
     detail = "".join(traceback.format_exception_only(type(err), err)).strip()
     hint = suggestion(err, namespace)
     out.append(detail + (f". Did you mean: {hint}?" if hint else ""))
-    defects = []
-    if frames:
-        names = dict(namespace)
-        if last is not None:
-            names.update(last.f_locals)
-        at = frames[-1].lineno
-        found = cadloop_diagnose.runtime_defect(err, at, source_line(lines, at), names)
-        if found:
-            out.append(f"Likely cause at line {at}: {found['hint']}")
-            defects.append(found)
-    return "\n".join(out), (frames[-1].lineno if frames else None), defects
+    if not frames:
+        return "\n".join(out), None, []
+    last, at = frames[-1]
+    names = {**namespace, **last.f_locals}
+    found = cadloop_diagnose.runtime_defect(err, at, source_line(lines, at), names)
+    if found is None:
+        return "\n".join(out), at, []
+    out.append(f"Likely cause at line {at}: {found['hint']}")
+    return "\n".join(out), at, [found]
 
 
 def suggestion(err, namespace):

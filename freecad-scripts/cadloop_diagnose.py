@@ -77,8 +77,9 @@ def diagnose(shape, lines=(), names=None):
     found = []
     found += open_profiles(shape)
     found += open_shells(shape)
-    for gap in (d for d in found if d["kind"] in ("open-profile", "open-shell")):
-        made = open_wire_line(lines, names or {})
+    gaps = [d for d in found if d["kind"] in ("open-profile", "open-shell")]
+    made = open_wire_line(lines, names or {}) if gaps else None
+    for gap in gaps:
         if made is not None:
             line, name = made
             gap["line"] = line
@@ -182,20 +183,23 @@ def collapsed_faces(shape):
 
 
 def invalid_faces(shape):
-    """Faces OpenCASCADE finds invalid for a reason not named above."""
+    """For a shape OpenCASCADE finds invalid for a reason not named above:
+    its invalid faces and where they are, else its own check's words."""
     faces = [f for f in shape.Faces if not f.isValid()]
     detail = check_text(shape)
-    if not faces and not detail:
-        return []
-    where = region(faces) if faces else None
-    message = f"{len(faces)} face(s) are invalid" + (f" {region_text(where)}" if where else "")
+    if not faces:
+        return [defect(
+            "invalid", "OpenCASCADE finds the shape invalid: " + (detail or "no detail given"),
+            "check each feature with `shape.isValid()` to find the step that breaks it")]
+    where = region(faces)
+    message = f"{len(faces)} face(s) are invalid {region_text(where)}"
     if detail:
         message += f" (OpenCASCADE: {detail})"
     return [defect(
         "invalid-face", message,
         "rebuild the faces from closed, non-crossing wires; check each feature with `shape.isValid()` "
         "to find the step that breaks it",
-        count=max(len(faces), 1), where=where,
+        count=len(faces), where=where,
     )]
 
 

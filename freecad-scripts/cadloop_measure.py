@@ -96,11 +96,6 @@ def check_shape(shape, facts, lines, names=None):
             diagnosis=defects,
         )
     if not facts["valid"] or defects:
-        if not defects:
-            defects = [cadloop_diagnose.defect(
-                "invalid", "OpenCASCADE finds the shape invalid: "
-                + (cadloop_diagnose.check_text(shape) or "no detail given"),
-                "check each feature with `shape.isValid()` to find the step that breaks it")]
         raise JobFailure(INVALID_SHAPE, "the result is not a valid solid:\n" + cadloop_diagnose.as_text(defects),
                          line=line, facts=facts, diagnosis=defects)
     if facts["volume"] <= 0:
