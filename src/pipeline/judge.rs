@@ -70,10 +70,13 @@ impl Run<'_> {
             .reminded
             .map(|(want, text)| (want, critique::read_critique(&text)));
         if checks_on {
-            let read: Vec<&critique::Critique> = std::iter::once(&first)
-                .chain(again.iter().map(|(_, c)| c))
-                .collect();
-            self.change_checks(number, &read).await?;
+            // The reminder's checks, when it gave some, else the first reply's.
+            let latest = again
+                .as_ref()
+                .map(|(_, c)| c)
+                .filter(|c| c.checks.is_some())
+                .unwrap_or(&first);
+            self.change_checks(number, latest).await?;
         }
         let critique = combine(first, again);
         let tally = self.tally(number);
@@ -128,20 +131,16 @@ impl Run<'_> {
         })
     }
 
-    /// Takes a change of the checks from the critique's replies (the last
-    /// that gives a ```checks block with `CHECKS CHANGED: reason`), records
+    /// Takes a change of the checks from a critique reply (a ```checks
+    /// block with `CHECKS CHANGED: reason`), records
     /// it and checks attempt `number` again. A block without a reason, or
     /// one that cannot be read, is recorded as refused and changes nothing.
     async fn change_checks(
         &mut self,
         number: u32,
-        readings: &[&critique::Critique],
+        reading: &critique::Critique,
     ) -> Result<(), Stop> {
-        let Some((written, reading)) = readings
-            .iter()
-            .rev()
-            .find_map(|c| c.checks.as_deref().map(|b| (b, c)))
-        else {
+        let Some(written) = reading.checks.as_deref() else {
             return Ok(());
         };
         let block = Checks::parse(written);
