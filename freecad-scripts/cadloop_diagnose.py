@@ -124,6 +124,24 @@ def open_profiles(shape):
     )]
 
 
+def free_edges(shape):
+    """The edges of `shape` that bound one face only: the free edges of its
+    shells and the boundaries of faces that are in no shell. A seam (a
+    cylinder's, met twice by one face) is not free."""
+    edges = []
+    for shell in shape.Shells:
+        if not shell.isClosed():
+            edges += shell.getFreeEdges().Edges
+    in_shells = [f for s in shape.Shells for f in s.Faces]
+    loose = [f for f in shape.Faces if not any(f.isSame(g) for g in in_shells)]
+    if loose:
+        try:
+            edges += Part.Shell(loose).getFreeEdges().Edges
+        except Exception:  # noqa: BLE001 - faces that make no shell: their own edges
+            edges += [e for f in loose for e in f.Edges]
+    return edges
+
+
 def open_shells(shape):
     """Shells with free edges (edges on one face only): a surface with a gap."""
     free = []
@@ -142,6 +160,41 @@ def open_shells(shape):
         count=len(free),
         where=where,
     )]
+
+
+# The free edges drawn on a refused shape's views: at most this many points
+# in all, each edge followed to within this share of the shape's size.
+MAX_OUTLINE_POINTS = 5000
+OUTLINE_DEFLECTION = 0.002
+
+
+def free_edge_lines(shape):
+    """Where `shape` is open, as polylines ([[x, y, z], …] each, in mm) for
+    the views to draw in a contrasting colour: its free edges, and the
+    closing edge each open wire bounding a face lacks (from its last point
+    back to its first). Empty when it has neither."""
+    deflection = max(shape.BoundBox.DiagonalLength * OUTLINE_DEFLECTION, 1e-6)
+    lines, total = [], 0
+    for face in shape.Faces:
+        for wire in face.Wires:
+            if wire.isClosed() or len(wire.Vertexes) < 2:
+                continue
+            first, last = wire.OrderedVertexes[0].Point, wire.OrderedVertexes[-1].Point
+            if first.distanceToPoint(last) > deflection:
+                lines.append([[last.x, last.y, last.z], [first.x, first.y, first.z]])
+                total += 2
+    for edge in free_edges(shape):
+        try:
+            points = edge.discretize(Deflection=deflection)
+        except Exception:  # noqa: BLE001 - an edge that cannot be followed: its ends
+            points = [v.Point for v in edge.Vertexes]
+        if len(points) < 2:
+            continue
+        if total + len(points) > MAX_OUTLINE_POINTS:
+            break
+        total += len(points)
+        lines.append([[p.x, p.y, p.z] for p in points])
+    return lines
 
 
 def self_intersections(shape, lines=()):

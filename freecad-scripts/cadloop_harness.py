@@ -56,7 +56,9 @@ def versions():
 
 def run_job(code, job_dir, checks_json="[]"):
     """Run one job; returns (report JSON, vertex bytes, index bytes). The
-    checks (a JSON list of calls, see cadloop_checks) run on a shape that built."""
+    checks (a JSON list of calls, see cadloop_checks) run on a shape that built.
+    A refused shape's mesh comes back too, with its free edges in the report
+    ("free_edges"), for views that show where it is open."""
     started = time.perf_counter()
     timings = {}
     # Macros saved on Windows start with a byte-order mark, which compile() refuses in a str.
@@ -113,6 +115,10 @@ def run_job(code, job_dir, checks_json="[]"):
             report["facts"] = failure.facts
         diagnosis += failure.diagnosis
         timings.setdefault("exec_ms", ms_since(started))
+        if failure.shape is not None:
+            vertices, indices, free_edges = refused_preview(failure.shape)
+            if free_edges:
+                report["free_edges"] = free_edges
     finally:
         ignored = cadloop_macro.leave()
         for name in set(FreeCAD.listDocuments()) - docs_before:
@@ -129,6 +135,16 @@ def run_job(code, job_dir, checks_json="[]"):
         report["diagnosis"] = diagnosis
     report["timings"] = timings
     return json.dumps(report), vertices, indices
+
+
+def refused_preview(shape):
+    """A refused shape's tessellation and free edges, for views that show
+    what is wrong with it; nothing when it cannot be tessellated."""
+    try:
+        vertices, indices, _ = cadloop_measure.tessellate(shape, None)
+        return vertices, indices, cadloop_diagnose.free_edge_lines(shape)
+    except Exception:  # noqa: BLE001 - a preview is a help, never a failure
+        return b"", b"", []
 
 
 def run_checks(shape, checks):

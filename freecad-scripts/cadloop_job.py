@@ -23,7 +23,7 @@ KINDS = (SYNTAX, EXCEPTION, NO_SOLID, INVALID_SHAPE, OUT_OF_MEMORY, SANDBOX)
 class JobFailure(Exception):
     """A failure of the generated code, with the kind the executor reports."""
 
-    def __init__(self, kind, message, line=None, facts=None, diagnosis=None):
+    def __init__(self, kind, message, line=None, facts=None, diagnosis=None, shape=None):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -31,6 +31,9 @@ class JobFailure(Exception):
         self.facts = facts
         # What is wrong with the shape, as data (cadloop_diagnose's defects).
         self.diagnosis = diagnosis or []
+        # The refused shape, when there is one to draw: its views show where
+        # it is open.
+        self.shape = shape
 
 
 def source_line(lines, lineno):

@@ -94,16 +94,18 @@ def check_shape(shape, facts, lines, names=None):
             line=line,
             facts=facts,
             diagnosis=defects,
+            shape=shape,
         )
     if not facts["valid"] or defects:
         raise JobFailure(INVALID_SHAPE, "the result is not a valid solid:\n" + cadloop_diagnose.as_text(defects),
-                         line=line, facts=facts, diagnosis=defects)
+                         line=line, facts=facts, diagnosis=defects, shape=shape)
     if facts["volume"] <= 0:
         raise JobFailure(
             INVALID_SHAPE,
             f"the result has volume {facts['volume']:.6g} mm^3: the solid is inside out or flat; "
             "check face orientations and that every extrusion has a non-zero length",
             facts=facts,
+            shape=shape,
         )
 
 

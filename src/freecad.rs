@@ -333,7 +333,13 @@ fn run_job(
         }
     }
     let _ = fs::remove_dir_all(&staging);
-    if report.is_ok() {
+    // A refused shape's mesh comes back too (the harness sends one only
+    // with its free edges), for views that show what is wrong.
+    let refused = matches!(
+        report.error_kind(),
+        Some(ErrorKind::InvalidShape | ErrorKind::NoSolid)
+    );
+    if report.is_ok() || refused {
         (report, vertices, indices)
     } else {
         (report, Vec::new(), Vec::new())

@@ -198,11 +198,7 @@ pub fn read(path: &Path) -> Result<Mesh, GlbError> {
         [0.0, -k, 0.0, 0.0],
         [0.0, 0.0, 0.0, 1.0],
     ];
-    let mut mesh = Mesh {
-        vertices: Vec::new(),
-        triangles: Vec::new(),
-        closed: false,
-    };
+    let mut mesh = Mesh::default();
     let mut stack: Vec<(gltf::Node, Matrix)> = scene.nodes().map(|n| (n, to_cadloop)).collect();
     while let Some((node, parent)) = stack.pop() {
         let local = node.transform().matrix().map(|c| c.map(f64::from));
@@ -292,6 +288,7 @@ mod tests {
             ],
             triangles: vec![[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]],
             closed: true,
+            marked: Vec::new(),
         }
     }
 
@@ -328,6 +325,7 @@ mod tests {
             vertices: Vec::new(),
             triangles: Vec::new(),
             closed: true,
+            marked: Vec::new(),
         };
         assert!(matches!(to_bytes(&empty, "t"), Err(GlbError::Empty)));
         let dir = tempfile::tempdir().unwrap();

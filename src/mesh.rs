@@ -13,6 +13,9 @@ pub struct Mesh {
     /// The triangles enclose a solid and face outwards (true for the executor's
     /// meshes of valid solids), so faces turned away from a viewer are hidden.
     pub closed: bool,
+    /// Polylines (in mm) the views draw in a contrasting colour over the
+    /// shading: a refused shape's free (open) edges, where its gap is.
+    pub marked: Vec<Vec<[f32; 3]>>,
 }
 
 /// A mesh file could not be read or written.
@@ -66,6 +69,7 @@ impl Mesh {
                 .flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]])
                 .collect(),
             closed: true,
+            marked: Vec::new(),
         }
     }
 
@@ -136,6 +140,7 @@ impl Mesh {
             vertices,
             triangles,
             closed: false,
+            marked: Vec::new(),
         })
     }
 
@@ -263,6 +268,7 @@ mod tests {
             vertices: vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]],
             triangles: vec![[0, 1, 2], [0, 2, 3]],
             closed: false,
+            marked: Vec::new(),
         }
     }
 

@@ -266,6 +266,7 @@ fn read_reference(path: &std::path::Path) -> cadloop::mesh::Mesh {
             .map(|f| f.vertices.map(|i| i as u32))
             .collect(),
         closed: false,
+        marked: Vec::new(),
     }
 }
 
@@ -295,6 +296,7 @@ fn box_mesh(lo: [f32; 3], hi: [f32; 3]) -> cadloop::mesh::Mesh {
         vertices,
         triangles,
         closed: true,
+        marked: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cadloop::executor::{Defect, ErrorKind, Outcome, Severity};
+use cadloop::mesh::Mesh;
 use common::llm_server::{Scripted, ScriptedLlm};
 use common::parts::{fenced, generate_with};
 use common::{assert_exit, pool, run, run_json};
@@ -75,6 +76,7 @@ async fn every_failing_script_is_told_its_defect_where_and_how_to_fix_it() {
         );
         let defect = found[0];
         assert!(!defect.hint.is_empty(), "{name}: a hint");
+        marks_lie_in_the_gap(&name, &output.refused, &report.diagnosis);
         match (&report.outcome, want.error) {
             (Outcome::Ok { .. }, None) => {
                 assert_eq!(defect.severity, Severity::Note, "{name}");
@@ -115,6 +117,99 @@ async fn every_failing_script_is_told_its_defect_where_and_how_to_fix_it() {
     );
     assert_eq!(named_with_line, with_line);
     pool.shutdown().await;
+}
+
+/// A refused shape with a gap comes back as a mesh whose marked polylines
+/// (its free edges, the edges that would close its profiles) lie inside the
+/// gap defects' boxes; one without a gap has nothing marked.
+fn marks_lie_in_the_gap(name: &str, refused: &Option<Mesh>, diagnosis: &[Defect]) {
+    let gaps: Vec<_> = diagnosis
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .filter(|d| d.kind == "open-shell" || d.kind == "open-profile")
+        .collect();
+    let Some(mesh) = refused else {
+        assert!(
+            gaps.is_empty(),
+            "{name}: a refused open shape comes back to be drawn"
+        );
+        return;
+    };
+    assert!(!mesh.triangles.is_empty(), "{name}");
+    if gaps.is_empty() {
+        assert!(mesh.marked.is_empty(), "{name}: {:?}", mesh.marked);
+        return;
+    }
+    assert!(!mesh.marked.is_empty(), "{name}: the gap is marked");
+    let inside = |p: &[f32; 3]| {
+        gaps.iter().any(|d| {
+            let region = d.region.as_ref().expect("a gap says where it is");
+            (0..3).all(|k| {
+                let slack = 1e-3 * (1.0 + region.max[k].abs());
+                (p[k] as f64) >= region.min[k] - slack && (p[k] as f64) <= region.max[k] + slack
+            })
+        })
+    };
+    for point in mesh.marked.iter().flatten() {
+        assert!(
+            inside(point),
+            "{name}: {point:?} is outside the gap: {gaps:#?}"
+        );
+    }
+}
+
+#[test]
+fn exec_draws_a_refused_open_shape_with_its_gap_in_red() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing/open_triangle_prism.py");
+    let exec = common::cadloop(
+        dir.path(),
+        &[
+            "exec",
+            script.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&exec, 1);
+    let said = common::text(&exec.stdout);
+    assert!(said.contains("its free edges in red"), "{said}");
+    // The top view looks down on the open side: the missing edge is drawn.
+    let top = image::open(out.join("views/top.png")).unwrap().to_rgb8();
+    assert!(red_pixels(&top) > 100, "{}", red_pixels(&top));
+    let sheet = image::open(out.join("sheet.png")).unwrap().to_rgb8();
+    assert!(red_pixels(&sheet) > 500);
+
+    // A valid solid has nothing drawn in red.
+    let good = dir.path().join("good.py");
+    std::fs::write(&good, "import Part\nresult = Part.makeBox(30, 20, 10)\n").unwrap();
+    let out = dir.path().join("good");
+    let exec = common::cadloop(
+        dir.path(),
+        &[
+            "exec",
+            good.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&exec, 0);
+    let sheet = image::open(out.join("sheet.png")).unwrap().to_rgb8();
+    assert_eq!(red_pixels(&sheet), 0);
+}
+
+/// Pixels near the marks' red, which neither shading nor lines come near.
+fn red_pixels(image: &image::RgbImage) -> usize {
+    let [r, g, b] = cadloop::render::MARK.map(i32::from);
+    image
+        .pixels()
+        .filter(|p| {
+            let [pr, pg, pb] = p.0.map(i32::from);
+            (pr - r).abs() + (pg - g).abs() + (pb - b).abs() < 60
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +299,19 @@ fn told_the_fix_a_literal_llm_repairs_in_one_round() {
             .collect();
         assert_eq!(stages, ["generate", "repair"], "{}", case.fix_says);
         assert_eq!(record["outcome"], "unverified", "{}", case.fix_says);
+        // The open prism's refused attempt is drawn, its gap in red, for the report.
+        if case.fix_says.contains("closed wire") {
+            let first = &record["attempts"][0];
+            assert!(first["timings"]["render_ms"].is_number(), "{first}");
+            let sheet = dir
+                .path()
+                .join("run")
+                .join(first["dir"].as_str().unwrap())
+                .join("sheet.png");
+            let sheet = image::open(&sheet).unwrap().to_rgb8();
+            assert!(red_pixels(&sheet) > 500);
+            assert!(first["captions"].is_null(), "nothing is judged on it");
+        }
         repaired += 1;
     }
     println!("repaired in one round: {repaired}/{}", CASES.len());

@@ -45,6 +45,15 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
     if let Some(mesh) = &output.mesh {
         let views = render::render(mesh, &settings.render)?;
         render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
+    } else if let Some(refused) = &output.refused {
+        // The refused shape, its free edges marked: the page shows where it is open.
+        match render::render(refused, &settings.render) {
+            Ok(views) => render::write_views(&out, &views, &render::contact_sheet(&views, &font))?,
+            Err(err) => tracing::warn!(
+                error = %crate::error_chain(&err),
+                "the refused shape cannot be drawn; no views"
+            ),
+        }
     }
     write_json_atomically(&out.join(crate::run::RESULT_FILE), &report)?;
     let script_name = args.script.file_name().map_or_else(
@@ -146,6 +155,14 @@ pub fn summary(script: &Path, out: &Path, report: &ExecReport) -> String {
             );
             for line in message.lines() {
                 let _ = writeln!(text, "  {line}");
+            }
+            let sheet = out.join(render::SHEET_FILE);
+            if !report.free_edges.is_empty() && sheet.is_file() {
+                let _ = writeln!(
+                    text,
+                    "  views       {} (the refused shape, its free edges in red)",
+                    sheet.display()
+                );
             }
             let _ = writeln!(
                 text,

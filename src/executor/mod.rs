@@ -162,6 +162,10 @@ pub struct Job {
 pub struct JobOutput {
     pub report: ExecReport,
     pub mesh: Option<Mesh>,
+    /// The shape the job built but cadloop refused (not a valid solid),
+    /// tessellated with its free edges marked, for views that show what is
+    /// wrong; `None` when it succeeded or built nothing to draw.
+    pub refused: Option<Mesh>,
 }
 
 /// Everything known about one run of generated code; serialised as `result.json`.
@@ -187,6 +191,10 @@ pub struct ExecReport {
     /// or healed in one that was accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnosis: Vec<Defect>,
+    /// A refused shape's free (open) edges, as polylines in mm: where its
+    /// surface has a gap. Its views draw them in a contrasting colour.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub free_edges: Vec<Vec<[f32; 3]>>,
 }
 
 /// One defect of a shape, as the worker's diagnosis finds it
@@ -277,6 +285,7 @@ impl ExecReport {
             parameters: Vec::new(),
             checks: Vec::new(),
             diagnosis: Vec::new(),
+            free_edges: Vec::new(),
         }
     }
 

@@ -126,16 +126,20 @@ impl Pool {
                     self.idle.lock().expect("pool lock").push(worker);
                     drop(permit);
                 }
-                let mesh = if report.is_ok() {
+                let (mesh, refused) = if report.is_ok() {
                     let mut mesh =
                         Mesh::from_le_bytes(&vertices, &indices).map_err(ExecutorError::Mesh)?;
                     // An ok report means a valid solid, tessellated with outward normals.
                     mesh.closed = true;
-                    Some(mesh)
+                    (Some(mesh), None)
                 } else {
-                    None
+                    (None, refused_mesh(&report, &vertices, &indices))
                 };
-                JobOutput { report, mesh }
+                JobOutput {
+                    report,
+                    mesh,
+                    refused,
+                }
             }
             Err(lost) => {
                 tracing::warn!(
@@ -147,6 +151,7 @@ impl Pool {
                 JobOutput {
                     report: lost_report(&lost, &job, timeout),
                     mesh: None,
+                    refused: None,
                 }
             }
         };
@@ -374,6 +379,25 @@ fn source_line(code: &str, line: u32) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
+}
+
+/// The mesh of a shape the worker refused, its free edges marked; `None`
+/// when the worker sent none. Only a help for the eye: a mesh that cannot be
+/// read is left out, not an error.
+fn refused_mesh(report: &ExecReport, vertices: &[u8], indices: &[u8]) -> Option<Mesh> {
+    if indices.is_empty() {
+        return None;
+    }
+    match Mesh::from_le_bytes(vertices, indices) {
+        Ok(mut mesh) => {
+            mesh.marked = report.free_edges.clone();
+            Some(mesh)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the refused shape's mesh cannot be read; no views of it");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

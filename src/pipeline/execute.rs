@@ -9,12 +9,14 @@ use crate::run::attempt_path;
 use super::{write_json, Execute, Run, Stop};
 
 impl Run<'_> {
-    /// Runs `run.code` as attempt `number` and records it (not yet in the run).
+    /// Runs `run.code` as attempt `number` and records it (not yet in the
+    /// run); with the solid's mesh when it built one, else the mesh of the
+    /// shape the worker refused when there is one to draw.
     pub(super) async fn execute(
         &mut self,
         number: u32,
         run: Execute,
-    ) -> Result<(AttemptRecord, Option<Mesh>), Stop> {
+    ) -> Result<(AttemptRecord, Option<Mesh>, Option<Mesh>), Stop> {
         let Execute {
             code,
             stage,
@@ -64,6 +66,6 @@ impl Run<'_> {
                 ..Default::default()
             },
         };
-        Ok((attempt, output.mesh))
+        Ok((attempt, output.mesh, output.refused))
     }
 }

@@ -379,7 +379,7 @@ impl Run<'_> {
         let number = self.next_number();
         self.status(number, "running FreeCAD");
         let (round, repairs) = (run.round, run.repairs);
-        let (attempt, mesh) = self
+        let (attempt, mesh, refused) = self
             .execute(number, run)
             .instrument(tracing::info_span!("exec", attempt = number))
             .await?;
@@ -410,6 +410,9 @@ impl Run<'_> {
         };
         self.record.attempts.push(attempt);
         self.current().attempts.push(number);
+        if let Some(refused) = refused {
+            self.draw_refused(number, refused).await?;
+        }
         self.save()?;
         Ok(next)
     }

@@ -56,6 +56,11 @@ const DEPTH_JUMP_SAMPLES: f32 = 4.0;
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 const LINE: [u8; 3] = [40, 40, 48];
 const BASE: [f32; 3] = [150.0, 172.0, 205.0];
+/// The mesh's marked polylines (a refused shape's free edges): a red that
+/// neither the blue-grey shading nor the dark lines come near.
+pub const MARK: [u8; 3] = [225, 30, 20];
+/// Marked polylines are this many pixels wide.
+const MARK_WIDTH_PX: f32 = 3.0;
 /// Output images are at most this many pixels on a side.
 pub const MAX_SIZE: u32 = 2048;
 /// The folder [`write_views`] puts the seven views in, and the contact sheet beside it.
@@ -212,6 +217,9 @@ pub enum RenderError {
 #[derive(Debug, Clone)]
 pub struct Views {
     pub images: Vec<(View, RgbImage)>,
+    /// The mesh had marked polylines, drawn in [`MARK`]'s colour (the
+    /// contact sheet then says what they are).
+    pub marked: bool,
 }
 
 impl Views {
@@ -241,7 +249,10 @@ pub fn render(mesh: &Mesh, settings: &RenderSettings) -> Result<Views, RenderErr
         .par_iter()
         .map(|&view| (view, render_view(&prepared, view, settings)))
         .collect();
-    Ok(Views { images })
+    Ok(Views {
+        images,
+        marked: mesh.marked.iter().any(|line| line.len() >= 2),
+    })
 }
 
 /// A checked mesh with unit face normals (zero for a triangle without area,
@@ -378,7 +389,60 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         }
         dot(prepared.normals[t as usize], prepared.normals[u as usize]) < crease_cos
     });
-    downsample(settings.size, ss, &samples, &lines, &shades)
+    // Marked polylines are drawn over everything, hidden or not: a gap
+    // behind the part is still a gap.
+    let mut marks = Vec::new();
+    if !mesh.marked.is_empty() {
+        marks = vec![false; side * side];
+        let radius = MARK_WIDTH_PX * ss as f32 / 2.0;
+        let to_screen = |v: [f32; 3]| {
+            [
+                (dot(v, camera.right) - centre[0]) * pixels_per_unit + half,
+                half - (dot(v, camera.up) - centre[1]) * pixels_per_unit,
+            ]
+        };
+        for line in &mesh.marked {
+            for pair in line.windows(2) {
+                stroke(
+                    &mut marks,
+                    side,
+                    to_screen(pair[0]),
+                    to_screen(pair[1]),
+                    radius,
+                );
+            }
+        }
+    }
+    downsample(settings.size, ss, &samples, &lines, &marks, &shades)
+}
+
+/// Sets the samples within `radius` of the segment a→b (in samples).
+fn stroke(marks: &mut [bool], side: usize, a: [f32; 2], b: [f32; 2], radius: f32) {
+    if !(a.iter().chain(&b).all(|c| c.is_finite())) {
+        return;
+    }
+    let limit = side as f32 - 1.0;
+    let x0 = (a[0].min(b[0]) - radius).floor().clamp(0.0, limit) as usize;
+    let x1 = (a[0].max(b[0]) + radius).ceil().clamp(0.0, limit) as usize;
+    let y0 = (a[1].min(b[1]) - radius).floor().clamp(0.0, limit) as usize;
+    let y1 = (a[1].max(b[1]) + radius).ceil().clamp(0.0, limit) as usize;
+    let d = [b[0] - a[0], b[1] - a[1]];
+    let length2 = d[0] * d[0] + d[1] * d[1];
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            // The sample's centre, and its distance to the nearest point of the segment.
+            let p = [x as f32 + 0.5 - a[0], y as f32 + 0.5 - a[1]];
+            let t = if length2 > 0.0 {
+                ((p[0] * d[0] + p[1] * d[1]) / length2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let (dx, dy) = (p[0] - t * d[0], p[1] - t * d[1]);
+            if dx * dx + dy * dy <= radius * radius {
+                marks[y * side + x] = true;
+            }
+        }
+    }
 }
 
 /// Sub-sample precision of the rasteriser: vertices snap to 1/16 of a sample.
@@ -552,6 +616,7 @@ fn downsample(
     ss: usize,
     samples: &Samples,
     lines: &[bool],
+    marks: &[bool],
     shades: &[[u8; 3]],
 ) -> RgbImage {
     let side = samples.side;
@@ -569,8 +634,14 @@ fn downsample(
                 let mut sum = [0u32; 3];
                 for sy in py * ss..(py + 1) * ss {
                     let base = sy * side + px * ss;
-                    for (&id, &line) in ids[base..base + ss].iter().zip(&lines[base..base + ss]) {
-                        let c = if line {
+                    for (k, (&id, &line)) in ids[base..base + ss]
+                        .iter()
+                        .zip(&lines[base..base + ss])
+                        .enumerate()
+                    {
+                        let c = if marks.get(base + k) == Some(&true) {
+                            MARK
+                        } else if line {
                             LINE
                         } else if id == NONE {
                             BACKGROUND
@@ -652,6 +723,7 @@ mod tests {
             vertices: (0..8).map(corner).collect(),
             triangles,
             closed: true,
+            marked: Vec::new(),
         }
     }
 
@@ -736,6 +808,48 @@ mod tests {
                 "{view:?} centred: {cx}, {cy}"
             );
         }
+    }
+
+    #[test]
+    fn marked_polylines_are_drawn_in_red_over_the_part_where_they_lie() {
+        let plain = cuboid([0., 0., 0.], [40., 20., 10.]);
+        // One edge along the top front of the box (y = 0, z = 10), and one
+        // along its back bottom, which the front view cannot see.
+        let marked = Mesh {
+            marked: vec![
+                vec![[0., 0., 10.], [40., 0., 10.]],
+                vec![[0., 20., 0.], [20., 20., 0.], [40., 20., 0.]],
+            ],
+            ..plain.clone()
+        };
+        let settings = RenderSettings::default();
+        let is_red = |p: &image::Rgb<u8>| p.0 == MARK;
+        let red = |img: &RgbImage| img.pixels().filter(|p| is_red(p)).count();
+        let plain = render(&plain, &settings).unwrap();
+        assert!(!plain.marked);
+        assert!(plain.images.iter().all(|(_, img)| red(img) == 0));
+        let views = render(&marked, &settings).unwrap();
+        assert!(views.marked);
+        let front = views.get(View::Front);
+        let (x0, y0, x1, y1) = extent(front);
+        // The top edge runs along the silhouette's top; the hidden bottom one
+        // is drawn too, along its bottom.
+        for y in [y0 + 1, y1 - 1] {
+            let row = (x0..=x1).filter(|&x| is_red(front.get_pixel(x, y))).count();
+            assert!(
+                row as u32 * 10 >= (x1 - x0) * 9,
+                "row {y}: {row} red pixels"
+            );
+        }
+        let middle = (y0 + y1) / 2;
+        assert!((x0..=x1).all(|x| !is_red(front.get_pixel(x, middle))));
+        // From the top both are lines across the full width, 20 mm apart.
+        let top = views.get(View::Top);
+        let (x0, _, x1, _) = extent(top);
+        let column: Vec<u32> = (0..top.height())
+            .filter(|&y| is_red(top.get_pixel((x0 + x1) / 2, y)))
+            .collect();
+        assert!(column.len() >= 4 && column.len() <= 12, "{column:?}");
     }
 
     #[test]
@@ -880,6 +994,7 @@ mod tests {
             vertices: vec![[0.; 3], [1., 1., 1.], [2., 2., 2.]],
             triangles: vec![[0, 1, 2], [0, 0, 1]],
             closed: false,
+            marked: Vec::new(),
         };
         assert!(matches!(
             render(&flat, &settings),

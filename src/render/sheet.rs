@@ -52,7 +52,7 @@ pub fn contact_sheet(views: &Views, font: &ab_glyph::FontVec) -> RgbImage {
         draw_label(&mut sheet, font, view.title(), x0 + 10, y0, LABEL_BAND);
         image::imageops::replace(&mut sheet, image, x0 as i64, (y0 + LABEL_BAND) as i64);
     }
-    // The eighth tile stays a plain panel.
+    // The eighth tile is a plain panel; for a marked mesh, it says what the red is.
     let x0 = 1 + 3 * (tile + 1);
     let y0 = 1 + (tile + LABEL_BAND + 1);
     for y in y0..y0 + tile + LABEL_BAND {
@@ -60,8 +60,34 @@ pub fn contact_sheet(views: &Views, font: &ab_glyph::FontVec) -> RgbImage {
             sheet.put_pixel(x, y, Rgb([245, 245, 248]));
         }
     }
+    if views.marked {
+        let swatch = LABEL_BAND / 2;
+        for y in 0..swatch {
+            for x in 0..swatch {
+                sheet.put_pixel(x0 + 10 + x, y0 + swatch / 2 + y, Rgb(super::MARK));
+            }
+        }
+        for (k, text) in MARK_LEGEND.iter().enumerate() {
+            let x = if k == 0 { x0 + 16 + swatch } else { x0 + 10 };
+            draw_label(
+                &mut sheet,
+                font,
+                text,
+                x,
+                y0 + k as u32 * LABEL_BAND,
+                LABEL_BAND,
+            );
+        }
+    }
     sheet
 }
+
+/// The legend of a marked mesh's sheet, a line each.
+const MARK_LEGEND: [&str; 3] = [
+    "where the surface is open:",
+    "free edges, and the edges",
+    "that would close a profile",
+];
 
 /// Draws `text` in dark grey, vertically centred in a band of height `band`.
 fn draw_label(
