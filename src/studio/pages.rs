@@ -224,6 +224,9 @@ pub struct AttemptRow {
     /// What is wrong with the shape and how to fix it, or what was noticed
     /// or healed: "open-shell: … Fix: …".
     pub diagnosis: Vec<String>,
+    /// The contact sheet of a shape that was built but refused, where it
+    /// is open drawn in red, as a studio URL.
+    pub refused_sheet: Option<String>,
 }
 
 /// The result's geometry facts the run page shows.
@@ -300,7 +303,11 @@ impl RunState {
                 count: p.count.clone(),
             })
             .collect();
-        let history = record.attempts.iter().map(AttemptRow::of).collect();
+        let history = record
+            .attempts
+            .iter()
+            .map(|a| AttemptRow::of(id, a))
+            .collect();
         RunState {
             id: id.to_string(),
             prompt: record.prompt.clone(),
@@ -325,7 +332,7 @@ impl RunState {
 }
 
 impl AttemptRow {
-    fn of(attempt: &AttemptRecord) -> AttemptRow {
+    fn of(id: &str, attempt: &AttemptRecord) -> AttemptRow {
         let error = match &attempt.result.outcome {
             Outcome::Error { kind, line, .. } => Some(match line {
                 Some(line) => format!("{kind} at line {line}"),
@@ -354,6 +361,8 @@ impl AttemptRow {
                 .iter()
                 .map(|d| format!("{d}. Fix: {}", d.hint))
                 .collect(),
+            refused_sheet: (!attempt.executed() && attempt.timings.render_ms.is_some())
+                .then(|| format!("/runs/{id}/files/{}/sheet.png", attempt.dir)),
         }
     }
 }
@@ -365,6 +374,44 @@ fn report_url(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_attempt_that_was_drawn_links_its_sheet() {
+        use crate::executor::{ErrorKind, ExecReport, Outcome};
+        let attempt = |outcome: Outcome, drawn: bool| AttemptRecord {
+            changes: Vec::new(),
+            number: 1,
+            request: 1,
+            stage: crate::report::Stage::Generate,
+            round: 0,
+            parent: None,
+            dir: "attempts/01".into(),
+            code: String::new(),
+            result: ExecReport::of(outcome),
+            captions: None,
+            critique: None,
+            usage: Default::default(),
+            timings: crate::report::AttemptTimings {
+                render_ms: drawn.then_some(100.0),
+                ..Default::default()
+            },
+        };
+        let refused = || Outcome::Error {
+            kind: ErrorKind::InvalidShape,
+            message: "open".into(),
+            line: None,
+            facts: None,
+        };
+        let row = AttemptRow::of("r1", &attempt(refused(), true));
+        assert_eq!(
+            row.refused_sheet.as_deref(),
+            Some("/runs/r1/files/attempts/01/sheet.png")
+        );
+        assert_eq!(
+            AttemptRow::of("r1", &attempt(refused(), false)).refused_sheet,
+            None
+        );
+    }
 
     #[test]
     fn pages_escape_what_they_show() {

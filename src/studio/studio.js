@@ -253,6 +253,14 @@ function showState() {
       line.textContent = d;
       item.appendChild(line);
     }
+    if (a.refused_sheet) {
+      const link = document.createElement("a");
+      link.className = "refused-sheet";
+      link.href = a.refused_sheet;
+      link.target = "_blank";
+      link.textContent = "views of the refused shape (where it is open in red)";
+      item.appendChild(link);
+    }
     if (a.captions.length) {
       const captions = document.createElement("div");
       captions.className = "meta";
