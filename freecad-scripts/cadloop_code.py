@@ -125,7 +125,11 @@ def describe_exception(err, lines, namespace):
             name = frame.f_code.co_name
             where = "" if name == "<module>" else f", in {name}"
             out.append(f"  {CODE_NAME}, line {lineno}{where}: {source_line(lines, lineno).strip()}")
-    detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+    if err.args and isinstance(err.args[0], dict) and err.args[0].get("sErrMsg"):
+        # FreeCAD's exceptions carry a dict; its message is what a reader needs.
+        detail = f"{type(err).__name__}: {cadloop_diagnose.error_words(err)}"
+    else:
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
     hint = suggestion(err, namespace)
     out.append(detail + (f". Did you mean: {hint}?" if hint else ""))
     if not frames:

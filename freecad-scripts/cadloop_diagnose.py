@@ -64,17 +64,19 @@ def diagnose(shape, lines=(), names=None):
     """The defects of `shape`, errors first; empty when none is found.
     `lines`: the code's, to point at the line that likely made a defect;
     `names`: the variables the code left, to find the open wire it made."""
+    cause = making_operation(shape, lines, names)
     if shape.isNull():
-        return [defect("null", "the result is a null shape",
-                       "an operation gave nothing (a fuse with a wire, a failed feature): "
-                       "check each step's result with `shape.isNull()` and `shape.isValid()`")]
+        null = defect("null", "the result is a null shape",
+                      "an operation gave nothing (a boolean with a wire or an edge, a failed feature): "
+                      "check each step's result with `shape.isNull()` and `shape.isValid()`")
+        return [cause, null] if cause else [null]
+    found = [cause] if cause else []
     if not shape.Faces:
         empty = defect("empty", "the result has no faces: it is empty",
                        "a boolean that leaves nothing gives an empty shape: make sure the operands of "
                        "`common` overlap, and that a `cut` does not remove the whole part")
         point_at(empty, lines, (".common(", ".cut("), "the last boolean is", last=True)
-        return [empty]
-    found = []
+        return found + [empty]
     found += open_profiles(shape)
     found += open_shells(shape)
     gaps = [d for d in found if d["kind"] in ("open-profile", "open-shell")]
@@ -88,7 +90,7 @@ def diagnose(shape, lines=(), names=None):
             point_at(gap, lines, ("makePolygon(",), "the profile is made")
     found += self_intersections(shape, lines)
     found += collapsed_faces(shape)
-    if not found and not shape.isValid():
+    if len(found) == len([cause] if cause else []) and not shape.isValid():
         found += invalid_faces(shape)
     closed = all(s.isClosed() for s in shape.Shells)
     if shape.Solids and closed and shape.Volume < 0:
@@ -359,25 +361,20 @@ def runtime_defect(err, line, line_text, names):
     None when it is not one this knows. `names`: the variables of the code's
     frame, to measure the operands."""
     text = str(err)
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    first = error_words(err)
     found = None
+    operation = operation_on(line_text) if from_geometry(err) else None
     if "no suitable edges for chamfer or fillet" in text:
         found = ("edges-not-of-shape",
                  "the edges given to makeFillet/makeChamfer are not edges of that shape (or the list "
                  "is empty): take them from the same shape's `.Edges`, after its last boolean, and check "
                  "the filter that selects them matches something")
+    elif operation is not None:
+        found = operation_hint(operation, names)
     elif "command not done" in text:
-        for receiver, method, args in calls_on(line_text):
-            if method in ("makeFillet", "makeChamfer"):
-                found = ("fillet-failed", fillet_hint(method, receiver, args, names))
-                break
-            if method in ("cut", "fuse", "common", "section"):
-                found = ("boolean-failed", boolean_hint(method, receiver, args, names))
-                break
-        else:
-            found = ("operation-failed",
-                     "an OpenCASCADE operation failed on this line: check that its inputs are valid "
-                     "solids (`shape.isValid()`) and its sizes are possible")
+        found = ("operation-failed",
+                 "an OpenCASCADE operation failed on this line: check that its inputs are valid "
+                 "solids (`shape.isValid()`) and its sizes are possible")
     elif "Failed to create face from wire" in text or "Wire is not closed" in text:
         found = ("face-of-open-wire",
                  "a face needs a closed wire: `Part.makePolygon` closes only when the last point repeats "
@@ -392,6 +389,91 @@ def runtime_defect(err, line, line_text, names):
     result = defect(kind, f"line {line}: {first}", hint)
     result["line"] = line
     return result
+
+
+FILLETS = ("makeFillet", "makeChamfer")
+BOOLEANS = ("cut", "fuse", "common", "section", "multiFuse")
+
+
+def error_words(err):
+    """An exception's first line; FreeCAD's dict-shaped messages ({'sErrMsg': …})
+    give their message alone."""
+    if err.args and isinstance(err.args[0], dict) and err.args[0].get("sErrMsg"):
+        return str(err.args[0]["sErrMsg"])
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def from_geometry(err):
+    """Whether FreeCAD or OpenCASCADE raised `err` (not Python over the code's
+    own mistake: a wrong name, attribute or argument type)."""
+    name = type(err).__name__
+    if name in ("NameError", "AttributeError", "TypeError", "SyntaxError", "ImportError",
+                "ModuleNotFoundError", "IndexError", "KeyError", "ZeroDivisionError"):
+        return False
+    return True
+
+
+def operation_on(line_text):
+    """The fillet, chamfer or boolean called on a line: (receiver, method,
+    arguments), or None."""
+    return next(((r, m, a) for r, m, a in calls_on(line_text) if m in FILLETS + BOOLEANS), None)
+
+
+def operation_hint(operation, names):
+    """The defect kind and hint for a fillet or boolean that failed."""
+    receiver, method, args = operation
+    if method in FILLETS:
+        return "fillet-failed", fillet_hint(method, receiver, args, names)
+    return "boolean-failed", boolean_hint(method, receiver, args, names)
+
+
+def making_line(lines, names):
+    """The line that made the result: the last assignment of `result` (or of
+    what the last `Part.show(NAME)` shows), following plain renames such as
+    `result = body`. (line, text), or None."""
+    name = "result" if "result" in names else None
+    if name is None:
+        shown = [m.group(1) for text in lines for m in [re.search(r"Part\.show\(\s*([A-Za-z_]\w*)", text)] if m]
+        name = shown[-1] if shown else None
+    seen = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        pattern = re.compile(r"^\s*" + re.escape(name) + r"\s*(?::[^=]*)?=(?!=)\s*(.*)$")
+        hits = [(n, m.group(1)) for n, text in enumerate(lines, 1) if (m := pattern.match(text))]
+        if not hits:
+            return None
+        line, value = hits[-1]
+        renamed = re.fullmatch(r"([A-Za-z_]\w*)\s*(#.*)?", value.strip())
+        if renamed is None:
+            return line, lines[line - 1]
+        name = renamed.group(1)
+    return None
+
+
+def making_operation(shape, lines, names):
+    """When the result was made by a fillet, chamfer or boolean that returned
+    a broken shape without raising: that operation as a defect, with its
+    line; else None."""
+    made = making_line(lines, names or {})
+    if made is None:
+        return None
+    line, text = made
+    operation = operation_on(text)
+    if operation is None:
+        return None
+    receiver, _, args = operation
+    operands = [value_of(receiver, names or {})] + [value_of(a, names or {}) for a in args[:1]]
+    operands = [s for o in operands for s in (o if isinstance(o, (list, tuple)) else [o])]
+    if any(isinstance(s, Part.Shape) and not s.isNull() and s.Faces and not s.isValid() for s in operands):
+        # An operand was broken before: the defect is where that was made.
+        return None
+    kind, hint = operation_hint(operation, names or {})
+    what = ("a null shape" if shape.isNull() else "no solid" if not shape.Solids
+            else "an invalid shape")
+    found = defect(kind, f"`{operation[1]}` at line {line} gave {what}", hint)
+    found["line"] = line
+    return found
 
 
 def fillet_hint(method, receiver, args, names):
@@ -418,6 +500,16 @@ def boolean_hint(method, receiver, args, names):
     first = value_of(receiver, names)
     second = value_of(args[0], names) if args else None
     parts = [f"the boolean `{method}` failed"]
+    if isinstance(second, (list, tuple)):
+        if not second:
+            parts.append("the list of tools is empty: give it at least one shape, or skip the "
+                         "boolean when there is nothing to add or remove")
+            return "; ".join(parts)
+        bad = next((i for i, s in enumerate(second)
+                    if not isinstance(s, Part.Shape) or s.isNull() or not s.Solids), None)
+        second = second[bad] if bad is not None else None
+        if bad is not None:
+            parts.append(f"tool {bad} of the list is the first that is not a solid")
     operands = [("the shape", first), ("the tool", second)]
     for label, shape in operands:
         if isinstance(shape, Part.Shape):
@@ -426,8 +518,12 @@ def boolean_hint(method, receiver, args, names):
             elif not shape.isValid():
                 parts.append(f"{label} is not valid (check how it was built)")
             elif not shape.Solids:
-                parts.append(f"{label} has no solid (it is a {shape.ShapeType})")
-    if all(isinstance(s, Part.Shape) and not s.isNull() for _, s in operands):
+                kind = shape.ShapeType
+                article = "an" if kind[0] in "AEIOU" else "a"
+                parts.append(f"{label} has no solid (it is {article} {kind}): a boolean needs "
+                             "solids, so make it one (extrude a face, or use `Part.makeCylinder` "
+                             "rather than `Part.makeCircle` for a hole)")
+    if all(isinstance(s, Part.Shape) and not s.isNull() and s.Solids for _, s in operands):
         try:
             gap = first.distToShape(second)[0]
             parts.append("the operands touch" if gap <= TOUCH_MM else f"the operands are {gap:.4g} mm apart")

@@ -81,6 +81,7 @@ def run_job(code, job_dir, checks_json="[]"):
         timings["exec_ms"] = ms_since(started)
         documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
         shape, source = cadloop_result.resolve_result(documents, namespace, lines)
+        cadloop_measure.refuse_null(shape, lines, namespace)
         facts = cadloop_measure.measure(shape)
         if facts["volume"] < 0:
             shape, healed = cadloop_diagnose.heal(shape)

@@ -68,15 +68,22 @@ def face_types(shape):
     return dict(sorted(counts.items()))
 
 
+def refuse_null(shape, lines, names=None):
+    """Refuses a null shape (before anything measures it: it has nothing to
+    measure), saying which line likely made it."""
+    if shape.isNull():
+        defects = cadloop_diagnose.diagnose(shape, lines, names)
+        line = next((d["line"] for d in defects if "line" in d), None)
+        raise JobFailure(NO_SOLID, "the result shape is empty (null):\n" + cadloop_diagnose.as_text(defects),
+                         line=line, diagnosis=defects)
+
+
 def check_shape(shape, facts, lines, names=None):
     """Refuses what is not one or more valid solids, saying what is wrong,
     where and how to fix it (cadloop_diagnose; `lines` and `names`: the
     code's lines and the variables it left, to point at the line that likely
     made the defect)."""
-    if shape.isNull():
-        defects = cadloop_diagnose.diagnose(shape, lines, names)
-        raise JobFailure(NO_SOLID, "the result shape is empty (null):\n" + cadloop_diagnose.as_text(defects),
-                         diagnosis=defects)
+    refuse_null(shape, lines, names)
     if not facts["solids"] or not facts["valid"]:
         defects = [d for d in cadloop_diagnose.diagnose(shape, lines, names) if d["severity"] == cadloop_diagnose.ERROR]
     elif "Toroid" in facts["face_types"]:

@@ -249,7 +249,7 @@ struct Case {
     fixed: &'static str,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         broken: "import FreeCAD as App\nimport Part\nSIDE = 30\nw = Part.makePolygon([App.Vector(0, 0, 0), App.Vector(SIDE, 0, 0), App.Vector(SIDE / 2, 26, 0)])\nresult = Part.Face(w).extrude(App.Vector(0, 0, 12))\n",
         fix_says: "closed wire only when the last point repeats the first",
@@ -259,6 +259,11 @@ const CASES: [Case; 3] = [
         broken: "import Part\nplate = Part.makeBox(60, 40, 4)\nresult = plate.makeFillet(5, plate.Edges)\n",
         fix_says: "the shortest edge of the shape is 4 mm; use a fillet smaller than half of it",
         fixed: "import Part\nplate = Part.makeBox(60, 40, 4)\nresult = plate.makeFillet(1.5, plate.Edges)\n",
+    },
+    Case {
+        broken: "import FreeCAD as App\nimport Part\nplate = Part.makeBox(60, 40, 5)\nhole = Part.makeCircle(4, App.Vector(30, 20, 0), App.Vector(0, 0, 1))\nresult = plate.cut(hole)\n",
+        fix_says: "use `Part.makeCylinder` rather than `Part.makeCircle` for a hole",
+        fixed: "import FreeCAD as App\nimport Part\nplate = Part.makeBox(60, 40, 5)\nhole = Part.makeCylinder(4, 5, App.Vector(30, 20, 0), App.Vector(0, 0, 1))\nresult = plate.cut(hole)\n",
     },
     Case {
         broken: "import Part\nresult = Part.makeTorus(25, 50)\n",
