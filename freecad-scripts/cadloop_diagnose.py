@@ -14,6 +14,7 @@ mm) and, for a repair, healed: True. result.json carries the list as
 import ast
 import re
 
+import FreeCAD
 import Part
 
 ERROR = "error"
@@ -89,6 +90,8 @@ def diagnose(shape, lines=(), names=None):
         else:
             point_at(gap, lines, ("makePolygon(",), "the profile is made")
     found += self_intersections(shape, lines)
+    if not shape.isValid():
+        found += crossed_profiles(shape, lines)
     found += collapsed_faces(shape)
     if len(found) == len([cause] if cause else []) and not shape.isValid():
         found += invalid_faces(shape)
@@ -222,6 +225,34 @@ def self_intersections(shape, lines=()):
     return found
 
 
+def crossed_profiles(shape, lines=()):
+    """Faces whose boundary crosses itself: a profile whose points are out of
+    order around the outline (a bow-tie) gives one, and OpenCASCADE calls
+    the extrusion unorientable."""
+    faces = []
+    for face in shape.Faces:
+        if face.isValid():
+            continue
+        try:
+            face.check()
+        except Exception as err:  # noqa: BLE001 - the check's words are the finding
+            if "Self-intersecting wire" in str(err):
+                faces.append(face)
+    if not faces:
+        return []
+    where = region(faces)
+    found = defect(
+        "self-intersecting",
+        f"{len(faces)} face(s) are bounded by a wire that crosses itself {region_text(where)}",
+        "a profile's points must go once around the outline, in order, without its edges crossing "
+        "(a bow-tie order such as (0,0), (10,10), (10,0), (0,10) crosses): reorder the points",
+        count=len(faces),
+        where=where,
+    )
+    point_at(found, lines, ("makePolygon(",), "the profile is made")
+    return [found]
+
+
 def collapsed_faces(shape):
     faces = [f for f in shape.Faces if abs(f.Area) < MIN_AREA]
     if not faces:
@@ -273,8 +304,9 @@ def check_text(shape):
 
 
 def notes(shape):
-    """What is worth saying of a shape that is accepted: solids that do not
-    touch, when the result is several of them."""
+    """What is worth saying of a shape that is accepted, when it is several
+    solids: solids that overlap without being fused, and solids that touch
+    no other."""
     solids = shape.Solids
     if len(solids) < 2 or len(solids) > MAX_PIECES:
         return []
@@ -288,14 +320,44 @@ def notes(shape):
             if touching:
                 apart.discard(i)
                 apart.discard(j)
-    if not apart:
+    found = overlapping(solids)
+    if apart:
+        found.append(defect(
+            "pieces-apart",
+            f"the result is {len(solids)} solids, {len(apart)} of them touching no other",
+            "if it is meant to be one part, make the pieces overlap before fusing them "
+            "(a fuse of solids that do not touch stays several solids)",
+            count=len(apart), where=region([solids[i] for i in sorted(apart)]), severity=NOTE,
+        ))
+    return found
+
+
+def overlapping(solids):
+    """Solids of one result that overlap without having been fused (a
+    compound where a fuse was meant): the volume counts the overlap twice."""
+    pairs, shared, involved = 0, 0.0, set()
+    for i in range(len(solids)):
+        for j in range(i + 1, len(solids)):
+            a, b = solids[i], solids[j]
+            if not a.BoundBox.intersect(b.BoundBox):
+                continue
+            try:
+                volume = a.common(b).Volume
+            except Exception:  # noqa: BLE001 - a pair that cannot be intersected is left out
+                continue
+            if volume > 1e-6 * min(abs(a.Volume), abs(b.Volume)):
+                pairs += 1
+                shared += volume
+                involved.update((i, j))
+    if not pairs:
         return []
     return [defect(
-        "pieces-apart",
-        f"the result is {len(solids)} solids, {len(apart)} of them touching no other",
-        "if it is meant to be one part, make the pieces overlap before fusing them "
-        "(a fuse of solids that do not touch stays several solids)",
-        count=len(apart), where=region([solids[i] for i in sorted(apart)]), severity=NOTE,
+        "overlapping",
+        f"{len(involved)} of the {len(solids)} solids overlap ({pairs} pair(s), {shared:.6g} mm³ shared) "
+        "without being fused: the volume counts the overlap twice",
+        "a compound keeps solids as they are; to make one part of them, fuse them "
+        "(`a.fuse(b)`, or `first.multiFuse(rest)`) and call `.removeSplitter()`",
+        count=len(involved), where=region([solids[i] for i in sorted(involved)]), severity=NOTE,
     )]
 
 
@@ -393,6 +455,7 @@ def runtime_defect(err, line, line_text, names):
 
 FILLETS = ("makeFillet", "makeChamfer")
 BOOLEANS = ("cut", "fuse", "common", "section", "multiFuse")
+REVOLVES = ("revolve",)
 
 
 def error_words(err):
@@ -417,14 +480,16 @@ def from_geometry(err):
 def operation_on(line_text):
     """The fillet, chamfer or boolean called on a line: (receiver, method,
     arguments), or None."""
-    return next(((r, m, a) for r, m, a in calls_on(line_text) if m in FILLETS + BOOLEANS), None)
+    return next(((r, m, a) for r, m, a in calls_on(line_text) if m in FILLETS + BOOLEANS + REVOLVES), None)
 
 
 def operation_hint(operation, names):
-    """The defect kind and hint for a fillet or boolean that failed."""
+    """The defect kind and hint for a fillet, boolean or revolution that failed."""
     receiver, method, args = operation
     if method in FILLETS:
         return "fillet-failed", fillet_hint(method, receiver, args, names)
+    if method in REVOLVES:
+        return "revolve-failed", revolve_hint(receiver, args, names)
     return "boolean-failed", boolean_hint(method, receiver, args, names)
 
 
@@ -452,9 +517,11 @@ def making_line(lines, names):
 
 
 def making_operation(shape, lines, names):
-    """When the result was made by a fillet, chamfer or boolean that returned
-    a broken shape without raising: that operation as a defect, with its
-    line; else None."""
+    """When the result was made by a fillet, chamfer, boolean or revolution
+    that returned a broken shape without raising, and its inputs say why:
+    that operation as a defect, with its line; else None (an input that
+    cannot be looked at, or was broken before, leaves the defect to where
+    it was made)."""
     made = making_line(lines, names or {})
     if made is None:
         return None
@@ -462,11 +529,16 @@ def making_operation(shape, lines, names):
     operation = operation_on(text)
     if operation is None:
         return None
-    receiver, _, args = operation
-    operands = [value_of(receiver, names or {})] + [value_of(a, names or {}) for a in args[:1]]
+    receiver, method, args = operation
+    operands = [value_of(receiver, names or {})]
+    if method in BOOLEANS:
+        operands += [value_of(a, names or {}) for a in args[:1]]
     operands = [s for o in operands for s in (o if isinstance(o, (list, tuple)) else [o])]
-    if any(isinstance(s, Part.Shape) and not s.isNull() and s.Faces and not s.isValid() for s in operands):
-        # An operand was broken before: the defect is where that was made.
+    if not all(isinstance(s, Part.Shape) for s in operands):
+        return None
+    if any(not s.isNull() and s.Faces and not s.isValid() for s in operands):
+        return None
+    if method in REVOLVES and not revolve_crossing(receiver, args, names or {}):
         return None
     kind, hint = operation_hint(operation, names or {})
     what = ("a null shape" if shape.isNull() else "no solid" if not shape.Solids
@@ -474,6 +546,48 @@ def making_operation(shape, lines, names):
     found = defect(kind, f"`{operation[1]}` at line {line} gave {what}", hint)
     found["line"] = line
     return found
+
+
+def revolve_hint(receiver, args, names):
+    """Why a revolution failed: most often the profile crosses the axis."""
+    crossing = revolve_crossing(receiver, args, names)
+    if crossing is None:
+        return ("a revolved profile must be closed, lie in a plane with the axis and stay on one side "
+                "of it (touching it at most): `face.revolve(base, direction, angle)`")
+    low, high = crossing
+    return (f"the profile crosses the axis of revolution: it reaches {low:.4g} mm on one side and "
+            f"{high:.4g} mm on the other, so the revolved solid would pass through itself; "
+            "keep the whole profile on one side of the axis (for a solid of revolution, draw "
+            "half its section, from the axis outwards)")
+
+
+def revolve_crossing(receiver, args, names):
+    """How far a revolved profile reaches on either side of its axis, in its
+    plane, when it reaches across it: (one side, other side) in mm; None when
+    it does not or this cannot be told."""
+    profile = value_of(receiver, names)
+    base = value_of(args[0], names) if len(args) > 0 else None
+    direction = value_of(args[1], names) if len(args) > 1 else None
+    vector = type(FreeCAD.Vector())
+    if not (isinstance(profile, Part.Shape) and isinstance(base, vector) and isinstance(direction, vector)):
+        return None
+    try:
+        plane = profile.findPlane()
+        if plane is None or direction.Length == 0:
+            return None
+        across = direction.cross(plane.Axis)
+        if across.Length == 0:
+            return None
+        across.normalize()
+        points = [p for e in profile.Edges for p in e.discretize(20)]
+        sides = [(p - base).dot(across) for p in points]
+    except Exception:  # noqa: BLE001 - the measurement is a best-effort detail
+        return None
+    size = max(profile.BoundBox.DiagonalLength, 1.0)
+    low, high = min(sides), max(sides)
+    if low < -1e-6 * size and high > 1e-6 * size:
+        return -low, high
+    return None
 
 
 def fillet_hint(method, receiver, args, names):
@@ -549,9 +663,18 @@ def calls_on(line_text):
 
 def value_of(node, names):
     """The value of a name, attribute chain, subscript by a constant or
-    literal, looked up in `names`; None for anything else (nothing is called)."""
+    literal, looked up in `names`, or of a `Vector(x, y, z)` of such values;
+    None for anything else (nothing of the code's is called)."""
     if isinstance(node, ast.Constant):
         return node.value
+    if isinstance(node, ast.Call) and not node.keywords:
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if called == "Vector" and len(node.args) <= 3:
+            values = [value_of(a, names) for a in node.args]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                return FreeCAD.Vector(*values)
+        return None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = value_of(node.operand, names)
         return -inner if isinstance(inner, (int, float)) else None

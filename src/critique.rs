@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::{GeometryFacts, Ignored};
+use crate::executor::{Defect, GeometryFacts, Ignored, Severity};
 use crate::llm::{Lines, ReplyText};
 
 /// The LLM's judgement of an attempt.
@@ -224,6 +224,18 @@ pub fn describe_ignored(ignored: &[Ignored]) -> Option<String> {
         "- lines that did nothing here (cadloop runs FreeCAD without a GUI and saves the model itself; leave them out): {}",
         lines.join(", ")
     ))
+}
+
+/// What the worker noticed or healed in the accepted solid (solids that
+/// overlap without a fuse, pieces apart, a solid that was inside out), for
+/// the critique, each with its fix; `None` when nothing was.
+pub fn describe_notes(diagnosis: &[Defect]) -> Option<String> {
+    let lines: Vec<String> = diagnosis
+        .iter()
+        .filter(|d| d.severity == Severity::Note)
+        .map(|d| format!("- noticed: {d}. Fix: {}", d.hint))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 #[cfg(test)]

@@ -241,6 +241,36 @@ async fn an_inside_out_solid_is_reversed_exactly_and_nothing_else_is_healed() {
     pool.shutdown().await;
 }
 
+#[test]
+fn the_critique_is_told_what_was_noticed_in_an_accepted_solid() {
+    let bracket = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/failing/bracket_compound_overlap.py"),
+    )
+    .unwrap();
+    let server = ScriptedLlm::responding(std::time::Duration::ZERO, move |seen| {
+        if seen.last_user().contains("VERDICT: MATCH") {
+            Scripted::Reply("VERDICT: MATCH".into())
+        } else {
+            Scripted::Reply(fenced(&bracket))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate_with(dir.path(), &server, "an L bracket", &["--max-refines", "1"]);
+    assert_exit(&out, 0);
+    let critique = server
+        .requests()
+        .into_iter()
+        .map(|seen| seen.last_user())
+        .find(|text| text.contains("VERDICT: MATCH"))
+        .expect("a critique request");
+    assert!(
+        critique.contains("noticed: overlapping: 2 of the 2 solids overlap"),
+        "{critique}"
+    );
+    assert!(critique.contains("multiFuse"), "the fix: {critique}");
+}
+
 /// A failing script, the words of its fix an LLM would follow, and the
 /// script after following them.
 struct Case {

@@ -201,9 +201,12 @@ pub struct ExecReport {
 /// (`freecad-scripts/cadloop_diagnose.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Defect {
-    /// What it is, in a word: "open-profile", "open-shell", "inside-out",
-    /// "self-intersecting", "collapsed-face", "invalid-face", "empty",
-    /// "null", "invalid", "pieces-apart".
+    /// What it is, in a word. Of a shape: "open-profile", "open-shell",
+    /// "inside-out", "self-intersecting", "collapsed-face", "invalid-face",
+    /// "empty", "null", "invalid", "overlapping", "pieces-apart"; of the
+    /// operation that made it or raised: "fillet-failed", "boolean-failed",
+    /// "revolve-failed", "edges-not-of-shape", "face-of-open-wire",
+    /// "null-shape", "open-sketch", "operation-failed".
     pub kind: String,
     pub severity: Severity,
     /// How many edges, faces or pieces it concerns.

@@ -21,9 +21,13 @@ impl Run<'_> {
             .facts()
             .map(critique::describe_facts)
             .unwrap_or_default();
-        if let Some(left_out) = critique::describe_ignored(&attempt.result.ignored) {
+        let said = [
+            critique::describe_notes(&attempt.result.diagnosis),
+            critique::describe_ignored(&attempt.result.ignored),
+        ];
+        for line in said.into_iter().flatten() {
             facts.push('\n');
-            facts.push_str(&left_out);
+            facts.push_str(&line);
         }
         let captions = attempt.captions.as_ref().map(|cs| {
             cs.iter()
