@@ -161,20 +161,22 @@ fn marks_lie_in_the_gap(name: &str, refused: &Option<Mesh>, diagnosis: &[Defect]
 #[test]
 fn exec_draws_a_refused_open_shape_with_its_gap_in_red() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing/open_triangle_prism.py");
-    let exec = common::cadloop(
-        dir.path(),
-        &[
+    // `cadloop exec SCRIPT --out DIR/NAME`: its output and the folder.
+    let exec = |script: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let args = [
             "exec",
             script.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-        ],
-    );
-    assert_exit(&exec, 1);
-    let said = common::text(&exec.stdout);
+        ];
+        (common::cadloop(dir.path(), &args), out)
+    };
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing/open_triangle_prism.py");
+    let (said, out) = exec(&script, "out");
+    assert_exit(&said, 1);
+    let said = common::text(&said.stdout);
     assert!(said.contains("its free edges in red"), "{said}");
     // The top view looks down on the open side: the missing edge is drawn.
     let top = image::open(out.join("views/top.png")).unwrap().to_rgb8();
@@ -185,17 +187,8 @@ fn exec_draws_a_refused_open_shape_with_its_gap_in_red() {
     // A valid solid has nothing drawn in red.
     let good = dir.path().join("good.py");
     std::fs::write(&good, "import Part\nresult = Part.makeBox(30, 20, 10)\n").unwrap();
-    let out = dir.path().join("good");
-    let exec = common::cadloop(
-        dir.path(),
-        &[
-            "exec",
-            good.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert_exit(&exec, 0);
+    let (said, out) = exec(&good, "good");
+    assert_exit(&said, 0);
     let sheet = image::open(out.join("sheet.png")).unwrap().to_rgb8();
     assert_eq!(red_pixels(&sheet), 0);
 }
