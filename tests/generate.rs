@@ -218,6 +218,36 @@ fn server_errors_are_retried_and_retry_after_is_honoured() {
 }
 
 #[test]
+fn a_connection_dropped_mid_reply_and_a_cut_body_are_retried() {
+    let server = ScriptedLlm::start(vec![
+        Scripted::Dropped(fenced(RIGHT)),
+        Scripted::CutJson(fenced(RIGHT)),
+        reply(&fenced(RIGHT)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
+    assert_exit(&out, 0);
+    assert_eq!(server.requests().len(), 3);
+    let record = run_json(&dir.path().join("run"));
+    assert_eq!(record["outcome"], "unverified");
+    let transcript = std::fs::read_to_string(dir.path().join("run/transcript.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
+    assert_eq!(first["reply"]["retries"], 2, "{first}");
+
+    // Out of retries, a cut body says what came back.
+    let server = ScriptedLlm::start(vec![
+        Scripted::CutJson(fenced(RIGHT)),
+        Scripted::CutJson(fenced(RIGHT)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--retries", "1"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    assert!(said.contains("cannot read"), "{said}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
 fn a_reply_with_two_code_blocks_runs_the_last() {
     let first = "import Part\nraise RuntimeError('draft')\n";
     let server = ScriptedLlm::start(vec![reply(&format!(

@@ -275,18 +275,27 @@ impl RetryingHttp {
         let mut retry = 0;
         loop {
             let request = factory.build().await?;
-            let result = self.http.execute(request).await;
+            // A reply is read whole here, so a connection that drops in the
+            // middle of its body is a failed try like a 5xx.
+            let (result, cut) = match self.http.execute(request).await {
+                Ok(response) if response.status().is_success() => match read_whole(response).await {
+                    Ok((response, whole)) => (Ok(response), !whole),
+                    Err(err) => (Err(err), false),
+                },
+                other => (other, false),
+            };
             note(|log| {
                 log.tries += 1;
                 log.last_status = result.as_ref().ok().map(|r| r.status().as_u16());
                 log.timed_out = matches!(&result, Err(e) if e.is_timeout());
             });
             let asked_delay = match &result {
+                Ok(_) if cut => None,
                 Ok(response) if retryable_status(response.status().as_u16()) => {
                     retry_after(response.headers())
                 }
                 Ok(_) => return result.map_err(OpenAIError::Reqwest),
-                Err(err) if err.is_connect() || err.is_timeout() => None,
+                Err(err) if transient(err) => None,
                 Err(_) => return result.map_err(OpenAIError::Reqwest),
             };
             if retry >= self.retries {
@@ -302,7 +311,11 @@ impl RetryingHttp {
             };
             tracing::warn!(
                 status = result.as_ref().ok().map(|r| r.status().as_u16()),
-                error = result.as_ref().err().map(|e| e.to_string()),
+                error = match &result {
+                    Err(err) => Some(crate::error_chain(err)),
+                    Ok(_) if cut => Some("the reply's body ends before it is complete".to_string()),
+                    Ok(_) => None,
+                },
                 retry = retry + 1,
                 of = self.retries,
                 wait_ms = delay.as_millis() as u64,
@@ -316,6 +329,34 @@ impl RetryingHttp {
 
 fn note(update: impl FnOnce(&mut CallLog)) {
     let _ = CALL_LOG.try_with(|log| update(&mut log.borrow_mut()));
+}
+
+/// A failure of the connection rather than of the request: refused, timed
+/// out, dropped before the reply or in the middle of its body.
+fn transient(err: &reqwest::Error) -> bool {
+    err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() || err.is_decode()
+}
+
+/// The response with its body read to the end (a body cut short is an
+/// error), and whether it is whole: a JSON body that does not parse was cut
+/// too, by a server that ends a body without a length by closing.
+async fn read_whole(
+    response: reqwest::Response,
+) -> Result<(reqwest::Response, bool), reqwest::Error> {
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let json = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let bytes = response.bytes().await?;
+    let whole = !json || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+    let mut read = http::Response::new(bytes);
+    *read.status_mut() = status;
+    *read.version_mut() = version;
+    *read.headers_mut() = headers;
+    Ok((reqwest::Response::from(read), whole))
 }
 
 fn retryable_status(status: u16) -> bool {

@@ -26,6 +26,12 @@ pub enum Scripted {
     },
     /// A 200 whose body is not a chat completion.
     Raw(String),
+    /// A chat completion with this text whose connection drops halfway
+    /// through its body (its length was announced).
+    Dropped(String),
+    /// A chat completion with this text whose JSON body ends halfway, as
+    /// a server that ends a body by closing the connection sends it.
+    CutJson(String),
 }
 
 pub fn reply(text: &str) -> Scripted {
@@ -157,33 +163,29 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
         tokio::time::sleep(shared.delay).await;
     }
     match next {
-        Some(Scripted::Reply(text)) => {
-            let prompt_chars: usize = body["messages"]
-                .as_array()
-                .map(|ms| {
-                    ms.iter()
-                        .map(|m| m["content"].as_str().map_or(0, str::len))
-                        .sum()
-                })
-                .unwrap_or(0);
-            let (prompt_tokens, completion_tokens) = (prompt_chars / 4, text.len() / 4);
-            Json(json!({
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop"
-                }],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens
-                }
-            }))
-            .into_response()
+        Some(Scripted::Reply(text)) => Json(completion(&body, &text)).into_response(),
+        Some(Scripted::Dropped(text)) => {
+            let whole = completion(&body, &text).to_string().into_bytes();
+            let half = whole[..whole.len() / 2].to_vec();
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+                Ok(half),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "dropped",
+                )),
+            ];
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", whole.len().to_string())
+                .body(axum::body::Body::from_stream(futures_util::stream::iter(
+                    chunks,
+                )))
+                .unwrap()
+        }
+        Some(Scripted::CutJson(text)) => {
+            let whole = completion(&body, &text).to_string();
+            let half = whole[..whole.len() / 2].to_string();
+            (StatusCode::OK, [("content-type", "application/json")], half).into_response()
         }
         Some(Scripted::Status {
             status,
@@ -207,6 +209,36 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
         )
             .into_response(),
     }
+}
+
+/// A chat completion answering `body` with `text`; its usage counts four
+/// characters a token.
+fn completion(body: &Value, text: &str) -> Value {
+    let prompt_chars: usize = body["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| m["content"].as_str().map_or(0, str::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    let (prompt_tokens, completion_tokens) = (prompt_chars / 4, text.len() / 4);
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens
+        }
+    })
 }
 
 /// How long apart two requests arrived.
