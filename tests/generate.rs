@@ -248,6 +248,61 @@ fn a_connection_dropped_mid_reply_and_a_cut_body_are_retried() {
 }
 
 #[test]
+fn the_servers_context_window_bounds_the_prompt_and_the_reply() {
+    // A window the system prompt alone overflows: nothing is sent.
+    let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))]).with_window(1024);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    for words in [
+        "context window of 1024 tokens",
+        "GET /props",
+        "--ctx-size",
+        "about ",
+    ] {
+        assert!(said.contains(words), "{words}: {said}");
+    }
+    assert!(server.requests().is_empty());
+
+    // A window that fits: the reply's budget is what the prompt leaves.
+    let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))]).with_window(6000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(
+        dir.path(),
+        &server,
+        &["--max-refines", "0", "--max-tokens", "50000"],
+    );
+    assert_exit(&out, 0);
+    let sent = &server.requests()[0].body;
+    let budget = sent["max_tokens"].as_u64().unwrap();
+    let prompt: usize = server.requests()[0]
+        .messages()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().len())
+        .sum();
+    assert!(
+        budget + (prompt / 4) as u64 <= 6000,
+        "{budget} + {prompt} chars"
+    );
+    assert!(budget > 1000, "{budget}");
+}
+
+#[test]
+fn a_prompt_the_server_cut_without_a_word_stops_the_run() {
+    let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 200)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("read only 200 tokens of a prompt of about"),
+        "{said}"
+    );
+    assert!(said.contains("without saying so"), "{said}");
+}
+
+#[test]
 fn a_reply_with_two_code_blocks_runs_the_last() {
     let first = "import Part\nraise RuntimeError('draft')\n";
     let server = ScriptedLlm::start(vec![reply(&format!(

@@ -13,11 +13,18 @@
 //! `choices[].message.content` and `usage` are needed), since local servers
 //! leave out fields OpenAI sends.
 //!
+//! Before the first request the client asks the endpoint what it is and how
+//! large its context window is ([`window`]); a prompt that does not fit
+//! stops with the window, the prompt's size and the fix, the reply's token
+//! budget is cut to what the prompt leaves, and a reply showing the server
+//! read far less of the prompt than was sent (a silent cut) stops too.
+//!
 //! `reading`: the one reader of a reply's layout (code, checks, statements).
 //! `record`: `--record` and `--replay`.
 
 mod reading;
 mod record;
+pub mod window;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -181,6 +188,30 @@ pub enum LlmError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the prompt (about {prompt} tokens) leaves no room for a reply in {server}'s context window \
+         of {window} tokens ({told_by}) at {url}: {fix}"
+    )]
+    ContextWindow {
+        url: String,
+        server: &'static str,
+        window: u32,
+        prompt: u32,
+        told_by: String,
+        fix: &'static str,
+    },
+    #[error(
+        "{server} at {url} read only {used} tokens of a prompt of about {prompt}: it cut the prompt \
+         to fit its context window{window} without saying so, and the model never saw the rest; {fix}"
+    )]
+    PromptCut {
+        url: String,
+        server: &'static str,
+        used: u64,
+        prompt: u32,
+        window: String,
+        fix: &'static str,
+    },
     #[error("cannot set up the HTTP client for {url}")]
     Client {
         url: String,
@@ -278,10 +309,12 @@ impl RetryingHttp {
             // A reply is read whole here, so a connection that drops in the
             // middle of its body is a failed try like a 5xx.
             let (result, cut) = match self.http.execute(request).await {
-                Ok(response) if response.status().is_success() => match read_whole(response).await {
-                    Ok((response, whole)) => (Ok(response), !whole),
-                    Err(err) => (Err(err), false),
-                },
+                Ok(response) if response.status().is_success() => {
+                    match read_whole(response).await {
+                        Ok((response, whole)) => (Ok(response), !whole),
+                        Err(err) => (Err(err), false),
+                    }
+                }
                 other => (other, false),
             };
             note(|log| {
@@ -391,6 +424,10 @@ fn backoff_delay(base: Duration, retry: u32) -> Duration {
 #[derive(Clone)]
 pub struct LlmClient {
     client: async_openai::Client<OpenAIConfig>,
+    /// For asking the endpoint about itself.
+    http: reqwest::Client,
+    /// What the endpoint told of itself, asked before the first request.
+    endpoint: Arc<tokio::sync::OnceCell<window::Endpoint>>,
     settings: LlmSettings,
     replay: Option<Arc<Replay>>,
     recorder: Option<Arc<Recorder>>,
@@ -456,7 +493,7 @@ impl LlmClient {
             .with_api_base(settings.endpoint())
             .with_api_key(settings.api_key.clone().unwrap_or_default());
         let client = async_openai::Client::with_config(config).with_http_service(RetryingHttp {
-            http,
+            http: http.clone(),
             retries: settings.retries,
             backoff: settings.backoff,
         });
@@ -474,6 +511,8 @@ impl LlmClient {
             .map(Arc::new);
         Ok(LlmClient {
             client,
+            http,
+            endpoint: Arc::new(tokio::sync::OnceCell::new()),
             settings,
             replay,
             recorder,
@@ -512,7 +551,22 @@ impl LlmClient {
         messages: &[Message],
         model: Option<&str>,
     ) -> Result<Reply, LlmError> {
-        let request = self.request(messages, model);
+        let endpoint = self.endpoint().await;
+        let prompt = window::estimate_tokens(messages.iter().map(|m| m.content.as_str()));
+        let max_tokens =
+            match endpoint.window {
+                Some(size) => window::reply_budget(size, prompt, self.settings.max_tokens)
+                    .map_err(|_| LlmError::ContextWindow {
+                        url: self.settings.endpoint().to_string(),
+                        server: endpoint.kind.name(),
+                        window: size,
+                        prompt,
+                        told_by: endpoint.told_by.to_string(),
+                        fix: endpoint.kind.fix(),
+                    })?,
+                None => self.settings.max_tokens,
+            };
+        let request = self.request(messages, model, max_tokens);
         let started = Instant::now();
         let (result, log) = CALL_LOG
             .scope(RefCell::new(CallLog::default()), async {
@@ -525,7 +579,7 @@ impl LlmClient {
         let tries = log.tries.max(1);
         let reply = match result {
             Ok(reply) => reply,
-            Err(err) => return Err(self.classify(err, &log)),
+            Err(err) => return Err(self.classify(err, &log, endpoint, prompt)),
         };
         let Some(choice) = reply.choices.into_iter().next() else {
             return Err(LlmError::Malformed {
@@ -542,6 +596,22 @@ impl LlmClient {
                 total_tokens: u.total_tokens.unwrap_or(prompt + completion),
             }
         });
+        // A server that knows its window was told a prompt that fits; one that
+        // does not may have cut it, and its count of the prompt says so.
+        let fits = endpoint.window.is_some_and(|size| prompt < size);
+        if !fits && window::was_cut(usage.prompt_tokens, prompt) {
+            return Err(LlmError::PromptCut {
+                url,
+                server: endpoint.kind.name(),
+                used: usage.prompt_tokens,
+                prompt,
+                window: endpoint
+                    .window
+                    .map(|size| format!(" of {size} tokens"))
+                    .unwrap_or_default(),
+                fix: endpoint.kind.fix(),
+            });
+        }
         Ok(Reply {
             content: choice.message.content.unwrap_or_default(),
             usage,
@@ -552,7 +622,27 @@ impl LlmClient {
         })
     }
 
-    fn request(&self, messages: &[Message], model: Option<&str>) -> CreateChatCompletionRequest {
+    /// What the endpoint tells of itself, asked once (OpenAI's is not asked).
+    async fn endpoint(&self) -> &window::Endpoint {
+        self.endpoint
+            .get_or_init(|| async {
+                if self.is_openai() {
+                    return window::Endpoint::unknown();
+                }
+                let found =
+                    window::probe(&self.http, self.settings.endpoint(), &self.settings.model).await;
+                tracing::debug!(?found, "the LLM endpoint");
+                found
+            })
+            .await
+    }
+
+    fn request(
+        &self,
+        messages: &[Message],
+        model: Option<&str>,
+        max_tokens: Option<u32>,
+    ) -> CreateChatCompletionRequest {
         let messages = messages
             .iter()
             .map(|m| match m.role {
@@ -569,9 +659,9 @@ impl LlmClient {
             .collect();
         // OpenAI's newer models refuse `max_tokens`; local servers know only it.
         let (max_tokens, max_completion_tokens) = if self.is_openai() {
-            (None, self.settings.max_tokens)
+            (None, max_tokens)
         } else {
-            (self.settings.max_tokens, None)
+            (max_tokens, None)
         };
         #[allow(deprecated)]
         CreateChatCompletionRequest {
@@ -589,16 +679,35 @@ impl LlmClient {
         self.settings.endpoint() == OPENAI_BASE_URL
     }
 
-    fn classify(&self, err: OpenAIError, log: &CallLog) -> LlmError {
+    fn classify(
+        &self,
+        err: OpenAIError,
+        log: &CallLog,
+        endpoint: &window::Endpoint,
+        prompt: u32,
+    ) -> LlmError {
         let url = self.settings.endpoint().to_string();
         let tries = log.tries.max(1);
         match err {
-            OpenAIError::ApiError(api) => LlmError::Status {
-                url,
-                status: api.status_code.as_u16(),
-                tries,
-                message: shorten(&api.api_error.to_string()),
-            },
+            OpenAIError::ApiError(api) => {
+                let message = api.api_error.to_string();
+                match window::window_in_refusal(&message) {
+                    Some(size) if api.status_code.as_u16() == 400 => LlmError::ContextWindow {
+                        url,
+                        server: endpoint.kind.name(),
+                        window: size,
+                        prompt,
+                        told_by: "as its refusal says".to_string(),
+                        fix: endpoint.kind.fix(),
+                    },
+                    _ => LlmError::Status {
+                        url,
+                        status: api.status_code.as_u16(),
+                        tries,
+                        message: shorten(&message),
+                    },
+                }
+            }
             OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout {
                 url,
                 timeout: self.settings.request_timeout,

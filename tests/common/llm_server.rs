@@ -32,6 +32,9 @@ pub enum Scripted {
     /// A chat completion with this text whose JSON body ends halfway, as
     /// a server that ends a body by closing the connection sends it.
     CutJson(String),
+    /// A chat completion with this text that says the server read only
+    /// this many of the prompt's tokens.
+    ReadOnly(String, u64),
 }
 
 pub fn reply(text: &str) -> Scripted {
@@ -82,6 +85,9 @@ struct Shared {
     responder: Option<Responder>,
     /// Time taken before every answer.
     delay: Duration,
+    /// The context window `GET /props` tells, as llama.cpp's llama-server
+    /// does; `None`: 404.
+    window: Mutex<Option<u32>>,
 }
 
 /// The running server; stops with the test process.
@@ -97,6 +103,7 @@ impl ScriptedLlm {
             seen: Mutex::new(Vec::new()),
             responder: None,
             delay: Duration::ZERO,
+            window: Mutex::new(None),
         })
     }
 
@@ -110,6 +117,7 @@ impl ScriptedLlm {
             seen: Mutex::new(Vec::new()),
             responder: Some(Box::new(responder)),
             delay,
+            window: Mutex::new(None),
         })
     }
 
@@ -128,6 +136,7 @@ impl ScriptedLlm {
             runtime.block_on(async move {
                 let app = Router::new()
                     .route("/v1/chat/completions", post(answer))
+                    .route("/props", axum::routing::get(props))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -145,9 +154,24 @@ impl ScriptedLlm {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// Tells a context window of `tokens` in `GET /props`, as llama-server does.
+    pub fn with_window(self, tokens: u32) -> ScriptedLlm {
+        *self.shared.window.lock().unwrap() = Some(tokens);
+        self
+    }
+
     /// Scripted answers not yet given.
     pub fn left(&self) -> usize {
         self.shared.script.lock().unwrap().len()
+    }
+}
+
+async fn props(State(shared): State<Arc<Shared>>) -> Response {
+    match *shared.window.lock().unwrap() {
+        Some(n_ctx) => {
+            Json(json!({"default_generation_settings": {"n_ctx": n_ctx}})).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -164,6 +188,11 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
     }
     match next {
         Some(Scripted::Reply(text)) => Json(completion(&body, &text)).into_response(),
+        Some(Scripted::ReadOnly(text, read)) => {
+            let mut answer = completion(&body, &text);
+            answer["usage"]["prompt_tokens"] = json!(read);
+            Json(answer).into_response()
+        }
         Some(Scripted::Dropped(text)) => {
             let whole = completion(&body, &text).to_string().into_bytes();
             let half = whole[..whole.len() / 2].to_vec();
