@@ -7,6 +7,7 @@ pub mod command;
 pub mod cpu;
 pub mod http;
 pub mod llm_server;
+pub mod local_model;
 pub mod parts;
 pub mod python;
 pub mod slurm;
