@@ -35,6 +35,7 @@ fn torus(n: u32) -> Mesh {
         vertices,
         triangles,
         closed: true,
+        marked: Vec::new(),
     }
 }
 
