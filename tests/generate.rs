@@ -289,6 +289,34 @@ fn the_servers_context_window_bounds_the_prompt_and_the_reply() {
 }
 
 #[test]
+fn ollamas_num_ctx_bounds_the_prompt_and_its_default_is_watched_for_cuts() {
+    let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))])
+        .as_ollama("num_ctx 1024\nstop \"<|im_end|>\"");
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    for words in [
+        "Ollama's context window of 1024 tokens",
+        "num_ctx",
+        "OLLAMA_CONTEXT_LENGTH",
+    ] {
+        assert!(said.contains(words), "{words}: {said}");
+    }
+    assert!(server.requests().is_empty());
+
+    // No num_ctx: the server's own window is unknown; a cut prompt is caught.
+    let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 600)]).as_ollama("");
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    assert!(said.contains("Ollama at"), "{said}");
+    assert!(said.contains("read only 600 tokens"), "{said}");
+    assert!(said.contains("OLLAMA_CONTEXT_LENGTH"), "{said}");
+}
+
+#[test]
 fn a_prompt_the_server_cut_without_a_word_stops_the_run() {
     let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 200)]);
     let dir = tempfile::tempdir().unwrap();

@@ -629,8 +629,13 @@ impl LlmClient {
                 if self.is_openai() {
                     return window::Endpoint::unknown();
                 }
-                let found =
-                    window::probe(&self.http, self.settings.endpoint(), &self.settings.model).await;
+                let found = window::probe(
+                    &self.http,
+                    self.settings.endpoint(),
+                    &self.settings.model,
+                    self.settings.api_key.as_deref(),
+                )
+                .await;
                 tracing::debug!(?found, "the LLM endpoint");
                 found
             })

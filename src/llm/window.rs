@@ -4,7 +4,9 @@
 //!
 //! Servers tell their window in their own ways, each asked once per client:
 //! llama.cpp's `llama-server` in `GET /props`, Ollama in `POST /api/show`
-//! (the model's `num_ctx`, else the server's default), vLLM in
+//! (the model's `num_ctx`; without one the window is the server's
+//! `OLLAMA_CONTEXT_LENGTH`, which cannot be asked, so it stays unknown and
+//! only a silent cut is watched for), vLLM in
 //! `GET /v1/models` (`max_model_len`). llama-cpp-python tells it only when
 //! it refuses a prompt (HTTP 400 `context_length_exceeded`), which the client
 //! reads too. OpenAI's endpoint is not asked.
@@ -26,9 +28,6 @@ const CUT_SHARE: f64 = 0.6;
 /// The probes' time limit each: a server that is slow to say leaves the
 /// window unknown.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Ollama's context window for a model without `num_ctx` (0.6 and later;
-/// `OLLAMA_CONTEXT_LENGTH` changes it, and cannot be asked).
-const OLLAMA_DEFAULT_CONTEXT: u32 = 4096;
 
 /// Which server answers, as far as its endpoints tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,16 +147,22 @@ pub fn window_in_refusal(message: &str) -> Option<u32> {
 
 /// Asks the endpoint what it is and how large its window is. Never fails:
 /// a server that tells nothing is [`Endpoint::unknown`].
-pub async fn probe(http: &reqwest::Client, base_url: &str, model: &str) -> Endpoint {
+pub async fn probe(
+    client: &reqwest::Client,
+    base_url: &str,
+    model: &str,
+    api_key: Option<&str>,
+) -> Endpoint {
     let base = base_url.trim_end_matches('/');
     let root = base.strip_suffix("/v1").unwrap_or(base);
+    // The endpoint's own key goes with its probes (vLLM's --api-key guards /v1/models).
+    let http = |request: reqwest::RequestBuilder| match api_key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    };
     // A server that cannot be reached is not asked again: the request says why.
-    let props = match http
-        .get(format!("{root}/props"))
-        .timeout(PROBE_TIMEOUT)
-        .send()
-        .await
-    {
+    let props = http(client.get(format!("{root}/props")));
+    let props = match props.timeout(PROBE_TIMEOUT).send().await {
         Ok(response) if response.status().is_success() => response.json::<Value>().await.ok(),
         Ok(_) => None,
         Err(_) => return Endpoint::unknown(),
@@ -175,9 +180,8 @@ pub async fn probe(http: &reqwest::Client, base_url: &str, model: &str) -> Endpo
             };
         }
     }
-    let show = http
-        .post(format!("{root}/api/show"))
-        .json(&serde_json::json!({ "model": model }));
+    let show =
+        http(client.post(format!("{root}/api/show"))).json(&serde_json::json!({ "model": model }));
     if let Some(show) = get_json(show).await {
         if show.get("model_info").is_some() || show.get("parameters").is_some() {
             let num_ctx = show
@@ -193,16 +197,12 @@ pub async fn probe(http: &reqwest::Client, base_url: &str, model: &str) -> Endpo
                 });
             return Endpoint {
                 kind: ServerKind::Ollama,
-                window: Some(num_ctx.unwrap_or(OLLAMA_DEFAULT_CONTEXT)),
-                told_by: if num_ctx.is_some() {
-                    "the model's num_ctx (POST /api/show)"
-                } else {
-                    "Ollama's default num_ctx (the model sets none)"
-                },
+                window: num_ctx,
+                told_by: "the model's num_ctx (POST /api/show)",
             };
         }
     }
-    if let Some(models) = get_json(http.get(format!("{base}/models"))).await {
+    if let Some(models) = get_json(http(client.get(format!("{base}/models")))).await {
         let listed = models
             .get("data")
             .and_then(Value::as_array)
@@ -223,8 +223,7 @@ pub async fn probe(http: &reqwest::Client, base_url: &str, model: &str) -> Endpo
             };
         }
     }
-    let count = http
-        .post(format!("{root}/extras/tokenize/count"))
+    let count = http(client.post(format!("{root}/extras/tokenize/count")))
         .json(&serde_json::json!({ "input": "cadloop" }));
     if get_json(count)
         .await

@@ -88,6 +88,8 @@ struct Shared {
     /// The context window `GET /props` tells, as llama.cpp's llama-server
     /// does; `None`: 404.
     window: Mutex<Option<u32>>,
+    /// The model parameters `POST /api/show` tells, as Ollama does; `None`: 404.
+    ollama: Mutex<Option<String>>,
 }
 
 /// The running server; stops with the test process.
@@ -104,6 +106,7 @@ impl ScriptedLlm {
             responder: None,
             delay: Duration::ZERO,
             window: Mutex::new(None),
+            ollama: Mutex::new(None),
         })
     }
 
@@ -118,6 +121,7 @@ impl ScriptedLlm {
             responder: Some(Box::new(responder)),
             delay,
             window: Mutex::new(None),
+            ollama: Mutex::new(None),
         })
     }
 
@@ -137,6 +141,7 @@ impl ScriptedLlm {
                 let app = Router::new()
                     .route("/v1/chat/completions", post(answer))
                     .route("/props", axum::routing::get(props))
+                    .route("/api/show", post(show))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -160,6 +165,13 @@ impl ScriptedLlm {
         self
     }
 
+    /// Answers `POST /api/show` as Ollama does, with these model parameters
+    /// ("num_ctx 8192", or "" for a Modelfile that sets none).
+    pub fn as_ollama(self, parameters: &str) -> ScriptedLlm {
+        *self.shared.ollama.lock().unwrap() = Some(parameters.to_string());
+        self
+    }
+
     /// Scripted answers not yet given.
     pub fn left(&self) -> usize {
         self.shared.script.lock().unwrap().len()
@@ -171,6 +183,17 @@ async fn props(State(shared): State<Arc<Shared>>) -> Response {
         Some(n_ctx) => {
             Json(json!({"default_generation_settings": {"n_ctx": n_ctx}})).into_response()
         }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn show(State(shared): State<Arc<Shared>>) -> Response {
+    match &*shared.ollama.lock().unwrap() {
+        Some(parameters) => Json(json!({
+            "parameters": parameters,
+            "model_info": {"general.architecture": "qwen2"}
+        }))
+        .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
