@@ -5,23 +5,36 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Output;
+
 use common::local_model::{LocalModel, MODEL};
 use common::{assert_exit, cadloop, run_json, text};
+
+/// `cadloop generate "a 20 mm cube"` through `server` into `DIR/run`.
+fn generate_cube(dir: &Path, server: &LocalModel, extra: &[&str]) -> Output {
+    let url = server.url();
+    let mut args = vec![
+        "generate",
+        "a 20 mm cube",
+        "--base-url",
+        &url,
+        "--model",
+        MODEL,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", "run"]);
+    cadloop(dir, &args)
+}
 
 #[test]
 fn a_run_talks_to_a_real_local_server_to_the_end() {
     let server = LocalModel::start(4096);
     let dir = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let out = cadloop(
+    let out = generate_cube(
         dir.path(),
+        &server,
         &[
-            "generate",
-            "a 20 mm cube",
-            "--base-url",
-            &url,
-            "--model",
-            MODEL,
             "--max-tokens",
             "300",
             "--temperature",
@@ -30,8 +43,6 @@ fn a_run_talks_to_a_real_local_server_to_the_end() {
             "1",
             "--max-refines",
             "0",
-            "--out",
-            "run",
         ],
     );
     // Whatever the model wrote, the run ends with a record: a part (0) or
@@ -116,20 +127,7 @@ fn a_batch_runs_its_items_through_a_real_local_server() {
 fn a_window_too_small_for_the_prompt_names_the_window_and_the_fix() {
     let server = LocalModel::start(512);
     let dir = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "generate",
-            "a 20 mm cube",
-            "--base-url",
-            &url,
-            "--model",
-            MODEL,
-            "--out",
-            "run",
-        ],
-    );
+    let out = generate_cube(dir.path(), &server, &[]);
     assert_exit(&out, 2);
     let said = text(&out.stderr);
     assert!(said.contains("context window of 512 tokens"), "{said}");
