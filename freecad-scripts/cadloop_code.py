@@ -125,9 +125,10 @@ def describe_exception(err, lines, namespace):
             name = frame.f_code.co_name
             where = "" if name == "<module>" else f", in {name}"
             out.append(f"  {CODE_NAME}, line {lineno}{where}: {source_line(lines, lineno).strip()}")
-    if err.args and isinstance(err.args[0], dict) and err.args[0].get("sErrMsg"):
-        # FreeCAD's exceptions carry a dict; its message is what a reader needs.
-        detail = f"{type(err).__name__}: {cadloop_diagnose.error_words(err)}"
+    # FreeCAD's exceptions carry a dict; its message is what a reader needs.
+    message = cadloop_diagnose.freecad_message(err)
+    if message is not None:
+        detail = f"{type(err).__name__}: {message}"
     else:
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
     hint = suggestion(err, namespace)

@@ -65,23 +65,28 @@ def diagnose(shape, lines=(), names=None):
     """The defects of `shape`, errors first; empty when none is found.
     `lines`: the code's, to point at the line that likely made a defect;
     `names`: the variables the code left, to find the open wire it made."""
+    names = names or {}
     cause = making_operation(shape, lines, names)
+    # The operation that made the result, when it tells why, comes first.
+    return ([cause] if cause else []) + shape_defects(shape, lines, names)
+
+
+def shape_defects(shape, lines, names):
+    """What is wrong with `shape` itself (`diagnose` without the operation
+    that made it)."""
     if shape.isNull():
-        null = defect("null", "the result is a null shape",
-                      "an operation gave nothing (a boolean with a wire or an edge, a failed feature): "
-                      "check each step's result with `shape.isNull()` and `shape.isValid()`")
-        return [cause, null] if cause else [null]
-    found = [cause] if cause else []
+        return [defect("null", "the result is a null shape",
+                       "an operation gave nothing (a boolean with a wire or an edge, a failed feature): "
+                       "check each step's result with `shape.isNull()` and `shape.isValid()`")]
     if not shape.Faces:
         empty = defect("empty", "the result has no faces: it is empty",
                        "a boolean that leaves nothing gives an empty shape: make sure the operands of "
                        "`common` overlap, and that a `cut` does not remove the whole part")
         point_at(empty, lines, (".common(", ".cut("), "the last boolean is", last=True)
-        return found + [empty]
-    found += open_profiles(shape)
-    found += open_shells(shape)
+        return [empty]
+    found = open_profiles(shape) + open_shells(shape)
     gaps = [d for d in found if d["kind"] in ("open-profile", "open-shell")]
-    made = open_wire_line(lines, names or {}) if gaps else None
+    made = open_wire_line(lines, names) if gaps else None
     for gap in gaps:
         if made is not None:
             line, name = made
@@ -90,10 +95,11 @@ def diagnose(shape, lines=(), names=None):
         else:
             point_at(gap, lines, ("makePolygon(",), "the profile is made")
     found += self_intersections(shape, lines)
-    if not shape.isValid():
+    valid = shape.isValid()
+    if not valid:
         found += crossed_profiles(shape, lines)
     found += collapsed_faces(shape)
-    if len(found) == len([cause] if cause else []) and not shape.isValid():
+    if not found and not valid:
         found += invalid_faces(shape)
     closed = all(s.isClosed() for s in shape.Shells)
     if shape.Solids and closed and shape.Volume < 0:
@@ -133,10 +139,7 @@ def free_edges(shape):
     """The edges of `shape` that bound one face only: the free edges of its
     shells and the boundaries of faces that are in no shell. A seam (a
     cylinder's, met twice by one face) is not free."""
-    edges = []
-    for shell in shape.Shells:
-        if not shell.isClosed():
-            edges += shell.getFreeEdges().Edges
+    edges = shell_free_edges(shape)
     in_shells = [f for s in shape.Shells for f in s.Faces]
     loose = [f for f in shape.Faces if not any(f.isSame(g) for g in in_shells)]
     if loose:
@@ -147,12 +150,14 @@ def free_edges(shape):
     return edges
 
 
+def shell_free_edges(shape):
+    """The free edges of `shape`'s open shells (each on one face only)."""
+    return [e for shell in shape.Shells if not shell.isClosed() for e in shell.getFreeEdges().Edges]
+
+
 def open_shells(shape):
     """Shells with free edges (edges on one face only): a surface with a gap."""
-    free = []
-    for shell in shape.Shells:
-        if not shell.isClosed():
-            free += shell.getFreeEdges().Edges
+    free = shell_free_edges(shape)
     if not free:
         return []
     where = region(free)
@@ -382,15 +387,21 @@ def heal(shape):
     return healed, note
 
 
+def assignments(lines, name):
+    """The lines that assign `name` (`name = …`, `name: T = …`), each as
+    (line number, the value's text)."""
+    pattern = re.compile(r"^\s*" + re.escape(name) + r"\s*(?::[^=]*)?=(?!=)\s*(.*)$")
+    return [(n, m.group(1)) for n, text in enumerate(lines, 1) if (m := pattern.match(text))]
+
+
 def open_wire_line(lines, names):
     """The line assigning a variable the code left holding an open wire, and
     the variable's name; None when there is none."""
     for name, value in names.items():
         if isinstance(value, Part.Wire) and not value.isNull() and not value.isClosed():
-            assigned = re.compile(r"^\s*" + re.escape(name) + r"\s*(:[^=]*)?=[^=]")
-            line = next((n for n, text in enumerate(lines, 1) if assigned.match(text)), None)
-            if line is not None:
-                return line, name
+            assigned = assignments(lines, name)
+            if assigned:
+                return assigned[0][0], name
     return None
 
 
@@ -432,7 +443,7 @@ def runtime_defect(err, line, line_text, names):
                  "is empty): take them from the same shape's `.Edges`, after its last boolean, and check "
                  "the filter that selects them matches something")
     elif operation is not None:
-        found = operation_hint(operation, names)
+        found = operation_hint(operation, names)[:2]
     elif "command not done" in text:
         found = ("operation-failed",
                  "an OpenCASCADE operation failed on this line: check that its inputs are valid "
@@ -458,11 +469,19 @@ BOOLEANS = ("cut", "fuse", "common", "section", "multiFuse")
 REVOLVES = ("revolve",)
 
 
-def error_words(err):
-    """An exception's first line; FreeCAD's dict-shaped messages ({'sErrMsg': …})
-    give their message alone."""
+def freecad_message(err):
+    """The message of FreeCAD's dict-shaped exceptions ({'sErrMsg': …}), or None."""
     if err.args and isinstance(err.args[0], dict) and err.args[0].get("sErrMsg"):
         return str(err.args[0]["sErrMsg"])
+    return None
+
+
+def error_words(err):
+    """An exception's first line; FreeCAD's dict-shaped messages give their
+    message alone."""
+    message = freecad_message(err)
+    if message is not None:
+        return message
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -478,19 +497,22 @@ def from_geometry(err):
 
 
 def operation_on(line_text):
-    """The fillet, chamfer or boolean called on a line: (receiver, method,
-    arguments), or None."""
+    """The fillet, chamfer, boolean or revolution called on a line:
+    (receiver, method, arguments), or None."""
     return next(((r, m, a) for r, m, a in calls_on(line_text) if m in FILLETS + BOOLEANS + REVOLVES), None)
 
 
 def operation_hint(operation, names):
-    """The defect kind and hint for a fillet, boolean or revolution that failed."""
+    """The defect kind and hint for a fillet, boolean or revolution that
+    failed, and whether the hint names a cause found in its inputs (a
+    revolution's is general unless its profile crosses the axis)."""
     receiver, method, args = operation
     if method in FILLETS:
-        return "fillet-failed", fillet_hint(method, receiver, args, names)
+        return "fillet-failed", fillet_hint(method, receiver, args, names), True
     if method in REVOLVES:
-        return "revolve-failed", revolve_hint(receiver, args, names)
-    return "boolean-failed", boolean_hint(method, receiver, args, names)
+        hint, crossing = revolve_hint(receiver, args, names)
+        return "revolve-failed", hint, crossing
+    return "boolean-failed", boolean_hint(method, receiver, args, names), True
 
 
 def making_line(lines, names):
@@ -504,8 +526,7 @@ def making_line(lines, names):
     seen = set()
     while name is not None and name not in seen:
         seen.add(name)
-        pattern = re.compile(r"^\s*" + re.escape(name) + r"\s*(?::[^=]*)?=(?!=)\s*(.*)$")
-        hits = [(n, m.group(1)) for n, text in enumerate(lines, 1) if (m := pattern.match(text))]
+        hits = assignments(lines, name)
         if not hits:
             return None
         line, value = hits[-1]
@@ -522,7 +543,7 @@ def making_operation(shape, lines, names):
     that operation as a defect, with its line; else None (an input that
     cannot be looked at, or was broken before, leaves the defect to where
     it was made)."""
-    made = making_line(lines, names or {})
+    made = making_line(lines, names)
     if made is None:
         return None
     line, text = made
@@ -530,17 +551,17 @@ def making_operation(shape, lines, names):
     if operation is None:
         return None
     receiver, method, args = operation
-    operands = [value_of(receiver, names or {})]
+    operands = [value_of(receiver, names)]
     if method in BOOLEANS:
-        operands += [value_of(a, names or {}) for a in args[:1]]
+        operands += [value_of(a, names) for a in args[:1]]
     operands = [s for o in operands for s in (o if isinstance(o, (list, tuple)) else [o])]
     if not all(isinstance(s, Part.Shape) for s in operands):
         return None
     if any(not s.isNull() and s.Faces and not s.isValid() for s in operands):
         return None
-    if method in REVOLVES and not revolve_crossing(receiver, args, names or {}):
+    kind, hint, told = operation_hint(operation, names)
+    if not told:
         return None
-    kind, hint = operation_hint(operation, names or {})
     what = ("a null shape" if shape.isNull() else "no solid" if not shape.Solids
             else "an invalid shape")
     found = defect(kind, f"`{operation[1]}` at line {line} gave {what}", hint)
@@ -549,16 +570,17 @@ def making_operation(shape, lines, names):
 
 
 def revolve_hint(receiver, args, names):
-    """Why a revolution failed: most often the profile crosses the axis."""
+    """Why a revolution failed (most often the profile crosses the axis),
+    and whether the profile was found to cross it."""
     crossing = revolve_crossing(receiver, args, names)
     if crossing is None:
         return ("a revolved profile must be closed, lie in a plane with the axis and stay on one side "
-                "of it (touching it at most): `face.revolve(base, direction, angle)`")
+                "of it (touching it at most): `face.revolve(base, direction, angle)`"), False
     low, high = crossing
     return (f"the profile crosses the axis of revolution: it reaches {low:.4g} mm on one side and "
             f"{high:.4g} mm on the other, so the revolved solid would pass through itself; "
             "keep the whole profile on one side of the axis (for a solid of revolution, draw "
-            "half its section, from the axis outwards)")
+            "half its section, from the axis outwards)"), True
 
 
 def revolve_crossing(receiver, args, names):

@@ -82,8 +82,8 @@ def check_shape(shape, facts, lines, names=None):
     """Refuses what is not one or more valid solids, saying what is wrong,
     where and how to fix it (cadloop_diagnose; `lines` and `names`: the
     code's lines and the variables it left, to point at the line that likely
-    made the defect)."""
-    refuse_null(shape, lines, names)
+    made the defect). `shape` is not null: `refuse_null` came first, before
+    `facts` were measured."""
     if not facts["solids"] or not facts["valid"]:
         defects = [d for d in cadloop_diagnose.diagnose(shape, lines, names) if d["severity"] == cadloop_diagnose.ERROR]
     elif "Toroid" in facts["face_types"]:
