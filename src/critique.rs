@@ -233,7 +233,7 @@ pub fn describe_notes(diagnosis: &[Defect]) -> Option<String> {
     let lines: Vec<String> = diagnosis
         .iter()
         .filter(|d| d.severity == Severity::Note)
-        .map(|d| format!("- noticed: {d}. Fix: {}", d.hint))
+        .map(|d| format!("- noticed: {}", d.with_fix()))
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
 }

@@ -334,7 +334,7 @@ fn run_job(
     }
     let _ = fs::remove_dir_all(&staging);
     // A refused shape's mesh comes back too (the harness sends one only
-    // with its free edges), for views that show what is wrong.
+    // for a shape it built and refused), for views that show what is wrong.
     let refused = matches!(
         report.error_kind(),
         Some(ErrorKind::InvalidShape | ErrorKind::NoSolid)

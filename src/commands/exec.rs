@@ -42,18 +42,21 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitSt
     pool.shutdown().await;
 
     let report = output.report;
-    if let Some(mesh) = &output.mesh {
-        let views = render::render(mesh, &settings.render)?;
-        render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
-    } else if let Some(refused) = &output.refused {
+    let views = match (&output.mesh, &output.refused) {
+        (Some(mesh), _) => Some(render::render(mesh, &settings.render)?),
         // The refused shape, its free edges marked: the page shows where it is open.
-        match render::render(refused, &settings.render) {
-            Ok(views) => render::write_views(&out, &views, &render::contact_sheet(&views, &font))?,
-            Err(err) => tracing::warn!(
-                error = %crate::error_chain(&err),
-                "the refused shape cannot be drawn; no views"
-            ),
-        }
+        (None, Some(refused)) => render::render(refused, &settings.render)
+            .map_err(|err| {
+                tracing::warn!(
+                    error = %crate::error_chain(&err),
+                    "the refused shape cannot be drawn; no views"
+                )
+            })
+            .ok(),
+        (None, None) => None,
+    };
+    if let Some(views) = views {
+        render::write_views(&out, &views, &render::contact_sheet(&views, &font))?;
     }
     write_json_atomically(&out.join(crate::run::RESULT_FILE), &report)?;
     let script_name = args.script.file_name().map_or_else(

@@ -248,6 +248,13 @@ pub struct Region {
     pub max: [f64; 3],
 }
 
+impl Defect {
+    /// "kind: message. Fix: hint", as the studio and the critique give it.
+    pub fn with_fix(&self) -> String {
+        format!("{self}. Fix: {}", self.hint)
+    }
+}
+
 impl std::fmt::Display for Defect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)

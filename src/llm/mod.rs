@@ -197,19 +197,18 @@ pub enum LlmError {
         server: &'static str,
         window: u32,
         prompt: u32,
-        told_by: String,
+        told_by: &'static str,
         fix: &'static str,
     },
     #[error(
         "{server} at {url} read only {used} tokens of a prompt of about {prompt}: it cut the prompt \
-         to fit its context window{window} without saying so, and the model never saw the rest; {fix}"
+         to fit its context window without saying so, and the model never saw the rest; {fix}"
     )]
     PromptCut {
         url: String,
         server: &'static str,
         used: u64,
         prompt: u32,
-        window: String,
         fix: &'static str,
     },
     #[error("cannot set up the HTTP client for {url}")]
@@ -553,19 +552,11 @@ impl LlmClient {
     ) -> Result<Reply, LlmError> {
         let endpoint = self.endpoint().await;
         let prompt = window::estimate_tokens(messages.iter().map(|m| m.content.as_str()));
-        let max_tokens =
-            match endpoint.window {
-                Some(size) => window::reply_budget(size, prompt, self.settings.max_tokens)
-                    .map_err(|_| LlmError::ContextWindow {
-                        url: self.settings.endpoint().to_string(),
-                        server: endpoint.kind.name(),
-                        window: size,
-                        prompt,
-                        told_by: endpoint.told_by.to_string(),
-                        fix: endpoint.kind.fix(),
-                    })?,
-                None => self.settings.max_tokens,
-            };
+        let max_tokens = match endpoint.window {
+            Some(size) => window::reply_budget(size, prompt, self.settings.max_tokens)
+                .map_err(|_| self.too_small(endpoint, size, prompt, endpoint.told_by))?,
+            None => self.settings.max_tokens,
+        };
         let request = self.request(messages, model, max_tokens);
         let started = Instant::now();
         let (result, log) = CALL_LOG
@@ -596,19 +587,15 @@ impl LlmClient {
                 total_tokens: u.total_tokens.unwrap_or(prompt + completion),
             }
         });
-        // A server that knows its window was told a prompt that fits; one that
-        // does not may have cut it, and its count of the prompt says so.
-        let fits = endpoint.window.is_some_and(|size| prompt < size);
-        if !fits && window::was_cut(usage.prompt_tokens, prompt) {
+        // A server that told its window was sent a prompt that fits it (the
+        // budget above); one that did not may have cut it, and its count of
+        // the prompt says so.
+        if endpoint.window.is_none() && window::was_cut(usage.prompt_tokens, prompt) {
             return Err(LlmError::PromptCut {
                 url,
                 server: endpoint.kind.name(),
                 used: usage.prompt_tokens,
                 prompt,
-                window: endpoint
-                    .window
-                    .map(|size| format!(" of {size} tokens"))
-                    .unwrap_or_default(),
                 fix: endpoint.kind.fix(),
             });
         }
@@ -620,6 +607,25 @@ impl LlmClient {
             retries: tries - 1,
             elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         })
+    }
+
+    /// The error for a `window` of tokens too small for a prompt of
+    /// `prompt`, `told_by` where the window was read.
+    fn too_small(
+        &self,
+        endpoint: &window::Endpoint,
+        window: u32,
+        prompt: u32,
+        told_by: &'static str,
+    ) -> LlmError {
+        LlmError::ContextWindow {
+            url: self.settings.endpoint().to_string(),
+            server: endpoint.kind.name(),
+            window,
+            prompt,
+            told_by,
+            fix: endpoint.kind.fix(),
+        }
     }
 
     /// What the endpoint tells of itself, asked once (OpenAI's is not asked).
@@ -697,14 +703,9 @@ impl LlmClient {
             OpenAIError::ApiError(api) => {
                 let message = api.api_error.to_string();
                 match window::window_in_refusal(&message) {
-                    Some(size) if api.status_code.as_u16() == 400 => LlmError::ContextWindow {
-                        url,
-                        server: endpoint.kind.name(),
-                        window: size,
-                        prompt,
-                        told_by: "as its refusal says".to_string(),
-                        fix: endpoint.kind.fix(),
-                    },
+                    Some(size) if api.status_code.as_u16() == 400 => {
+                        self.too_small(endpoint, size, prompt, "as its refusal says")
+                    }
                     _ => LlmError::Status {
                         url,
                         status: api.status_code.as_u16(),

@@ -8,7 +8,7 @@ use minijinja::Environment;
 use serde::Serialize;
 
 use crate::critique::Verdict;
-use crate::executor::Outcome;
+use crate::executor::{Defect, Outcome};
 use crate::report::{read_run, AttemptRecord, RunOutcome, RunRecord, RunStatus, Stage};
 
 pub const STUDIO_JS: &str = include_str!("studio.js");
@@ -324,7 +324,7 @@ impl RunState {
             parameters,
             checks: chosen.map(|a| a.result.checks.clone()).unwrap_or_default(),
             model: chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
-            sheet: chosen.map(|a| format!("/runs/{id}/files/{}/sheet.png", a.dir)),
+            sheet: chosen.map(|a| sheet_url(id, &a.dir)),
             report: report_url(id),
             error: None,
         }
@@ -359,12 +359,17 @@ impl AttemptRow {
                 .result
                 .diagnosis
                 .iter()
-                .map(|d| format!("{d}. Fix: {}", d.hint))
+                .map(Defect::with_fix)
                 .collect(),
             refused_sheet: (!attempt.executed() && attempt.timings.render_ms.is_some())
-                .then(|| format!("/runs/{id}/files/{}/sheet.png", attempt.dir)),
+                .then(|| sheet_url(id, &attempt.dir)),
         }
     }
+}
+
+/// The contact sheet of attempt folder `dir` of run `id`, as a studio URL.
+fn sheet_url(id: &str, dir: &str) -> String {
+    format!("/runs/{id}/files/{dir}/{}", crate::render::SHEET_FILE)
 }
 
 fn report_url(id: &str) -> String {
