@@ -247,22 +247,31 @@ fn a_connection_dropped_mid_reply_and_a_cut_body_are_retried() {
     assert_eq!(server.requests().len(), 2);
 }
 
+/// Runs `generate` through `server` and checks it stops with exit 2, its
+/// message holding each of `words`.
+fn stops_saying(server: &ScriptedLlm, words: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), server, &["--max-refines", "0"]);
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    for words in words {
+        assert!(said.contains(words), "{words}: {said}");
+    }
+}
+
 #[test]
 fn the_servers_context_window_bounds_the_prompt_and_the_reply() {
     // A window the system prompt alone overflows: nothing is sent.
     let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))]).with_window(1024);
-    let dir = tempfile::tempdir().unwrap();
-    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
-    assert_exit(&out, 2);
-    let said = text(&out.stderr);
-    for words in [
-        "context window of 1024 tokens",
-        "GET /props",
-        "--ctx-size",
-        "about ",
-    ] {
-        assert!(said.contains(words), "{words}: {said}");
-    }
+    stops_saying(
+        &server,
+        &[
+            "context window of 1024 tokens",
+            "GET /props",
+            "--ctx-size",
+            "about ",
+        ],
+    );
     assert!(server.requests().is_empty());
 
     // A window that fits: the reply's budget is what the prompt leaves.
@@ -292,42 +301,34 @@ fn the_servers_context_window_bounds_the_prompt_and_the_reply() {
 fn ollamas_num_ctx_bounds_the_prompt_and_its_default_is_watched_for_cuts() {
     let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))])
         .as_ollama("num_ctx 1024\nstop \"<|im_end|>\"");
-    let dir = tempfile::tempdir().unwrap();
-    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
-    assert_exit(&out, 2);
-    let said = text(&out.stderr);
-    for words in [
-        "Ollama's context window of 1024 tokens",
-        "num_ctx",
-        "OLLAMA_CONTEXT_LENGTH",
-    ] {
-        assert!(said.contains(words), "{words}: {said}");
-    }
+    stops_saying(
+        &server,
+        &[
+            "Ollama's context window of 1024 tokens",
+            "num_ctx",
+            "OLLAMA_CONTEXT_LENGTH",
+        ],
+    );
     assert!(server.requests().is_empty());
 
     // No num_ctx: the server's own window is unknown; a cut prompt is caught.
     let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 600)]).as_ollama("");
-    let dir = tempfile::tempdir().unwrap();
-    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
-    assert_exit(&out, 2);
-    let said = text(&out.stderr);
-    assert!(said.contains("Ollama at"), "{said}");
-    assert!(said.contains("read only 600 tokens"), "{said}");
-    assert!(said.contains("OLLAMA_CONTEXT_LENGTH"), "{said}");
+    stops_saying(
+        &server,
+        &["Ollama at", "read only 600 tokens", "OLLAMA_CONTEXT_LENGTH"],
+    );
 }
 
 #[test]
 fn a_prompt_the_server_cut_without_a_word_stops_the_run() {
     let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 200)]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = generate(dir.path(), &server, &["--max-refines", "0"]);
-    assert_exit(&out, 2);
-    let said = text(&out.stderr);
-    assert!(
-        said.contains("read only 200 tokens of a prompt of about"),
-        "{said}"
+    stops_saying(
+        &server,
+        &[
+            "read only 200 tokens of a prompt of about",
+            "without saying so",
+        ],
     );
-    assert!(said.contains("without saying so"), "{said}");
 }
 
 #[test]
