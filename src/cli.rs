@@ -389,6 +389,18 @@ pub struct LlmArgs {
     /// connection error, with exponential backoff [default: 5].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// Wait for whole replies instead of streaming them token by token.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Fail a streamed reply that sends no token for this long, in seconds
+    /// (the wait for the first token included) [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<f64>,
+    /// When replies with code are held to the asked layout, on servers that
+    /// take a grammar (llama.cpp's llama-server, llama-cpp-python)
+    /// [default: always].
+    #[arg(long, value_name = "WHEN")]
+    pub constrain: Option<crate::llm::Constrain>,
     /// Append every LLM request and reply to FILE (JSON lines).
     #[arg(long, value_name = "FILE", conflicts_with = "replay")]
     pub record: Option<PathBuf>,

@@ -85,6 +85,12 @@ pub struct LlmFile {
     pub retries: Option<u32>,
     /// First wait before a retry, in seconds; doubled each retry.
     pub backoff_secs: Option<f64>,
+    /// Ask for replies as a stream of tokens; on unless set false.
+    pub stream: Option<bool>,
+    /// Seconds a streamed reply may go without a token.
+    pub idle_timeout_secs: Option<f64>,
+    /// When requests for code are held to their layout: never, reminders, always.
+    pub constrain: Option<crate::llm::Constrain>,
 }
 
 /// `[generate]`: the loop's budgets and prompts.
@@ -153,6 +159,10 @@ pub struct LlmFlags {
     pub max_tokens: Option<u32>,
     pub timeout_secs: Option<f64>,
     pub retries: Option<u32>,
+    /// `--no-stream`: whole replies only.
+    pub no_stream: bool,
+    pub idle_timeout_secs: Option<f64>,
+    pub constrain: Option<crate::llm::Constrain>,
 }
 
 /// The environment variables cadloop reads, named once for clap (`env = …`)
@@ -258,6 +268,16 @@ pub fn llm_settings(
             format!("{backoff_secs} s is out of range; use 0 to 60"),
         ));
     }
+    let idle_secs = flags
+        .idle_timeout_secs
+        .or(file.idle_timeout_secs)
+        .unwrap_or(crate::llm::DEFAULT_IDLE_TIMEOUT.as_secs_f64());
+    if !(idle_secs.is_finite() && (1.0..=3600.0).contains(&idle_secs)) {
+        return Err(IDLE_TIMEOUT.invalid(
+            flags.idle_timeout_secs.is_some(),
+            format!("{idle_secs} s is out of range; use 1 to 3600"),
+        ));
+    }
     Ok(LlmSettings {
         base_url,
         api_key,
@@ -267,6 +287,9 @@ pub fn llm_settings(
         request_timeout: Duration::from_secs_f64(timeout_secs),
         retries,
         backoff: Duration::from_secs_f64(backoff_secs),
+        stream: !flags.no_stream && file.stream.unwrap_or(true),
+        idle_timeout: Duration::from_secs_f64(idle_secs),
+        constrain: flags.constrain.or(file.constrain).unwrap_or_default(),
     })
 }
 
@@ -281,6 +304,9 @@ pub fn replay_settings(recording: &Path) -> LlmSettings {
         request_timeout: Duration::from_secs(300),
         retries: 0,
         backoff: Duration::ZERO,
+        stream: false,
+        idle_timeout: crate::llm::DEFAULT_IDLE_TIMEOUT,
+        constrain: crate::llm::Constrain::Never,
     }
 }
 
@@ -378,6 +404,7 @@ const MAX_TOKENS: Setting = setting("max tokens", "--max-tokens", "[llm] max_tok
 const REQUEST_TIMEOUT: Setting =
     setting("request timeout", "--request-timeout", "[llm] timeout_secs");
 const RETRIES: Setting = setting("retries", "--retries", "[llm] retries");
+const IDLE_TIMEOUT: Setting = setting("idle timeout", "--idle-timeout", "[llm] idle_timeout_secs");
 const BACKOFF: Setting = Setting {
     what: "backoff",
     flag: None,

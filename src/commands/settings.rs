@@ -145,6 +145,9 @@ impl Settings {
                 max_tokens: llm.max_tokens,
                 timeout_secs: llm.request_timeout,
                 retries: llm.retries,
+                no_stream: llm.no_stream,
+                idle_timeout_secs: llm.idle_timeout,
+                constrain: llm.constrain,
                 ..endpoint_flags(&llm.endpoint)
             })?,
         };
@@ -340,6 +343,9 @@ mod tests {
             max_tokens: None,
             request_timeout: None,
             retries: None,
+            no_stream: false,
+            idle_timeout: None,
+            constrain: None,
             record: None,
             replay: None,
         }

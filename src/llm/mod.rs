@@ -19,17 +19,27 @@
 //! budget is cut to what the prompt leaves, and a reply showing the server
 //! read far less of the prompt than was sent (a silent cut) stops too.
 //!
+//! Replies are streamed where the server streams: the caller is told the
+//! text as it grows, a stream that goes quiet for `idle_timeout` fails, and
+//! the time to the first token and the rate after it are kept with the
+//! reply. Requests for code are held to their layout where the server takes
+//! a grammar ([`form`]). A server that refuses either is asked again without
+//! it, and the client remembers not to ask it so again.
+//!
 //! `reading`: the one reader of a reply's layout (code, checks, statements).
-//! `record`: `--record` and `--replay`.
+//! `record`: `--record` and `--replay`. `stream`: reading a streamed reply.
 
+pub mod form;
 mod reading;
 mod record;
+mod stream;
 pub mod window;
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,13 +49,16 @@ use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest,
 };
 use serde::{Deserialize, Serialize};
 
+pub use form::{Constrain, Form};
 pub use reading::{Lines, ReplyText};
 pub use record::Recording;
 use record::{Recorder, Replay};
+pub use stream::{OnText, Partial};
+use stream::{StreamFailure, Streamed, WireChunk};
 
 /// OpenAI's endpoint, used when no base URL is given.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -70,7 +83,16 @@ pub struct LlmSettings {
     pub retries: u32,
     /// First backoff delay; doubled each retry, jittered, capped at [`MAX_BACKOFF`].
     pub backoff: Duration,
+    /// Ask for replies as a stream of tokens (whole replies where the server refuses).
+    pub stream: bool,
+    /// A streamed reply with no token for this long fails.
+    pub idle_timeout: Duration,
+    /// When a request for code is held to its layout, where the server can be.
+    pub constrain: Constrain,
 }
+
+/// The longest a streamed reply may go without a token, unless set.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The longest wait between two tries, `Retry-After` included.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -152,6 +174,18 @@ pub struct Reply {
     /// Failed tries before this reply.
     pub retries: u32,
     pub elapsed_ms: f64,
+    /// Whether the reply came as a stream of tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streamed: bool,
+    /// Time from the request to the first token of a streamed reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<f64>,
+    /// Tokens a second after the first one, of a streamed reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// How the reply was held to its layout ("grammar"), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constrained: Option<String>,
 }
 
 /// The endpoint could not give a reply.
@@ -211,6 +245,25 @@ pub enum LlmError {
         prompt: u32,
         fix: &'static str,
     },
+    #[error(
+        "the LLM endpoint {url} sent no token for {} s ({tokens} tokens of the reply had come): \
+         the server is stuck, or too slow for this prompt; raise --idle-timeout, or give \
+         --no-stream to wait for whole replies within --request-timeout",
+        idle.as_secs_f64()
+    )]
+    Quiet {
+        url: String,
+        idle: Duration,
+        tokens: u64,
+    },
+    #[error("the LLM endpoint {url} broke off its reply ({tries} tries): {message}")]
+    Cut {
+        url: String,
+        tries: u32,
+        message: String,
+    },
+    #[error("the LLM endpoint {url} failed in the middle of its reply: {message}")]
+    InStream { url: String, message: String },
     #[error("cannot set up the HTTP client for {url}")]
     Client {
         url: String,
@@ -266,6 +319,9 @@ struct CallLog {
     tries: u32,
     last_status: Option<u16>,
     timed_out: bool,
+    /// The last whole body read: a server that answers a request for a
+    /// stream with one JSON reply is read from it.
+    body: Option<Vec<u8>>,
 }
 
 tokio::task_local! {
@@ -306,17 +362,23 @@ impl RetryingHttp {
         loop {
             let request = factory.build().await?;
             // A reply is read whole here, so a connection that drops in the
-            // middle of its body is a failed try like a 5xx.
+            // middle of its body is a failed try like a 5xx. A stream is
+            // passed on unread: its reader retries it.
+            let mut body = None;
             let (result, cut) = match self.http.execute(request).await {
-                Ok(response) if response.status().is_success() => {
+                Ok(response) if response.status().is_success() && !is_stream(&response) => {
                     match read_whole(response).await {
-                        Ok((response, whole)) => (Ok(response), !whole),
+                        Ok((response, bytes, whole)) => {
+                            body = Some(bytes);
+                            (Ok(response), !whole)
+                        }
                         Err(err) => (Err(err), false),
                     }
                 }
                 other => (other, false),
             };
             note(|log| {
+                log.body = body;
                 log.tries += 1;
                 log.last_status = result.as_ref().ok().map(|r| r.status().as_u16());
                 log.timed_out = matches!(&result, Err(e) if e.is_timeout());
@@ -369,12 +431,22 @@ fn transient(err: &reqwest::Error) -> bool {
     err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() || err.is_decode()
 }
 
+/// Whether a response is a stream of server-sent events.
+fn is_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// The response with its body read to the end (a body cut short is an
-/// error), and whether it is whole: a JSON body that does not parse was cut
-/// too, by a server that ends a body without a length by closing.
+/// error), the body, and whether it is whole: a JSON body that does not
+/// parse was cut too, by a server that ends a body without a length by
+/// closing.
 async fn read_whole(
     response: reqwest::Response,
-) -> Result<(reqwest::Response, bool), reqwest::Error> {
+) -> Result<(reqwest::Response, Vec<u8>, bool), reqwest::Error> {
     let status = response.status();
     let version = response.version();
     let headers = response.headers().clone();
@@ -384,11 +456,12 @@ async fn read_whole(
         .is_some_and(|v| v.contains("json"));
     let bytes = response.bytes().await?;
     let whole = !json || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+    let kept = bytes.to_vec();
     let mut read = http::Response::new(bytes);
     *read.status_mut() = status;
     *read.version_mut() = version;
     *read.headers_mut() = headers;
-    Ok((reqwest::Response::from(read), whole))
+    Ok((reqwest::Response::from(read), kept, whole))
 }
 
 fn retryable_status(status: u16) -> bool {
@@ -427,6 +500,8 @@ pub struct LlmClient {
     http: reqwest::Client,
     /// What the endpoint told of itself, asked before the first request.
     endpoint: Arc<tokio::sync::OnceCell<window::Endpoint>>,
+    /// What the endpoint refused.
+    learned: Arc<Learned>,
     settings: LlmSettings,
     replay: Option<Arc<Replay>>,
     recorder: Option<Arc<Recorder>>,
@@ -440,6 +515,64 @@ impl std::fmt::Debug for LlmClient {
             .field("model", &self.settings.model)
             .finish_non_exhaustive()
     }
+}
+
+/// One request: the messages, and how to ask and show the reply.
+#[derive(Clone, Copy)]
+pub struct Ask<'a> {
+    pub messages: &'a [Message],
+    /// Another model of the same endpoint; `None`: the configured one.
+    pub model: Option<&'a str>,
+    /// The layout the reply is asked for in.
+    pub form: Form,
+    /// Whether this asks again after a reply that lacked what was asked.
+    pub reminder: bool,
+    /// Told the text of a streamed reply as it grows.
+    pub on_text: Option<OnText<'a>>,
+}
+
+impl<'a> Ask<'a> {
+    /// A request for a free reply to `messages`, from the configured model.
+    pub fn new(messages: &'a [Message]) -> Ask<'a> {
+        Ask {
+            messages,
+            model: None,
+            form: Form::Free,
+            reminder: false,
+            on_text: None,
+        }
+    }
+}
+
+/// What an endpoint refused, so it is not asked so again.
+#[derive(Debug, Default)]
+struct Learned {
+    no_stream: AtomicBool,
+    no_grammar: AtomicBool,
+}
+
+/// Why one request gave no reply.
+enum Failed {
+    Http(OpenAIError),
+    Stream(StreamFailure),
+    Malformed(String),
+}
+
+/// The server's message when it refused the request as asked (a 400, 422,
+/// 500 or 501 that is not about the context window): a field it does not
+/// take, the grammar, the stream.
+fn refusal(err: &OpenAIError) -> Option<String> {
+    let OpenAIError::ApiError(api) = err else {
+        return None;
+    };
+    let message = api.api_error.to_string();
+    let refused = matches!(api.status_code.as_u16(), 400 | 422 | 500 | 501);
+    (refused && window::window_in_refusal(&message).is_none()).then_some(message)
+}
+
+/// Whether a refusal is about streaming.
+fn names_stream(message: &str) -> bool {
+    message.to_lowercase().contains("stream")
 }
 
 /// The reply as cadloop reads it: everything but the text and the counts may be missing.
@@ -464,6 +597,22 @@ struct WireChoice {
 struct WireMessage {
     #[serde(default)]
     content: Option<String>,
+}
+
+impl WireReply {
+    /// The first choice, as a stream read to its end would give it.
+    fn into_streamed(self) -> Result<Streamed, Failed> {
+        let Some(choice) = self.choices.into_iter().next() else {
+            return Err(Failed::Malformed("the reply has no choices".into()));
+        };
+        Ok(Streamed {
+            content: choice.message.content.unwrap_or_default(),
+            usage: self.usage,
+            model: self.model,
+            finish_reason: choice.finish_reason,
+            ..Streamed::default()
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,6 +661,7 @@ impl LlmClient {
             client,
             http,
             endpoint: Arc::new(tokio::sync::OnceCell::new()),
+            learned: Arc::default(),
             settings,
             replay,
             recorder,
@@ -526,73 +676,160 @@ impl LlmClient {
     /// Sends one chat request and returns the first choice's text (or the
     /// recorded reply, when replaying).
     pub async fn chat(&self, messages: &[Message]) -> Result<Reply, LlmError> {
-        self.chat_as(messages, None).await
+        self.ask(&Ask::new(messages)).await
     }
 
-    /// [`LlmClient::chat`] with another model of the same endpoint (`None`: the configured one).
-    pub async fn chat_as(
-        &self,
-        messages: &[Message],
-        model: Option<&str>,
-    ) -> Result<Reply, LlmError> {
+    /// Sends the request `ask` describes and returns the reply (or the
+    /// recorded reply, when replaying).
+    pub async fn ask(&self, ask: &Ask<'_>) -> Result<Reply, LlmError> {
         if let Some(replay) = &self.replay {
-            return replay.take(messages);
+            return replay.take(ask.messages);
         }
-        let reply = self.ask_endpoint(messages, model).await?;
+        let reply = self.ask_endpoint(ask).await?;
         if let Some(recorder) = &self.recorder {
-            recorder.write(messages, &reply)?;
+            recorder.write(ask.messages, &reply)?;
         }
         Ok(reply)
     }
 
-    async fn ask_endpoint(
-        &self,
-        messages: &[Message],
-        model: Option<&str>,
-    ) -> Result<Reply, LlmError> {
+    async fn ask_endpoint(&self, ask: &Ask<'_>) -> Result<Reply, LlmError> {
         let endpoint = self.endpoint().await;
-        let prompt = window::estimate_tokens(messages.iter().map(|m| m.content.as_str()));
+        let prompt = window::estimate_tokens(ask.messages.iter().map(|m| m.content.as_str()));
         let max_tokens = match endpoint.window {
             Some(size) => window::reply_budget(size, prompt, self.settings.max_tokens)
                 .map_err(|_| self.too_small(endpoint, size, prompt, endpoint.told_by))?,
             None => self.settings.max_tokens,
         };
-        let request = self.request(messages, model, max_tokens);
+        let mut grammar = self.grammar(endpoint, ask);
+        let mut stream = self.settings.stream && !self.learned.no_stream.load(Ordering::Relaxed);
         let started = Instant::now();
-        let (result, log) = CALL_LOG
-            .scope(RefCell::new(CallLog::default()), async {
-                let result: Result<WireReply, OpenAIError> =
-                    self.client.chat().create_byot(request).await;
-                (result, CALL_LOG.with(|log| log.borrow().clone()))
-            })
-            .await;
-        let url = self.settings.endpoint().to_string();
-        let tries = log.tries.max(1);
-        let reply = match result {
-            Ok(reply) => reply,
-            Err(err) => return Err(self.classify(err, &log, endpoint, prompt)),
-        };
-        let Some(choice) = reply.choices.into_iter().next() else {
-            return Err(LlmError::Malformed {
-                url,
-                message: "the reply has no choices".into(),
-            });
-        };
-        let usage = reply.usage.map_or(Usage::default(), |u| {
-            let prompt = u.prompt_tokens.unwrap_or(0);
-            let completion = u.completion_tokens.unwrap_or(0);
-            Usage {
-                prompt_tokens: prompt,
-                completion_tokens: completion,
-                total_tokens: u.total_tokens.unwrap_or(prompt + completion),
+        loop {
+            let body = self.request(ask, max_tokens, stream, grammar.as_deref());
+            let (result, log) = CALL_LOG
+                .scope(RefCell::new(CallLog::default()), async {
+                    let result = if stream {
+                        self.streamed(body, started, ask.on_text).await
+                    } else {
+                        self.whole(body).await
+                    };
+                    (result, CALL_LOG.with(|log| log.borrow().clone()))
+                })
+                .await;
+            let got = match result {
+                Ok(got) => got,
+                Err(Failed::Http(err)) => {
+                    // A server that refuses the grammar or the stream is
+                    // asked again without it, and not asked so again.
+                    match refusal(&err) {
+                        Some(message) if grammar.is_some() && !(stream && names_stream(&message)) => {
+                            tracing::warn!(%message, "the LLM server refuses the reply's grammar; asking without it from now on");
+                            self.learned.no_grammar.store(true, Ordering::Relaxed);
+                            grammar = None;
+                        }
+                        Some(message) if stream => {
+                            tracing::warn!(%message, "the LLM server refuses to stream; asking for whole replies from now on");
+                            self.learned.no_stream.store(true, Ordering::Relaxed);
+                            stream = false;
+                        }
+                        _ => return Err(self.classify(err, &log, endpoint, prompt)),
+                    }
+                    continue;
+                }
+                Err(Failed::Stream(failure)) => return Err(self.stream_failed(failure, &log)),
+                Err(Failed::Malformed(message)) => {
+                    return Err(LlmError::Malformed {
+                        url: self.settings.endpoint().to_string(),
+                        message,
+                    })
+                }
+            };
+            return self.reply(got, &log, endpoint, prompt, started, grammar.is_some());
+        }
+    }
+
+    /// One request for a whole reply.
+    async fn whole(&self, body: serde_json::Value) -> Result<Streamed, Failed> {
+        let reply: WireReply = self
+            .client
+            .chat()
+            .create_byot(body)
+            .await
+            .map_err(Failed::Http)?;
+        reply.into_streamed()
+    }
+
+    /// One request for a streamed reply, tried again (within the retries)
+    /// when the stream breaks off. A server that answers with one JSON
+    /// reply instead is read as such.
+    async fn streamed(
+        &self,
+        body: serde_json::Value,
+        started: Instant,
+        on_text: Option<OnText<'_>>,
+    ) -> Result<Streamed, Failed> {
+        let mut retry = 0;
+        loop {
+            let chunks = self
+                .client
+                .chat()
+                .create_stream_byot::<_, WireChunk>(body.clone())
+                .await
+                .map_err(Failed::Http)?;
+            if let Some(whole) = CALL_LOG.with(|log| log.borrow_mut().body.take()) {
+                let reply: WireReply = serde_json::from_slice(&whole)
+                    .map_err(|e| Failed::Http(OpenAIError::JSONDeserialize(e, String::from_utf8_lossy(&whole).into_owned())))?;
+                return reply.into_streamed();
             }
-        });
+            match stream::read(chunks, started, self.settings.idle_timeout, on_text).await {
+                Err(StreamFailure::Cut(message)) if retry < self.settings.retries => {
+                    let delay = backoff_delay(self.settings.backoff, retry);
+                    tracing::warn!(%message, retry = retry + 1, of = self.settings.retries, wait_ms = delay.as_millis() as u64, "LLM reply broke off; retrying");
+                    if let Some(on_text) = on_text {
+                        on_text(Partial { text: "", tokens: 0, tokens_per_second: None });
+                    }
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                Err(failure) => return Err(Failed::Stream(failure)),
+                Ok(got) => return Ok(got),
+            }
+        }
+    }
+
+    /// The reply from what came, with its counts; a reply showing a silent
+    /// cut of the prompt fails.
+    fn reply(
+        &self,
+        got: Streamed,
+        log: &CallLog,
+        endpoint: &window::Endpoint,
+        prompt: u32,
+        started: Instant,
+        constrained: bool,
+    ) -> Result<Reply, LlmError> {
+        let streamed = got.first_token.is_some() || got.tokens > 0;
+        let usage = got.usage.map_or(
+            Usage {
+                completion_tokens: got.tokens,
+                total_tokens: got.tokens,
+                ..Usage::default()
+            },
+            |u| {
+                let prompt = u.prompt_tokens.unwrap_or(0);
+                let completion = u.completion_tokens.unwrap_or(got.tokens);
+                Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    total_tokens: u.total_tokens.unwrap_or(prompt + completion),
+                }
+            },
+        );
         // A server that told its window was sent a prompt that fits it (the
         // budget above); one that did not may have cut it, and its count of
         // the prompt says so.
         if endpoint.window.is_none() && window::was_cut(usage.prompt_tokens, prompt) {
             return Err(LlmError::PromptCut {
-                url,
+                url: self.settings.endpoint().to_string(),
                 server: endpoint.kind.name(),
                 used: usage.prompt_tokens,
                 prompt,
@@ -600,13 +837,47 @@ impl LlmClient {
             });
         }
         Ok(Reply {
-            content: choice.message.content.unwrap_or_default(),
+            content: got.content,
             usage,
-            model: reply.model.unwrap_or_else(|| self.settings.model.clone()),
-            finish_reason: choice.finish_reason,
-            retries: tries - 1,
+            model: got.model.unwrap_or_else(|| self.settings.model.clone()),
+            finish_reason: got.finish_reason,
+            retries: log.tries.max(1) - 1,
             elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+            streamed,
+            first_token_ms: got.first_token.map(|d| d.as_secs_f64() * 1e3),
+            tokens_per_second: got.tokens_per_second,
+            constrained: constrained.then(|| "grammar".to_string()),
         })
+    }
+
+    fn stream_failed(&self, failure: StreamFailure, log: &CallLog) -> LlmError {
+        let url = self.settings.endpoint().to_string();
+        match failure {
+            StreamFailure::Quiet { idle, tokens } => LlmError::Quiet { url, idle, tokens },
+            StreamFailure::Cut(message) => LlmError::Cut {
+                url,
+                tries: log.tries.max(self.settings.retries + 1),
+                message,
+            },
+            StreamFailure::Error(message) => LlmError::InStream {
+                url,
+                message: shorten(&message),
+            },
+        }
+    }
+
+    /// The grammar a request for code is held to, where the server takes one
+    /// and the settings and the server's answers so far allow.
+    fn grammar(&self, endpoint: &window::Endpoint, ask: &Ask<'_>) -> Option<String> {
+        let wanted = match self.settings.constrain {
+            Constrain::Never => false,
+            Constrain::Reminders => ask.reminder,
+            Constrain::Always => true,
+        };
+        if !wanted || !form::takes_grammar(endpoint.kind) || self.learned.no_grammar.load(Ordering::Relaxed) {
+            return None;
+        }
+        ask.form.grammar()
     }
 
     /// The error for a `window` of tokens too small for a prompt of
@@ -648,13 +919,17 @@ impl LlmClient {
             .await
     }
 
+    /// The request's JSON: the messages, the reply's budget, a stream or
+    /// not, the grammar.
     fn request(
         &self,
-        messages: &[Message],
-        model: Option<&str>,
+        ask: &Ask<'_>,
         max_tokens: Option<u32>,
-    ) -> CreateChatCompletionRequest {
-        let messages = messages
+        stream: bool,
+        grammar: Option<&str>,
+    ) -> serde_json::Value {
+        let messages = ask
+            .messages
             .iter()
             .map(|m| match m.role {
                 Role::System => ChatCompletionRequestMessage::System(
@@ -675,15 +950,24 @@ impl LlmClient {
             (max_tokens, None)
         };
         #[allow(deprecated)]
-        CreateChatCompletionRequest {
-            model: model.unwrap_or(&self.settings.model).to_string(),
+        let request = CreateChatCompletionRequest {
+            model: ask.model.unwrap_or(&self.settings.model).to_string(),
             messages,
             temperature: self.settings.temperature,
             max_tokens,
             max_completion_tokens,
-            stream: Some(false),
+            stream: Some(stream),
+            stream_options: stream.then_some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            }),
             ..Default::default()
+        };
+        let mut body = serde_json::to_value(request).expect("a chat request serialises");
+        if let Some(grammar) = grammar {
+            body["grammar"] = grammar.into();
         }
+        body
     }
 
     fn is_openai(&self) -> bool {

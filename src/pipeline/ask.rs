@@ -5,9 +5,9 @@
 use crate::checks::{Checks, ChecksError};
 use crate::critique;
 use crate::executor::Outcome;
-use crate::llm::{Message, Reply, ReplyText, Usage};
+use crate::llm::{self, Form, Message, Partial, Reply, ReplyText, Usage};
 use crate::prompts::{self, EditContext, ErrorContext, RepairContext, Want};
-use crate::report::{AttemptRecord, Exchange, Purpose, Stage};
+use crate::report::{AttemptRecord, CallRecord, Exchange, Purpose, Stage};
 
 use super::{Ask, PipelineError, Run, Step, Stop};
 
@@ -98,34 +98,74 @@ impl Run<'_> {
         prompts::with_edits(&self.record.prompt, &self.edits())
     }
 
-    /// One LLM call, logged to the transcript and counted.
+    /// The layout a call for `purpose` asks its reply in; `want`: what a
+    /// reminder asks for.
+    fn form(&self, purpose: Purpose, want: Option<Want>) -> Form {
+        match (purpose, want) {
+            (Purpose::Generate | Purpose::Edit, _) if self.engine.checks => Form::ChecksAndCode,
+            (Purpose::Generate | Purpose::Edit | Purpose::Repair, _) => Form::Code,
+            (Purpose::Reminder, Some(Want::Code)) => Form::Code,
+            _ => Form::Free,
+        }
+    }
+
+    /// One LLM call, logged to the transcript and counted. While a reply
+    /// streams, the progress line counts its tokens and their rate, and
+    /// the watch holds its text.
     async fn call(
         &mut self,
         messages: &[Message],
         purpose: Purpose,
         attempt: u32,
+        want: Option<Want>,
     ) -> Result<Reply, Stop> {
         let llm = self
             .engine
             .llm
             .as_ref()
             .ok_or(Stop::Pipeline(PipelineError::NoLlm))?;
-        let reply = llm
-            .chat_as(messages, self.watch.model.as_deref())
-            .await
-            .map_err(Stop::Llm)?;
+        let stage = self.watch.progress.message();
+        let (progress, writing) = (&self.watch.progress, &self.watch.writing);
+        let on_text = |p: Partial<'_>| {
+            let rate = p
+                .tokens_per_second
+                .map(|r| format!(" · {r:.1} tok/s"))
+                .unwrap_or_default();
+            progress.set_message(format!("{stage} · {} tokens{rate}", p.tokens));
+            writing.set(Some(super::Written {
+                text: p.text.to_string(),
+                tokens: p.tokens,
+                tokens_per_second: p.tokens_per_second,
+            }));
+        };
+        let ask = llm::Ask {
+            messages,
+            model: self.watch.model.as_deref(),
+            form: self.form(purpose, want),
+            reminder: purpose == Purpose::Reminder,
+            on_text: Some(&on_text),
+        };
+        let reply = llm.ask(&ask).await;
+        self.watch.writing.set(None);
+        self.watch.progress.set_message(stage);
+        let reply = reply.map_err(Stop::Llm)?;
         self.calls += 1;
         self.record.llm_calls = self.calls;
         self.record.usage += reply.usage;
         self.current().usage += reply.usage;
         self.current().llm_calls += 1;
         self.record.timings.llm_ms += reply.elapsed_ms;
+        self.record
+            .calls
+            .push(CallRecord::of(self.calls, purpose, attempt, &reply));
         tracing::info!(
             purpose = purpose.as_str(),
             attempt,
             tokens = reply.usage.total_tokens,
             retries = reply.retries,
             ms = reply.elapsed_ms as u64,
+            first_token_ms = reply.first_token_ms.map(|ms| ms as u64),
+            tokens_per_second = reply.tokens_per_second.map(|r| (r * 10.0).round() / 10.0),
             "LLM replied"
         );
         let exchange = Exchange {
@@ -150,7 +190,7 @@ impl Run<'_> {
         missing: impl Fn(&str) -> Option<Want>,
         failures: &str,
     ) -> Result<Asked, Stop> {
-        let reply = self.call(&messages, purpose, attempt).await?;
+        let reply = self.call(&messages, purpose, attempt, None).await?;
         let mut asked = Asked {
             first: reply.content.clone(),
             reminded: None,
@@ -165,7 +205,9 @@ impl Run<'_> {
             );
             messages.push(Message::assistant(reply.content));
             messages.push(Message::user(self.engine.prompts.reminder(want, failures)?));
-            let again = self.call(&messages, Purpose::Reminder, attempt).await?;
+            let again = self
+                .call(&messages, Purpose::Reminder, attempt, Some(want))
+                .await?;
             asked.usage += again.usage;
             asked.llm_ms += again.elapsed_ms;
             asked.reminded = Some((want, again.content));

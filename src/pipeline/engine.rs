@@ -43,6 +43,8 @@ impl EngineSettings {
                 max_tokens: llm.max_tokens,
                 request_timeout_secs: llm.request_timeout.as_secs_f64(),
                 retries: llm.retries,
+                stream: llm.stream,
+                constrain: Some(llm.constrain),
             }),
             max_repairs: self.budget.max_repairs,
             max_refines: self.budget.max_refines,

@@ -103,6 +103,8 @@ pub struct Watch {
     pub stop: Interrupt,
     pub budget: Option<Budget>,
     pub model: Option<String>,
+    /// The reply the LLM is writing now, while it streams.
+    pub writing: Writing,
 }
 
 impl Watch {
@@ -113,7 +115,32 @@ impl Watch {
             stop: Interrupt::default(),
             budget: None,
             model: None,
+            writing: Writing::default(),
         }
+    }
+}
+
+/// A streamed reply as far as it has come, shared with whoever shows it
+/// (the studio's run page).
+#[derive(Debug, Clone, Default)]
+pub struct Writing(std::sync::Arc<std::sync::Mutex<Option<Written>>>);
+
+/// What [`Writing`] holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Written {
+    pub text: String,
+    pub tokens: u64,
+    pub tokens_per_second: Option<f64>,
+}
+
+impl Writing {
+    /// The reply so far, while one streams.
+    pub fn now(&self) -> Option<Written> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, written: Option<Written>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = written;
     }
 }
 

@@ -69,6 +69,7 @@ impl Engine {
             critique_basis: self.critique_basis(),
             usage: Usage::default(),
             llm_calls: 0,
+            calls: Vec::new(),
             timings: RunTimings::default(),
             error: None,
         };

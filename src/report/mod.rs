@@ -62,6 +62,9 @@ pub struct RunRecord {
     pub usage: Usage,
     /// How many LLM calls the run made, reminders included.
     pub llm_calls: u32,
+    /// Each LLM call's timing, in order (`transcript.jsonl` holds the texts).
+    #[serde(default)]
+    pub calls: Vec<CallRecord>,
     /// Where the run's time went.
     pub timings: RunTimings,
     /// The error that ended the run early (the LLM endpoint failing, say).
@@ -304,6 +307,12 @@ pub struct LlmRecord {
     pub request_timeout_secs: f64,
     /// How often a failed request is tried again.
     pub retries: u32,
+    /// Whether replies were asked for as streams.
+    #[serde(default)]
+    pub stream: bool,
+    /// When requests for code were held to their layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constrain: Option<crate::llm::Constrain>,
 }
 
 /// What produced an attempt's code.
@@ -507,6 +516,49 @@ impl Purpose {
             Purpose::Edit => "edit",
             Purpose::Critique => "critique",
             Purpose::Reminder => "reminder",
+        }
+    }
+}
+
+/// One LLM call's timing and form, as run.json lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// 1, 2, … as in the transcript.
+    pub call: u32,
+    /// What the call was for.
+    pub purpose: Purpose,
+    /// The attempt the call wrote code for or judged.
+    pub attempt: u32,
+    /// The whole call, retries included.
+    pub ms: f64,
+    /// Whether the reply came as a stream of tokens.
+    pub streamed: bool,
+    /// Time to the first token of a streamed reply.
+    pub first_token_ms: Option<f64>,
+    /// Tokens a second after the first, of a streamed reply.
+    pub tokens_per_second: Option<f64>,
+    /// The reply's tokens, as the server counted them (or its chunks).
+    pub completion_tokens: u64,
+    /// How the reply was held to its layout ("grammar"), when it was.
+    pub constrained: Option<String>,
+    /// Failed tries before the reply.
+    pub retries: u32,
+}
+
+impl CallRecord {
+    /// Call number `call`'s record, from its reply.
+    pub fn of(call: u32, purpose: Purpose, attempt: u32, reply: &crate::llm::Reply) -> CallRecord {
+        CallRecord {
+            call,
+            purpose,
+            attempt,
+            ms: reply.elapsed_ms,
+            streamed: reply.streamed,
+            first_token_ms: reply.first_token_ms,
+            tokens_per_second: reply.tokens_per_second,
+            completion_tokens: reply.usage.completion_tokens,
+            constrained: reply.constrained.clone(),
+            retries: reply.retries,
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 /// One scripted answer.
@@ -35,6 +36,8 @@ pub enum Scripted {
     /// A chat completion with this text that says the server read only
     /// this many of the prompt's tokens.
     ReadOnly(String, u64),
+    /// A stream that sends this text, then nothing more, never ending.
+    Quiet(String),
 }
 
 pub fn reply(text: &str) -> Scripted {
@@ -90,6 +93,19 @@ struct Shared {
     window: Mutex<Option<u32>>,
     /// The model parameters `POST /api/show` tells, as Ollama does; `None`: 404.
     ollama: Mutex<Option<String>>,
+    /// How the server answers a request for a stream.
+    streams: Mutex<Streams>,
+}
+
+/// How the server answers a request with `"stream": true`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Streams {
+    /// Server-sent events, a chunk every so often.
+    Sent(Duration),
+    /// HTTP 400, as a server that cannot stream.
+    Refused,
+    /// One whole JSON reply, as a server that ignores the field.
+    Ignored,
 }
 
 /// The running server; stops with the test process.
@@ -107,6 +123,7 @@ impl ScriptedLlm {
             delay: Duration::ZERO,
             window: Mutex::new(None),
             ollama: Mutex::new(None),
+            streams: Mutex::new(Streams::Sent(Duration::ZERO)),
         })
     }
 
@@ -122,6 +139,7 @@ impl ScriptedLlm {
             delay,
             window: Mutex::new(None),
             ollama: Mutex::new(None),
+            streams: Mutex::new(Streams::Sent(Duration::ZERO)),
         })
     }
 
@@ -172,6 +190,12 @@ impl ScriptedLlm {
         self
     }
 
+    /// Answers requests for a stream as `streams` says.
+    pub fn streaming(self, streams: Streams) -> ScriptedLlm {
+        *self.shared.streams.lock().unwrap() = streams;
+        self
+    }
+
     /// Scripted answers not yet given.
     pub fn left(&self) -> usize {
         self.shared.script.lock().unwrap().len()
@@ -204,13 +228,28 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
         at: Instant::now(),
     };
     shared.seen.lock().unwrap().push(seen.clone());
+    let streams = match *shared.streams.lock().unwrap() {
+        _ if body["stream"] != true => None,
+        Streams::Refused => {
+            let refusal = json!({"error": {"message": "streaming is not supported", "type": "invalid_request_error"}});
+            return (StatusCode::BAD_REQUEST, Json(refusal)).into_response();
+        }
+        Streams::Ignored => None,
+        Streams::Sent(every) => Some(every),
+    };
     let scripted = shared.script.lock().unwrap().pop_front();
     let next = scripted.or_else(|| shared.responder.as_ref().map(|respond| respond(&seen)));
     if !shared.delay.is_zero() {
         tokio::time::sleep(shared.delay).await;
     }
+    if let (Some(every), Some(next)) = (streams, &next) {
+        if let Some(response) = stream(&body, next, every) {
+            return response;
+        }
+    }
     match next {
         Some(Scripted::Reply(text)) => Json(completion(&body, &text)).into_response(),
+        Some(Scripted::Quiet(_)) => unreachable!("a quiet answer is a stream"),
         Some(Scripted::ReadOnly(text, read)) => {
             let mut answer = completion(&body, &text);
             answer["usage"]["prompt_tokens"] = json!(read);
@@ -261,6 +300,81 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
         )
             .into_response(),
     }
+}
+
+/// A streamed answer to a request for a stream, `every` between chunks;
+/// `None` for answers that are not replies (an error status, a raw body).
+fn stream(body: &Value, next: &Scripted, every: Duration) -> Option<Response> {
+    let (text, read, end) = match next {
+        Scripted::Reply(text) => (text, None, End::Done),
+        Scripted::ReadOnly(text, read) => (text, Some(*read), End::Done),
+        Scripted::Dropped(text) => (text, None, End::Dropped),
+        Scripted::CutJson(text) => (text, None, End::Closed),
+        Scripted::Quiet(text) => (text, None, End::Quiet),
+        Scripted::Status { .. } | Scripted::Raw(_) => return None,
+    };
+    let whole = completion(body, text);
+    let mut usage = whole["usage"].clone();
+    if let Some(read) = read {
+        usage["prompt_tokens"] = json!(read);
+    }
+    // Pieces of about four characters, as tokens come; a cut stream sends half.
+    let chars: Vec<char> = text.chars().collect();
+    let mut pieces: Vec<String> = chars.chunks(4).map(|c| c.iter().collect()).collect();
+    if matches!(end, End::Dropped | End::Closed) {
+        pieces.truncate(pieces.len() / 2);
+    }
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({
+            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        });
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    events.extend(pieces.iter().map(|p| chunk(json!({"content": p}), Value::Null)));
+    if end == End::Done {
+        events.push(chunk(json!({}), json!("stop")));
+        if body["stream_options"]["include_usage"] == true {
+            let last = json!({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                "created": 0, "model": body["model"], "choices": [], "usage": usage});
+            events.push(format!("data: {last}\n\n"));
+        }
+        events.push("data: [DONE]\n\n".to_string());
+    }
+    let sent = futures_util::stream::iter(events).then(move |event| async move {
+        if !every.is_zero() {
+            tokio::time::sleep(every).await;
+        }
+        Ok::<_, std::io::Error>(event)
+    });
+    let tail: futures_util::stream::BoxStream<'static, Result<String, std::io::Error>> = match end {
+        End::Done | End::Closed => Box::pin(futures_util::stream::empty()),
+        End::Dropped => Box::pin(futures_util::stream::once(async {
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped"))
+        })),
+        End::Quiet => Box::pin(futures_util::stream::pending()),
+    };
+    Some(
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(sent.chain(tail)))
+            .unwrap(),
+    )
+}
+
+/// How a streamed answer ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    /// With a finish reason and `[DONE]`.
+    Done,
+    /// The connection breaks halfway.
+    Dropped,
+    /// The server closes halfway, cleanly.
+    Closed,
+    /// Nothing more is sent, and the stream stays open.
+    Quiet,
 }
 
 /// A chat completion answering `body` with `text`; its usage counts four
