@@ -234,17 +234,25 @@ fn a_connection_dropped_mid_reply_and_a_cut_body_are_retried() {
     let first: Value = serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
     assert_eq!(first["reply"]["retries"], 2, "{first}");
 
-    // Out of retries, a cut body says what came back.
-    let server = ScriptedLlm::start(vec![
-        Scripted::CutJson(fenced(RIGHT)),
-        Scripted::CutJson(fenced(RIGHT)),
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = generate(dir.path(), &server, &["--retries", "1"]);
-    assert_exit(&out, 2);
-    let said = text(&out.stderr);
-    assert!(said.contains("cannot read"), "{said}");
-    assert_eq!(server.requests().len(), 2);
+    // Out of retries, a cut stream says it broke off, and a cut whole
+    // reply what came back.
+    for (flags, says) in [
+        (&["--retries", "1"][..], "broke off its reply (2 tries)"),
+        (&["--retries", "1", "--no-stream"][..], "cannot read"),
+    ] {
+        let server = ScriptedLlm::start(vec![
+            Scripted::CutJson(fenced(RIGHT)),
+            Scripted::CutJson(fenced(RIGHT)),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = generate(dir.path(), &server, flags);
+        assert_exit(&out, 2);
+        let said = text(&out.stderr);
+        assert!(said.contains(says), "{flags:?}: {said}");
+        assert_eq!(server.requests().len(), 2);
+        let streamed = server.requests().iter().all(|r| r.body["stream"] == true);
+        assert_eq!(streamed, !flags.contains(&"--no-stream"), "{flags:?}");
+    }
 }
 
 /// Runs `generate` through `server` and checks it stops with exit 2, its
