@@ -85,6 +85,23 @@ fn a_server_that_refuses_or_ignores_streams_gets_whole_replies() {
     assert_eq!(record["calls"][1]["first_token_ms"], Value::Null);
     assert!(text(&out.stderr).contains("refuses to stream"));
 
+    // A stream that ends before it begins: asked again whole, from then on.
+    let server = ScriptedLlm::start(vec![
+        Scripted::Empty,
+        reply("A classic part."),
+        reply(&fenced(RIGHT)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &[]);
+    assert_exit(&out, 0);
+    let streams: Vec<Value> = server
+        .requests()
+        .iter()
+        .map(|r| r.body["stream"].clone())
+        .collect();
+    assert_eq!(streams, [true, false, false], "{streams:?}");
+    assert!(text(&out.stderr).contains("ended a stream before it began"));
+
     // Ignored: the whole JSON reply to a request for a stream is read.
     let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))]).streaming(Streams::Ignored);
     let dir = tempfile::tempdir().unwrap();

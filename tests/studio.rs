@@ -5,83 +5,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::chromium;
-use common::http::{request, Reply};
-use common::llm_server::{Scripted, ScriptedLlm};
+use common::http::request;
+use common::studio::{follow, get, post, start, Studio};
+use common::llm_server::{Scripted, ScriptedLlm, Streams};
 use common::parts::{fenced, PROMPT, RIGHT};
 use serde_json::Value;
-
-/// A studio process, killed when dropped.
-struct Studio {
-    child: Child,
-    /// `127.0.0.1:PORT` (or the bound address).
-    addr: String,
-    /// The URL it printed (with the token, when it needs one).
-    url: String,
-}
-
-impl Drop for Studio {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, extra: &[&str]) -> Studio {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
-        .args(["-q", "serve", "--runs", "runs", "--port", "0"])
-        .args(extra)
-        .current_dir(dir)
-        .env_remove("CADLOOP_CONFIG")
-        .env_remove("CADLOOP_CAPTIONER")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cadloop serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    let addr = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    Studio { child, addr, url }
-}
-
-fn get(studio: &Studio, path: &str) -> Reply {
-    request(&studio.addr, "GET", path, &[("Host", &studio.addr)], b"")
-}
-
-fn post(studio: &Studio, path: &str, body: &str) -> Reply {
-    let origin = format!("http://{}", studio.addr);
-    request(
-        &studio.addr,
-        "POST",
-        path,
-        &[
-            ("Host", &studio.addr),
-            ("Origin", &origin),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-}
 
 /// A screenshot of `url` by headless chromium, with software WebGL.
 fn screenshot(url: &str, out: &Path) -> image::RgbImage {
@@ -310,25 +244,13 @@ fn foreign_hosts_origins_paths_bodies_and_tokenless_remote_requests_are_refused(
     assert_eq!(again.status, 200);
 }
 
-/// The states a run's event stream sent until it ended.
-fn follow(studio: &Studio, id: &str) -> Vec<Value> {
-    let events = get(studio, &format!("/api/runs/{id}/events"));
-    assert_eq!(events.status, 200, "{}", events.text());
-    events
-        .text()
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|data| serde_json::from_str(data.trim()).unwrap())
-        .collect()
-}
-
 /// The checks `part_writer` writes with its first script.
 const CHECKS: &str = "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
 
 /// An endpoint that writes `code` (after the checks of a 40 × 20 × 10 block
 /// with a 6 mm hole), and `changed` when asked to make the hole 8 mm, and
-/// accepts every part; it answers after 400 ms, so the stages can be seen as
-/// they pass.
+/// accepts every part; it answers after 400 ms and streams a chunk every
+/// 5 ms, so the stages and the code being written can be seen as they pass.
 fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
     ScriptedLlm::responding(Duration::from_millis(400), move |seen| {
         let ask = seen.last_user();
@@ -340,6 +262,7 @@ fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
             Scripted::Reply(format!("{CHECKS}\n{}", fenced(code)))
         }
     })
+    .streaming(Streams::Sent(Duration::from_millis(5)))
 }
 
 #[test]
@@ -367,6 +290,17 @@ fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
         "the stages arrive as they happen: {states:?}"
     );
     assert_eq!(last["history"][0]["verdict"], "match");
+    // The code shows as the LLM writes it: a beginning of the reply, counted.
+    let whole = format!("{CHECKS}\n{}", fenced(RIGHT));
+    let written: Vec<&Value> = states.iter().map(|s| &s["writing"]).filter(|w| !w.is_null()).collect();
+    assert!(
+        written.iter().any(|w| {
+            let text = w["text"].as_str().unwrap();
+            !text.is_empty() && text.len() < whole.len() && whole.starts_with(text) && w["tokens"].as_u64() > Some(0)
+        }),
+        "{written:?}"
+    );
+    assert_eq!(last["writing"], Value::Null);
 
     let changed = post(
         &studio,

@@ -735,6 +735,14 @@ impl LlmClient {
                     }
                     continue;
                 }
+                Err(Failed::Stream(StreamFailure::Empty)) => {
+                    // The reason is only in the server's log; a request for
+                    // the whole reply gets it in the answer.
+                    tracing::warn!("the LLM server ended a stream before it began; asking for whole replies from now on");
+                    self.learned.no_stream.store(true, Ordering::Relaxed);
+                    stream = false;
+                    continue;
+                }
                 Err(Failed::Stream(failure)) => return Err(self.stream_failed(failure, &log)),
                 Err(Failed::Malformed(message)) => {
                     return Err(LlmError::Malformed {
@@ -862,6 +870,10 @@ impl LlmClient {
             StreamFailure::Error(message) => LlmError::InStream {
                 url,
                 message: shorten(&message),
+            },
+            StreamFailure::Empty => LlmError::InStream {
+                url,
+                message: "the stream ended before it began".into(),
             },
         }
     }

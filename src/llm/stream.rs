@@ -68,6 +68,10 @@ pub(super) enum StreamFailure {
     Cut(String),
     /// The server sent an error inside the stream.
     Error(String),
+    /// The stream ended before its first event: llama-cpp-python's way of
+    /// refusing a request once it has begun a stream (a prompt too long
+    /// for its window, say), the reason left in its log.
+    Empty,
 }
 
 /// Reads `stream` to its end, telling `on_text` as the text grows; a gap
@@ -83,6 +87,7 @@ where
 {
     let mut got = Streamed::default();
     let mut first_at: Option<Instant> = None;
+    let mut events = 0u64;
     loop {
         let next = match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => {
@@ -91,10 +96,12 @@ where
                     tokens: got.tokens,
                 })
             }
+            Ok(None) if events == 0 => return Err(StreamFailure::Empty),
             Ok(None) => break,
             Ok(Some(Err(err))) => return Err(StreamFailure::Cut(crate::error_chain(&err))),
             Ok(Some(Ok(chunk))) => chunk,
         };
+        events += 1;
         if let Some(error) = next.error {
             let message = error
                 .get("message")
@@ -199,6 +206,19 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(failed, StreamFailure::Cut(ref m) if m.contains("after 1 tokens")), "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_with_no_event_is_empty_not_cut() {
+        let failed = read(
+            futures_util::stream::iter(Vec::new()),
+            Instant::now(),
+            Duration::from_secs(5),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(failed, StreamFailure::Empty), "{failed:?}");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Runs of the loop from the studio: a new run, a change in words, the stop
 //! button, and the events a run page follows (server-sent events: the run's
-//! state each time run.json or the current stage changes).
+//! state each time run.json, the current stage or the reply being written
+//! changes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,6 +212,7 @@ pub(super) async fn events(
                 None => pages::RunState::starting(&id),
             };
             state.stage = watch.as_ref().map(|w| w.progress.message());
+            state.writing = watch.as_ref().and_then(|w| w.writing.now());
             state.active = watch.is_some();
             let text = serde_json::to_string(&state).expect("a run state serialises");
             let running = watch.is_some()

@@ -187,6 +187,8 @@ pub struct RunState {
     pub active: bool,
     /// What the loop is doing now, while it is going on here.
     pub stage: Option<String>,
+    /// The reply the LLM is writing now, while it streams.
+    pub writing: Option<crate::pipeline::Written>,
     pub stop_reason: String,
     pub run_error: Option<String>,
     pub history: Vec<AttemptRow>,
@@ -262,6 +264,7 @@ impl RunState {
             status: RunStatus::Running,
             active: true,
             stage: Some("starting".to_string()),
+            writing: None,
             stop_reason: String::new(),
             run_error: None,
             history: Vec::new(),
@@ -314,6 +317,7 @@ impl RunState {
             status: record.status,
             active: false,
             stage: None,
+            writing: None,
             stop_reason: record.stop_reason.clone(),
             run_error: record.error.clone(),
             history,

@@ -269,6 +269,17 @@ function showState() {
     }
     history.appendChild(item);
   }
+  // The reply the LLM is writing now, as it streams.
+  const writing = document.getElementById("writing");
+  writing.hidden = !state.writing;
+  if (state.writing) {
+    const rate = state.writing.tokens_per_second;
+    document.getElementById("writing-count").textContent =
+      `the LLM is writing · ${state.writing.tokens} tokens` + (rate ? ` · ${rate.toFixed(1)} tokens a second` : "");
+    const text = document.getElementById("writing-text");
+    text.textContent = state.writing.text;
+    text.scrollTop = text.scrollHeight;
+  }
   const sheet = document.getElementById("sheet");
   if (state.sheet) { sheet.src = state.sheet; sheet.style.display = "block"; }
   // The report is rewritten with run.json: show it again when attempts change.

@@ -38,6 +38,9 @@ pub enum Scripted {
     ReadOnly(String, u64),
     /// A stream that sends this text, then nothing more, never ending.
     Quiet(String),
+    /// A stream that ends before its first event, as llama-cpp-python's
+    /// does for a prompt too long for its window.
+    Empty,
 }
 
 pub fn reply(text: &str) -> Scripted {
@@ -249,7 +252,7 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
     }
     match next {
         Some(Scripted::Reply(text)) => Json(completion(&body, &text)).into_response(),
-        Some(Scripted::Quiet(_)) => unreachable!("a quiet answer is a stream"),
+        Some(Scripted::Quiet(_) | Scripted::Empty) => unreachable!("only a stream is quiet or empty"),
         Some(Scripted::ReadOnly(text, read)) => {
             let mut answer = completion(&body, &text);
             answer["usage"]["prompt_tokens"] = json!(read);
@@ -311,6 +314,14 @@ fn stream(body: &Value, next: &Scripted, every: Duration) -> Option<Response> {
         Scripted::Dropped(text) => (text, None, End::Dropped),
         Scripted::CutJson(text) => (text, None, End::Closed),
         Scripted::Quiet(text) => (text, None, End::Quiet),
+        Scripted::Empty => {
+            return Some(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+        }
         Scripted::Status { .. } | Scripted::Raw(_) => return None,
     };
     let whole = completion(body, text);

@@ -11,6 +11,7 @@ pub mod local_model;
 pub mod parts;
 pub mod python;
 pub mod slurm;
+pub mod studio;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
