@@ -45,7 +45,7 @@ fn a_run_talks_to_a_real_local_server_to_the_end() {
             "--temperature",
             "0",
             "--max-repairs",
-            "1",
+            "0",
             "--max-refines",
             "0",
         ],
