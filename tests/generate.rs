@@ -308,7 +308,7 @@ fn the_servers_context_window_bounds_the_prompt_and_the_reply() {
 #[test]
 fn ollamas_num_ctx_bounds_the_prompt_and_its_default_is_watched_for_cuts() {
     let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))])
-        .as_ollama("num_ctx 1024\nstop \"<|im_end|>\"");
+        .like_ollama("num_ctx 1024\nstop \"<|im_end|>\"");
     stops_saying(
         &server,
         &[
@@ -320,7 +320,7 @@ fn ollamas_num_ctx_bounds_the_prompt_and_its_default_is_watched_for_cuts() {
     assert!(server.requests().is_empty());
 
     // No num_ctx: the server's own window is unknown; a cut prompt is caught.
-    let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 600)]).as_ollama("");
+    let server = ScriptedLlm::start(vec![Scripted::ReadOnly(fenced(RIGHT), 600)]).like_ollama("");
     stops_saying(
         &server,
         &["Ollama at", "read only 600 tokens", "OLLAMA_CONTEXT_LENGTH"],

@@ -221,7 +221,10 @@ fn a_change_in_words_and_a_studio_run_talk_to_a_real_local_server() {
     assert_eq!(edit["constrained"], "grammar", "{edit}");
 
     // A run started in the studio: its page is sent the reply as it is written.
-    let studio = start(dir.path(), &[&["--base-url", &url, "--model", MODEL][..], &loop_flags].concat());
+    let studio = start(
+        dir.path(),
+        &[&["--base-url", &url, "--model", MODEL][..], &loop_flags].concat(),
+    );
     let started = post(
         &studio,
         "/api/runs",
@@ -242,11 +245,11 @@ fn a_change_in_words_and_a_studio_run_talk_to_a_real_local_server() {
     // change: several states show the reply growing, held to its layout.
     assert!(written.len() >= 2, "{written:?}");
     for w in &written {
-        assert!(
-            w["text"].as_str().unwrap().starts_with("```"),
-            "{w}"
-        );
+        assert!(w["text"].as_str().unwrap().starts_with("```"), "{w}");
     }
-    let counts: Vec<u64> = written.iter().map(|w| w["tokens"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> = written
+        .iter()
+        .map(|w| w["tokens"].as_u64().unwrap())
+        .collect();
     assert!(counts.windows(2).any(|p| p[1] > p[0]), "{counts:?}");
 }

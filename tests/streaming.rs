@@ -56,7 +56,11 @@ fn a_streamed_reply_is_timed_in_run_json_and_a_quiet_one_stops_the_run() {
     let out = generate(dir.path(), &server, &["--idle-timeout", "1"]);
     assert_exit(&out, 2);
     let said = text(&out.stderr);
-    for words in ["sent no token for 1 s", "tokens of the reply had come", "--idle-timeout"] {
+    for words in [
+        "sent no token for 1 s",
+        "tokens of the reply had come",
+        "--idle-timeout",
+    ] {
         assert!(said.contains(words), "{words}: {said}");
     }
     assert_eq!(server.requests().len(), 1, "a quiet stream is not retried");
@@ -134,9 +138,15 @@ fn requests_for_code_carry_the_layouts_grammar_on_llama_cpp_servers_only() {
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
     let first = grammar(&requests[0].body).expect("the first request carries a grammar");
-    assert!(first.contains("```checks") && first.contains("```python"), "{first}");
+    assert!(
+        first.contains("```checks") && first.contains("```python"),
+        "{first}"
+    );
     let repair = grammar(&requests[1].body).expect("the repair carries a grammar");
-    assert!(!repair.contains("```checks") && repair.contains("```python"), "{repair}");
+    assert!(
+        !repair.contains("```checks") && repair.contains("```python"),
+        "{repair}"
+    );
     assert_eq!(grammar(&requests[2].body), None, "the critique is free");
     let record = run_json(&dir.path().join("run"));
     assert_eq!(record["calls"][0]["constrained"], "grammar");

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use common::chromium;
 use common::http::request;
-use common::studio::{follow, get, post, start, Studio};
 use common::llm_server::{Scripted, ScriptedLlm, Streams};
 use common::parts::{fenced, PROMPT, RIGHT};
+use common::studio::{follow, get, post, start, Studio};
 use serde_json::Value;
 
 /// A screenshot of `url` by headless chromium, with software WebGL.
@@ -292,11 +292,18 @@ fn a_run_started_in_the_studio_streams_its_stages_refines_and_stops() {
     assert_eq!(last["history"][0]["verdict"], "match");
     // The code shows as the LLM writes it: a beginning of the reply, counted.
     let whole = format!("{CHECKS}\n{}", fenced(RIGHT));
-    let written: Vec<&Value> = states.iter().map(|s| &s["writing"]).filter(|w| !w.is_null()).collect();
+    let written: Vec<&Value> = states
+        .iter()
+        .map(|s| &s["writing"])
+        .filter(|w| !w.is_null())
+        .collect();
     assert!(
         written.iter().any(|w| {
             let text = w["text"].as_str().unwrap();
-            !text.is_empty() && text.len() < whole.len() && whole.starts_with(text) && w["tokens"].as_u64() > Some(0)
+            !text.is_empty()
+                && text.len() < whole.len()
+                && whole.starts_with(text)
+                && w["tokens"].as_u64() > Some(0)
         }),
         "{written:?}"
     );

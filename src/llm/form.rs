@@ -106,6 +106,6 @@ mod tests {
             text.code().as_deref(),
             Some("import Part\n\nresult = Part.makeBox(40, 20, 10)\n")
         );
-        assert_eq!(text.checks().as_deref(), Some("size x == 40 ± 0.5\n"));
+        assert_eq!(text.checks(), Some("size x == 40 ± 0.5\n"));
     }
 }

@@ -721,7 +721,9 @@ impl LlmClient {
                     // A server that refuses the grammar or the stream is
                     // asked again without it, and not asked so again.
                     match refusal(&err) {
-                        Some(message) if grammar.is_some() && !(stream && names_stream(&message)) => {
+                        Some(message)
+                            if grammar.is_some() && !(stream && names_stream(&message)) =>
+                        {
                             tracing::warn!(%message, "the LLM server refuses the reply's grammar; asking without it from now on");
                             self.learned.no_grammar.store(true, Ordering::Relaxed);
                             grammar = None;
@@ -784,8 +786,12 @@ impl LlmClient {
                 .await
                 .map_err(Failed::Http)?;
             if let Some(whole) = CALL_LOG.with(|log| log.borrow_mut().body.take()) {
-                let reply: WireReply = serde_json::from_slice(&whole)
-                    .map_err(|e| Failed::Http(OpenAIError::JSONDeserialize(e, String::from_utf8_lossy(&whole).into_owned())))?;
+                let reply: WireReply = serde_json::from_slice(&whole).map_err(|e| {
+                    Failed::Http(OpenAIError::JSONDeserialize(
+                        e,
+                        String::from_utf8_lossy(&whole).into_owned(),
+                    ))
+                })?;
                 return reply.into_streamed();
             }
             match stream::read(chunks, started, self.settings.idle_timeout, on_text).await {
@@ -793,7 +799,11 @@ impl LlmClient {
                     let delay = backoff_delay(self.settings.backoff, retry);
                     tracing::warn!(%message, retry = retry + 1, of = self.settings.retries, wait_ms = delay.as_millis() as u64, "LLM reply broke off; retrying");
                     if let Some(on_text) = on_text {
-                        on_text(Partial { text: "", tokens: 0, tokens_per_second: None });
+                        on_text(Partial {
+                            text: "",
+                            tokens: 0,
+                            tokens_per_second: None,
+                        });
                     }
                     tokio::time::sleep(delay).await;
                     retry += 1;
@@ -815,7 +825,6 @@ impl LlmClient {
         started: Instant,
         constrained: bool,
     ) -> Result<Reply, LlmError> {
-        let streamed = got.first_token.is_some() || got.tokens > 0;
         let usage = got.usage.map_or(
             Usage {
                 completion_tokens: got.tokens,
@@ -851,7 +860,7 @@ impl LlmClient {
             finish_reason: got.finish_reason,
             retries: log.tries.max(1) - 1,
             elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
-            streamed,
+            streamed: got.streamed,
             first_token_ms: got.first_token.map(|d| d.as_secs_f64() * 1e3),
             tokens_per_second: got.tokens_per_second,
             constrained: constrained.then(|| "grammar".to_string()),
@@ -864,7 +873,7 @@ impl LlmClient {
             StreamFailure::Quiet { idle, tokens } => LlmError::Quiet { url, idle, tokens },
             StreamFailure::Cut(message) => LlmError::Cut {
                 url,
-                tries: log.tries.max(self.settings.retries + 1),
+                tries: log.tries.max(1),
                 message,
             },
             StreamFailure::Error(message) => LlmError::InStream {
@@ -886,7 +895,10 @@ impl LlmClient {
             Constrain::Reminders => ask.reminder,
             Constrain::Always => true,
         };
-        if !wanted || !form::takes_grammar(endpoint.kind) || self.learned.no_grammar.load(Ordering::Relaxed) {
+        if !wanted
+            || !form::takes_grammar(endpoint.kind)
+            || self.learned.no_grammar.load(Ordering::Relaxed)
+        {
             return None;
         }
         ask.form.grammar()

@@ -49,6 +49,8 @@ struct ChunkChoice {
 /// A streamed reply read to its end.
 #[derive(Debug, Default)]
 pub(super) struct Streamed {
+    /// Whether it came as a stream (else as one whole reply).
+    pub streamed: bool,
     pub content: String,
     pub usage: Option<WireUsage>,
     pub model: Option<String>,
@@ -85,7 +87,10 @@ pub(super) async fn read<S>(
 where
     S: futures_util::Stream<Item = Result<WireChunk, OpenAIError>> + Unpin,
 {
-    let mut got = Streamed::default();
+    let mut got = Streamed {
+        streamed: true,
+        ..Streamed::default()
+    };
     let mut first_at: Option<Instant> = None;
     let mut events = 0u64;
     loop {
@@ -205,7 +210,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(failed, StreamFailure::Cut(ref m) if m.contains("after 1 tokens")), "{failed:?}");
+        assert!(
+            matches!(failed, StreamFailure::Cut(ref m) if m.contains("after 1 tokens")),
+            "{failed:?}"
+        );
     }
 
     #[tokio::test]

@@ -188,7 +188,7 @@ impl ScriptedLlm {
 
     /// Answers `POST /api/show` as Ollama does, with these model parameters
     /// ("num_ctx 8192", or "" for a Modelfile that sets none).
-    pub fn as_ollama(self, parameters: &str) -> ScriptedLlm {
+    pub fn like_ollama(self, parameters: &str) -> ScriptedLlm {
         *self.shared.ollama.lock().unwrap() = Some(parameters.to_string());
         self
     }
@@ -252,7 +252,9 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
     }
     match next {
         Some(Scripted::Reply(text)) => Json(completion(&body, &text)).into_response(),
-        Some(Scripted::Quiet(_) | Scripted::Empty) => unreachable!("only a stream is quiet or empty"),
+        Some(Scripted::Quiet(_) | Scripted::Empty) => {
+            unreachable!("only a stream is quiet or empty")
+        }
         Some(Scripted::ReadOnly(text, read)) => {
             let mut answer = completion(&body, &text);
             answer["usage"]["prompt_tokens"] = json!(read);
@@ -343,8 +345,15 @@ fn stream(body: &Value, next: &Scripted, every: Duration) -> Option<Response> {
         });
         format!("data: {chunk}\n\n")
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
-    events.extend(pieces.iter().map(|p| chunk(json!({"content": p}), Value::Null)));
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    events.extend(
+        pieces
+            .iter()
+            .map(|p| chunk(json!({"content": p}), Value::Null)),
+    );
     if end == End::Done {
         events.push(chunk(json!({}), json!("stop")));
         if body["stream_options"]["include_usage"] == true {
@@ -363,7 +372,10 @@ fn stream(body: &Value, next: &Scripted, every: Duration) -> Option<Response> {
     let tail: futures_util::stream::BoxStream<'static, Result<String, std::io::Error>> = match end {
         End::Done | End::Closed => Box::pin(futures_util::stream::empty()),
         End::Dropped => Box::pin(futures_util::stream::once(async {
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped"))
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "dropped",
+            ))
         })),
         End::Quiet => Box::pin(futures_util::stream::pending()),
     };

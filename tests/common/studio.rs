@@ -86,4 +86,3 @@ pub fn follow(studio: &Studio, id: &str) -> Vec<Value> {
         .map(|data| serde_json::from_str(data.trim()).unwrap())
         .collect()
 }
-
