@@ -30,9 +30,9 @@ pub enum Form {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Constrain {
-    /// Never: replies are free.
+    /// No reply is held to its layout.
     Never,
-    /// Only the reminder after a reply that lacked what was asked.
+    /// Only the reminder after a reply that lacked the code.
     Reminders,
     /// Every request for code.
     #[default]
