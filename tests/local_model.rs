@@ -16,6 +16,17 @@ use common::parts::{fenced, generate_with, PROMPT, RIGHT};
 use common::studio::{follow, post, start};
 use common::{assert_exit, cadloop, run_json, text};
 
+/// One call for code, and its reminder when the reply has none: the
+/// model's most likely reply, no repair, no critique.
+const QUICK: &[&str] = &[
+    "--temperature",
+    "0",
+    "--max-repairs",
+    "0",
+    "--max-refines",
+    "0",
+];
+
 /// `cadloop generate "a 20 mm cube"` through `server` into `DIR/run`.
 fn generate_cube(dir: &Path, server: &LocalModel, extra: &[&str]) -> Output {
     let url = server.url();
@@ -39,16 +50,7 @@ fn a_run_talks_to_a_real_local_server_to_the_end() {
     let out = generate_cube(
         dir.path(),
         &server,
-        &[
-            "--max-tokens",
-            "300",
-            "--temperature",
-            "0",
-            "--max-repairs",
-            "0",
-            "--max-refines",
-            "0",
-        ],
+        &[&["--max-tokens", "300"], QUICK].concat(),
     );
     // Whatever the model wrote, the run ends with a record: a part (0) or
     // attempts that failed (1), never a failure to talk (2).
@@ -179,16 +181,7 @@ fn a_window_too_small_for_the_prompt_names_the_window_and_the_fix() {
 fn a_change_in_words_and_a_studio_run_talk_to_a_real_local_server() {
     let server = LocalModel::start(4096);
     let url = server.url();
-    let loop_flags = [
-        "--max-tokens",
-        "200",
-        "--temperature",
-        "0",
-        "--max-repairs",
-        "0",
-        "--max-refines",
-        "0",
-    ];
+    let loop_flags = [&["--max-tokens", "200"], QUICK].concat();
     // A part made first (the scripted server writes it); the change in
     // words goes to the real model.
     let scripted = ScriptedLlm::start(vec![reply(&fenced(RIGHT))]);

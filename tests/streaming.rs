@@ -66,6 +66,15 @@ fn a_streamed_reply_is_timed_in_run_json_and_a_quiet_one_stops_the_run() {
     assert_eq!(server.requests().len(), 1, "a quiet stream is not retried");
 }
 
+/// Whether each request the server saw asked for a stream.
+fn asked_streams(server: &ScriptedLlm) -> Vec<bool> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body["stream"] == true)
+        .collect()
+}
+
 #[test]
 fn a_server_that_refuses_or_ignores_streams_gets_whole_replies() {
     // Refused: asked again whole, and never asked for a stream again.
@@ -77,12 +86,7 @@ fn a_server_that_refuses_or_ignores_streams_gets_whole_replies() {
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path(), &server, &[]);
     assert_exit(&out, 0);
-    let streams: Vec<Value> = server
-        .requests()
-        .iter()
-        .map(|r| r.body["stream"].clone())
-        .collect();
-    assert_eq!(streams, [true, false, false], "{streams:?}");
+    assert_eq!(asked_streams(&server), [true, false, false]);
     let record = run_json(&dir.path().join("run"));
     assert_eq!(record["llm_calls"], 2);
     assert_eq!(record["calls"][1]["streamed"], false);
@@ -98,12 +102,7 @@ fn a_server_that_refuses_or_ignores_streams_gets_whole_replies() {
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path(), &server, &[]);
     assert_exit(&out, 0);
-    let streams: Vec<Value> = server
-        .requests()
-        .iter()
-        .map(|r| r.body["stream"].clone())
-        .collect();
-    assert_eq!(streams, [true, false, false], "{streams:?}");
+    assert_eq!(asked_streams(&server), [true, false, false]);
     assert!(text(&out.stderr).contains("ended a stream before it began"));
 
     // Ignored: the whole JSON reply to a request for a stream is read.
