@@ -72,6 +72,13 @@ pub enum Command {
     /// otherwise; a non-loopback address needs the token printed in the URL.
     /// Stops on Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// A Model Context Protocol server on stdin and stdout, for agent hosts.
+    ///
+    /// Tools: `build` (FreeCAD Python run in the sandbox, made a run with its
+    /// facts, parameters and contact sheet), `tweak` (new parameter values),
+    /// `views` (the seven views as PNG images) and `runs`. Runs go to the
+    /// runs folder, where the studio opens them. Logs go to stderr.
+    Mcp(McpArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.
     ///
     /// Each item's run folder is OUT/items/<id>/; OUT/results.jsonl gets one
@@ -329,6 +336,16 @@ pub struct ServeArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub budget: LoopArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `cadloop mcp`'s arguments.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The runs folder (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -42,6 +42,7 @@ pub mod freecad;
 pub mod glb;
 pub mod interrupt;
 pub mod llm;
+pub mod mcp;
 pub mod mesh;
 pub mod metrics;
 pub mod params;

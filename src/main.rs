@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::Refine(args) => commands::refine::refine(&cli.global, args).await,
             Command::Tweak(args) => commands::tweak::tweak(&cli.global, args).await,
             Command::Serve(args) => commands::serve::serve(&cli.global, args).await,
+            Command::Mcp(args) => commands::mcp::mcp(&cli.global, args).await,
             Command::Bench(args) => commands::bench::bench(&cli.global, args).await,
             Command::Batch(args) => commands::batch::batch(&cli.global, args).await,
             Command::Exec(args) => commands::exec::exec(&cli.global, args).await,

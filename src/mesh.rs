@@ -111,10 +111,10 @@ impl Mesh {
 
     /// Builds a mesh from little-endian packed arrays (f32 xyz, u32 triangle indices).
     pub fn from_le_bytes(vertex_bytes: &[u8], index_bytes: &[u8]) -> Result<Mesh, MeshError> {
-        if vertex_bytes.len() % 12 != 0 {
+        if !vertex_bytes.len().is_multiple_of(12) {
             return Err(MeshError::VertexBytes(vertex_bytes.len()));
         }
-        if index_bytes.len() % 12 != 0 {
+        if !index_bytes.len().is_multiple_of(12) {
             return Err(MeshError::IndexBytes(index_bytes.len()));
         }
         let f32_at = |b: &[u8], i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);

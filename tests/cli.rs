@@ -263,6 +263,7 @@ fn help_lists_every_command_with_its_own_help_but_not_the_internal_worker() {
             "refine",
             "tweak",
             "serve",
+            "mcp",
             "batch",
             "bench",
             "exec",

@@ -17,6 +17,7 @@ pub mod captions_dataset;
 pub mod doctor;
 pub mod exec;
 pub mod generate;
+pub mod mcp;
 pub mod refine;
 pub mod render;
 pub mod serve;

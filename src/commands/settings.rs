@@ -234,6 +234,13 @@ impl Settings {
         }
     }
 
+    /// The MCP server's settings: no LLM, a worker per core.
+    pub fn mcp(&self, limits: &LimitArgs) -> anyhow::Result<LoopSettings> {
+        let LoopSettings(mut engine) = self.tweak(None, limits)?;
+        engine.executor.workers = self.exec(limits, None, None)?.executor.workers;
+        Ok(LoopSettings(engine))
+    }
+
     /// The settings of a single run (generate, refine): one FreeCAD worker.
     pub fn one_run(&self, flags: &RunFlags) -> anyhow::Result<LoopSettings> {
         self.run_loop(&flags.llm, &flags.budget, &flags.limits, Some(1))

@@ -120,6 +120,35 @@ impl Tweak {
     }
 }
 
+/// Parameter values as front ends take them in JSON: NAME → a number, or
+/// its text ("12.5", "6"), read as `cadloop tweak NAME=VALUE` reads it.
+pub fn assignments(
+    values: &std::collections::HashMap<String, serde_json::Value>,
+) -> Result<Vec<Assignment>, TweakError> {
+    values
+        .iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(text) => Assignment::new(name, text),
+            other => Assignment::new(name, &other.to_string()),
+        })
+        .collect()
+}
+
+/// Why the latest request of `record` has no result: the error of its
+/// latest failed attempt; `None` when it has one.
+pub fn why_no_result(record: &RunRecord) -> Option<String> {
+    if record.requests.last().is_none_or(|r| r.chosen.is_some()) {
+        return None;
+    }
+    let failed = record
+        .latest_failed_attempt()
+        .and_then(|a| match &a.result.outcome {
+            Outcome::Error { message, .. } => Some(message.clone()),
+            Outcome::Ok { .. } => None,
+        });
+    Some(failed.unwrap_or_else(|| "no attempt built a solid".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

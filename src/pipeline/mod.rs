@@ -42,7 +42,7 @@ mod judge;
 mod look;
 mod requests;
 
-pub use change::{start_attempt, StartAttemptError, Tweak};
+pub use change::{assignments, start_attempt, why_no_result, StartAttemptError, Tweak};
 pub use engine::{Engine, EngineSettings, StartError};
 
 use std::path::{Path, PathBuf};

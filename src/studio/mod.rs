@@ -26,7 +26,6 @@ use indicatif::ProgressBar;
 use serde::Deserialize;
 
 use crate::interrupt::{Cause, Interrupt};
-use crate::params::Assignment;
 use crate::pipeline::{Engine, Tweak, Watch};
 use crate::report::{read_run, RunSettings};
 use crate::run::RunDir;
@@ -280,15 +279,7 @@ async fn tweak(
         RunDir::open(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
     let from = crate::pipeline::start_attempt(&record, None)
         .map_err(|e| bad(e.explain("from_attempt")))?;
-    let assignments: Vec<Assignment> = body
-        .values
-        .iter()
-        .map(|(name, value)| match value {
-            serde_json::Value::String(text) => Assignment::new(name, text),
-            other => Assignment::new(name, &other.to_string()),
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+    let assignments = crate::pipeline::assignments(&body.values).map_err(|e| bad(e.to_string()))?;
     let tweak = Tweak::new(&record, from, &assignments).map_err(|e| bad(e.to_string()))?;
     let result = studio
         .engine
@@ -300,15 +291,7 @@ async fn tweak(
     }
     let record = result.record;
     let mut state = pages::RunState::of(&id, &record);
-    if record.requests.last().is_some_and(|r| r.chosen.is_none()) {
-        let failed = record
-            .latest_failed_attempt()
-            .and_then(|a| match &a.result.outcome {
-                crate::executor::Outcome::Error { message, .. } => Some(message.clone()),
-                crate::executor::Outcome::Ok { .. } => None,
-            });
-        state.error = Some(failed.unwrap_or_else(|| "the tweak built no solid".into()));
-    }
+    state.error = crate::pipeline::why_no_result(&record);
     Ok(Json(state))
 }
 
