@@ -111,7 +111,11 @@ fn thirty_items_with_four_jobs_are_each_recorded_once() {
     for record in &records {
         let id = record["id"].as_str().unwrap();
         let n: u32 = id.trim_start_matches("cube-").parse().unwrap();
-        let expected = if n.is_multiple_of(7) { "failed" } else { "match" };
+        let expected = if n.is_multiple_of(7) {
+            "failed"
+        } else {
+            "match"
+        };
         assert_eq!(record["outcome"], expected, "{record}");
         assert_eq!(record["extra"]["set"], "test", "extra fields are kept");
         assert_eq!(record["out"], format!("items/{id}"));

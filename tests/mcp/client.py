@@ -4,14 +4,15 @@ Usage: client.py CADLOOP RUNS_DIR CALLS_JSON
 
 Starts `CADLOOP mcp --runs RUNS_DIR` over stdio, lists the tools, makes each
 call of CALLS_JSON (a list of [tool, arguments]) in order and prints one
-JSON object: the tools' names and schemas, and for each call its
-structured content, whether it is an error, its texts, and its images
-(MIME type, and the decoded bytes' first eight as hex)."""
+JSON object: the tools' names and schemas, and for each call its time from
+request to answer, its structured content, whether it is an error, its
+texts, and its images (MIME type, and the decoded bytes' first eight as hex)."""
 
 import asyncio
 import base64
 import json
 import sys
+import time
 
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -30,7 +31,9 @@ async def main(cadloop, runs, calls):
                 "calls": [],
             }
             for name, arguments in calls:
+                started = time.perf_counter()
                 result = await session.call_tool(name, arguments)
+                ms = (time.perf_counter() - started) * 1e3
                 texts, images = [], []
                 for block in result.content:
                     if block.type == "text":
@@ -40,6 +43,7 @@ async def main(cadloop, runs, calls):
                         images.append({"mime": block.mime_type, "head": data[:8].hex(), "bytes": len(data)})
                 out["calls"].append({
                     "tool": name,
+                    "ms": ms,
                     "error": bool(result.is_error),
                     "structured": result.structured_content,
                     "texts": texts,
