@@ -76,7 +76,8 @@ pub enum Command {
     ///
     /// Tools: `build` (FreeCAD Python run in the sandbox, made a run with its
     /// facts, parameters and contact sheet), `tweak` (new parameter values),
-    /// `views` (the seven views as PNG images) and `runs`. Runs go to the
+    /// `views` (the seven views as PNG images), `check` (requirement checks
+    /// on a run's result) and `runs`. Runs go to the
     /// runs folder, where the studio opens them. Logs go to stderr.
     Mcp(McpArgs),
     /// Run many prompts: JSONL, CSV (Text2CAD's annotations) or a plain list.

@@ -6,7 +6,8 @@
 //!
 //! Tools: `build` (code run in the sandbox, made a run), `tweak` (new
 //! values for a run's named parameters), `views` (its views as PNG images),
-//! `runs` (the runs folder's runs).
+//! `check` (requirement checks on a run's result), `runs` (the runs
+//! folder's runs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,17 @@ pub struct TweakArgs {
     pub run: String,
     /// New values of the run's parameters: NAME → number.
     pub values: HashMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CheckArgs {
+    /// The run's id, as `build` or `runs` gave it.
+    pub run: String,
+    /// Requirement checks as a list of calls of the check library (bbox,
+    /// position, volume, area, solids, valid, faces, holes, axis_distance,
+    /// wall, symmetric), e.g. `CHECKS = [bbox(40, 20, 10), holes(6,
+    /// count=1, through=True), volume(7717, rel=0.01)]`.
+    pub checks: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -214,6 +226,73 @@ impl Cadloop {
             }
         }
         Ok(CallToolResult::success(content))
+    }
+
+    #[tool(
+        description = "Run requirement checks (`CHECKS = [bbox(40, 20, 10), holes(6, count=1, \
+                       through=True), ...]`) on a run's result without changing the run; \
+                       returns each check's status, what was measured and what was expected."
+    )]
+    async fn check(
+        &self,
+        Parameters(args): Parameters<CheckArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let folder = match self.run_folder(&args.run) {
+            Ok(folder) => folder,
+            Err(refusal) => return Ok(refusal),
+        };
+        let checks = match crate::checks::Checks::parse(&args.checks) {
+            Ok(checks) => checks,
+            Err(err) => return Ok(refused(err.to_string())),
+        };
+        let record = match read_run(&folder) {
+            Ok(record) => record,
+            Err(err) => return Ok(refused(crate::error_chain(&err))),
+        };
+        let Some(chosen) = record.chosen_attempt() else {
+            return Ok(refused(format!("run {} has no result to check", args.run)));
+        };
+        let scratch = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(err) => return Ok(refused(format!("cannot make a scratch folder: {err}"))),
+        };
+        let report = match self
+            .engine
+            .check(
+                chosen.code.clone(),
+                checks.calls,
+                &scratch.path().join("job"),
+            )
+            .await
+        {
+            Ok(report) => report,
+            Err(err) => return Ok(refused(crate::error_chain(&err))),
+        };
+        if let Outcome::Error { kind, message, .. } = &report.outcome {
+            return Ok(refused(format!(
+                "the run's code did not build again for the checks ({kind}): {message}"
+            )));
+        }
+        let tally = crate::checks::Tally::of(&report.checks);
+        let mut lines = vec![format!(
+            "{tally} on attempt {} of run {}",
+            chosen.number, args.run
+        )];
+        lines.extend(
+            report
+                .checks
+                .iter()
+                .map(|c| format!("{}: {}", c.call, c.message)),
+        );
+        let mut answer = CallToolResult::success(vec![ContentBlock::text(lines.join("\n"))]);
+        answer.structured_content = Some(json!({
+            "run": args.run,
+            "attempt": chosen.number,
+            "passed": tally.passed,
+            "total": tally.total,
+            "checks": report.checks,
+        }));
+        Ok(answer)
     }
 
     #[tool(

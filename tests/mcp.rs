@@ -49,6 +49,9 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
             ["tweak", {"run": "a-block-with-a-hole", "values": {"WIDTH": 50, "HOLE_D": "8"}}],
             ["views", {"run": "a-block-with-a-hole", "names": ["top", "iso"]}],
             ["runs", {}],
+            ["check", {"run": "a-block-with-a-hole",
+                       "checks": "CHECKS = [bbox(50, 20, 10), holes(8, count=1, through=True), volume(1000)]"}],
+            ["check", {"run": "a-block-with-a-hole", "checks": "CHECKS = [boxes(3)]"}],
             ["tweak", {"run": "a-block-with-a-hole", "values": {"DEPTH": 3}}],
             ["views", {"run": "no-such-run"}],
             ["views", {"run": "../.."}],
@@ -56,7 +59,7 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     );
     assert_eq!(seen["server"], "cadloop");
     let tools = &seen["tools"];
-    for name in ["build", "tweak", "views", "runs"] {
+    for name in ["build", "tweak", "views", "check", "runs"] {
         assert!(
             tools[name]["description"]
                 .as_str()
@@ -128,14 +131,43 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     assert_eq!(listed[0]["run"], "a-block-with-a-hole", "{listed}");
     assert_eq!(listed[0]["prompt"], "a block with a hole");
 
+    // check: the tweaked part's size and hole pass, a wrong volume fails,
+    // and the run is not changed.
+    let checked = &calls[4]["structured"];
+    assert_eq!(
+        (&checked["passed"], &checked["total"]),
+        (&json!(2), &json!(3)),
+        "{checked}"
+    );
+    let statuses: Vec<&str> = checked["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["pass", "pass", "fail"], "{checked}");
+    assert!(calls[4]["texts"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("checks: 2/3"));
+    let unknown_check = &calls[5];
+    assert_eq!(unknown_check["error"], true);
+    assert!(
+        unknown_check["texts"][0]
+            .as_str()
+            .unwrap()
+            .contains("boxes"),
+        "{unknown_check}"
+    );
+
     // Refusals are tool errors that say what to do; nothing changed.
-    let unknown = &calls[4];
+    let unknown = &calls[6];
     assert_eq!(unknown["error"], true);
     assert!(
         unknown["texts"][0].as_str().unwrap().contains("DEPTH"),
         "{unknown}"
     );
-    for refused in &calls[5..] {
+    for refused in &calls[7..] {
         assert_eq!(refused["error"], true, "{refused}");
         assert!(
             refused["texts"][0]

@@ -140,6 +140,28 @@ impl Engine {
         self.pool.shutdown().await;
     }
 
+    /// Runs `code` again in a scratch folder `dir` with `checks`, changing
+    /// no run: the checks' results on the shape it builds (the report says
+    /// why there are none when it builds no solid).
+    pub async fn check(
+        &self,
+        code: String,
+        checks: Vec<crate::checks::CheckCall>,
+        dir: &std::path::Path,
+    ) -> Result<crate::executor::ExecReport, ExecutorError> {
+        let output = self
+            .pool
+            .run(crate::executor::Job {
+                code,
+                dir: dir.to_path_buf(),
+                timeout: None,
+                inputs: Vec::new(),
+                checks,
+            })
+            .await?;
+        Ok(output.report)
+    }
+
     /// The stop request every run of this engine waits on.
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
