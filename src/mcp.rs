@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::executor::Outcome;
 use crate::pipeline::{Engine, RunResult, Tweak, Watch};
-use crate::report::{read_run, RunRecord, RunSettings};
+use crate::report::{read_run, AttemptRecord, RunRecord, RunSettings};
 use crate::run::RunDir;
 use crate::studio::guard;
 
@@ -188,16 +188,9 @@ impl Cadloop {
         &self,
         Parameters(args): Parameters<ViewsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let folder = match self.run_folder(&args.run) {
-            Ok(folder) => folder,
+        let (folder, chosen) = match self.result_of(&args.run) {
+            Ok(found) => found,
             Err(refusal) => return Ok(refusal),
-        };
-        let record = match read_run(&folder) {
-            Ok(record) => record,
-            Err(err) => return Ok(refused(crate::error_chain(&err))),
-        };
-        let Some(chosen) = record.chosen_attempt() else {
-            return Ok(refused(format!("run {} has no result to show", args.run)));
         };
         let names: Vec<String> = args
             .names
@@ -237,20 +230,13 @@ impl Cadloop {
         &self,
         Parameters(args): Parameters<CheckArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let folder = match self.run_folder(&args.run) {
-            Ok(folder) => folder,
-            Err(refusal) => return Ok(refusal),
-        };
         let checks = match crate::checks::Checks::parse(&args.checks) {
             Ok(checks) => checks,
             Err(err) => return Ok(refused(err.to_string())),
         };
-        let record = match read_run(&folder) {
-            Ok(record) => record,
-            Err(err) => return Ok(refused(crate::error_chain(&err))),
-        };
-        let Some(chosen) = record.chosen_attempt() else {
-            return Ok(refused(format!("run {} has no result to check", args.run)));
+        let chosen = match self.result_of(&args.run) {
+            Ok((_, chosen)) => chosen,
+            Err(refusal) => return Ok(refusal),
         };
         let scratch = match tempfile::tempdir() {
             Ok(dir) => dir,
@@ -354,6 +340,18 @@ impl Cadloop {
         guard::inside(&self.runs, &guard::id_path(id))
             .filter(|p| p.join(crate::report::RUN_FILE).is_file())
             .ok_or_else(|| refused(format!("there is no run {id}; `runs` lists them")))
+    }
+
+    /// The folder of run `id` and the attempt that is its result, or the
+    /// refusal to give the agent.
+    fn result_of(&self, id: &str) -> Result<(PathBuf, AttemptRecord), CallToolResult> {
+        let folder = self.run_folder(id)?;
+        let record = read_run(&folder).map_err(|err| refused(crate::error_chain(&err)))?;
+        let chosen = record
+            .chosen_attempt()
+            .cloned()
+            .ok_or_else(|| refused(format!("run {id} has no result: build or tweak it first")))?;
+        Ok((folder, chosen))
     }
 
     /// A build's or a tweak's answer: the facts and parameters of the

@@ -11,43 +11,16 @@
 //!
 //! `cargo bench --bench mcp` (set-up first: `scripts/dev setup`).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-fn examples() -> BTreeMap<String, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).unwrap())
-        })
-        .collect()
-}
+#[path = "parts.rs"]
+mod parts;
 
-/// The first `NAME = number` line of `code`, its value 10 % larger.
-fn first_parameter(code: &str) -> Option<(String, Value)> {
-    code.lines().find_map(|line| {
-        let (name, rest) = line.split_once(" = ")?;
-        let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
-        let upper = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        let larger = if value.fract() == 0.0 {
-            json!(value as i64 + ((value as i64) / 10).max(1))
-        } else {
-            json!((value * 1.1 * 10.0).round() / 10.0)
-        };
-        upper.then(|| (name.to_string(), larger))
-    })
-}
+use parts::{examples, first_parameter, larger};
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -78,7 +51,13 @@ fn main() {
     }
     let tweaks: Vec<(&String, (String, Value))> = parts
         .iter()
-        .filter_map(|(name, code)| Some((name, first_parameter(code)?)))
+        .filter_map(|(name, code)| {
+            let (parameter, value) = first_parameter(code)?;
+            Some((
+                name,
+                (parameter, serde_json::from_str(&larger(&value)).ok()?),
+            ))
+        })
         .collect();
     for (name, (parameter, value)) in &tweaks {
         let run = name.replace('_', "-");

@@ -15,50 +15,17 @@
 #[path = "../common/llm_server.rs"]
 #[allow(dead_code)]
 mod llm_server;
+#[path = "parts.rs"]
+mod parts;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use llm_server::{Scripted, ScriptedLlm};
+use parts::{examples, first_parameter, larger};
 
 const ROUNDS: usize = 3;
-
-/// The example parts by name.
-fn examples() -> BTreeMap<String, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).unwrap())
-        })
-        .collect()
-}
-
-/// The first `NAME = number` line of `code`: name and value text.
-fn first_parameter(code: &str) -> Option<(String, String)> {
-    code.lines().find_map(|line| {
-        let (name, rest) = line.split_once(" = ")?;
-        let value = rest.split_whitespace().next()?;
-        let upper = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        (upper && value.parse::<f64>().is_ok()).then(|| (name.to_string(), value.to_string()))
-    })
-}
-
-/// `value` 10 % larger, keeping an integer an integer.
-fn larger(value: &str) -> String {
-    match value.parse::<i64>() {
-        Ok(n) => (n + (n / 10).max(1)).to_string(),
-        Err(_) => format!("{:.1}", value.parse::<f64>().unwrap() * 1.1),
-    }
-}
 
 /// `code` with `name`'s value set to `value`.
 fn with_value(code: &str, name: &str, value: &str) -> String {
