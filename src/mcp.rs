@@ -25,12 +25,10 @@ use serde_json::{json, Value};
 
 use crate::executor::Outcome;
 use crate::pipeline::{Engine, RunResult, Tweak, Watch};
+use crate::render::View;
 use crate::report::{read_run, AttemptRecord, RunRecord, RunSettings};
 use crate::run::RunDir;
 use crate::studio::guard;
-
-/// The names `views` takes, in the order it sends them.
-const VIEWS: [&str; 7] = ["front", "back", "left", "right", "top", "bottom", "iso"];
 
 /// The server: the engine, where runs go, and what they record.
 #[derive(Clone)]
@@ -194,18 +192,21 @@ impl Cadloop {
         };
         let names: Vec<String> = args
             .names
-            .unwrap_or_else(|| VIEWS.iter().map(|v| v.to_string()).collect());
-        if let Some(unknown) = names.iter().find(|n| !VIEWS.contains(&n.as_str())) {
+            .unwrap_or_else(|| View::ALL.iter().map(|v| v.name().to_string()).collect());
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !View::ALL.iter().any(|v| v.name() == n.as_str()))
+        {
             return Ok(refused(format!(
                 "there is no view {unknown:?}; the views are {}",
-                VIEWS.join(", ")
+                View::ALL.map(View::name).join(", ")
             )));
         }
         let mut content = Vec::new();
         for name in &names {
             let file = folder
                 .join(&chosen.dir)
-                .join("views")
+                .join(crate::render::VIEWS_DIR)
                 .join(format!("{name}.png"));
             match tokio::fs::read(&file).await {
                 Ok(png) => {
@@ -369,7 +370,11 @@ impl Cadloop {
         let structured = summary(id, &record);
         let mut content = vec![ContentBlock::text(describe(&structured))];
         if let Some(chosen) = record.chosen_attempt() {
-            let sheet = self.runs.join(id).join(&chosen.dir).join("sheet.png");
+            let sheet = self
+                .runs
+                .join(id)
+                .join(&chosen.dir)
+                .join(crate::render::SHEET_FILE);
             if let Ok(png) = std::fs::read(sheet) {
                 content.push(png_block(&png));
             }
