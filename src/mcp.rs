@@ -286,28 +286,20 @@ impl Cadloop {
         description = "The runs in the runs folder: id, what the part is, outcome, and when each was last changed."
     )]
     async fn runs(&self) -> Result<CallToolResult, ErrorData> {
-        let mut listed = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&self.runs) {
-            for entry in entries.flatten() {
-                let Ok(record) = read_run(&entry.path()) else {
-                    continue;
-                };
-                let changed = entry
-                    .path()
-                    .join(crate::report::RUN_FILE)
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(httpdate::fmt_http_date);
-                listed.push(json!({
-                    "run": entry.file_name().to_string_lossy(),
-                    "prompt": record.prompt,
-                    "outcome": record.outcome,
-                    "changed": changed,
-                }));
-            }
-        }
-        listed.sort_by(|a, b| a["run"].as_str().cmp(&b["run"].as_str()));
+        // The runs as the studio lists them: the same ids, newest first.
+        let listed: Vec<Value> = crate::studio::list_runs(&self.runs)
+            .into_iter()
+            .map(|row| {
+                let changed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(row.modified);
+                json!({
+                    "run": row.id,
+                    "prompt": row.title,
+                    "outcome": row.outcome,
+                    "attempts": row.attempts,
+                    "changed": httpdate::fmt_http_date(changed),
+                })
+            })
+            .collect();
         let text = if listed.is_empty() {
             "no runs yet".to_string()
         } else {

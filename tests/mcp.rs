@@ -130,6 +130,7 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     let listed = &calls[3]["structured"]["runs"];
     assert_eq!(listed[0]["run"], "a-block-with-a-hole", "{listed}");
     assert_eq!(listed[0]["prompt"], "a block with a hole");
+    assert_eq!(listed[0]["attempts"], 2, "{listed}");
 
     // check: the tweaked part's size and hole pass, a wrong volume fails,
     // and the run is not changed.

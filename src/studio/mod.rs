@@ -31,6 +31,7 @@ use crate::report::{read_run, RunSettings};
 use crate::run::RunDir;
 
 pub use guard::Guard;
+pub use pages::{list_runs, RunRow};
 
 /// Request bodies are small JSON objects.
 const MAX_BODY: usize = 64 * 1024;
