@@ -20,12 +20,7 @@ use serde_json::{json, Value};
 #[path = "parts.rs"]
 mod parts;
 
-use parts::{examples, first_parameter, larger};
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
+use parts::{examples, first_parameter, larger, median};
 
 fn timed(command: &mut Command) -> f64 {
     let started = Instant::now();

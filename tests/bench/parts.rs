@@ -1,5 +1,6 @@
 //! The example parts as the benchmarks change them: each by name, its
-//! first parameter, and that parameter's value made 10 % larger.
+//! first parameter, and that parameter's value made 10 % larger; and the
+//! median of their times.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,4 +38,10 @@ pub fn larger(value: &str) -> String {
         Ok(n) => (n + (n / 10).max(1)).to_string(),
         Err(_) => format!("{:.1}", value.parse::<f64>().unwrap() * 1.1),
     }
+}
+
+/// The middle of `values` (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use llm_server::{Scripted, ScriptedLlm};
-use parts::{examples, first_parameter, larger};
+use parts::{examples, first_parameter, larger, median};
 
 const ROUNDS: usize = 3;
 
@@ -70,11 +70,6 @@ fn last_request_ms(run: &Path) -> f64 {
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     let requests = record["requests"].as_array().unwrap();
     requests.last().unwrap()["total_ms"].as_f64().unwrap()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {
