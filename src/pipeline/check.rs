@@ -4,7 +4,6 @@
 //! reason and run again on the attempt it judged.
 
 use crate::checks::{self, CheckCall, Checks, ChecksError};
-use crate::executor::Job;
 use crate::prompts::ChecksContext;
 use crate::report::ChecksRecord;
 
@@ -96,22 +95,19 @@ impl Run<'_> {
     pub(super) async fn recheck(&mut self, number: u32) -> Result<(), Stop> {
         let dir = self.attempt_dir(number);
         let scratch = dir.join(RECHECK_DIR);
-        let output = self
+        let report = self
             .engine
-            .pool
-            .run(Job {
-                code: self.record.attempt(number).code.clone(),
-                dir: scratch.clone(),
-                timeout: None,
-                inputs: Vec::new(),
-                checks: self.checks_now(),
-            })
+            .check(
+                self.record.attempt(number).code.clone(),
+                self.checks_now(),
+                &scratch,
+            )
             .await?;
         std::fs::remove_dir_all(&scratch).map_err(|source| PipelineError::Write {
             path: scratch.clone(),
             source,
         })?;
-        if !output.report.is_ok() {
+        if !report.is_ok() {
             tracing::warn!(
                 attempt = number,
                 "the code did not build again for the new checks; its results stay as they were"
@@ -119,8 +115,8 @@ impl Run<'_> {
             return Ok(());
         }
         let attempt = self.attempt_mut(number);
-        attempt.result.checks = output.report.checks;
-        attempt.result.timings.checks_ms = output.report.timings.checks_ms;
+        attempt.result.checks = report.checks;
+        attempt.result.timings.checks_ms = report.timings.checks_ms;
         let result = attempt.result.clone();
         write_json(&dir.join(crate::run::RESULT_FILE), &result)?;
         Ok(())
