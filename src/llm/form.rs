@@ -39,16 +39,6 @@ pub enum Constrain {
     Always,
 }
 
-impl Constrain {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Constrain::Never => "never",
-            Constrain::Reminders => "reminders",
-            Constrain::Always => "always",
-        }
-    }
-}
-
 /// A line inside a block: empty, or not starting with a backtick (which
 /// would open the closing fence).
 const LINE: &str = "line ::= ([^`\\n] [^\\n]*)? \"\\n\"\n";
