@@ -400,7 +400,9 @@ pub struct LlmArgs {
     /// Most tokens in one reply [default: the server's].
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
-    /// Limit for one LLM request, in seconds [default: 300].
+    /// Limit for one LLM request answered whole, in seconds; a streamed
+    /// reply may take longer while its tokens keep coming (see
+    /// --idle-timeout) [default: 300].
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<f64>,
     /// Retries of a request that failed with 429, 5xx, a timeout or a

@@ -66,6 +66,38 @@ fn a_streamed_reply_is_timed_in_run_json_and_a_quiet_one_stops_the_run() {
     assert_eq!(server.requests().len(), 1, "a quiet stream is not retried");
 }
 
+#[test]
+fn a_stream_that_keeps_coming_outlasts_the_request_timeout_a_whole_reply_does_not() {
+    // A reply streamed over about two seconds, with a one-second request
+    // limit: read to its end in one request, as a slow local model's is.
+    let chunks = fenced(RIGHT).len() as u64 / 4;
+    let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT))])
+        .streaming(Streams::Sent(Duration::from_millis(2000 / chunks + 1)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &server, &["--request-timeout", "1"]);
+    assert_exit(&out, 0);
+    assert_eq!(server.requests().len(), 1, "{}", text(&out.stderr));
+    let record = run_json(&dir.path().join("run"));
+    let call = &record["calls"][0];
+    assert_eq!(call["streamed"], true, "{call}");
+    assert!(call["ms"].as_f64().unwrap() > 1500.0, "{call}");
+    assert_eq!(record["attempts"][0]["code"], RIGHT);
+
+    // A whole reply that takes longer than the limit is a timeout, tried
+    // again, then named with the limit.
+    let server = ScriptedLlm::responding(Duration::from_secs(3), |_| reply(&fenced(RIGHT)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(
+        dir.path(),
+        &server,
+        &["--no-stream", "--request-timeout", "1", "--retries", "1"],
+    );
+    assert_exit(&out, 2);
+    let said = text(&out.stderr);
+    assert!(said.contains("did not answer within 1s (2 tries)"), "{said}");
+    assert_eq!(server.requests().len(), 2, "{said}");
+}
+
 /// Whether each request the server saw asked for a stream.
 fn asked_streams(server: &ScriptedLlm) -> Vec<bool> {
     server

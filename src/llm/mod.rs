@@ -94,6 +94,10 @@ pub struct LlmSettings {
 /// The longest a streamed reply may go without a token, unless set.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How much longer than the idle timeout the transport waits on a silent
+/// read of a stream before it gives up itself.
+const STREAM_READ_MARGIN: Duration = Duration::from_secs(5);
+
 /// The longest wait between two tries, `Retry-After` included.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -495,7 +499,10 @@ fn backoff_delay(base: Duration, retry: u32) -> Duration {
 /// A client for one endpoint and model, or for a recording (`--replay`).
 #[derive(Clone)]
 pub struct LlmClient {
+    /// For whole replies, each within the request timeout.
     client: async_openai::Client<OpenAIConfig>,
+    /// For streamed replies, limited by their silences.
+    streaming: async_openai::Client<OpenAIConfig>,
     /// For asking the endpoint about itself.
     http: reqwest::Client,
     /// What the endpoint told of itself, asked before the first request.
@@ -628,23 +635,36 @@ struct WireUsage {
 impl LlmClient {
     /// A client for `settings`' endpoint, recording or replaying as `recording` says.
     pub fn new(settings: LlmSettings, recording: &Recording) -> Result<LlmClient, LlmError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("cadloop/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| LlmError::Client {
-                url: settings.endpoint().to_string(),
-                source,
-            })?;
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("cadloop/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|source| LlmError::Client {
+                    url: settings.endpoint().to_string(),
+                    source,
+                })
+        };
+        // A whole reply must come within the request's limit. A stream
+        // that keeps sending tokens may take longer (a local model writing
+        // a long script on a CPU): it is limited by its silences instead,
+        // which the stream's reader times first; the transport's own
+        // limit on a silent read is a backstop a little beyond it.
+        let http = build(reqwest::Client::builder().timeout(settings.request_timeout))?;
+        let streaming_http = build(
+            reqwest::Client::builder().read_timeout(settings.idle_timeout + STREAM_READ_MARGIN),
+        )?;
         let config = OpenAIConfig::new()
             .with_api_base(settings.endpoint())
             .with_api_key(settings.api_key.clone().unwrap_or_default());
-        let client = async_openai::Client::with_config(config).with_http_service(RetryingHttp {
+        let service = |http: &reqwest::Client| RetryingHttp {
             http: http.clone(),
             retries: settings.retries,
             backoff: settings.backoff,
-        });
+        };
+        let client = async_openai::Client::with_config(config.clone()).with_http_service(service(&http));
+        let streaming =
+            async_openai::Client::with_config(config).with_http_service(service(&streaming_http));
         let replay = recording
             .replay
             .as_deref()
@@ -659,6 +679,7 @@ impl LlmClient {
             .map(Arc::new);
         Ok(LlmClient {
             client,
+            streaming,
             http,
             endpoint: Arc::new(tokio::sync::OnceCell::new()),
             learned: Arc::default(),
@@ -733,7 +754,7 @@ impl LlmClient {
                             self.learned.no_stream.store(true, Ordering::Relaxed);
                             stream = false;
                         }
-                        _ => return Err(self.classify(err, &log, endpoint, prompt)),
+                        _ => return Err(self.classify(err, &log, endpoint, prompt, stream)),
                     }
                     continue;
                 }
@@ -780,7 +801,7 @@ impl LlmClient {
         let mut retry = 0;
         loop {
             let chunks = self
-                .client
+                .streaming
                 .chat()
                 .create_stream_byot::<_, WireChunk>(body.clone())
                 .await
@@ -1004,6 +1025,7 @@ impl LlmClient {
         log: &CallLog,
         endpoint: &window::Endpoint,
         prompt: u32,
+        stream: bool,
     ) -> LlmError {
         let url = self.settings.endpoint().to_string();
         let tries = log.tries.max(1);
@@ -1024,7 +1046,11 @@ impl LlmClient {
             }
             OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout {
                 url,
-                timeout: self.settings.request_timeout,
+                timeout: if stream {
+                    self.settings.idle_timeout + STREAM_READ_MARGIN
+                } else {
+                    self.settings.request_timeout
+                },
                 tries,
             },
             OpenAIError::Reqwest(e) if e.is_connect() => LlmError::Unreachable {

@@ -5,10 +5,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The name the server gives the model; `--model` asks for it.
 pub const MODEL: &str = "smollm2";
+
+/// One server at a time: each takes both cores of a CI machine, and
+/// llama.cpp's threads spin while they wait, so servers run side by side
+/// slow each other down many times over (a reply of 200 tokens took more
+/// than five minutes with four at once).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The running server.
 pub struct LocalModel {
@@ -16,12 +23,15 @@ pub struct LocalModel {
     pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl LocalModel {
     /// Starts the server with a context window of `n_ctx` tokens and waits
     /// until it answers.
     pub fn start(n_ctx: u32) -> LocalModel {
+        // A test that failed while it held the turn leaves no harm behind.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
         let found = Command::new(&python)
             .args([
@@ -62,6 +72,7 @@ impl LocalModel {
             port,
             log,
             _dir: dir,
+            _turn: turn,
         };
         let started = Instant::now();
         loop {
