@@ -347,6 +347,20 @@ pub struct McpArgs {
     /// The runs folder (created if missing).
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub runs: PathBuf,
+    /// Serve streamable HTTP at http://ADDR:PORT/mcp instead of stdio
+    /// (port 0: any free one; the URL is printed); anything but loopback
+    /// needs the printed token.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:8421"
+    )]
+    pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub budget: LoopArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -1,7 +1,7 @@
 //! Output files written whole or not at all: through a temporary file in the
 //! same folder, synced, then renamed over the target, so a reader (or a crash)
 //! never meets half a result.json or half a PNG. Also the removal of output
-//! files that may not be there.
+//! files that may not be there, and the media type a run's file is served as.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -76,5 +76,23 @@ impl JsonLines {
     pub fn append_durably(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
         self.append(value)?;
         self.file.sync_data()
+    }
+}
+
+/// The media type a run's file is served as (by the studio, and as an MCP
+/// resource), from its extension.
+pub fn media_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "js" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "html" => "text/html; charset=utf-8",
+        "png" => "image/png",
+        "glb" => "model/gltf-binary",
+        "stl" => "model/stl",
+        "step" => "model/step",
+        // FreeCAD's documents are zip archives.
+        "FCStd" => "application/zip",
+        "py" | "md" | "txt" | "jsonl" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
     }
 }

@@ -53,6 +53,9 @@ pub struct SystemContext {
     pub allowed_modules: Vec<String>,
     /// Whether replies carry checks ([`crate::checks`]): the library is described.
     pub checks: bool,
+    /// For an agent that calls cadloop's tools (`cadloop mcp`'s guide)
+    /// rather than the loop's LLM, which replies in fenced blocks.
+    pub agent: bool,
 }
 
 /// A failed run, for the repair prompt.
@@ -227,10 +230,11 @@ impl Prompts {
     /// Fills every template with sample values, so missing or misspelt
     /// variables surface now rather than mid-run.
     fn check(&self) -> Result<(), PromptError> {
-        for checks in [false, true] {
+        for (checks, agent) in [(false, false), (true, false), (true, true)] {
             self.system(&SystemContext {
                 allowed_modules: vec!["math".into()],
                 checks,
+                agent,
             })?;
             self.generate("a cube", checks)?;
         }
@@ -404,6 +408,7 @@ mod tests {
             .system(&SystemContext {
                 allowed_modules: vec!["FreeCAD".into(), "Part".into(), "math".into()],
                 checks: true,
+                agent: false,
             })
             .unwrap();
         insta::assert_snapshot!(text);
@@ -540,6 +545,7 @@ mod tests {
             .system(&SystemContext {
                 allowed_modules: vec![],
                 checks: false,
+                agent: false,
             })
             .unwrap()
             .contains("FreeCAD"));

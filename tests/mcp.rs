@@ -1,23 +1,44 @@
 //! `cadloop mcp` through a real client: the official Python SDK (`mcp`,
-//! installed into .venv by scripts/dev setup) starts the real binary over
-//! stdio and calls its tools (tests/mcp/client.py).
+//! installed into .venv by scripts/dev setup) talks to the real binary over
+//! stdio or streamable HTTP and calls its tools and reads its resources
+//! (tests/mcp/client.py); the loop's LLM is the scripted server.
 
 mod common;
 
+use std::io::BufRead;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use common::text;
+use common::http::request;
+use common::llm_server::{Scripted, ScriptedLlm};
+use common::parts::{fenced, part_writer, PROMPT, RIGHT};
+use common::{run_json, text};
 use serde_json::{json, Value};
 
-/// What client.py saw: the tools, and each call's result.
-fn session(runs: &Path, calls: Value) -> Value {
+/// How client.py starts `cadloop -q mcp --runs RUNS EXTRA…` over stdio.
+fn stdio(runs: &Path, extra: &[&str]) -> Value {
+    let mut command = vec![
+        env!("CARGO_BIN_EXE_cadloop").to_string(),
+        "-q".into(),
+        "mcp".into(),
+        "--runs".into(),
+        runs.display().to_string(),
+    ];
+    command.extend(extra.iter().map(|a| a.to_string()));
+    json!({ "command": command })
+}
+
+/// What client.py saw, connected as `connect` says, taking `steps`: the
+/// tools, and each step's result.
+fn session(connect: Value, steps: Value) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
     let out = Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/mcp/client.py"))
-        .arg(env!("CARGO_BIN_EXE_cadloop"))
-        .arg(runs)
-        .arg(calls.to_string())
+        .arg(connect.to_string())
+        .arg(steps.to_string())
+        .current_dir(scratch.path())
         .env_remove("CADLOOP_CONFIG")
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
@@ -43,9 +64,10 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let seen = session(
-        &runs,
+        stdio(&runs, &[]),
         json!([
-            ["build", {"code": BLOCK, "description": "a block with a hole"}],
+            ["build", {"code": BLOCK, "description": "a block with a hole",
+                       "checks": "CHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True), holes(5)]"}],
             ["tweak", {"run": "a-block-with-a-hole", "values": {"WIDTH": 50, "HOLE_D": "8"}}],
             ["views", {"run": "a-block-with-a-hole", "names": ["top", "iso"]}],
             ["runs", {}],
@@ -55,11 +77,21 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
             ["tweak", {"run": "a-block-with-a-hole", "values": {"DEPTH": 3}}],
             ["views", {"run": "no-such-run"}],
             ["views", {"run": "../.."}],
+            {"resources": true},
+            {"read": "cadloop://guide"},
+            {"read": "cadloop://runs/a-block-with-a-hole/model.step"},
+            {"read": "cadloop://runs/a-block-with-a-hole/model.glb"},
+            {"read": "cadloop://runs/a-block-with-a-hole/run.json"},
+            {"read": "cadloop://runs/a-block-with-a-hole/../../secret"},
+            {"read": "cadloop://runs/../model.step"},
+            {"read": "cadloop://runs/no-such-run/model.step"},
         ]),
     );
     assert_eq!(seen["server"], "cadloop");
     let tools = &seen["tools"];
-    for name in ["build", "tweak", "views", "check", "runs"] {
+    for name in [
+        "build", "tweak", "views", "check", "generate", "refine", "runs",
+    ] {
         assert!(
             tools[name]["description"]
                 .as_str()
@@ -98,6 +130,13 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
         .contains("40.00 × 20.00 × 10.00"));
     assert_eq!(built["images"].as_array().unwrap().len(), 1);
     is_png(&built["images"][0]);
+    // The checks given with the code ran on it: the size and the 6 mm hole
+    // pass, a 5 mm hole is not there; the text names the failure.
+    let checks = &built["structured"]["checks"];
+    assert_eq!((&checks["passed"], &checks["total"]), (&json!(2), &json!(3)), "{checks}");
+    assert_eq!(checks["results"][2]["status"], "fail", "{checks}");
+    let said = built["texts"][0].as_str().unwrap();
+    assert!(said.contains("checks: 2/3 passed") && said.contains("holes(5)"), "{said}");
     // The run is a run folder as the studio and the report read it.
     let folder = runs.join("a-block-with-a-hole");
     for file in ["run.json", "report.html", "attempts/01/model.step"] {
@@ -115,6 +154,9 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     let expected = 10_000.0 - std::f64::consts::PI * 16.0 * 10.0;
     assert!((volume - expected).abs() < 1.0, "{volume} vs {expected}");
     assert_eq!(tweaked["structured"]["attempt"], 2);
+    // The build's checks run again on the new values: now the size and the
+    // 6 mm hole fail.
+    assert_eq!(tweaked["structured"]["checks"]["passed"], 0, "{tweaked}");
 
     // views: the ones asked for, of the tweaked part.
     let views = &calls[2];
@@ -168,7 +210,7 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
         unknown["texts"][0].as_str().unwrap().contains("DEPTH"),
         "{unknown}"
     );
-    for refused in &calls[7..] {
+    for refused in &calls[7..9] {
         assert_eq!(refused["error"], true, "{refused}");
         assert!(
             refused["texts"][0]
@@ -181,6 +223,48 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     let record: Value =
         serde_json::from_slice(&std::fs::read(folder.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["attempts"].as_array().unwrap().len(), 2);
+
+    // Resources: the guide, and the run's files, each with its type.
+    let listed = &calls[9];
+    let uris: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    for uri in [
+        "cadloop://guide",
+        "cadloop://runs/a-block-with-a-hole/model.step",
+        "cadloop://runs/a-block-with-a-hole/model.FCStd",
+        "cadloop://runs/a-block-with-a-hole/report.html",
+    ] {
+        assert!(uris.contains(&uri), "{uri}: {listed}");
+    }
+    assert_eq!(listed["templates"], json!(["cadloop://runs/{run}/{file}"]));
+    // The guide is the loop's rules told for the tools: how to call build,
+    // the cheat sheet, the check library; not the loop's reply layout.
+    let guide = calls[10]["contents"][0]["text"].as_str().unwrap();
+    for words in ["`build`", "Part.makeCylinder", "holes(diameter", "LENGTH = 40"] {
+        assert!(guide.contains(words), "{words}: {guide}");
+    }
+    assert!(!guide.contains("Reply with"), "{guide}");
+    let step = &calls[11]["contents"][0];
+    assert_eq!(step["mime"], "model/step", "{step}");
+    assert!(step["text"].as_str().unwrap().starts_with("ISO-10303-21"));
+    let glb = &calls[12]["contents"][0];
+    assert_eq!(glb["blob_head"].as_str().unwrap()[..8], *"676c5446", "{glb}");
+    assert_eq!(
+        glb["blob_bytes"].as_u64().unwrap(),
+        std::fs::metadata(folder.join("model.glb")).unwrap().len()
+    );
+    let record_read: Value =
+        serde_json::from_str(calls[13]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(record_read["attempts"].as_array().unwrap().len(), 2);
+    // Nothing outside a run's listed files can be read.
+    for refused in &calls[14..17] {
+        assert!(refused["raised"].is_string(), "{refused}");
+        assert!(refused.get("contents").is_none(), "{refused}");
+    }
 }
 
 #[test]
@@ -193,12 +277,14 @@ fn broken_code_names_its_line_and_an_escape_stays_in_the_sandbox() {
         outside.to_str().unwrap()
     );
     let seen = session(
-        &runs,
+        stdio(&runs, &[]),
         json!([
             ["build", {"code": "import Part\n\nresult = Part.makeBox(10, 10\n"}],
             ["build", {"code": "import Part\nresult = Part.makeBox(10, 10, 10).cut(missing)\n"}],
             ["build", {"code": escape, "description": "escape"}],
             ["build", {"code": "   "}],
+            ["generate", {"prompt": "a 20 mm cube"}],
+            ["refine", {"run": "escape", "change": "make it 2 mm"}],
         ]),
     );
     let calls = seen["calls"].as_array().unwrap();
@@ -222,4 +308,203 @@ fn broken_code_names_its_line_and_an_escape_stays_in_the_sandbox() {
     let empty = &calls[3];
     assert_eq!(empty["error"], true);
     assert!(empty["texts"][0].as_str().unwrap().contains("empty"));
+    // Without an LLM endpoint the loop's tools say how to configure one,
+    // and that the rest needs none.
+    for needs_llm in &calls[4..6] {
+        assert_eq!(needs_llm["error"], true, "{needs_llm}");
+        let said = needs_llm["texts"][0].as_str().unwrap();
+        assert!(said.contains("--base-url") && said.contains("call build"), "{said}");
+    }
+}
+
+#[test]
+fn generate_and_refine_run_the_loop_with_progress_and_a_cancel_stops_it() {
+    let server = part_writer(RIGHT, RIGHT.replace("makeCylinder(3,", "makeCylinder(4,"));
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let id = cadloop::run::slug(PROMPT);
+    let seen = session(
+        stdio(&runs, &["--base-url", &url, "--model", "m"]),
+        json!([
+            ["generate", {"prompt": PROMPT, "max_refines": 1}],
+            ["refine", {"run": id, "change": "make the hole 8 mm"}],
+            ["generate", {"prompt": PROMPT, "max_repairs": 99}],
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    let made = &calls[0];
+    assert_eq!(made["error"], false, "{made}");
+    let result = &made["structured"];
+    assert_eq!(result["run"], id.as_str());
+    assert_eq!(result["outcome"], "match", "{result}");
+    assert_eq!(result["code"], RIGHT);
+    assert_eq!(result["checks"]["passed"], 2, "{result}");
+    assert!(made["texts"][0].as_str().unwrap().contains("```python"));
+    is_png(&made["images"][0]);
+    // Progress came while it ran: the loop's stages, in order, counted up.
+    let progress = made["progress"].as_array().unwrap();
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("asking the LLM")),
+        "{progress:?}"
+    );
+    let counts: Vec<f64> = progress.iter().map(|p| p["progress"].as_f64().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[1] > w[0]), "{counts:?}");
+
+    // The change in words rebuilt it with the 8 mm hole.
+    let changed = &calls[1]["structured"];
+    assert_eq!(calls[1]["error"], false, "{}", calls[1]);
+    let volume = changed["facts"]["volume"].as_f64().unwrap();
+    let expected = 8000.0 - std::f64::consts::PI * 16.0 * 10.0;
+    assert!((volume - expected).abs() < 1.0, "{volume} vs {expected}");
+    assert!(changed["code"].as_str().unwrap().contains("makeCylinder(4,"));
+    let record = run_json(&runs.join(&id));
+    assert_eq!(record["requests"][1]["text"], "make the hole 8 mm");
+    assert!(
+        calls[2]["texts"][0].as_str().unwrap().contains("max_repairs 99"),
+        "{}",
+        calls[2]
+    );
+
+    // A slow endpoint: the client gives up after two seconds and cancels;
+    // the run stops as the studio's stop button stops it, and the server
+    // goes on serving.
+    let slow = ScriptedLlm::responding(Duration::from_secs(60), |_| Scripted::Reply(fenced(RIGHT)));
+    let slow_url = slow.url();
+    let runs = dir.path().join("slow");
+    let seen = session(
+        stdio(&runs, &["--base-url", &slow_url, "--model", "m"]),
+        json!([
+            {"tool": "generate", "arguments": {"prompt": "a slow cube"}, "cancel_after": 2},
+            {"wait_for": runs.join("a-slow-cube/run.json"), "contains": "stopped on request"},
+            ["runs", {}],
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    assert!(calls[0]["raised"].is_string(), "{}", calls[0]);
+    assert_eq!(calls[1]["found"], true, "the run was not stopped: {}", calls[1]);
+    let listed = &calls[2]["structured"]["runs"][0];
+    assert_eq!(listed["run"], "a-slow-cube", "{listed}");
+    let record = run_json(&runs.join("a-slow-cube"));
+    assert_eq!(record["status"], "stopped", "{record}");
+    assert_eq!(slow.requests().len(), 1);
+}
+
+/// `cadloop mcp --http ADDR` running, and the URL it printed.
+struct Http {
+    child: Child,
+    url: String,
+    /// Kept open: the server prints more after the URL.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Http {
+    fn start(runs: &Path, addr: &str) -> Http {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+            .args(["-q", "mcp", "--runs"])
+            .arg(runs)
+            .args(["--http", addr])
+            .env_remove("CADLOOP_CONFIG")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL printed: {line:?}"))
+            .to_string();
+        Http {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+
+    /// `host:port` of the URL.
+    fn addr(&self) -> String {
+        self.url["http://".len()..].split('/').next().unwrap().to_string()
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An MCP `initialize` request, as a client posts it.
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+#[test]
+fn over_http_the_tools_work_behind_the_studios_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let server = Http::start(&runs, "127.0.0.1:0");
+    assert!(server.url.ends_with("/mcp"), "{}", server.url);
+    let seen = session(
+        json!({"url": server.url}),
+        json!([
+            ["build", {"code": BLOCK, "description": "over http"}],
+            ["views", {"run": "over-http", "names": ["front"]}],
+            {"read": "cadloop://runs/over-http/model.step"},
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["structured"]["facts"]["size"], json!([40.0, 20.0, 10.0]));
+    is_png(&calls[1]["images"][0]);
+    assert!(calls[2]["contents"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("ISO-10303-21"));
+
+    // Another Host (DNS rebinding) or a web page's Origin, even on a read, is refused.
+    let addr = server.addr();
+    let json_post = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+    let refused = |headers: &[(&str, &str)], method: &str| {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend_from_slice(&json_post);
+        request(&addr, method, "/mcp", &all, INITIALIZE.as_bytes())
+    };
+    let port = addr.rsplit(':').next().unwrap();
+    let evil_host = format!("evil.example:{port}");
+    let reply = refused(&[("Host", &evil_host)], "POST");
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    for method in ["POST", "GET"] {
+        let reply = refused(&[("Host", &addr), ("Origin", "http://evil.example")], method);
+        assert_eq!(reply.status, 403, "{method}: {}", reply.text());
+    }
+    // The server's own origin is let through.
+    let own = format!("http://{addr}");
+    let reply = refused(&[("Host", &addr), ("Origin", &own)], "POST");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(server);
+
+    // On a non-loopback address nothing passes without the printed token;
+    // a client sends it as a bearer token.
+    let remote = Http::start(&runs, "0.0.0.0:0");
+    let token = remote
+        .url
+        .split("token=")
+        .nth(1)
+        .expect("the URL carries a token")
+        .to_string();
+    let port = remote.addr().rsplit(':').next().unwrap().to_string();
+    let local = format!("localhost:{port}");
+    let reply = request(&local, "POST", "/mcp", &[&[("Host", local.as_str())][..], &json_post].concat(), INITIALIZE.as_bytes());
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(reply.text().contains("Authorization: Bearer"), "{}", reply.text());
+    let seen = session(
+        json!({"url": format!("http://{local}/mcp"), "headers": {"Authorization": format!("Bearer {token}")}}),
+        json!([["runs", {}]]),
+    );
+    assert_eq!(seen["calls"][0]["structured"]["runs"][0]["run"], "over-http");
 }

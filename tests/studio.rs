@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::chromium;
 use common::http::request;
-use common::llm_server::{Scripted, ScriptedLlm, Streams};
-use common::parts::{fenced, PROMPT, RIGHT};
+use common::llm_server::{Scripted, ScriptedLlm};
+use common::parts::{fenced, part_writer, CHECKS, PROMPT, RIGHT};
 use common::studio::{follow, get, post, start, Studio};
 use serde_json::Value;
 
@@ -242,27 +242,6 @@ fn foreign_hosts_origins_paths_bodies_and_tokenless_remote_requests_are_refused(
         b"",
     );
     assert_eq!(again.status, 200);
-}
-
-/// The checks `part_writer` writes with its first script.
-const CHECKS: &str = "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
-
-/// An endpoint that writes `code` (after the checks of a 40 × 20 × 10 block
-/// with a 6 mm hole), and `changed` when asked to make the hole 8 mm, and
-/// accepts every part; it answers after 400 ms and streams a chunk every
-/// 5 ms, so the stages and the code being written can be seen as they pass.
-fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
-    ScriptedLlm::responding(Duration::from_millis(400), move |seen| {
-        let ask = seen.last_user();
-        if ask.contains("VERDICT: MATCH") {
-            Scripted::Reply("VERDICT: MATCH".into())
-        } else if ask.contains("make the hole 8 mm") {
-            Scripted::Reply(fenced(&changed))
-        } else {
-            Scripted::Reply(format!("{CHECKS}\n{}", fenced(code)))
-        }
-    })
-    .streaming(Streams::Sent(Duration::from_millis(5)))
 }
 
 #[test]

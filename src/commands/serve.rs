@@ -76,10 +76,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Exit
 }
 
 /// 128 random bits as hex, from the kernel.
-fn new_token() -> anyhow::Result<String> {
+pub(super) fn new_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the studio's token")?;
+        .context("cannot read /dev/urandom for a token")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

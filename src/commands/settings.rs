@@ -206,8 +206,9 @@ impl Settings {
         }))
     }
 
-    /// The studio's settings: the loop's, and without an LLM endpoint the
-    /// same minus the LLM, with the message that says how to configure one.
+    /// The settings of the studio and the MCP server: the loop's, and
+    /// without an LLM endpoint the same minus the LLM, with the message that
+    /// says how to configure one.
     pub fn studio(
         &self,
         llm: &LlmArgs,
@@ -232,13 +233,6 @@ impl Settings {
                 _ => Err(err),
             },
         }
-    }
-
-    /// The MCP server's settings: no LLM, a worker per core.
-    pub fn mcp(&self, limits: &LimitArgs) -> anyhow::Result<LoopSettings> {
-        let LoopSettings(mut engine) = self.tweak(None, limits)?;
-        engine.executor.workers = self.exec(limits, None, None)?.executor.workers;
-        Ok(LoopSettings(engine))
     }
 
     /// The settings of a single run (generate, refine): one FreeCAD worker.

@@ -162,6 +162,17 @@ impl Engine {
         Ok(output.report)
     }
 
+    /// What an agent reads before it writes code for this engine's workers
+    /// (`cadloop mcp`'s guide): the system prompt's rules, cheat sheet,
+    /// check library and examples, told for the tools.
+    pub fn guide(&self) -> Result<String, crate::prompts::PromptError> {
+        self.prompts.system(&crate::prompts::SystemContext {
+            allowed_modules: self.allowed_modules.clone(),
+            checks: true,
+            agent: true,
+        })
+    }
+
     /// The stop request every run of this engine waits on.
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt

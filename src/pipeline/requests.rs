@@ -33,16 +33,27 @@ impl Engine {
 
     /// Runs `code`, given as it is, as the first attempt of a new run in
     /// `dir` (a new or empty run folder): no LLM, no repair, no critique.
-    /// `prompt` says what the code builds.
+    /// `prompt` says what the code builds; `checks`, when given, are the
+    /// request's, run on the solid as the LLM's would be.
     pub async fn run_given(
         &self,
         prompt: &str,
         code: String,
+        checks: Option<crate::checks::Checks>,
         dir: &RunDir,
         settings: RunSettings,
         watch: &Watch,
     ) -> Result<RunResult, PipelineError> {
-        let record = self.new_record(prompt, RequestKind::Given, settings);
+        let mut record = self.new_record(prompt, RequestKind::Given, settings);
+        if let Some(checks) = checks {
+            record.requests[0].checks.push(ChecksRecord {
+                attempt: 1,
+                source: checks.source,
+                calls: checks.calls,
+                reason: None,
+                error: None,
+            });
+        }
         let run = self.start_run(dir, record, watch)?;
         run.go(Step::Execute(Execute::supplied(
             code,
@@ -190,6 +201,7 @@ impl Engine {
         let system = self.prompts.system(&SystemContext {
             allowed_modules: self.allowed_modules.clone(),
             checks: self.checks,
+            agent: false,
         })?;
         let mut run = Run {
             engine: self,

@@ -4,7 +4,10 @@
 //! - `Host` must name the bound address or `localhost` (DNS rebinding);
 //! - a state-changing request's `Origin`, when sent, must be the studio's own;
 //! - on a non-loopback address every request needs the token, from the URL
-//!   once (`?token=…`, then kept in an HttpOnly cookie) or the cookie;
+//!   once (`?token=…`, then kept in an HttpOnly cookie), the cookie, or an
+//!   `Authorization: Bearer` header (how MCP clients send it);
+//! - the MCP server (`cadloop mcp --http`) also checks the `Origin` of
+//!   every request, reads included, as the MCP specification asks;
 //! - run ids and file paths stay inside the runs folder: no `..`, no
 //!   absolute paths, no symlinks out.
 
@@ -28,6 +31,12 @@ pub struct Guard {
     origins: Vec<String>,
     /// Required on a non-loopback address.
     token: Option<String>,
+    /// Whether reads too must come from an allowed origin (MCP).
+    every_origin: bool,
+    /// What the server is, for refusals: "studio" or "MCP server".
+    what: &'static str,
+    /// How to get the token, for a refusal without it.
+    token_help: &'static str,
 }
 
 impl Guard {
@@ -48,6 +57,21 @@ impl Guard {
             hosts,
             origins,
             token,
+            every_origin: false,
+            what: "studio",
+            token_help: "open the address cadloop serve printed",
+        }
+    }
+
+    /// The guard of `cadloop mcp --http` bound to `addr`: the studio's,
+    /// with the Origin of every request checked.
+    pub fn for_mcp(addr: SocketAddr, token: Option<String>) -> Guard {
+        Guard {
+            every_origin: true,
+            what: "MCP server",
+            token_help: "send the token cadloop mcp printed as `Authorization: Bearer TOKEN` \
+                         or use the URL it printed",
+            ..Guard::new(addr, token)
         }
     }
 
@@ -66,13 +90,13 @@ impl Guard {
             return Err((
                 StatusCode::FORBIDDEN,
                 format!(
-                    "Host {host:?} is not this studio's address; open {}",
-                    self.origins[0]
+                    "Host {host:?} is not this {}'s address; use {}",
+                    self.what, self.origins[0]
                 ),
             ));
         }
         let changes_state = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if changes_state {
+        if changes_state || self.every_origin {
             if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
                 if !self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
                     return Err((
@@ -83,12 +107,15 @@ impl Guard {
             }
         }
         if let Some(token) = &self.token {
-            if token_in_query(query) != Some(token.as_str())
-                && token_in_cookie(headers) != Some(token.as_str())
-            {
+            let given = [
+                token_in_query(query),
+                token_in_cookie(headers),
+                token_in_bearer(headers),
+            ];
+            if !given.contains(&Some(token.as_str())) {
                 return Err((
                     StatusCode::UNAUTHORIZED,
-                    "this studio needs its token: open the address cadloop serve printed".into(),
+                    format!("this {} needs its token: {}", self.what, self.token_help),
                 ));
             }
         }
@@ -109,6 +136,15 @@ fn token_in_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+}
+
+fn token_in_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 /// The middleware: refuses what [`Guard::check`] refuses; a token given in

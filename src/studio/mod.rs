@@ -223,17 +223,7 @@ async fn send_file(path: &Path) -> Result<Response, Failure> {
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|_| Failure(StatusCode::NOT_FOUND, "not a readable file".into()))?;
-    let kind = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "js" => "text/javascript; charset=utf-8",
-        "json" => "application/json",
-        "html" => "text/html; charset=utf-8",
-        "png" => "image/png",
-        "glb" => "model/gltf-binary",
-        "stl" => "model/stl",
-        "step" => "model/step",
-        "py" | "md" | "txt" | "jsonl" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    };
+    let kind = crate::files::media_type(path);
     Ok((
         [
             (header::CONTENT_TYPE, kind),
@@ -325,6 +315,7 @@ async fn open_example(
         .run_given(
             &prompt,
             code,
+            None,
             &dir,
             settings,
             &Watch::showing(&ProgressBar::hidden()),

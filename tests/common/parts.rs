@@ -1,12 +1,13 @@
-//! Parts and run helpers shared by the loop's tests (generate, refine, report).
+//! Parts and run helpers shared by the loop's tests (generate, refine,
+//! report, the studio, the MCP server).
 
 use std::path::{Path, PathBuf};
-
 use std::process::Output;
+use std::time::Duration;
 
 use cadloop::executor::Job;
 
-use super::llm_server::ScriptedLlm;
+use super::llm_server::{Scripted, ScriptedLlm, Streams};
 
 pub const BUGGY: &str = "import FreeCAD as App
 import Part
@@ -120,4 +121,25 @@ pub fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
     }
     std::fs::write(dir.join("parts.jsonl"), lines).unwrap();
     dir.join("parts.jsonl")
+}
+
+/// The checks `part_writer` writes with its first script.
+pub const CHECKS: &str = "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
+
+/// An endpoint that writes `code` (after the checks of a 40 × 20 × 10 block
+/// with a 6 mm hole), and `changed` when asked to make the hole 8 mm, and
+/// accepts every part; it answers after 400 ms and streams a chunk every
+/// 5 ms, so the stages and the code being written can be seen as they pass.
+pub fn part_writer(code: &'static str, changed: String) -> ScriptedLlm {
+    ScriptedLlm::responding(Duration::from_millis(400), move |seen| {
+        let ask = seen.last_user();
+        if ask.contains("VERDICT: MATCH") {
+            Scripted::Reply("VERDICT: MATCH".into())
+        } else if ask.contains("make the hole 8 mm") {
+            Scripted::Reply(fenced(&changed))
+        } else {
+            Scripted::Reply(format!("{CHECKS}\n{}", fenced(code)))
+        }
+    })
+    .streaming(Streams::Sent(Duration::from_millis(5)))
 }

@@ -6,19 +6,29 @@
 //!
 //! Tools: `build` (code run in the sandbox, made a run), `tweak` (new
 //! values for a run's named parameters), `views` (its views as PNG images),
-//! `check` (requirement checks on a run's result), `runs` (the runs
-//! folder's runs).
+//! `check` (requirement checks on a run's result), `generate` and `refine`
+//! (the loop, when an LLM endpoint is configured), `runs` (the runs
+//! folder's runs). Resources: each run's files, and a guide to writing
+//! code for cadloop (resources.rs).
+
+mod answer;
+mod live;
+mod resources;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use indicatif::ProgressBar;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,16 +36,22 @@ use serde_json::{json, Value};
 use crate::executor::Outcome;
 use crate::pipeline::{Engine, RunResult, Tweak, Watch};
 use crate::render::View;
-use crate::report::{read_run, AttemptRecord, RunRecord, RunSettings};
+use crate::report::{read_run, AttemptRecord, RunSettings};
 use crate::run::RunDir;
 use crate::studio::guard;
+
+use answer::{describe, png_block, summary};
 
 /// The server: the engine, where runs go, and what they record.
 #[derive(Clone)]
 pub struct Cadloop {
     engine: Arc<Engine>,
     runs: PathBuf,
-    settings: RunSettings,
+    /// What runs of given code record: no LLM.
+    given: RunSettings,
+    /// What runs of the loop record, or why there are none (how to
+    /// configure an endpoint).
+    looped: Result<RunSettings, String>,
     tool_router: ToolRouter<Cadloop>,
 }
 
@@ -46,6 +62,11 @@ pub struct BuildArgs {
     /// UPPER_SNAKE constant after the imports (`WIDTH = 40  # mm`): those
     /// become the run's parameters, which `tweak` changes.
     pub code: String,
+    /// The part's requirements as checks run on the solid, in the form of
+    /// the `check` tool's `checks` (the guide resource lists them), e.g.
+    /// `CHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]`.
+    #[serde(default)]
+    pub checks: Option<String>,
     /// What the part is, in a few words: the run's title and folder name.
     #[serde(default)]
     pub description: Option<String>,
@@ -86,19 +107,25 @@ fn refused(message: impl Into<String>) -> CallToolResult {
 
 #[tool_router(router = tool_router)]
 impl Cadloop {
-    /// A server over `runs` (created if missing), running on `engine`.
+    /// A server over `runs` (created if missing), running on `engine`;
+    /// `no_llm`: why generate and refine cannot run (the engine has no LLM).
     pub fn new(
         engine: Arc<Engine>,
         runs: &Path,
         settings: RunSettings,
+        no_llm: Option<String>,
     ) -> std::io::Result<Cadloop> {
         std::fs::create_dir_all(runs)?;
         Ok(Cadloop {
             engine,
             runs: runs.canonicalize()?,
-            settings: RunSettings {
+            given: RunSettings {
                 llm: None,
-                ..settings
+                ..settings.clone()
+            },
+            looped: match no_llm {
+                Some(how) => Err(how),
+                None => Ok(settings),
             },
             tool_router: Cadloop::tool_router(),
         })
@@ -126,22 +153,28 @@ impl Cadloop {
             .filter(|d| !d.is_empty())
             .unwrap_or("a part built over MCP")
             .to_string();
-        let folder = crate::run::free_folder(&self.runs, &crate::run::slug(&description));
-        let id = folder
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let dir = match RunDir::create(&folder) {
-            Ok(dir) => dir,
-            Err(err) => return Ok(refused(crate::error_chain(&err))),
+        let checks = match args.checks.as_deref().map(crate::checks::Checks::parse) {
+            Some(Ok(checks)) => Some(checks),
+            Some(Err(err)) => return Ok(refused(format!("the checks: {err}"))),
+            None => None,
+        };
+        let (id, dir) = match self.new_run(&description) {
+            Ok(made) => made,
+            Err(refusal) => return Ok(refusal),
         };
         let watch = Watch::showing(&ProgressBar::hidden());
         let result = self
             .engine
-            .run_given(&description, args.code, &dir, self.settings.clone(), &watch)
+            .run_given(
+                &description,
+                args.code,
+                checks,
+                &dir,
+                self.given.clone(),
+                &watch,
+            )
             .await;
-        Ok(self.answer(&id, result))
+        Ok(self.answer(&id, result, false))
     }
 
     #[tool(
@@ -174,9 +207,9 @@ impl Cadloop {
         let watch = Watch::showing(&ProgressBar::hidden());
         let result = self
             .engine
-            .tweak(&dir, record, tweak, self.settings.clone(), &watch)
+            .tweak(&dir, record, tweak, self.given.clone(), &watch)
             .await;
-        Ok(self.answer(&args.run, result))
+        Ok(self.answer(&args.run, result, false))
     }
 
     #[tool(
@@ -283,6 +316,35 @@ impl Cadloop {
     }
 
     #[tool(
+        description = "Make a part from words with cadloop's own loop: its LLM writes the \
+                       checks and the FreeCAD code, repairs failures and critiques the views \
+                       until the part matches and passes its checks or the budget is spent. \
+                       Needs an LLM endpoint configured for cadloop (else an error saying how). \
+                       Sends progress notifications; cancelling the request stops the run. \
+                       Returns what build returns, with the code."
+    )]
+    async fn generate(
+        &self,
+        Parameters(args): Parameters<live::GenerateArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.generate_run(args, context).await)
+    }
+
+    #[tool(
+        description = "Change a run in words (\"make the hole 8 mm\") with cadloop's loop, from \
+                       its result; needs an LLM endpoint like generate, sends progress and stops \
+                       when cancelled. Returns what build returns, with the code."
+    )]
+    async fn refine(
+        &self,
+        Parameters(args): Parameters<live::RefineArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.refine_run(args, context).await)
+    }
+
+    #[tool(
         description = "The runs in the runs folder: id, what the part is, outcome, and when each was last changed."
     )]
     async fn runs(&self) -> Result<CallToolResult, ErrorData> {
@@ -347,19 +409,32 @@ impl Cadloop {
         Ok((folder, chosen))
     }
 
-    /// A build's or a tweak's answer: the facts and parameters of the
-    /// result as structured content, a summary, and the contact sheet; a
-    /// tool error naming the line when the code built no solid.
+    /// A new run folder named after `description`, created and locked, with its id.
+    fn new_run(&self, description: &str) -> Result<(String, RunDir), CallToolResult> {
+        let folder = crate::run::free_folder(&self.runs, &crate::run::slug(description));
+        let id = folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let dir = RunDir::create(&folder).map_err(|err| refused(crate::error_chain(&err)))?;
+        Ok((id, dir))
+    }
+
+    /// A run's answer: the facts, parameters and checks of its result as
+    /// structured content (`code`: with its script), a summary, and the
+    /// contact sheet; a tool error naming the line when no solid was built.
     fn answer(
         &self,
         id: &str,
         result: Result<RunResult, crate::pipeline::PipelineError>,
+        code: bool,
     ) -> CallToolResult {
         let record = match result {
             Ok(result) => result.record,
             Err(err) => return refused(crate::error_chain(&err)),
         };
-        let structured = summary(id, &record);
+        let structured = summary(id, &record, code);
         let mut content = vec![ContentBlock::text(describe(&structured))];
         if let Some(chosen) = record.chosen_attempt() {
             let sheet = self
@@ -381,119 +456,48 @@ impl Cadloop {
     }
 }
 
-fn png_block(png: &[u8]) -> ContentBlock {
-    ContentBlock::image(
-        base64::engine::general_purpose::STANDARD.encode(png),
-        "image/png",
-    )
-}
-
-/// A run's latest result as a tool gives it.
-fn summary(id: &str, record: &RunRecord) -> Value {
-    let mut out = json!({ "run": id, "outcome": record.outcome });
-    let Some(attempt) = record.chosen_attempt().or(record.attempts.last()) else {
-        out["error"] = json!({ "message": crate::pipeline::why_no_result(record) });
-        return out;
-    };
-    out["attempt"] = json!(attempt.number);
-    if let Some(facts) = attempt.result.facts().filter(|_| attempt.executed()) {
-        out["facts"] = json!({
-            "volume": facts.volume,
-            "area": facts.area,
-            "size": facts.bbox.size,
-            "min": facts.bbox.min,
-            "max": facts.bbox.max,
-            "solids": facts.solids,
-            "faces": facts.faces,
-            "face_types": facts.face_types,
-            "valid": facts.valid,
-        });
-    }
-    out["parameters"] = attempt
-        .result
-        .parameters
-        .iter()
-        .map(|p| json!({ "name": p.name, "value": p.value, "kind": p.kind, "comment": p.comment }))
-        .collect();
-    out["changes"] = attempt.changes.iter().map(ToString::to_string).collect();
-    if let Outcome::Error {
-        kind,
-        message,
-        line,
-        ..
-    } = &attempt.result.outcome
-    {
-        out["error"] = json!({
-            "kind": kind.to_string(),
-            "line": line,
-            "message": message,
-            "diagnosis": attempt.result.diagnosis.iter().map(crate::executor::Defect::with_fix).collect::<Vec<_>>(),
-        });
-    }
-    out
-}
-
-/// The summary in a few lines of text, for hosts that show only text.
-fn describe(summary: &Value) -> String {
-    let mut lines = vec![format!(
-        "run {} · {}",
-        summary["run"].as_str().unwrap_or(""),
-        summary["outcome"].as_str().unwrap_or("")
-    )];
-    if let Some(facts) = summary.get("facts") {
-        lines.push(format!(
-            "size {} mm, volume {:.1} mm³, {} solid(s), {} faces, {}",
-            facts["size"]
-                .as_array()
-                .map(|s| s
-                    .iter()
-                    .map(|v| format!("{:.2}", v.as_f64().unwrap_or(0.0)))
-                    .collect::<Vec<_>>()
-                    .join(" × "))
-                .unwrap_or_default(),
-            facts["volume"].as_f64().unwrap_or(0.0),
-            facts["solids"],
-            facts["faces"],
-            if facts["valid"] == true {
-                "valid"
-            } else {
-                "not valid"
-            }
-        ));
-    }
-    if let Some(error) = summary.get("error") {
-        let at = error["line"]
-            .as_u64()
-            .map(|l| format!(" at line {l}"))
-            .unwrap_or_default();
-        lines.push(format!(
-            "failed: {}{at}: {}",
-            error["kind"].as_str().unwrap_or("error"),
-            error["message"].as_str().unwrap_or("")
-        ));
-    }
-    if let Some(parameters) = summary["parameters"].as_array().filter(|p| !p.is_empty()) {
-        let named: Vec<String> = parameters
-            .iter()
-            .map(|p| format!("{} = {}", p["name"].as_str().unwrap_or(""), p["value"]))
-            .collect();
-        lines.push(format!("parameters: {}", named.join(", ")));
-    }
-    lines.join("\n")
-}
-
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Cadloop {
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
-        info.server_info = Implementation::new("cadloop", env!("CARGO_PKG_VERSION"));
-        info.instructions = Some(
-            "cadloop runs FreeCAD Python (FreeCAD 0.20) headless in a sandbox. Write a script \
-             that assigns the finished solid to `result`, with each dimension as an UPPER_SNAKE \
-             constant after the imports; call build, look at the facts and the views, then \
-             tweak the parameters or build again."
-                .into(),
+        let mut info = ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
         );
+        info.server_info = Implementation::new("cadloop", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(format!(
+            "cadloop runs FreeCAD Python (FreeCAD 0.20) headless in a sandbox. Read the \
+             resource {} first. Write a script that assigns the finished solid to `result`, \
+             with each dimension as an UPPER_SNAKE constant after the imports; call build with \
+             it and the request's checks, look at the facts, the checks and the views, then \
+             tweak the parameters or build again.",
+            resources::GUIDE_URI
+        ));
         info
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(self.list_resources_now())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(Cadloop::resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_resource_now(&request.uri).await.map(Into::into)
     }
 }

@@ -1,0 +1,127 @@
+//! Resources: a guide an agent reads before it writes code for cadloop
+//! (`cadloop://guide`: the rules, cheat sheet, check library and examples
+//! the loop's own LLM is given), and each run's files under
+//! `cadloop://runs/ID/FILE`.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use rmcp::model::{
+    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate,
+};
+use rmcp::ErrorData;
+
+use super::Cadloop;
+
+/// The guide's URI.
+pub const GUIDE_URI: &str = "cadloop://guide";
+/// Where a run's files are: `cadloop://runs/ID/FILE`.
+const RUNS_PREFIX: &str = "cadloop://runs/";
+
+/// The files of a run served as resources: its result's model files, its
+/// record and its report.
+fn run_files() -> impl Iterator<Item = &'static str> {
+    crate::executor::MODEL_FILES
+        .into_iter()
+        .chain([crate::report::RUN_FILE, crate::report::html::REPORT_FILE])
+}
+
+/// What comes before the system prompt's text in the guide.
+const GUIDE_HEAD: &str = "# Writing parts for cadloop\n\n\
+cadloop runs your FreeCAD Python headless, in a sandbox, and answers with the \
+solid's geometry facts, its named parameters, the results of your checks and \
+a contact sheet of seven views. A loop: `build` a script with the request's \
+checks; read the facts, the failing checks and the views; `tweak` the named \
+parameters or `build` again; `views` for a closer look, `check` for more \
+checks without a rebuild. Each build is a run whose files are resources \
+(`cadloop://runs/ID/model.step`, `.stl`, `.glb`, `.FCStd`, `run.json`, \
+`report.html`).\n\nWhat follows is what cadloop's own LLM is told.\n\n";
+
+impl Cadloop {
+    pub(super) fn list_resources_now(&self) -> ListResourcesResult {
+        let mut resources = vec![Resource::new(GUIDE_URI, "guide")
+            .with_title("How to write FreeCAD Python and checks for cadloop")
+            .with_mime_type("text/markdown")];
+        for row in crate::studio::list_runs(&self.runs) {
+            let Ok(folder) = self.run_folder(&row.id) else {
+                continue;
+            };
+            for file in run_files() {
+                let Ok(meta) = std::fs::metadata(folder.join(file)) else {
+                    continue;
+                };
+                resources.push(
+                    Resource::new(format!("{RUNS_PREFIX}{}/{file}", row.id), file)
+                        .with_title(format!("{file} of {}", row.title))
+                        .with_mime_type(crate::files::media_type(Path::new(file)))
+                        .with_size(meta.len()),
+                );
+            }
+        }
+        ListResourcesResult::with_all_items(resources)
+    }
+
+    pub(super) fn resource_templates() -> ListResourceTemplatesResult {
+        ListResourceTemplatesResult::with_all_items(vec![ResourceTemplate::new(
+            format!("{RUNS_PREFIX}{{run}}/{{file}}"),
+            "run file",
+        )
+        .with_description(format!(
+            "A file of a run (the id `build`, `generate` or `runs` gave): {}",
+            run_files().collect::<Vec<_>>().join(", ")
+        ))])
+    }
+
+    pub(super) async fn read_resource_now(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+        if uri == GUIDE_URI {
+            let guide = self
+                .engine
+                .guide()
+                .map_err(|err| ErrorData::internal_error(crate::error_chain(&err), None))?;
+            return Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                format!("{GUIDE_HEAD}{guide}"),
+                uri,
+            )
+            .with_mime_type("text/markdown")]));
+        }
+        let not_found = |why: String| ErrorData::resource_not_found(why, None);
+        let Some((id, file)) = uri
+            .strip_prefix(RUNS_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            return Err(not_found(format!(
+                "{uri:?} is not a cadloop resource: use {GUIDE_URI} or {RUNS_PREFIX}RUN/FILE"
+            )));
+        };
+        if !run_files().any(|f| f == file) {
+            return Err(not_found(format!(
+                "a run has no resource {file:?}; its files are {}",
+                run_files().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let folder = self.run_folder(id).map_err(|_| {
+            not_found(format!("there is no run {id}; the `runs` tool lists them"))
+        })?;
+        let path = folder.join(file);
+        let bytes = tokio::fs::read(&path).await.map_err(|_| {
+            not_found(format!(
+                "run {id} has no {file} (a run that built no solid has no model files)"
+            ))
+        })?;
+        let media = crate::files::media_type(&path);
+        let textual = media.starts_with("text/") || media == "application/json" || media == "model/step";
+        let contents = match String::from_utf8(bytes) {
+            Ok(text) if textual => ResourceContents::text(text, uri),
+            Ok(text) => ResourceContents::blob(
+                base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+                uri,
+            ),
+            Err(err) => ResourceContents::blob(
+                base64::engine::general_purpose::STANDARD.encode(err.as_bytes()),
+                uri,
+            ),
+        };
+        Ok(ReadResourceResult::new(vec![contents.with_mime_type(media)]))
+    }
+}
