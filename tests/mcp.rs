@@ -401,11 +401,12 @@ struct Http {
 }
 
 impl Http {
-    fn start(runs: &Path, addr: &str) -> Http {
+    fn start(runs: &Path, addr: &str, extra: &[&str]) -> Http {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
             .args(["-q", "mcp", "--runs"])
             .arg(runs)
             .args(["--http", addr])
+            .args(extra)
             .env_remove("CADLOOP_CONFIG")
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENAI_BASE_URL")
@@ -448,7 +449,20 @@ const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","param
 fn over_http_the_tools_work_behind_the_studios_guard() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
-    let server = Http::start(&runs, "127.0.0.1:0");
+    // An endpoint that writes the part for "a cube", and answers "a slow
+    // cube" only after a minute.
+    let llm = ScriptedLlm::responding(Duration::ZERO, |seen| {
+        if seen.last_user().contains("a slow cube") {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Scripted::Reply(fenced(RIGHT))
+    });
+    let llm_url = llm.url();
+    let server = Http::start(
+        &runs,
+        "127.0.0.1:0",
+        &["--base-url", &llm_url, "--model", "m", "--max-refines", "0"],
+    );
     assert!(server.url.ends_with("/mcp"), "{}", server.url);
     let seen = session(
         json!({"url": server.url}),
@@ -456,6 +470,9 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
             ["build", {"code": BLOCK, "description": "over http"}],
             ["views", {"run": "over-http", "names": ["front"]}],
             {"read": "cadloop://runs/over-http/model.step"},
+            ["generate", {"prompt": "a cube"}],
+            {"tool": "generate", "arguments": {"prompt": "a slow cube"}, "cancel_after": 2},
+            {"wait_for": runs.join("a-slow-cube/run.json"), "contains": "stopped on request"},
         ]),
     );
     let calls = seen["calls"].as_array().unwrap();
@@ -465,6 +482,12 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
         .as_str()
         .unwrap()
         .starts_with("ISO-10303-21"));
+    let generated = &calls[3];
+    assert_eq!(generated["error"], false, "{generated}");
+    assert_eq!(generated["structured"]["code"], RIGHT);
+    assert!(!generated["progress"].as_array().unwrap().is_empty(), "{generated}");
+    assert!(calls[4]["raised"].is_string(), "{}", calls[4]);
+    assert_eq!(calls[5]["found"], true, "the run was not stopped: {}", calls[5]);
 
     // Another Host (DNS rebinding) or a web page's Origin, even on a read, is refused.
     let addr = server.addr();
@@ -490,7 +513,7 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
 
     // On a non-loopback address nothing passes without the printed token;
     // a client sends it as a bearer token.
-    let remote = Http::start(&runs, "0.0.0.0:0");
+    let remote = Http::start(&runs, "0.0.0.0:0", &[]);
     let token = remote
         .url
         .split("token=")
@@ -506,5 +529,11 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
         json!({"url": format!("http://{local}/mcp"), "headers": {"Authorization": format!("Bearer {token}")}}),
         json!([["runs", {}]]),
     );
-    assert_eq!(seen["calls"][0]["structured"]["runs"][0]["run"], "over-http");
+    let listed: Vec<&str> = seen["calls"][0]["structured"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"over-http"), "{listed:?}");
 }
