@@ -133,10 +133,17 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     // The checks given with the code ran on it: the size and the 6 mm hole
     // pass, a 5 mm hole is not there; the text names the failure.
     let checks = &built["structured"]["checks"];
-    assert_eq!((&checks["passed"], &checks["total"]), (&json!(2), &json!(3)), "{checks}");
+    assert_eq!(
+        (&checks["passed"], &checks["total"]),
+        (&json!(2), &json!(3)),
+        "{checks}"
+    );
     assert_eq!(checks["results"][2]["status"], "fail", "{checks}");
     let said = built["texts"][0].as_str().unwrap();
-    assert!(said.contains("checks: 2/3 passed") && said.contains("holes(5)"), "{said}");
+    assert!(
+        said.contains("checks: 2/3 passed") && said.contains("holes(5)"),
+        "{said}"
+    );
     // The run is a run folder as the studio and the report read it.
     let folder = runs.join("a-block-with-a-hole");
     for file in ["run.json", "report.html", "attempts/01/model.step"] {
@@ -244,7 +251,12 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     // The guide is the loop's rules told for the tools: how to call build,
     // the cheat sheet, the check library; not the loop's reply layout.
     let guide = calls[10]["contents"][0]["text"].as_str().unwrap();
-    for words in ["`build`", "Part.makeCylinder", "holes(diameter", "LENGTH = 40"] {
+    for words in [
+        "`build`",
+        "Part.makeCylinder",
+        "holes(diameter",
+        "LENGTH = 40",
+    ] {
         assert!(guide.contains(words), "{words}: {guide}");
     }
     assert!(!guide.contains("Reply with"), "{guide}");
@@ -252,7 +264,11 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
     assert_eq!(step["mime"], "model/step", "{step}");
     assert!(step["text"].as_str().unwrap().starts_with("ISO-10303-21"));
     let glb = &calls[12]["contents"][0];
-    assert_eq!(glb["blob_head"].as_str().unwrap()[..8], *"676c5446", "{glb}");
+    assert_eq!(
+        glb["blob_head"].as_str().unwrap()[..8],
+        *"676c5446",
+        "{glb}"
+    );
     assert_eq!(
         glb["blob_bytes"].as_u64().unwrap(),
         std::fs::metadata(folder.join("model.glb")).unwrap().len()
@@ -313,7 +329,10 @@ fn broken_code_names_its_line_and_an_escape_stays_in_the_sandbox() {
     for needs_llm in &calls[4..6] {
         assert_eq!(needs_llm["error"], true, "{needs_llm}");
         let said = needs_llm["texts"][0].as_str().unwrap();
-        assert!(said.contains("--base-url") && said.contains("call build"), "{said}");
+        assert!(
+            said.contains("--base-url") && said.contains("call build"),
+            "{said}"
+        );
     }
 }
 
@@ -350,7 +369,10 @@ fn generate_and_refine_run_the_loop_with_progress_and_a_cancel_stops_it() {
             .any(|p| p["message"].as_str().unwrap().contains("asking the LLM")),
         "{progress:?}"
     );
-    let counts: Vec<f64> = progress.iter().map(|p| p["progress"].as_f64().unwrap()).collect();
+    let counts: Vec<f64> = progress
+        .iter()
+        .map(|p| p["progress"].as_f64().unwrap())
+        .collect();
     assert!(counts.windows(2).all(|w| w[1] > w[0]), "{counts:?}");
 
     // The change in words rebuilt it with the 8 mm hole.
@@ -359,11 +381,17 @@ fn generate_and_refine_run_the_loop_with_progress_and_a_cancel_stops_it() {
     let volume = changed["facts"]["volume"].as_f64().unwrap();
     let expected = 8000.0 - std::f64::consts::PI * 16.0 * 10.0;
     assert!((volume - expected).abs() < 1.0, "{volume} vs {expected}");
-    assert!(changed["code"].as_str().unwrap().contains("makeCylinder(4,"));
+    assert!(changed["code"]
+        .as_str()
+        .unwrap()
+        .contains("makeCylinder(4,"));
     let record = run_json(&runs.join(&id));
     assert_eq!(record["requests"][1]["text"], "make the hole 8 mm");
     assert!(
-        calls[2]["texts"][0].as_str().unwrap().contains("max_repairs 99"),
+        calls[2]["texts"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_repairs 99"),
         "{}",
         calls[2]
     );
@@ -384,7 +412,11 @@ fn generate_and_refine_run_the_loop_with_progress_and_a_cancel_stops_it() {
     );
     let calls = seen["calls"].as_array().unwrap();
     assert!(calls[0]["raised"].is_string(), "{}", calls[0]);
-    assert_eq!(calls[1]["found"], true, "the run was not stopped: {}", calls[1]);
+    assert_eq!(
+        calls[1]["found"], true,
+        "the run was not stopped: {}",
+        calls[1]
+    );
     let listed = &calls[2]["structured"]["runs"][0];
     assert_eq!(listed["run"], "a-slow-cube", "{listed}");
     let record = run_json(&runs.join("a-slow-cube"));
@@ -431,7 +463,11 @@ impl Http {
 
     /// `host:port` of the URL.
     fn addr(&self) -> String {
-        self.url["http://".len()..].split('/').next().unwrap().to_string()
+        self.url["http://".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -476,7 +512,10 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
         ]),
     );
     let calls = seen["calls"].as_array().unwrap();
-    assert_eq!(calls[0]["structured"]["facts"]["size"], json!([40.0, 20.0, 10.0]));
+    assert_eq!(
+        calls[0]["structured"]["facts"]["size"],
+        json!([40.0, 20.0, 10.0])
+    );
     is_png(&calls[1]["images"][0]);
     assert!(calls[2]["contents"][0]["text"]
         .as_str()
@@ -485,13 +524,23 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
     let generated = &calls[3];
     assert_eq!(generated["error"], false, "{generated}");
     assert_eq!(generated["structured"]["code"], RIGHT);
-    assert!(!generated["progress"].as_array().unwrap().is_empty(), "{generated}");
+    assert!(
+        !generated["progress"].as_array().unwrap().is_empty(),
+        "{generated}"
+    );
     assert!(calls[4]["raised"].is_string(), "{}", calls[4]);
-    assert_eq!(calls[5]["found"], true, "the run was not stopped: {}", calls[5]);
+    assert_eq!(
+        calls[5]["found"], true,
+        "the run was not stopped: {}",
+        calls[5]
+    );
 
     // Another Host (DNS rebinding) or a web page's Origin, even on a read, is refused.
     let addr = server.addr();
-    let json_post = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+    let json_post = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
     let refused = |headers: &[(&str, &str)], method: &str| {
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         all.extend_from_slice(&json_post);
@@ -502,7 +551,10 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
     let reply = refused(&[("Host", &evil_host)], "POST");
     assert_eq!(reply.status, 403, "{}", reply.text());
     for method in ["POST", "GET"] {
-        let reply = refused(&[("Host", &addr), ("Origin", "http://evil.example")], method);
+        let reply = refused(
+            &[("Host", &addr), ("Origin", "http://evil.example")],
+            method,
+        );
         assert_eq!(reply.status, 403, "{method}: {}", reply.text());
     }
     // The server's own origin is let through.
@@ -522,9 +574,19 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
         .to_string();
     let port = remote.addr().rsplit(':').next().unwrap().to_string();
     let local = format!("localhost:{port}");
-    let reply = request(&local, "POST", "/mcp", &[&[("Host", local.as_str())][..], &json_post].concat(), INITIALIZE.as_bytes());
+    let reply = request(
+        &local,
+        "POST",
+        "/mcp",
+        &[&[("Host", local.as_str())][..], &json_post].concat(),
+        INITIALIZE.as_bytes(),
+    );
     assert_eq!(reply.status, 401, "{}", reply.text());
-    assert!(reply.text().contains("Authorization: Bearer"), "{}", reply.text());
+    assert!(
+        reply.text().contains("Authorization: Bearer"),
+        "{}",
+        reply.text()
+    );
     let seen = session(
         json!({"url": format!("http://{local}/mcp"), "headers": {"Authorization": format!("Bearer {token}")}}),
         json!([["runs", {}]]),

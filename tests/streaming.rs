@@ -94,7 +94,10 @@ fn a_stream_that_keeps_coming_outlasts_the_request_timeout_a_whole_reply_does_no
     );
     assert_exit(&out, 2);
     let said = text(&out.stderr);
-    assert!(said.contains("did not answer within 1s (2 tries)"), "{said}");
+    assert!(
+        said.contains("did not answer within 1s (2 tries)"),
+        "{said}"
+    );
     assert_eq!(server.requests().len(), 2, "{said}");
 }
 

@@ -88,12 +88,9 @@ async fn serve_http(
         config,
     );
     let guard = Guard::for_mcp(addr, token.clone());
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            guard,
-            crate::studio::guard::middleware,
-        ));
+    let router = axum::Router::new().nest_service("/mcp", service).layer(
+        axum::middleware::from_fn_with_state(guard, crate::studio::guard::middleware),
+    );
     let url = mcp_url(addr, token.as_deref());
     println!("cadloop mcp: {url}  (Ctrl-C stops it)");
     if let Some(token) = &token {

@@ -662,7 +662,8 @@ impl LlmClient {
             retries: settings.retries,
             backoff: settings.backoff,
         };
-        let client = async_openai::Client::with_config(config.clone()).with_http_service(service(&http));
+        let client =
+            async_openai::Client::with_config(config.clone()).with_http_service(service(&http));
         let streaming =
             async_openai::Client::with_config(config).with_http_service(service(&streaming_http));
         let replay = recording

@@ -149,4 +149,3 @@ pub(super) fn describe(summary: &Value) -> String {
     }
     lines.join("\n")
 }
-

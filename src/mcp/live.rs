@@ -84,9 +84,7 @@ impl Cadloop {
         ] {
             match asked {
                 Some(n) if n > MAX_ROUNDS => {
-                    return refused(format!(
-                        "{name} {n} is out of range; use 0 to {MAX_ROUNDS}"
-                    ))
+                    return refused(format!("{name} {n} is out of range; use 0 to {MAX_ROUNDS}"))
                 }
                 Some(n) => *into = n,
                 None => {}

@@ -73,7 +73,10 @@ impl Cadloop {
         ))])
     }
 
-    pub(super) async fn read_resource_now(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+    pub(super) async fn read_resource_now(
+        &self,
+        uri: &str,
+    ) -> Result<ReadResourceResult, ErrorData> {
         if uri == GUIDE_URI {
             let guide = self
                 .engine
@@ -100,9 +103,9 @@ impl Cadloop {
                 run_files().collect::<Vec<_>>().join(", ")
             )));
         }
-        let folder = self.run_folder(id).map_err(|_| {
-            not_found(format!("there is no run {id}; the `runs` tool lists them"))
-        })?;
+        let folder = self
+            .run_folder(id)
+            .map_err(|_| not_found(format!("there is no run {id}; the `runs` tool lists them")))?;
         let path = folder.join(file);
         let bytes = tokio::fs::read(&path).await.map_err(|_| {
             not_found(format!(
@@ -110,7 +113,8 @@ impl Cadloop {
             ))
         })?;
         let media = crate::files::media_type(&path);
-        let textual = media.starts_with("text/") || media == "application/json" || media == "model/step";
+        let textual =
+            media.starts_with("text/") || media == "application/json" || media == "model/step";
         let contents = match String::from_utf8(bytes) {
             Ok(text) if textual => ResourceContents::text(text, uri),
             Ok(text) => ResourceContents::blob(
@@ -122,6 +126,8 @@ impl Cadloop {
                 uri,
             ),
         };
-        Ok(ReadResourceResult::new(vec![contents.with_mime_type(media)]))
+        Ok(ReadResourceResult::new(
+            vec![contents.with_mime_type(media)],
+        ))
     }
 }

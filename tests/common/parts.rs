@@ -124,7 +124,8 @@ pub fn reference_dataset(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// The checks `part_writer` writes with its first script.
-pub const CHECKS: &str = "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
+pub const CHECKS: &str =
+    "```checks\nCHECKS = [bbox(40, 20, 10), holes(6, count=1, through=True)]\n```";
 
 /// An endpoint that writes `code` (after the checks of a 40 × 20 × 10 block
 /// with a 6 mm hole), and `changed` when asked to make the hole 8 mm, and
