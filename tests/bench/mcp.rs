@@ -60,8 +60,7 @@ fn main() {
     }
     let out = Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/mcp/client.py"))
-        .arg(&cadloop)
-        .arg(&runs)
+        .arg(json!({"command": [cadloop, "-q", "mcp", "--runs", runs]}).to_string())
         .arg(Value::from(calls).to_string())
         .output()
         .unwrap();
