@@ -309,6 +309,13 @@ fn broken_code_names_its_line_and_an_escape_stays_in_the_sandbox() {
     assert_eq!(syntax["structured"]["error"]["kind"], "syntax", "{syntax}");
     assert_eq!(syntax["structured"]["error"]["line"], 3, "{syntax}");
     assert!(syntax["texts"][0].as_str().unwrap().contains("at line 3"));
+    // With what to do about it.
+    let hint = syntax["structured"]["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("syntax"), "{hint}");
+    assert!(syntax["texts"][0]
+        .as_str()
+        .unwrap()
+        .contains(&format!("hint: {hint}")));
     let name = &calls[1]["structured"]["error"];
     assert_eq!(name["line"], 2, "{name}");
     assert!(

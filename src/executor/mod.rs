@@ -372,6 +372,40 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// What to do about a failure of this kind, in a line, for whoever
+    /// writes the next script (an agent over MCP, a person at `exec`).
+    pub fn hint(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "fix the Python syntax at the line named",
+            ErrorKind::Exception => {
+                "the line named raised: check the names it uses and the arguments of the FreeCAD \
+                 calls on it (the guide's cheat sheet has their order)"
+            }
+            ErrorKind::NoSolid => {
+                "assign one closed solid to `result`: fuse the pieces into one, and extrude or \
+                 revolve faces, not wires or edges"
+            }
+            ErrorKind::InvalidShape => {
+                "the solid is not valid: close every profile (repeat the first point), keep \
+                 booleans from touching only along a face or an edge, and see the diagnosis"
+            }
+            ErrorKind::Timeout => {
+                "the script ran past its time limit: fewer booleans (fuse a list at once), \
+                 fewer loop passes, smaller fillets"
+            }
+            ErrorKind::OutOfMemory => "the script ran out of memory: fewer or simpler features",
+            ErrorKind::Crashed => {
+                "FreeCAD crashed on it, usually on a degenerate shape (a zero size, a fillet \
+                 larger than its face): check the values reaching the line named"
+            }
+            ErrorKind::Sandbox => {
+                "use only FreeCAD, Part and the allowed modules; no files, network or processes"
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

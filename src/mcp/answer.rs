@@ -73,6 +73,7 @@ pub(super) fn summary(id: &str, record: &RunRecord, code: bool) -> Value {
             "kind": kind.to_string(),
             "line": line,
             "message": message,
+            "hint": kind.hint(),
             "diagnosis": attempt.result.diagnosis.iter().map(crate::executor::Defect::with_fix).collect::<Vec<_>>(),
         });
     }
@@ -117,6 +118,12 @@ pub(super) fn describe(summary: &Value) -> String {
             error["kind"].as_str().unwrap_or("error"),
             error["message"].as_str().unwrap_or("")
         ));
+        for fix in error["diagnosis"].as_array().into_iter().flatten() {
+            lines.push(format!("  {}", fix.as_str().unwrap_or("")));
+        }
+        if let Some(hint) = error["hint"].as_str() {
+            lines.push(format!("hint: {hint}"));
+        }
     }
     if let Some(checks) = summary.get("checks") {
         lines.push(format!(
