@@ -13,6 +13,9 @@ use crate::executor::ExecutorSettings;
 use crate::llm::LlmSettings;
 use crate::render::{self, RenderSettings};
 
+/// The most repairs, or refine rounds, a run of the loop may use.
+pub const MAX_ROUNDS: u32 = 20;
+
 /// How many repairs and refine rounds a run of the loop may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -325,16 +328,16 @@ pub fn budget(
             .or(file.max_refines)
             .unwrap_or(defaults.max_refines),
     };
-    if budget.max_repairs > 20 {
+    if budget.max_repairs > MAX_ROUNDS {
         return Err(MAX_REPAIRS.invalid(
             max_repairs.is_some(),
-            format!("{} is too many; use 0 to 20", budget.max_repairs),
+            format!("{} is too many; use 0 to {MAX_ROUNDS}", budget.max_repairs),
         ));
     }
-    if budget.max_refines > 20 {
+    if budget.max_refines > MAX_ROUNDS {
         return Err(MAX_REFINES.invalid(
             max_refines.is_some(),
-            format!("{} is too many; use 0 to 20", budget.max_refines),
+            format!("{} is too many; use 0 to {MAX_ROUNDS}", budget.max_refines),
         ));
     }
     Ok(budget)

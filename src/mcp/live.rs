@@ -13,7 +13,6 @@ use rmcp::RoleServer;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::Budget;
 use crate::interrupt::Cause;
 use crate::pipeline::Watch;
 use crate::report::RunSettings;
@@ -23,8 +22,6 @@ use super::{refused, Cadloop};
 
 /// How often a run's stage is looked at for a progress notification.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// The most repairs or refines one call may ask for.
-const MAX_ROUNDS: u32 = 20;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GenerateArgs {
@@ -70,28 +67,19 @@ impl Cadloop {
             Ok(settings) => settings,
             Err(refusal) => return refusal,
         };
-        let prompt = args.prompt.trim();
-        if prompt.is_empty() {
-            return refused("the prompt is empty: describe the part, with its dimensions");
-        }
-        let mut budget = Budget {
-            max_repairs: settings.max_repairs,
-            max_refines: settings.max_refines,
+        let prompt = match crate::pipeline::request_text(&args.prompt, "prompt") {
+            Ok(prompt) => prompt,
+            Err(why) => return refused(format!("{why}: describe the part, with its dimensions")),
         };
-        for (asked, into, name) in [
-            (args.max_repairs, &mut budget.max_repairs, "max_repairs"),
-            (args.max_refines, &mut budget.max_refines, "max_refines"),
-        ] {
-            match asked {
-                Some(n) if n > MAX_ROUNDS => {
-                    return refused(format!("{name} {n} is out of range; use 0 to {MAX_ROUNDS}"))
-                }
-                Some(n) => *into = n,
-                None => {}
-            }
-        }
-        (settings.max_repairs, settings.max_refines) = (budget.max_repairs, budget.max_refines);
-        let (id, dir) = match self.new_run(prompt) {
+        let budget = match crate::pipeline::asked_budget(
+            &mut settings,
+            args.max_repairs,
+            args.max_refines,
+        ) {
+            Ok(budget) => budget,
+            Err(why) => return refused(why),
+        };
+        let (id, dir) = match self.new_run(&prompt) {
             Ok(made) => made,
             Err(refusal) => return refusal,
         };
@@ -100,7 +88,7 @@ impl Cadloop {
         let result = follow(
             &context,
             &watch,
-            self.engine.run(prompt, &dir, settings, &watch),
+            self.engine.run(&prompt, &dir, settings, &watch),
         )
         .await;
         drop(dir);
@@ -116,10 +104,10 @@ impl Cadloop {
             Ok(settings) => settings,
             Err(refusal) => return refusal,
         };
-        let change = args.change.trim();
-        if change.is_empty() {
-            return refused("the change is empty: say what to change, in words");
-        }
+        let change = match crate::pipeline::request_text(&args.change, "change") {
+            Ok(change) => change,
+            Err(why) => return refused(format!("{why}: say what to change, in words")),
+        };
         let folder = match self.run_folder(&args.run) {
             Ok(folder) => folder,
             Err(refusal) => return refusal,
@@ -137,7 +125,7 @@ impl Cadloop {
             &context,
             &watch,
             self.engine
-                .refine(&dir, record, change, from, settings, &watch),
+                .refine(&dir, record, &change, from, settings, &watch),
         )
         .await;
         drop(dir);

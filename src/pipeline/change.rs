@@ -2,9 +2,10 @@
 //! values: the rules every front end (the command line, the studio) uses,
 //! so that none of them writes its own.
 
+use crate::config::Budget;
 use crate::executor::Outcome;
 use crate::params::{self, Assignment, TweakError};
-use crate::report::RunRecord;
+use crate::report::{RunRecord, RunSettings};
 
 /// Why a change cannot start from the attempt asked for (or from the run's result).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +148,55 @@ pub fn why_no_result(record: &RunRecord) -> Option<String> {
             Outcome::Ok { .. } => None,
         });
     Some(failed.unwrap_or_else(|| "no attempt built a solid".into()))
+}
+
+/// The longest prompt or change in words a front end passes on.
+pub const MAX_REQUEST_CHARS: usize = 20_000;
+
+/// A prompt or change in words as a front end takes it (`what` names it in
+/// the refusal): trimmed, not empty, at most [`MAX_REQUEST_CHARS`].
+pub fn request_text(text: &str, what: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if text.chars().count() > MAX_REQUEST_CHARS {
+        return Err(format!(
+            "the {what} is longer than {MAX_REQUEST_CHARS} characters"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The budget of a new run whose request asked for its own repairs or
+/// refine rounds (the studio's New run box, MCP's `generate`), each within
+/// the limit the command line has; `settings` record it.
+pub fn asked_budget(
+    settings: &mut RunSettings,
+    max_repairs: Option<u32>,
+    max_refines: Option<u32>,
+) -> Result<Budget, String> {
+    let mut budget = Budget {
+        max_repairs: settings.max_repairs,
+        max_refines: settings.max_refines,
+    };
+    for (asked, into, name) in [
+        (max_repairs, &mut budget.max_repairs, "max_repairs"),
+        (max_refines, &mut budget.max_refines, "max_refines"),
+    ] {
+        match asked {
+            Some(n) if n > crate::config::MAX_ROUNDS => {
+                return Err(format!(
+                    "{name} {n} is out of range; use 0 to {}",
+                    crate::config::MAX_ROUNDS
+                ))
+            }
+            Some(n) => *into = n,
+            None => {}
+        }
+    }
+    (settings.max_repairs, settings.max_refines) = (budget.max_repairs, budget.max_refines);
+    Ok(budget)
 }
 
 #[cfg(test)]

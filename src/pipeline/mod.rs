@@ -42,7 +42,10 @@ mod judge;
 mod look;
 mod requests;
 
-pub use change::{assignments, start_attempt, why_no_result, StartAttemptError, Tweak};
+pub use change::{
+    asked_budget, assignments, request_text, start_attempt, why_no_result, StartAttemptError,
+    Tweak, MAX_REQUEST_CHARS,
+};
 pub use engine::{Engine, EngineSettings, StartError};
 
 use std::path::{Path, PathBuf};

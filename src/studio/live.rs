@@ -14,7 +14,6 @@ use futures_util::stream::{self, Stream};
 use indicatif::ProgressBar;
 use serde::Deserialize;
 
-use crate::config::Budget;
 use crate::interrupt::Cause;
 use crate::pipeline::{PipelineError, RunResult, Watch};
 use crate::report::{read_run, RunStatus};
@@ -24,8 +23,6 @@ use super::{bad, new_run_folder, pages, run_dir, Failure, Shared, Studio};
 
 /// How often a followed run is looked at.
 const POLL: Duration = Duration::from_millis(150);
-/// Longest prompt or change accepted.
-const MAX_TEXT: usize = 20_000;
 
 #[derive(Deserialize)]
 pub(super) struct NewRun {
@@ -47,16 +44,7 @@ pub(super) struct Change {
 }
 
 fn text_of(text: &str, what: &str) -> Result<String, Failure> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(bad(format!("the {what} is empty")));
-    }
-    if text.chars().count() > MAX_TEXT {
-        return Err(bad(format!(
-            "the {what} is longer than {MAX_TEXT} characters"
-        )));
-    }
-    Ok(text.to_string())
+    crate::pipeline::request_text(text, what).map_err(bad)
 }
 
 fn needs_llm(studio: &Studio) -> Result<(), Failure> {
@@ -94,23 +82,8 @@ pub(super) async fn generate(
     needs_llm(&studio)?;
     let prompt = text_of(&body.prompt, "prompt")?;
     let mut settings = studio.settings.clone();
-    let mut budget = Budget {
-        max_repairs: settings.max_repairs,
-        max_refines: settings.max_refines,
-    };
-    for (asked, into, name) in [
-        (body.max_repairs, &mut budget.max_repairs, "max_repairs"),
-        (body.max_refines, &mut budget.max_refines, "max_refines"),
-    ] {
-        match asked {
-            Some(n) if n > 20 => {
-                return Err(bad(format!("{name} {n} is out of range; use 0 to 20")))
-            }
-            Some(n) => *into = n,
-            None => {}
-        }
-    }
-    (settings.max_repairs, settings.max_refines) = (budget.max_repairs, budget.max_refines);
+    let budget = crate::pipeline::asked_budget(&mut settings, body.max_repairs, body.max_refines)
+        .map_err(bad)?;
     let model = match body.model.as_deref().map(str::trim) {
         Some(m) if !m.is_empty() => {
             if m.len() > 200 || m.chars().any(char::is_control) {
