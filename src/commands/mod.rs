@@ -59,8 +59,14 @@ impl From<ExitStatus> for ExitCode {
 }
 
 fn read_script(path: &Path) -> anyhow::Result<String> {
+    read_text(path, "script")
+}
+
+/// A UTF-8 text file (`what`: a script, a prompt); one that is not UTF-8 is
+/// refused with where it goes wrong.
+fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
     let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the script {}", path.display()))?;
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
     match String::from_utf8(bytes) {
         Ok(code) => Ok(code),
         Err(err) => {
@@ -192,16 +198,16 @@ fn read_request(
             (text, "standard input".to_string())
         }
         (Some(p), _) => (p.to_string(), format!("the {arg_name} argument")),
-        (None, Some(path)) => (read_script(path)?, path.display().to_string()),
+        (None, Some(path)) => (read_text(path, what)?, path.display().to_string()),
         (None, None) => bail!("give the {what} as {arg_name} or {file_flag} FILE"),
     };
     let text = text.trim().to_string();
     if text.is_empty() {
         bail!("the {what} ({from}) is empty; {example}");
     }
-    const MAX_PROMPT_CHARS: usize = 20_000;
-    if text.chars().count() > MAX_PROMPT_CHARS {
-        bail!("the {what} ({from}) is longer than {MAX_PROMPT_CHARS} characters; shorten it");
+    let most = crate::pipeline::MAX_REQUEST_CHARS;
+    if text.chars().count() > most {
+        bail!("the {what} ({from}) is longer than {most} characters; shorten it");
     }
     Ok(text)
 }
