@@ -34,10 +34,12 @@ fn stdio(runs: &Path, extra: &[&str]) -> Value {
 fn session(connect: Value, steps: Value) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::tempdir().unwrap();
+    let steps_file = scratch.path().join("steps.json");
+    std::fs::write(&steps_file, steps.to_string()).unwrap();
     let out = Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/mcp/client.py"))
         .arg(connect.to_string())
-        .arg(steps.to_string())
+        .arg(format!("@{}", steps_file.display()))
         .current_dir(scratch.path())
         .env_remove("CADLOOP_CONFIG")
         .env_remove("OPENAI_API_KEY")
@@ -605,4 +607,61 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
         .map(|r| r["run"].as_str().unwrap())
         .collect();
     assert!(listed.contains(&"over-http"), "{listed:?}");
+}
+
+#[test]
+fn hostile_arguments_are_refused_or_kept_inside_the_runs_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let llm = ScriptedLlm::start(Vec::new());
+    let url = llm.url();
+    let big = "a 20 mm cube. ".repeat(75_000);
+    let seen = session(
+        stdio(&runs, &["--base-url", &url, "--model", "m"]),
+        json!([
+            ["generate", {"prompt": big}],
+            ["generate", {"prompt": "  \n\t "}],
+            ["build", {"code": BLOCK, "description": "../../escaped\u{0}/..\\x"}],
+            ["tweak", {"run": "../runs", "values": {"WIDTH": 1}}],
+            ["tweak", {"run": "a/b", "values": {"WIDTH": 1}}],
+            ["tweak", {"run": "", "values": {"WIDTH": 1}}],
+            ["tweak", {"run": "x\u{0}y", "values": {"WIDTH": 1}}],
+            ["views", {"run": "escaped-x", "names": ["../../etc/passwd"]}],
+            ["check", {"run": "escaped-x", "checks": "CHECKS = [__import__('os')]"}],
+            {"read": "cadloop://runs/%2e%2e/run.json"},
+            {"read": "cadloop://runs/escaped-x/../../../etc/passwd"},
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    let said = |i: usize| calls[i]["texts"][0].as_str().unwrap_or("").to_string();
+    assert_eq!(calls[0]["error"], true);
+    assert!(
+        said(0).contains("longer than 20000 characters"),
+        "{}",
+        said(0)
+    );
+    assert!(said(1).contains("empty"), "{}", said(1));
+    assert!(llm.requests().is_empty(), "nothing reached the LLM");
+    // The description names a folder inside the runs folder, and nothing else.
+    let built = &calls[2];
+    assert_eq!(built["error"], false, "{built}");
+    let id = built["structured"]["run"].as_str().unwrap();
+    assert!(runs.join(id).join("run.json").is_file(), "{id}");
+    assert!(
+        !id.contains(['/', '\\', '\0']) && !id.starts_with('.'),
+        "{id}"
+    );
+    assert!(!dir.path().join("escaped").exists());
+    for i in 3..7 {
+        assert_eq!(calls[i]["error"], true, "{}", calls[i]);
+        assert!(said(i).contains("`runs` lists them"), "{}", said(i));
+    }
+    assert!(said(7).contains("there is no view"), "{}", said(7));
+    assert_eq!(calls[8]["error"], true, "{}", calls[8]);
+    for read in &calls[9..11] {
+        assert!(read["raised"].is_string(), "{read}");
+    }
+    // Only the one run was made.
+    let made: Vec<_> = std::fs::read_dir(&runs).unwrap().collect();
+    assert_eq!(made.len(), 1, "{made:?}");
 }

@@ -1,6 +1,6 @@
 """A real MCP client for tests/mcp.rs: the official Python SDK (`mcp`).
 
-Usage: client.py CONNECT_JSON STEPS_JSON
+Usage: client.py CONNECT_JSON STEPS_JSON (either may be @FILE holding it)
 
 CONNECT_JSON: {"command": [PROGRAM, ARG...]} to start a server over stdio,
 or {"url": URL, "headers": {...}} for streamable HTTP.
@@ -142,4 +142,9 @@ async def main(how, steps):
             print(json.dumps(out))
 
 
-asyncio.run(main(json.loads(sys.argv[1]), json.loads(sys.argv[2])))
+def argument(text):
+    """JSON, or @FILE holding it (for steps too long for a command line)."""
+    return json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+
+
+asyncio.run(main(argument(sys.argv[1]), argument(sys.argv[2])))
