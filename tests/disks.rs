@@ -82,7 +82,7 @@ fn writer() -> ScriptedLlm {
     })
 }
 
-fn loop_args<'a>(server: &'a str) -> Vec<&'a str> {
+fn loop_args(server: &str) -> Vec<&str> {
     vec![
         "--base-url",
         server,

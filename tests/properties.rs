@@ -22,8 +22,11 @@ use cadloop::params::{apply, Assignment, Kind, Parameter};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
+/// A script `apply` wrote, and each parameter's value in it.
+type Written = (String, Vec<(String, f64)>);
+
 /// Scripts `apply` wrote, for Python to parse at the end.
-static WRITTEN: Mutex<Vec<(String, Vec<(String, f64)>)>> = Mutex::new(Vec::new());
+static WRITTEN: Mutex<Vec<Written>> = Mutex::new(Vec::new());
 
 /// One parameter line as the generator writes it.
 #[derive(Debug, Clone)]

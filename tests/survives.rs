@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use common::command::cadloop_command;
 use common::llm_server::{gap, reply, Scripted, ScriptedLlm};
 use common::parts::{fenced, generate_with, PROMPT, RIGHT};
 use common::{assert_exit, cadloop, run_json, text};
@@ -146,4 +147,59 @@ fn hostile_prompt_files_get_a_clear_refusal_or_a_whole_record() {
     assert!(said.contains("longer than 20000 characters"), "{said}");
     assert!(!dir.path().join("big").exists());
     assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn cadloop_killed_at_any_moment_leaves_run_json_whole_and_the_folder_free() {
+    // Each answer comes after 100 ms: a run (code, critique, rewrite,
+    // critique) writes run.json a dozen times in about two seconds.
+    let server = ScriptedLlm::responding(Duration::from_millis(100), |seen| {
+        let ask = seen.last_user();
+        if ask.contains("VERDICT: MATCH") {
+            let verdict = if ask.contains("makeBox(40, 20, 12)") {
+                "VERDICT: MATCH"
+            } else {
+                "VERDICT: MISMATCH\nIt should be 12 mm tall."
+            };
+            Scripted::Reply(verdict.into())
+        } else if seen.messages().len() > 2 {
+            Scripted::Reply(fenced(
+                &RIGHT.replace("makeBox(40, 20, 10)", "makeBox(40, 20, 12)"),
+            ))
+        } else {
+            Scripted::Reply(fenced(RIGHT))
+        }
+    });
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut recorded = 0;
+    for trial in 0..24u64 {
+        let out = format!("run-{trial}");
+        let mut child = cadloop_command(dir.path())
+            .args(["-q", "generate", PROMPT, "--base-url", &url, "--model", "m"])
+            .args(["--max-refines", "2", "--out", &out])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100 + trial * 90));
+        let _ = child.kill();
+        let _ = child.wait();
+        let run = dir.path().join(&out);
+        if !run.join("run.json").exists() {
+            continue;
+        }
+        recorded += 1;
+        // Old or new, never half; and the folder is not left locked.
+        let record = cadloop::report::read_run(&run)
+            .unwrap_or_else(|e| panic!("trial {trial}: {}", cadloop::error_chain(&e)));
+        assert!(!record.requests.is_empty());
+        if let Err(err) = cadloop::run::RunDir::open(&run) {
+            panic!("trial {trial}: {}", cadloop::error_chain(&err));
+        }
+    }
+    assert!(
+        recorded >= 12,
+        "only {recorded} of 24 kills came after run.json was written"
+    );
 }

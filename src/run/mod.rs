@@ -86,8 +86,6 @@ pub enum RunDirError {
     NotARun(PathBuf),
     #[error(transparent)]
     Record(#[from] RunFileError),
-    #[error("{} already exists but run.json records only {recorded} attempts; the folder was changed by hand or by another program, so nothing was changed", path.display())]
-    Unrecorded { path: PathBuf, recorded: usize },
     #[error("cannot use the run folder {}", path.display())]
     Folder {
         path: PathBuf,
@@ -141,14 +139,37 @@ impl RunDir {
         })?;
         let dir = RunDir::lock(&absolute)?;
         let record = read_run(&absolute)?;
-        let next = dir.attempt_dir(record.attempts.len() as u32 + 1);
-        if next.exists() {
-            return Err(RunDirError::Unrecorded {
-                path: next,
-                recorded: record.attempts.len(),
-            });
-        }
+        dir.set_aside_unrecorded(record.attempts.len() as u32)?;
         Ok((dir, record))
+    }
+
+    /// Moves attempt folders past the `recorded` ones out of the way, as
+    /// `attempts/NN.unrecorded`: what a cadloop killed in the middle of an
+    /// attempt (or a hand) left there. Nothing is deleted, and the next
+    /// attempt gets its number free.
+    fn set_aside_unrecorded(&self, recorded: u32) -> Result<(), RunDirError> {
+        for number in recorded + 1.. {
+            let found = self.attempt_dir(number);
+            if !found.exists() {
+                break;
+            }
+            let mut aside = found.with_extension("unrecorded");
+            let mut n = 2;
+            while aside.exists() {
+                aside = found.with_extension(format!("unrecorded-{n}"));
+                n += 1;
+            }
+            std::fs::rename(&found, &aside).map_err(|source| RunDirError::Write {
+                path: aside.clone(),
+                source,
+            })?;
+            tracing::warn!(
+                "{} was not in run.json (left by a cadloop that was stopped in the middle of it?); kept as {}",
+                found.display(),
+                aside.display()
+            );
+        }
+        Ok(())
     }
 
     fn lock(path: &Path) -> Result<RunDir, RunDirError> {
