@@ -652,9 +652,10 @@ fn hostile_arguments_are_refused_or_kept_inside_the_runs_folder() {
         "{id}"
     );
     assert!(!dir.path().join("escaped").exists());
-    for i in 3..7 {
-        assert_eq!(calls[i]["error"], true, "{}", calls[i]);
-        assert!(said(i).contains("`runs` lists them"), "{}", said(i));
+    for refused in &calls[3..7] {
+        assert_eq!(refused["error"], true, "{refused}");
+        let text = refused["texts"][0].as_str().unwrap();
+        assert!(text.contains("`runs` lists them"), "{text}");
     }
     assert!(said(7).contains("there is no view"), "{}", said(7));
     assert_eq!(calls[8]["error"], true, "{}", calls[8]);
