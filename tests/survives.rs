@@ -5,9 +5,12 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::command::cadloop_command;
 use common::llm_server::{gap, reply, Scripted, ScriptedLlm};
@@ -202,4 +205,194 @@ fn cadloop_killed_at_any_moment_leaves_run_json_whole_and_the_folder_free() {
         recorded >= 12,
         "only {recorded} of 24 kills came after run.json was written"
     );
+}
+
+/// Resident memory of `pid` and its descendants (the FreeCAD workers), in MiB.
+fn tree_rss_mib(pid: u32) -> f64 {
+    let mut total_kib = 0u64;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
+            total_kib += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+        }
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    total_kib as f64 / 1024.0
+}
+
+/// What one request of the load got: its kind, status (0: no answer) and time.
+struct Answer {
+    kind: &'static str,
+    status: u16,
+    ms: f64,
+}
+
+#[test]
+fn the_studio_under_load_answers_everyone_and_the_newest_tweak_wins() {
+    const LOAD: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let studio = Arc::new(common::studio::start(dir.path(), &[]));
+    assert_eq!(
+        common::studio::post(&studio, "/api/examples/flange", "").status,
+        200
+    );
+    let pid = studio.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::<Answer>::new()));
+    // Tweaks that were applied: (when the answer came, the thickness asked).
+    let applied = Arc::new(Mutex::new(Vec::<(Instant, f64)>::new()));
+    let counter = Arc::new(AtomicU64::new(0));
+
+    // A slow client: its request's headers come a byte a second.
+    let slow = {
+        let (addr, stop) = (studio.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            let head = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ");
+            for byte in head.bytes().chain(std::iter::repeat(b'x')) {
+                if stop.load(Ordering::Relaxed) || stream.write_all(&[byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let mut threads = Vec::new();
+    // 200 clients at once: 20 following the run's live events, 170 loading
+    // its page and state (each every 0 to 200 ms: about 1700 requests a
+    // second in all), and 10 tweaking it, each every 0.5 to 1.5 s (about
+    // ten tweaks a second; one that arrives while an older one builds
+    // supersedes it).
+    for n in 0..200 {
+        let (studio, stop, answers, applied, counter) = (
+            studio.clone(),
+            stop.clone(),
+            answers.clone(),
+            applied.clone(),
+            counter.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // Each client's pause between requests.
+                std::thread::sleep(Duration::from_millis(match n {
+                    0..20 => 0,
+                    20..190 => fastrand::u64(0..200),
+                    _ => 500 + fastrand::u64(0..1000),
+                }));
+                let started = Instant::now();
+                let (kind, status) = match n {
+                    0..20 => (
+                        "events",
+                        common::studio::get(&studio, "/api/runs/flange/events").status,
+                    ),
+                    20..190 => {
+                        let path = if n % 2 == 0 {
+                            "/runs/flange/"
+                        } else {
+                            "/api/runs/flange"
+                        };
+                        ("page", common::studio::get(&studio, path).status)
+                    }
+                    _ => {
+                        let thickness = 5.0 + counter.fetch_add(1, Ordering::Relaxed) as f64 * 0.01;
+                        let body = format!("{{\"values\": {{\"THICKNESS\": {thickness}}}}}");
+                        let reply = common::studio::post(&studio, "/api/runs/flange/tweak", &body);
+                        if reply.status == 200 && reply.json()["error"].is_null() {
+                            applied.lock().unwrap().push((Instant::now(), thickness));
+                        }
+                        ("tweak", reply.status)
+                    }
+                };
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                answers.lock().unwrap().push(Answer { kind, status, ms });
+            }
+        }));
+    }
+    let began = Instant::now();
+    let mut peak_mib = 0f64;
+    while began.elapsed() < LOAD {
+        peak_mib = peak_mib.max(tree_rss_mib(pid));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    slow.join().unwrap();
+
+    let answers = answers.lock().unwrap();
+    // Every request answered: 200, or 409 for a tweak a newer one superseded.
+    let failed: Vec<String> = answers
+        .iter()
+        .filter(|a| !(a.status == 200 || (a.kind == "tweak" && a.status == 409)))
+        .map(|a| format!("{} {}", a.kind, a.status))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(10)]
+    );
+    for kind in ["events", "page", "tweak"] {
+        let mut ms: Vec<f64> = answers
+            .iter()
+            .filter(|a| a.kind == kind)
+            .map(|a| a.ms)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        assert!(ms.len() >= 20, "{kind}: only {} answers", ms.len());
+        println!(
+            "{kind}: {} answered, p50 {:.0} ms, p99 {:.0} ms",
+            ms.len(),
+            ms[ms.len() / 2],
+            ms[ms.len() * 99 / 100]
+        );
+    }
+    let superseded = answers.iter().filter(|a| a.status == 409).count();
+    let applied = applied.lock().unwrap();
+    println!(
+        "tweaks applied: {}, superseded: {superseded}; peak memory, server and workers: {peak_mib:.0} MiB",
+        applied.len()
+    );
+    // Many were built, and the run ends on the newest of them.
+    assert!(applied.len() >= 2, "{} applied", applied.len());
+    let newest = applied
+        .iter()
+        .max_by_key(|(at, _)| *at)
+        .expect("some tweak applied")
+        .1;
+    let record = cadloop::report::read_run(&dir.path().join("runs/flange")).unwrap();
+    let chosen = record.chosen_attempt().expect("the run has a result");
+    let thickness = chosen
+        .result
+        .parameters
+        .iter()
+        .find(|p| p.name == "THICKNESS")
+        .unwrap()
+        .value
+        .as_f64()
+        .unwrap();
+    assert!(
+        (thickness - newest).abs() < 1e-9,
+        "the run has {thickness}, the newest applied {newest}"
+    );
+    // Memory stays bounded: the server and its two FreeCAD workers.
+    assert!(peak_mib < 1536.0, "{peak_mib} MiB");
 }

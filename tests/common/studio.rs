@@ -25,6 +25,13 @@ impl Drop for Studio {
     }
 }
 
+impl Studio {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 pub fn start(dir: &Path, extra: &[&str]) -> Studio {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
         .args(["-q", "serve", "--runs", "runs", "--port", "0"])
