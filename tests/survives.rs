@@ -396,3 +396,57 @@ fn the_studio_under_load_answers_everyone_and_the_newest_tweak_wins() {
     // Memory stays bounded: the server and its two FreeCAD workers.
     assert!(peak_mib < 1536.0, "{peak_mib} MiB");
 }
+
+#[test]
+fn a_server_gone_in_the_middle_of_a_run_leaves_it_recorded_and_refine_goes_on() {
+    // The code comes; when the critique is asked for, the server is gone.
+    let server = ScriptedLlm::start(vec![reply(&fenced(RIGHT)), Scripted::Gone]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate_with(
+        dir.path(),
+        &server,
+        PROMPT,
+        &["--max-refines", "1", "--retries", "1"],
+    );
+    // The run keeps its solid as an unjudged result and says why it stopped.
+    assert_exit(&out, 0);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        said.contains(&format!("cannot reach the LLM endpoint {}", server.url())),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    let record = run_json(&dir.path().join("run"));
+    assert_eq!(record["outcome"], "unverified", "{record}");
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 1, "{record}");
+    assert_eq!(record["attempts"][0]["result"]["outcome"], "ok", "{record}");
+    assert!(
+        record["error"].as_str().unwrap().contains(&server.url()),
+        "{record}"
+    );
+
+    // With the server back (another one here), a change goes on from the
+    // solid the run has.
+    let wider = RIGHT.replace("makeCylinder(3,", "makeCylinder(4,");
+    let again = ScriptedLlm::start(vec![reply(&fenced(&wider)), reply("VERDICT: MATCH")]);
+    let url = again.url();
+    let out = cadloop(
+        dir.path(),
+        &[
+            "refine",
+            "run",
+            "make the hole 8 mm",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--max-refines",
+            "1",
+        ],
+    );
+    assert_exit(&out, 0);
+    let record = run_json(&dir.path().join("run"));
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 2, "{record}");
+    assert_eq!(record["attempts"][1]["parent"], 1, "{record}");
+    assert_eq!(record["outcome"], "match", "{record}");
+}

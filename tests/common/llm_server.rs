@@ -41,6 +41,9 @@ pub enum Scripted {
     /// A stream that ends before its first event, as llama-cpp-python's
     /// does for a prompt too long for its window.
     Empty,
+    /// The server goes away: this request's connection is dropped and the
+    /// port stops listening.
+    Gone,
 }
 
 pub fn reply(text: &str) -> Scripted {
@@ -98,6 +101,8 @@ struct Shared {
     ollama: Mutex<Option<String>>,
     /// How the server answers a request for a stream.
     streams: Mutex<Streams>,
+    /// Raised by [`Scripted::Gone`]: the server stops listening.
+    gone: tokio::sync::Notify,
 }
 
 /// How the server answers a request with `"stream": true`.
@@ -127,6 +132,7 @@ impl ScriptedLlm {
             window: Mutex::new(None),
             ollama: Mutex::new(None),
             streams: Mutex::new(Streams::Sent(Duration::ZERO)),
+            gone: tokio::sync::Notify::new(),
         })
     }
 
@@ -143,6 +149,7 @@ impl ScriptedLlm {
             window: Mutex::new(None),
             ollama: Mutex::new(None),
             streams: Mutex::new(Streams::Sent(Duration::ZERO)),
+            gone: tokio::sync::Notify::new(),
         })
     }
 
@@ -152,6 +159,7 @@ impl ScriptedLlm {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = shared.clone();
+        let state_for_gone = shared.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -165,7 +173,10 @@ impl ScriptedLlm {
                     .route("/api/show", post(show))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
+                tokio::select! {
+                    served = axum::serve(listener, app) => served.unwrap(),
+                    () = state_for_gone.gone.notified() => {}
+                }
             });
         });
         ScriptedLlm { addr, shared }
@@ -242,6 +253,11 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
     };
     let scripted = shared.script.lock().unwrap().pop_front();
     let next = scripted.or_else(|| shared.responder.as_ref().map(|respond| respond(&seen)));
+    if matches!(next, Some(Scripted::Gone)) {
+        // The server stops: this connection is dropped with it.
+        shared.gone.notify_one();
+        std::future::pending::<()>().await;
+    }
     if !shared.delay.is_zero() {
         tokio::time::sleep(shared.delay).await;
     }
@@ -298,6 +314,7 @@ async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> R
             (StatusCode::from_u16(status).unwrap(), map, body).into_response()
         }
         Some(Scripted::Raw(body)) => (StatusCode::OK, body).into_response(),
+        Some(Scripted::Gone) => unreachable!("the server is gone"),
         // 400 is not retried, so a test that runs out of script fails at once.
         None => (
             StatusCode::BAD_REQUEST,
@@ -324,7 +341,7 @@ fn stream(body: &Value, next: &Scripted, every: Duration) -> Option<Response> {
                     .unwrap(),
             )
         }
-        Scripted::Status { .. } | Scripted::Raw(_) => return None,
+        Scripted::Status { .. } | Scripted::Raw(_) | Scripted::Gone => return None,
     };
     let whole = completion(body, text);
     let mut usage = whole["usage"].clone();
