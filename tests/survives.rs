@@ -450,3 +450,54 @@ fn a_server_gone_in_the_middle_of_a_run_leaves_it_recorded_and_refine_goes_on() 
     assert_eq!(record["attempts"][1]["parent"], 1, "{record}");
     assert_eq!(record["outcome"], "match", "{record}");
 }
+
+#[test]
+fn a_run_folder_deleted_while_the_studio_shows_it_is_gone_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = common::studio::start(dir.path(), &[]);
+    for example in ["washer", "flange"] {
+        let opened = common::studio::post(&studio, &format!("/api/examples/{example}"), "");
+        assert_eq!(opened.status, 200, "{}", opened.text());
+    }
+    std::fs::remove_dir_all(dir.path().join("runs/washer")).unwrap();
+    // Everything about the deleted run says it is not there.
+    for (method, path, body) in [
+        ("GET", "/runs/washer/", ""),
+        ("GET", "/api/runs/washer", ""),
+        ("GET", "/api/runs/washer/events", ""),
+        ("GET", "/runs/washer/files/model.glb", ""),
+        (
+            "POST",
+            "/api/runs/washer/tweak",
+            r#"{"values": {"OUTER_D": 30}}"#,
+        ),
+        ("POST", "/api/runs/washer/stop", ""),
+    ] {
+        let reply = if method == "GET" {
+            common::studio::get(&studio, path)
+        } else {
+            common::studio::post(&studio, path, body)
+        };
+        assert!(
+            matches!(reply.status, 404 | 409),
+            "{method} {path}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(!reply.text().is_empty(), "{method} {path}: no reason given");
+    }
+    assert!(
+        !dir.path().join("runs/washer").exists(),
+        "nothing was made again"
+    );
+    // The list and the other run go on.
+    let listed = common::studio::get(&studio, "/");
+    assert_eq!(listed.status, 200);
+    assert!(listed.text().contains("/runs/flange/") && !listed.text().contains("/runs/washer/"));
+    let tweaked = common::studio::post(
+        &studio,
+        "/api/runs/flange/tweak",
+        r#"{"values": {"THICKNESS": 12}}"#,
+    );
+    assert_eq!(tweaked.status, 200, "{}", tweaked.text());
+}
