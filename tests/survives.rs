@@ -501,3 +501,37 @@ fn a_run_folder_deleted_while_the_studio_shows_it_is_gone_cleanly() {
     );
     assert_eq!(tweaked.status, 200, "{}", tweaked.text());
 }
+
+/// A boolean of 784 spheres: a few hundred MiB inside OpenCASCADE.
+const MANY_SPHERES: &str = "import FreeCAD as App
+import Part
+
+N = 14
+spheres = [Part.makeSphere(3, App.Vector(i * 4, j * 4, k * 4)) for i in range(N) for j in range(N) for k in range(4)]
+result = spheres[0].fuse(spheres[1:])
+";
+
+#[tokio::test]
+async fn a_worker_past_its_memory_limit_in_a_boolean_fails_alone_saying_so() {
+    let mut settings = common::settings(1);
+    settings.memory_limit_mib = 300;
+    let pool = cadloop::executor::Pool::start(settings).await.unwrap();
+    let (output, _dir) =
+        common::run_with_timeout(&pool, MANY_SPHERES, Some(Duration::from_secs(120))).await;
+    match &output.report.outcome {
+        cadloop::executor::Outcome::Error { kind, message, .. } => {
+            assert_eq!(
+                *kind,
+                cadloop::executor::ErrorKind::OutOfMemory,
+                "{message}"
+            );
+            assert!(message.contains("memory"), "{message}");
+            assert!(!message.contains("os._exit"), "{message}");
+        }
+        other => panic!("the boolean fit in 300 MiB: {other:?}"),
+    }
+    // The pool goes on with a fresh worker.
+    let (next, _dir) = common::run(&pool, common::BOX_MINUS_CYLINDER).await;
+    assert!(next.report.is_ok(), "{:?}", next.report.outcome);
+    pool.shutdown().await;
+}

@@ -307,6 +307,15 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
                  build the part with fewer or simpler operations"
             ),
         ),
+        Lost::Died(Some(_)) if allocation_failure(&output.text).is_some() => (
+            ErrorKind::OutOfMemory,
+            format!(
+                "the worker ran out of memory{at} (\"{}\"); build the part with fewer or simpler \
+                 operations (fuse fewer shapes at once, fewer features), or give it more with \
+                 --memory-limit",
+                allocation_failure(&output.text).unwrap_or_default()
+            ),
+        ),
         Lost::Died(Some(status))
             if std::os::unix::process::ExitStatusExt::signal(status).is_some()
                 || fatal_error(&output.text).is_some() =>
@@ -358,6 +367,28 @@ fn fatal_error(output: &str) -> Option<String> {
     let marker = "Fatal Python error: ";
     let at = output.rfind(marker)? + marker.len();
     Some(output[at..].lines().next()?.trim().to_string())
+}
+
+/// The line where the worker's output says an allocation failed: glibc,
+/// C++ and OpenCASCADE say so in their own words when a process reaches its
+/// memory limit, and the process then aborts or exits.
+fn allocation_failure(output: &str) -> Option<&str> {
+    const SIGNS: [&str; 5] = [
+        "cannot allocate memory",
+        "std::bad_alloc",
+        "Standard_OutOfMemory",
+        "MemoryError",
+        "out of memory",
+    ];
+    output
+        .lines()
+        .find(|line| {
+            let lower = line.to_ascii_lowercase();
+            SIGNS
+                .iter()
+                .any(|sign| lower.contains(&sign.to_ascii_lowercase()))
+        })
+        .map(str::trim)
 }
 
 /// The innermost `code.py` frame of a faulthandler dump (it prints innermost first).
