@@ -535,3 +535,85 @@ async fn a_worker_past_its_memory_limit_in_a_boolean_fails_alone_saying_so() {
     assert!(next.report.is_ok(), "{:?}", next.report.outcome);
     pool.shutdown().await;
 }
+
+/// The worker processes this test process started.
+fn worker_pids() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid …: the comm may hold spaces, so split after it.
+            let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (ppid == me && String::from_utf8_lossy(&cmdline).contains("worker")).then_some(pid)
+        })
+        .collect()
+}
+
+/// A part that takes a while to build, check and export: 50 spheres fused.
+const SLOW_PART: &str = "import FreeCAD as App
+import Part
+
+N = 5
+spheres = [Part.makeSphere(3, App.Vector(i * 4, j * 4, k * 4)) for i in range(N) for j in range(N) for k in range(2)]
+result = spheres[0].fuse(spheres[1:])
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_any_moment_of_a_job_fails_that_job_alone() {
+    let pool = common::pool(1).await;
+    let checks = cadloop::checks::Checks::parse(
+        "CHECKS = [bbox(22, 22, 10), volume(10000, rel=0.5), symmetric(\"yz\"), wall(6, at=(0, 0, 0)), faces(\"sphere\", min=1)]",
+    )
+    .unwrap()
+    .calls;
+    let job = |dir: &tempfile::TempDir| cadloop::executor::Job {
+        code: SLOW_PART.to_string(),
+        dir: dir.path().to_path_buf(),
+        timeout: Some(Duration::from_secs(120)),
+        inputs: Vec::new(),
+        checks: checks.clone(),
+    };
+    // Unkilled: how long the script, its checks and the exports take.
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let whole = pool.run(job(&dir)).await.unwrap();
+    let took = started.elapsed();
+    println!("the job takes {took:?} unkilled");
+    assert!(whole.report.is_ok(), "{:?}", whole.report.outcome);
+    assert_eq!(whole.report.checks.len(), 5);
+
+    let mut failed = 0;
+    for n in 1..=10u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let running = pool.run(job(&dir));
+        let killer = async {
+            tokio::time::sleep(took * n / 11).await;
+            for pid in worker_pids() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        };
+        let (output, ()) = tokio::join!(running, killer);
+        let output = output.unwrap();
+        if let cadloop::executor::Outcome::Error { message, .. } = &output.report.outcome {
+            failed += 1;
+            assert!(!message.is_empty());
+        }
+        // The next job gets a fresh worker and builds.
+        let (next, _dir) = common::run(&pool, common::BOX_MINUS_CYLINDER).await;
+        assert!(
+            next.report.is_ok(),
+            "after kill {n}: {:?}",
+            next.report.outcome
+        );
+    }
+    // Most kills land while the job runs (the script, its checks, its exports).
+    assert!(failed >= 7, "only {failed} of 10 kills failed their job");
+    pool.shutdown().await;
+}
