@@ -207,35 +207,6 @@ fn cadloop_killed_at_any_moment_leaves_run_json_whole_and_the_folder_free() {
     );
 }
 
-/// Resident memory of `pid` and its descendants (the FreeCAD workers), in MiB.
-fn tree_rss_mib(pid: u32) -> f64 {
-    let mut total_kib = 0u64;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
-            total_kib += status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0);
-        }
-        for task in std::fs::read_dir(format!("/proc/{p}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                todo.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    total_kib as f64 / 1024.0
-}
-
 /// What one request of the load got: its kind, status (0: no answer) and time.
 struct Answer {
     kind: &'static str,
@@ -327,7 +298,7 @@ fn the_studio_under_load_answers_everyone_and_the_newest_tweak_wins() {
     let began = Instant::now();
     let mut peak_mib = 0f64;
     while began.elapsed() < LOAD {
-        peak_mib = peak_mib.max(tree_rss_mib(pid));
+        peak_mib = peak_mib.max(common::memory::tree_rss_mib(pid));
         std::thread::sleep(Duration::from_millis(500));
     }
     stop.store(true, Ordering::Relaxed);
@@ -616,4 +587,52 @@ async fn a_worker_killed_at_any_moment_of_a_job_fails_that_job_alone() {
     // Most kills land while the job runs (the script, its checks, its exports).
     assert!(failed >= 7, "only {failed} of 10 kills failed their job");
     pool.shutdown().await;
+}
+
+#[test]
+fn hostile_prompts_to_the_studio_are_refused_or_kept_whole() {
+    let server = common::parts::part_writer(RIGHT, RIGHT.to_string());
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let studio = common::studio::start(
+        dir.path(),
+        &["--base-url", &url, "--model", "m", "--max-refines", "0"],
+    );
+    let post = |body: &[u8]| {
+        let origin = format!("http://{}", studio.addr);
+        common::http::request(
+            &studio.addr,
+            "POST",
+            "/api/runs",
+            &[
+                ("Host", &studio.addr),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    // A megabyte: over the body limit. 30,000 characters: over the prompt's.
+    let big = serde_json::json!({"prompt": "a 20 mm cube. ".repeat(75_000)}).to_string();
+    assert_eq!(post(big.as_bytes()).status, 413);
+    let long = serde_json::json!({"prompt": "x".repeat(30_000)}).to_string();
+    let refused = post(long.as_bytes());
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains("longer than 20000"),
+        "{}",
+        refused.text()
+    );
+    // Not UTF-8, not JSON: refused.
+    assert_eq!(post(b"{\"prompt\": \"W\xfcrfel\"}").status, 400);
+    assert_eq!(post(b"prompt=cube").status / 100, 4);
+    assert!(server.requests().is_empty(), "nothing reached the LLM");
+    // NUL bytes and controls: taken whole into the run.
+    let odd = "a 40 x 20 x 10 mm block\u{0}with a 6 mm hole\u{7} through the middle";
+    let started = post(serde_json::json!({"prompt": odd}).to_string().as_bytes());
+    assert_eq!(started.status, 200, "{}", started.text());
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    let states = common::studio::follow(&studio, &id);
+    assert_eq!(states.last().unwrap()["status"], "finished", "{states:?}");
+    assert_eq!(run_json(&dir.path().join("runs").join(&id))["prompt"], odd);
 }

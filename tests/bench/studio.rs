@@ -12,6 +12,8 @@ mod command;
 #[path = "../common/http.rs"]
 #[allow(dead_code)]
 mod http;
+#[path = "../common/memory.rs"]
+mod memory;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -53,33 +55,6 @@ fn json(body: &[u8]) -> serde_json::Value {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
-}
-
-/// Resident memory of `pid` and its descendants, in MiB.
-fn tree_rss_mib(pid: u32) -> f64 {
-    let mut total_kib = 0u64;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
-            total_kib += status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0);
-        }
-        // Children are listed per thread: the workers come from tokio's threads.
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"));
-        for task in tasks.into_iter().flatten().flatten() {
-            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                todo.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    total_kib as f64 / 1024.0
 }
 
 fn main() {
@@ -189,7 +164,7 @@ fn main() {
         if i == 3 {
             println!(
                 "memory with 4 runs open: {:.0} MiB (server and FreeCAD workers)",
-                tree_rss_mib(server.child.id())
+                memory::tree_rss_mib(server.child.id())
             );
         }
     }

@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod http;
 pub mod llm_server;
 pub mod local_model;
+pub mod memory;
 pub mod parts;
 pub mod python;
 pub mod slurm;
