@@ -156,14 +156,41 @@ fn a_disk_that_fills_during_a_run_stops_it_with_the_reason_and_a_whole_record() 
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
-fn a_change_on_a_full_disk_says_so_and_leaves_the_run_as_it_was() {
+/// A finished run on an 8 MiB tmpfs of its own.
+struct Made {
+    server: ScriptedLlm,
+    work: tempfile::TempDir,
+    disk: TmpFs,
+    run: PathBuf,
+    /// Its run.json as written.
+    before: Vec<u8>,
+}
+
+fn made_run() -> Made {
     let server = writer();
     let work = tempfile::tempdir().unwrap();
     let disk = TmpFs::mount(8 * 1024);
     let run = disk.path().join("run");
     assert_exit(&generate(work.path(), &server, &run), 0);
     let before = std::fs::read(run.join("run.json")).unwrap();
+    Made {
+        server,
+        work,
+        disk,
+        run,
+        before,
+    }
+}
+
+#[test]
+fn a_change_on_a_full_disk_says_so_and_leaves_the_run_as_it_was() {
+    let Made {
+        server,
+        work,
+        disk,
+        run,
+        before,
+    } = made_run();
     disk.fill(0);
     let out = refine(work.path(), &server, &run);
     says_no_space(&out);
@@ -173,12 +200,13 @@ fn a_change_on_a_full_disk_says_so_and_leaves_the_run_as_it_was() {
 
 #[test]
 fn a_read_only_runs_folder_is_refused_with_the_reason_and_changes_nothing() {
-    let server = writer();
-    let work = tempfile::tempdir().unwrap();
-    let disk = TmpFs::mount(8 * 1024);
-    let run = disk.path().join("run");
-    assert_exit(&generate(work.path(), &server, &run), 0);
-    let before = std::fs::read(run.join("run.json")).unwrap();
+    let Made {
+        server,
+        work,
+        disk,
+        run,
+        before,
+    } = made_run();
     disk.read_only();
     for out in [
         refine(work.path(), &server, &run),
