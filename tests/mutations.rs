@@ -3,7 +3,9 @@
 //! ranges cut out or repeated, the file cut short, counts and lengths set
 //! to extremes), read by the loaders `cadloop bench`, `render` and
 //! `caption` use. Each read must end within seconds with a mesh whose
-//! triangles all name vertices it has, or an error that names the file.
+//! triangles all name vertices it has, or an error that names the file;
+//! `cadloop caption` itself, given damaged images, captions them or
+//! refuses them by name.
 //! Cases that once failed shrink and stay in
 //! tests/mutations.proptest-regressions.
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use cadloop::executor::MeshLoader;
 use cadloop::mesh::Mesh;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 /// The longest one read may take.
 const READ_LIMIT: Duration = Duration::from_secs(20);
@@ -221,4 +224,61 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_caption_command_captions_or_refuses_damaged_images_by_name() {
+    let captioner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip");
+    let png = originals().swap_remove(4).1;
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = prop::collection::vec(mutation(), 1..4);
+    let (mut captioned, mut refused) = (0, 0);
+    // Case 0 is the image undamaged: it must be captioned.
+    for n in 0..17 {
+        let mutations = if n == 0 {
+            Vec::new()
+        } else {
+            strategy.new_tree(&mut runner).unwrap().current()
+        };
+        let mut bytes = png.clone();
+        for m in &mutations {
+            mutate(&mut bytes, m);
+        }
+        let name = format!("damaged-{n}.png");
+        std::fs::write(dir.path().join(&name), &bytes).unwrap();
+        let out = common::cadloop(
+            dir.path(),
+            &[
+                "caption",
+                &name,
+                "--captioner",
+                captioner.to_str().unwrap(),
+                "--beams",
+                "1",
+            ],
+        );
+        let said = common::text(&out.stderr);
+        assert!(!said.contains("panicked"), "{mutations:?}: {said}");
+        match out.status.code() {
+            Some(0) => {
+                captioned += 1;
+                assert!(
+                    !common::text(&out.stdout).trim().is_empty(),
+                    "{mutations:?}"
+                );
+            }
+            Some(2) => {
+                refused += 1;
+                assert!(said.contains(&name), "the file is named: {said}");
+                assert!(out.stdout.is_empty(), "{mutations:?}");
+            }
+            other => panic!("exit {other:?} for {mutations:?}: {said}"),
+        }
+    }
+    println!("{captioned} captioned, {refused} refused");
+    assert!(
+        captioned >= 1 && refused >= 3,
+        "{refused} refused, {captioned} captioned"
+    );
 }
