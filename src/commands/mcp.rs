@@ -2,7 +2,6 @@
 //! until the client closes it, or with `--http` on streamable HTTP behind
 //! the studio's guard; Ctrl-C or SIGTERM stop either.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -91,7 +90,7 @@ async fn serve_http(
     let router = axum::Router::new().nest_service("/mcp", service).layer(
         axum::middleware::from_fn_with_state(guard, crate::studio::guard::middleware),
     );
-    let url = mcp_url(addr, token.as_deref());
+    let url = super::serve::served_url(addr, "/mcp", token.as_deref());
     println!("cadloop mcp: {url}  (Ctrl-C stops it)");
     if let Some(token) = &token {
         println!("  or send the header  Authorization: Bearer {token}");
@@ -104,17 +103,4 @@ async fn serve_http(
         })
         .await
         .context("the MCP HTTP server failed")
-}
-
-/// The URL clients connect to.
-fn mcp_url(addr: SocketAddr, token: Option<&str>) -> String {
-    let host = if addr.ip().is_loopback() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    match token {
-        Some(token) => format!("http://{host}/mcp?token={token}"),
-        None => format!("http://{host}/mcp"),
-    }
 }

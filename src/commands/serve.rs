@@ -46,15 +46,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Exit
     let guard = Guard::new(addr, token.clone());
     let router = studio::router(config, engine, settings, guard)
         .with_context(|| format!("cannot use the runs folder {}", args.runs.display()))?;
-    let shown_host = if addr.ip().is_loopback() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    let url = match &token {
-        Some(token) => format!("http://{shown_host}/?token={token}"),
-        None => format!("http://{shown_host}/"),
-    };
+    let url = served_url(addr, "/", token.as_deref());
     println!(
         "cadloop studio: {url}  (runs in {}; Ctrl-C stops it)",
         args.runs.display()
@@ -72,6 +64,20 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Exit
     match interrupt.raised() {
         Some(cause) => Ok(ExitStatus::Interrupted(cause)),
         None => Ok(ExitStatus::Success),
+    }
+}
+
+/// The URL a server bound to `addr` is reached at, `path` on it, with the
+/// token when it needs one (loopback shown as 127.0.0.1).
+pub(super) fn served_url(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+    let host = if addr.ip().is_loopback() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    match token {
+        Some(token) => format!("http://{host}{path}?token={token}"),
+        None => format!("http://{host}{path}"),
     }
 }
 

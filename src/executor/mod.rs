@@ -370,11 +370,9 @@ impl ErrorKind {
             ErrorKind::Sandbox => "sandbox",
         }
     }
-}
 
-impl ErrorKind {
     /// What to do about a failure of this kind, in a line, for whoever
-    /// writes the next script (an agent over MCP, a person at `exec`).
+    /// writes the next script (an agent over MCP).
     pub fn hint(self) -> &'static str {
         match self {
             ErrorKind::Syntax => "fix the Python syntax at the line named",

@@ -284,6 +284,7 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
             )
         })
         .unwrap_or_default();
+    let allocation = allocation_failure(&output.text);
     let (kind, message) = match lost {
         Lost::TimedOut => (
             ErrorKind::Timeout,
@@ -307,13 +308,13 @@ fn lost_report(lost: &Lost, job: &Job, timeout: Duration) -> ExecReport {
                  build the part with fewer or simpler operations"
             ),
         ),
-        Lost::Died(Some(_)) if allocation_failure(&output.text).is_some() => (
+        Lost::Died(Some(_)) if allocation.is_some() => (
             ErrorKind::OutOfMemory,
             format!(
                 "the worker ran out of memory{at} (\"{}\"); build the part with fewer or simpler \
                  operations (fuse fewer shapes at once, fewer features), or give it more with \
                  --memory-limit",
-                allocation_failure(&output.text).unwrap_or_default()
+                allocation.unwrap_or_default()
             ),
         ),
         Lost::Died(Some(status))
@@ -373,20 +374,19 @@ fn fatal_error(output: &str) -> Option<String> {
 /// C++ and OpenCASCADE say so in their own words when a process reaches its
 /// memory limit, and the process then aborts or exits.
 fn allocation_failure(output: &str) -> Option<&str> {
+    // Lower case, as each line is compared.
     const SIGNS: [&str; 5] = [
         "cannot allocate memory",
         "std::bad_alloc",
-        "Standard_OutOfMemory",
-        "MemoryError",
+        "standard_outofmemory",
+        "memoryerror",
         "out of memory",
     ];
     output
         .lines()
         .find(|line| {
             let lower = line.to_ascii_lowercase();
-            SIGNS
-                .iter()
-                .any(|sign| lower.contains(&sign.to_ascii_lowercase()))
+            SIGNS.iter().any(|sign| lower.contains(sign))
         })
         .map(str::trim)
 }

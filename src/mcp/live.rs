@@ -157,13 +157,13 @@ async fn follow<T>(
                 watch.stop.raise(Cause::Asked);
             }
             _ = tick.tick(), if token.is_some() => {
+                let Some(token) = &token else { continue };
                 let stage = watch.progress.message();
                 if stage.is_empty() || stage == told {
                     continue;
                 }
                 step += 1;
-                let token = token.clone().expect("checked above");
-                let note = ProgressNotificationParam::new(token, f64::from(step)).with_message(stage.clone());
+                let note = ProgressNotificationParam::new(token.clone(), f64::from(step)).with_message(stage.clone());
                 if let Err(err) = context.peer.notify_progress(note).await {
                     tracing::debug!("a progress notification was not sent: {err}");
                 }

@@ -115,16 +115,16 @@ impl Cadloop {
         let media = crate::files::media_type(&path);
         let textual =
             media.starts_with("text/") || media == "application/json" || media == "model/step";
-        let contents = match String::from_utf8(bytes) {
-            Ok(text) if textual => ResourceContents::text(text, uri),
-            Ok(text) => ResourceContents::blob(
-                base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
-                uri,
-            ),
-            Err(err) => ResourceContents::blob(
-                base64::engine::general_purpose::STANDARD.encode(err.as_bytes()),
-                uri,
-            ),
+        let blob = |bytes: &[u8]| {
+            ResourceContents::blob(base64::engine::general_purpose::STANDARD.encode(bytes), uri)
+        };
+        let contents = if textual {
+            match String::from_utf8(bytes) {
+                Ok(text) => ResourceContents::text(text, uri),
+                Err(err) => blob(err.as_bytes()),
+            }
+        } else {
+            blob(&bytes)
         };
         Ok(ReadResourceResult::new(
             vec![contents.with_mime_type(media)],
