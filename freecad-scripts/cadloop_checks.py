@@ -594,6 +594,51 @@ def _open_end(shape, group, t, outward):
     return True
 
 
+def clearance(shape, part_a, part_b, min, *, parts):
+    """The gap between two named parts is at least `min` mm; parts that
+    overlap have no clearance."""
+    need = tolerance(min, "min")
+    a, b = _part(parts, part_a), _part(parts, part_b)
+    gap = max(0.0, a.distToShape(b)[0])
+    shared = _shared_volume(a, b) if gap <= 1e-9 else 0.0
+    if shared > 0:
+        return result(False, f"overlap {shared:.4g} mm^3", f">= {mm(need)} mm",
+                      f"{part_a!r} and {part_b!r} overlap by {shared:.4g} mm^3; the clearance "
+                      f"between them must be at least {mm(need)} mm")
+    return result(gap + 1e-6 >= need, f"{mm(gap)} mm", f">= {mm(need)} mm",
+                  f"the gap between {part_a!r} and {part_b!r} is {mm(gap)} mm; it must be at least {mm(need)} mm")
+
+
+def interference(shape, part_a, part_b, max=0, *, parts):
+    """The volume two named parts share is at most `max` mm³ (0: they may
+    touch, not overlap)."""
+    allowed = tolerance(max, "max")
+    a, b = _part(parts, part_a), _part(parts, part_b)
+    shared = _shared_volume(a, b)
+    return result(shared <= allowed + 1e-3, f"{shared:.4g} mm^3", f"<= {allowed:.4g} mm^3",
+                  f"{part_a!r} and {part_b!r} share {shared:.4g} mm^3; at most {allowed:.4g} mm^3 is allowed")
+
+
+def _shared_volume(a, b):
+    if not a.BoundBox.intersect(b.BoundBox):
+        return 0.0
+    common = a.common(b)
+    return 0.0 if common.isNull() else common.Volume
+
+
+def _part(parts, name):
+    """A named part's shape, the name matched without regard to case."""
+    if not isinstance(name, str):
+        raise CheckError(f"a part is named by a string, not {name!r}")
+    if not parts:
+        raise CheckError(f"the result has no named parts, so none is called {name!r}: build "
+                         "`result` as a mapping of names to shapes, e.g. {\"box\": box, \"lid\": lid}")
+    for key, shape in parts.items():
+        if key.lower() == name.strip().lower():
+            return shape
+    raise CheckError(f"there is no part named {name!r}; the parts are " + ", ".join(repr(k) for k in parts))
+
+
 # ------------------------------------------------------------------ running
 
 LIBRARY = {
@@ -608,28 +653,42 @@ LIBRARY = {
     "axis_distance": axis_distance,
     "wall": wall,
     "symmetric": symmetric,
+    "clearance": clearance,
+    "interference": interference,
 }
 
 
 # The checks that take the run's round features, found once for them all.
 TAKE_FEATURES = frozenset(["holes", "axis_distance"])
+# The checks between two named parts, given the parts by name.
+TAKE_PARTS = frozenset(["clearance", "interference"])
 
 
-def run_checks(shape, checks):
-    """Runs each check ({"name", "args": {keyword: value}}) on `shape`; a
+def run_checks(shape, checks, parts=None):
+    """Runs each check ({"name", "args": {keyword: value}}) on `shape`, or
+    on the part its `part` names (`parts`: the result's parts by name); a
     check that raises is an "error" with the reason, never a crash. Each
     result has the milliseconds it took."""
+    parts = parts or {}
     results = []
-    features = RoundFeatures(shape)
+    features = {}
     for check in checks:
         started = time.perf_counter()
         name = check.get("name")
         function = LIBRARY.get(name)
-        extra = {"features": features} if name in TAKE_FEATURES else {}
+        args = dict(check.get("args", {}))
         try:
             if function is None:
                 raise CheckError(f"there is no check named {name!r}")
-            outcome = function(shape, **check.get("args", {}), **extra)
+            target = shape
+            if "part" in args and name not in TAKE_PARTS:
+                target = _part(parts, args.pop("part"))
+            extra = {}
+            if name in TAKE_FEATURES:
+                extra["features"] = features.setdefault(id(target), RoundFeatures(target))
+            if name in TAKE_PARTS:
+                extra["parts"] = parts
+            outcome = function(target, **args, **extra)
         except CheckError as err:
             outcome = {"status": "error", "measured": "", "expected": "", "message": f"the check cannot be applied: {err}"}
         except TypeError as err:

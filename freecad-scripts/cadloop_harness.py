@@ -28,6 +28,7 @@ import cadloop_code
 import cadloop_diagnose
 import cadloop_macro
 import cadloop_measure
+import cadloop_parts
 import cadloop_result
 from cadloop_job import JobFailure
 
@@ -80,7 +81,7 @@ def run_job(code, job_dir, checks_json="[]"):
         cadloop_code.run_code(compiled, namespace, lines)
         timings["exec_ms"] = ms_since(started)
         documents = [d for name, d in FreeCAD.listDocuments().items() if name not in docs_before]
-        shape, source = cadloop_result.resolve_result(documents, namespace, lines)
+        shape, source, parts = cadloop_result.resolve_result(documents, namespace, lines)
         cadloop_measure.refuse_null(shape, lines, namespace)
         facts = cadloop_measure.measure(shape)
         if facts["volume"] < 0:
@@ -91,21 +92,40 @@ def run_job(code, job_dir, checks_json="[]"):
                 diagnosis.append(healed)
                 facts = cadloop_measure.measure(shape)
         cadloop_measure.check_shape(shape, facts, lines, namespace)
-        if facts["solids"] > 1:
+        if parts:
+            facts["parts"], facts["pairs"] = cadloop_parts.facts(parts, cadloop_measure.measure)
+            diagnosis += cadloop_parts.notes(parts, facts["parts"], facts["pairs"], shape.BoundBox.DiagonalLength)
+        elif facts["solids"] > 1:
             diagnosis += cadloop_diagnose.notes(shape)
         checks = json.loads(checks_json)
         if checks:
             mark = time.perf_counter()
-            report_checks = run_checks(shape, checks)
+            report_checks = run_checks(shape, checks, parts)
             timings["checks_ms"] = ms_since(mark)
         mark = time.perf_counter()
-        shape.exportStep(os.path.join(staging, "model.step"))
-        cadloop_result.save_model_document(shape, source, documents, os.path.join(staging, "model.FCStd"))
+        step = os.path.join(staging, "model.step")
+        assembly = None
+        if parts:
+            assembly, group = cadloop_parts.assembly_document(parts)
+            cadloop_parts.export_step(group, step)
+        else:
+            shape.exportStep(step)
+        cadloop_result.save_model_document(
+            shape, source, documents, os.path.join(staging, "model.FCStd"), parts, assembly)
         vertices, indices, deflection = cadloop_measure.tessellate(shape, facts)
         facts["tessellation"] = {
             "deflection_mm": deflection,
             "triangles": len(indices) // 12,
         }
+        if parts:
+            # Each part's mesh follows the model's (the union's), for the
+            # per-part files and the views' colours.
+            more_vertices, more_indices, ranges = cadloop_parts.tessellate(
+                parts, deflection, len(vertices) // 12, len(indices) // 12)
+            vertices += more_vertices
+            indices += more_indices
+            for listed, mesh in zip(facts["parts"], ranges):
+                listed["mesh"] = mesh
         timings["export_ms"] = ms_since(mark)
         report = {"outcome": "ok", "facts": facts}
     except JobFailure as failure:
@@ -148,9 +168,9 @@ def refused_preview(shape):
         return b"", b"", []
 
 
-def run_checks(shape, checks):
+def run_checks(shape, checks, parts=()):
     """The checks' results, each with the call as written."""
-    results = cadloop_checks.run_checks(shape, checks)
+    results = cadloop_checks.run_checks(shape, checks, {p.name: p.shape for p in parts})
     for check, outcome in zip(checks, results):
         outcome["call"] = check.get("call", check.get("name", ""))
     return results

@@ -11,7 +11,8 @@ builds the same solid it builds in FreeCAD:
 - `Gui` / `FreeCADGui` and every `...Gui` module are stand-ins whose
   attributes and calls do nothing and return a stand-in. What changes the
   model as the GUI shows it is honoured: visibility (`ViewObject.Visibility`,
-  `hide()`, `show()`, `Gui.ActiveDocument.hide(name)`), and `ImportGui.export`
+  `hide()`, `show()`, `Gui.ActiveDocument.hide(name)`), colours
+  (`ViewObject.ShapeColor`, a part's colour), and `ImportGui.export`
   exports as `Import.export` does.
 - `obj.ViewObject`, None headless, is a stand-in view provider.
 - Saves and exports (`doc.saveAs`, `shape.exportStep`, `Part.export`, ...)
@@ -137,8 +138,14 @@ class StandIn:
         return f"<GUI stand-in {self._path}>"
 
 
+# The view properties whose colour a part takes, and what they read before
+# the code sets them (FreeCAD's default grey).
+COLOR_PROPERTIES = ("ShapeColor", "DiffuseColor")
+DEFAULT_COLOR = (0.8, 0.8, 0.8, 0.0)
+
+
 class ViewProvider(StandIn):
-    """A document object's view provider: visibility is honoured, the rest ignored."""
+    """A document object's view provider: visibility and colour are honoured, the rest ignored."""
 
     __slots__ = ("_object",)
 
@@ -155,11 +162,16 @@ class ViewProvider(StandIn):
             return lambda: setattr(self._object, "Visibility", False)
         if name == "show":
             return lambda: setattr(self._object, "Visibility", True)
+        if name in COLOR_PROPERTIES and RUNNING.job is not None:
+            return RUNNING.job.colors.get(self._object.Name, DEFAULT_COLOR)
         return super().__getattr__(name)
 
     def __setattr__(self, name, value):
         if name == "Visibility":
             self._object.Visibility = bool(value)
+        elif name in COLOR_PROPERTIES and RUNNING.job is not None:
+            # Kept as the part's colour (cadloop_parts).
+            RUNNING.job.colors[self._object.Name] = value
         else:
             super().__setattr__(name, value)
 
@@ -312,6 +324,8 @@ class Job:
         self.dir = os.path.realpath(job_dir)
         self.notes = Notes()
         self.unsaved = set()
+        # Colours the code gave objects' views, by object name.
+        self.colors = {}
 
     def inside(self, path):
         """Whether `path` (relative paths are taken from the working directory,

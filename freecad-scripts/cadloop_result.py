@@ -1,12 +1,14 @@
-"""Finding the result: the code's `result` (a shape or a document object),
-else what FreeCAD's window would show, the visible end products of every
-document the code made or used; and saving it as model.FCStd.
+"""Finding the result: the code's `result` (a shape, a document object, or a
+mapping of named parts), else what FreeCAD's window would show, the visible
+end products of every document the code made or used (several of them are
+parts); and saving it as model.FCStd.
 """
 
 import FreeCAD
 import Part
 
 import cadloop_diagnose
+import cadloop_parts
 from cadloop_job import EXCEPTION, NO_SOLID, JobFailure
 
 def recompute_errors(doc, objects=None):
@@ -49,16 +51,23 @@ def raise_recompute(failed, lines):
 
 
 def resolve_result(documents, namespace, lines):
-    """The shape to export, and the document object it came from (None when the
-    shape is the code's own `result` or a fusion of several objects)."""
+    """The shape to export, the document it came from (None when the shape is
+    the code's own `result` or a fusion of several objects), and its named
+    parts (cadloop_parts; none for a single part)."""
     value = namespace.get("result")
     if isinstance(value, Part.Shape):
-        return value, None
+        return value, None, []
     if isinstance(getattr(value, "Shape", None), Part.Shape) and hasattr(value, "TypeId"):
         errors = recompute_errors(value.Document, [value] + list(getattr(value, "OutListRecursive", [])))
         if errors:
             raise_recompute(errors, lines)
-        return value.Shape, value.Document
+        return value.Shape, value.Document, []
+    if isinstance(value, dict):
+        errors = [e for d in documents for e in recompute_errors(d)]
+        if errors:
+            raise_recompute(errors, lines)
+        parts = cadloop_parts.from_mapping(value, namespace)
+        return cadloop_parts.union(parts), None, parts
     errors = [e for d in documents for e in recompute_errors(d)]
     if errors:
         raise_recompute(errors, lines)
@@ -78,14 +87,9 @@ def resolve_result(documents, namespace, lines):
             "or add it to the document (e.g. Part.show(shape))",
         )
     if len(leaves) == 1:
-        return leaves[0].Shape, leaves[0].Document
-    shapes = [o.Shape for o in leaves]
-    try:
-        union = shapes[0].fuse(shapes[1:])
-        union = union.removeSplitter()
-    except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
-        union = Part.makeCompound(shapes)
-    return union, None
+        return leaves[0].Shape, leaves[0].Document, []
+    parts = cadloop_parts.from_objects(leaves)
+    return cadloop_parts.union(parts), None, parts
 
 
 def has_solid(obj):
@@ -107,10 +111,15 @@ def result_objects(doc):
     return leaves
 
 
-def save_model_document(shape, source, documents, path):
+def save_model_document(shape, source, documents, path, parts=(), assembly=None):
     """model.FCStd: the document the result object lives in, with its history;
-    for a shape, a document holding it as a `Result` feature."""
-    if source is None:
+    for parts, the one document they all live in, else `assembly` (an object
+    for each, cadloop_parts.assembly_document); for a shape, a document
+    holding it as a `Result` feature."""
+    if parts:
+        homes = {p.source.Document.Name if p.source is not None else None for p in parts}
+        source = parts[0].source.Document if None not in homes and len(homes) == 1 else assembly
+    elif source is None:
         source = documents[0] if documents else FreeCAD.newDocument("cadloop_result")
         feature = source.addObject("Part::Feature", "Result")
         feature.Shape = shape

@@ -175,6 +175,50 @@ pub fn describe_facts(facts: &GeometryFacts) -> String {
         mm(cy),
         mm(cz)
     ));
+    if !facts.parts.is_empty() {
+        lines.push(format!(
+            "- {} named parts (the facts above are of them all together; the views colour each):",
+            facts.parts.len()
+        ));
+        for part in &facts.parts {
+            let [x, y, z] = part.bbox.size;
+            let [x0, y0, z0] = part.bbox.min;
+            let [x1, y1, z1] = part.bbox.max;
+            lines.push(format!(
+                "  - {:?} ({}): {} × {} × {} mm, from ({}, {}, {}) to ({}, {}, {}); volume {} mm³{}",
+                part.name,
+                part.color,
+                mm(x),
+                mm(y),
+                mm(z),
+                mm(x0),
+                mm(y0),
+                mm(z0),
+                mm(x1),
+                mm(y1),
+                mm(z1),
+                mm(part.volume),
+                if part.solids == 1 {
+                    String::new()
+                } else {
+                    format!("; {} solids", part.solids)
+                }
+            ));
+        }
+        for pair in &facts.pairs {
+            let [a, b] = &pair.parts;
+            let relation = if pair.overlap > 0.0 {
+                format!("OVERLAP by {} mm³ (interference)", mm(pair.overlap))
+            } else if pair.gap >= 0.005 {
+                format!("{} mm apart", mm(pair.gap))
+            } else if pair.gap > 0.0 {
+                format!("{:.2e} mm apart", pair.gap)
+            } else {
+                "touch".to_string()
+            };
+            lines.push(format!("  - {a:?} and {b:?}: {relation}"));
+        }
+    }
     lines.join("\n")
 }
 
@@ -329,6 +373,8 @@ mod tests {
             center_of_mass: [20.0, 10.0, 5.0],
             face_types: BTreeMap::from([("Cylinder".to_string(), 1), ("Plane".to_string(), 6)]),
             tessellation: None,
+            parts: Vec::new(),
+            pairs: Vec::new(),
         };
         assert_eq!(
             describe_facts(&facts),

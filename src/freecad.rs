@@ -34,7 +34,7 @@ use crate::mesh::Mesh;
 
 /// The worker's Python side, compiled into the binary and imported in this
 /// order (each imports only those before it); the last is the harness.
-const PYTHON_MODULES: [(&std::ffi::CStr, &str); 9] = [
+const PYTHON_MODULES: [(&std::ffi::CStr, &str); 10] = [
     (
         c"cadloop_job",
         include_str!("../freecad-scripts/cadloop_job.py"),
@@ -56,12 +56,16 @@ const PYTHON_MODULES: [(&std::ffi::CStr, &str); 9] = [
         include_str!("../freecad-scripts/cadloop_code.py"),
     ),
     (
-        c"cadloop_result",
-        include_str!("../freecad-scripts/cadloop_result.py"),
-    ),
-    (
         c"cadloop_measure",
         include_str!("../freecad-scripts/cadloop_measure.py"),
+    ),
+    (
+        c"cadloop_parts",
+        include_str!("../freecad-scripts/cadloop_parts.py"),
+    ),
+    (
+        c"cadloop_result",
+        include_str!("../freecad-scripts/cadloop_result.py"),
     ),
     (
         c"cadloop_checks",
@@ -323,7 +327,8 @@ fn run_job(
         let _ = fs::remove_file(&output_path);
     }
     if report.is_ok() {
-        if let Err(message) = finish_exports(&staging, dir, &vertices, &indices) {
+        let layout = report.facts().map(|f| f.part_layout()).unwrap_or_default();
+        if let Err(message) = finish_exports(&staging, dir, &vertices, &indices, &layout) {
             report.outcome = Outcome::Error {
                 kind: ErrorKind::Crashed,
                 message,
@@ -388,15 +393,17 @@ fn call_harness(
     Ok((report, vertices, indices))
 }
 
-/// Writes model.stl and model.glb next to the staged STEP and FCStd, then
-/// moves all four into place.
+/// Writes model.stl (the union) and model.glb (a node for each part, if
+/// several) next to the staged STEP and FCStd, then moves all four into place.
 fn finish_exports(
     staging: &Path,
     dir: &Path,
     vertices: &[u8],
     indices: &[u8],
+    parts: &[(String, [u8; 3], [u64; 2], [u64; 2])],
 ) -> Result<(), String> {
-    let mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
+    let mut mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
+    mesh.split_parts(parts).map_err(|e| format!("bad mesh: {e}"))?;
     mesh.write_stl(&staging.join("model.stl"))
         .map_err(|e| crate::error_chain(&e))?;
     crate::glb::write(&mesh, &staging.join("model.glb")).map_err(|e| crate::error_chain(&e))?;

@@ -3,7 +3,8 @@
 //!
 //! Written from the same mesh as model.stl: one triangle list with a flat
 //! normal per facet (three vertices per triangle, as in the STL), positions
-//! in the part's millimetres. glTF counts metres with Y up, so the one node
+//! in the part's millimetres; a result of named parts has a node, a mesh
+//! and a coloured material for each instead. glTF counts metres with Y up, so the one node
 //! scales by 0.001 and turns the part's Z-up onto Y-up; `asset.extras`
 //! holds the part's extents in millimetres. The container (chunks, padding)
 //! is the `gltf` crate's.
@@ -56,29 +57,97 @@ pub enum GlbError {
     Empty,
 }
 
-/// The GLB bytes of `mesh` (`generator`: who wrote it).
+/// The GLB bytes of `mesh` (`generator`: who wrote it): one node named
+/// `part`, or for a mesh of named parts a node `cadloop` holding a node for
+/// each part, with its name, its own mesh and its colour.
 pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
-    if mesh.triangles.is_empty() {
+    let pieces: Vec<(&str, Option<[u8; 3]>, &Mesh)> = if mesh.parts.is_empty() {
+        vec![("part", None, mesh)]
+    } else {
+        mesh.parts
+            .iter()
+            .map(|p| (p.name.as_str(), Some(p.color), &p.mesh))
+            .collect()
+    };
+    if pieces.iter().any(|(_, _, m)| m.triangles.is_empty()) {
         return Err(GlbError::Empty);
     }
-    let corners = mesh.triangles.len() * 3;
-    let mut positions = Vec::with_capacity(corners * 12);
-    let mut normals = Vec::with_capacity(corners * 12);
+    let mut bin = Vec::new();
+    let (mut views, mut accessors, mut meshes, mut materials) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut min = [f32::INFINITY; 3];
     let mut max = [f32::NEG_INFINITY; 3];
-    for triangle in &mesh.triangles {
-        let [a, b, c] = triangle.map(|i| mesh.vertices[i as usize]);
-        let normal = unit_normal(a, b, c);
-        for point in [a, b, c] {
-            for axis in 0..3 {
-                min[axis] = min[axis].min(point[axis]);
-                max[axis] = max[axis].max(point[axis]);
-                positions.extend_from_slice(&point[axis].to_le_bytes());
-                normals.extend_from_slice(&normal[axis].to_le_bytes());
+    for (index, (name, color, piece)) in pieces.iter().enumerate() {
+        let corners = piece.triangles.len() * 3;
+        let mut positions = Vec::with_capacity(corners * 12);
+        let mut normals = Vec::with_capacity(corners * 12);
+        let mut lo = [f32::INFINITY; 3];
+        let mut hi = [f32::NEG_INFINITY; 3];
+        for triangle in &piece.triangles {
+            let [a, b, c] = triangle.map(|i| piece.vertices[i as usize]);
+            let normal = unit_normal(a, b, c);
+            for point in [a, b, c] {
+                for axis in 0..3 {
+                    lo[axis] = lo[axis].min(point[axis]);
+                    hi[axis] = hi[axis].max(point[axis]);
+                    positions.extend_from_slice(&point[axis].to_le_bytes());
+                    normals.extend_from_slice(&normal[axis].to_le_bytes());
+                }
             }
         }
+        for axis in 0..3 {
+            min[axis] = min[axis].min(lo[axis]);
+            max[axis] = max[axis].max(hi[axis]);
+        }
+        for (data, bounds) in [(positions, Some((lo, hi))), (normals, None)] {
+            views.push(json!({"buffer": 0, "byteOffset": bin.len(), "byteLength": data.len(),
+                              "target": ARRAY_BUFFER}));
+            let mut accessor = json!({"bufferView": views.len() - 1, "componentType": FLOAT,
+                                      "count": corners, "type": "VEC3"});
+            if let Some((lo, hi)) = bounds {
+                accessor["min"] = json!(lo);
+                accessor["max"] = json!(hi);
+            }
+            accessors.push(accessor);
+            bin.extend_from_slice(&data);
+        }
+        meshes.push(json!({
+            "name": name,
+            "primitives": [{"attributes": {"POSITION": 2 * index, "NORMAL": 2 * index + 1},
+                            "material": index, "mode": 4}]
+        }));
+        let base = color.map_or([0.78, 0.80, 0.84], |rgb| rgb.map(srgb_to_linear));
+        materials.push(json!({
+            "name": name,
+            "pbrMetallicRoughness": {
+                "baseColorFactor": [base[0], base[1], base[2], 1.0],
+                "metallicFactor": 0.2,
+                "roughnessFactor": 0.55
+            }
+        }));
     }
-    let half = positions.len();
+    let nodes = if mesh.parts.is_empty() {
+        vec![json!({
+            "name": "part",
+            "mesh": 0,
+            "rotation": Z_UP_TO_Y_UP,
+            "scale": [MM_TO_M, MM_TO_M, MM_TO_M],
+        })]
+    } else {
+        let mut nodes = vec![json!({
+            "name": "cadloop",
+            "children": (1..=pieces.len()).collect::<Vec<_>>(),
+            "rotation": Z_UP_TO_Y_UP,
+            "scale": [MM_TO_M, MM_TO_M, MM_TO_M],
+        })];
+        nodes.extend(
+            pieces
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _, _))| json!({"name": name, "mesh": i})),
+        );
+        nodes
+    };
     let extent: Vec<f64> = (0..3)
         .map(|i| f64::from(max[i]) - f64::from(min[i]))
         .collect();
@@ -95,37 +164,14 @@ pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
         },
         "scene": 0,
         "scenes": [{"nodes": [0]}],
-        "nodes": [{
-            "name": "part",
-            "mesh": 0,
-            "rotation": Z_UP_TO_Y_UP,
-            "scale": [MM_TO_M, MM_TO_M, MM_TO_M],
-        }],
-        "meshes": [{
-            "name": "part",
-            "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "material": 0, "mode": 4}]
-        }],
-        "materials": [{
-            "name": "part",
-            "pbrMetallicRoughness": {
-                "baseColorFactor": [0.78, 0.80, 0.84, 1.0],
-                "metallicFactor": 0.2,
-                "roughnessFactor": 0.55
-            }
-        }],
-        "buffers": [{"byteLength": half * 2}],
-        "bufferViews": [
-            {"buffer": 0, "byteOffset": 0, "byteLength": half, "target": ARRAY_BUFFER},
-            {"buffer": 0, "byteOffset": half, "byteLength": half, "target": ARRAY_BUFFER}
-        ],
-        "accessors": [
-            {"bufferView": 0, "componentType": FLOAT, "count": corners, "type": "VEC3",
-             "min": min, "max": max},
-            {"bufferView": 1, "componentType": FLOAT, "count": corners, "type": "VEC3"}
-        ]
+        "nodes": nodes,
+        "meshes": meshes,
+        "materials": materials,
+        "buffers": [{"byteLength": bin.len()}],
+        "bufferViews": views,
+        "accessors": accessors,
     });
     let json = serde_json::to_vec(&document).expect("a JSON value serialises");
-    positions.extend_from_slice(&normals);
     let glb = gltf::binary::Glb {
         header: gltf::binary::Header {
             magic: *b"glTF",
@@ -133,9 +179,19 @@ pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
             length: 0,
         },
         json: Cow::Owned(json),
-        bin: Some(Cow::Owned(positions)),
+        bin: Some(Cow::Owned(bin)),
     };
     Ok(glb.to_vec().expect("writing into memory cannot fail"))
+}
+
+/// An sRGB byte as glTF's linear colour factor.
+fn srgb_to_linear(value: u8) -> f64 {
+    let c = f64::from(value) / 255.0;
+    if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 /// Writes `mesh` to `path` as GLB.
@@ -289,6 +345,7 @@ mod tests {
             triangles: vec![[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]],
             closed: true,
             marked: Vec::new(),
+            parts: Vec::new(),
         }
     }
 
@@ -326,6 +383,7 @@ mod tests {
             triangles: Vec::new(),
             closed: true,
             marked: Vec::new(),
+            parts: Vec::new(),
         };
         assert!(matches!(to_bytes(&empty, "t"), Err(GlbError::Empty)));
         let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,52 @@ pub struct Mesh {
     /// Polylines (in mm) the views draw in a contrasting colour over the
     /// shading: a refused shape's free (open) edges, where its gap is.
     pub marked: Vec<Vec<[f32; 3]>>,
+    /// The named parts of a result of several, each its own mesh (this
+    /// mesh is their union): model.glb has a node for each, the views
+    /// colour each, and each has its STL in `parts/`. Empty for one part.
+    pub parts: Vec<MeshPart>,
+}
+
+/// One named part of a mesh: its own triangles and colour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeshPart {
+    pub name: String,
+    /// sRGB.
+    pub color: [u8; 3],
+    pub mesh: Mesh,
+}
+
+/// The folder of a result's per-part STL files, in a run or attempt folder.
+pub const PARTS_DIR: &str = "parts";
+
+/// The file names of parts in `PARTS_DIR`, in their order: the name in
+/// lower case with `-` between words (`part-N` when it has no letters or
+/// digits), `-2`, `-3`, … after a name taken already; `.stl`.
+pub fn part_file_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    let mut files = Vec::new();
+    for (index, name) in names.into_iter().enumerate() {
+        let words: Vec<String> = name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let mut stem = words.join("-");
+        stem.truncate(48);
+        let stem = stem.trim_end_matches('-').to_string();
+        let stem = if stem.is_empty() {
+            format!("part-{}", index + 1)
+        } else {
+            stem
+        };
+        let (mut file, mut n) = (stem.clone(), 1);
+        while !taken.insert(file.clone()) {
+            n += 1;
+            file = format!("{stem}-{n}");
+        }
+        files.push(format!("{file}.stl"));
+    }
+    files
 }
 
 /// A mesh file could not be read or written.
@@ -42,6 +88,8 @@ pub enum MeshError {
         path: std::path::PathBuf,
         message: String,
     },
+    #[error("the parts of the mesh do not fit it: {0}")]
+    Parts(String),
     #[error("could not write {}", path.display())]
     Write {
         path: std::path::PathBuf,
@@ -69,7 +117,7 @@ impl Mesh {
                 .flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]])
                 .collect(),
             closed: true,
-            marked: Vec::new(),
+            ..Mesh::default()
         }
     }
 
@@ -139,9 +187,78 @@ impl Mesh {
         Ok(Mesh {
             vertices,
             triangles,
-            closed: false,
-            marked: Vec::new(),
+            ..Mesh::default()
         })
+    }
+
+    /// Splits off the parts that follow the union in a job's mesh: each
+    /// `(name, colour, [first vertex, count], [first triangle, count])`.
+    /// This mesh keeps what comes before the first part; each part's
+    /// triangles must name only its own vertices.
+    pub fn split_parts(
+        &mut self,
+        layout: &[(String, [u8; 3], [u64; 2], [u64; 2])],
+    ) -> Result<(), MeshError> {
+        let Some(&(_, _, [union_vertices, _], [union_triangles, _])) = layout.first() else {
+            return Ok(());
+        };
+        let mut parts = Vec::with_capacity(layout.len());
+        for (name, color, [v0, vn], [t0, tn]) in layout {
+            let bad = |what: &str| MeshError::Parts(format!("part {name:?}: {what}"));
+            let vertices = usize::try_from(*v0)
+                .ok()
+                .zip(usize::try_from(v0 + vn).ok())
+                .and_then(|(a, b)| self.vertices.get(a..b))
+                .ok_or_else(|| bad("its vertices lie outside the mesh"))?;
+            let triangles = usize::try_from(*t0)
+                .ok()
+                .zip(usize::try_from(t0 + tn).ok())
+                .and_then(|(a, b)| self.triangles.get(a..b))
+                .ok_or_else(|| bad("its triangles lie outside the mesh"))?;
+            let base = *v0 as u32;
+            let triangles = triangles
+                .iter()
+                .map(|t| {
+                    t.iter()
+                        .all(|&i| i >= base && u64::from(i - base) < *vn)
+                        .then(|| t.map(|i| i - base))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("a triangle names a vertex of another part"))?;
+            parts.push(MeshPart {
+                name: name.clone(),
+                color: *color,
+                mesh: Mesh {
+                    vertices: vertices.to_vec(),
+                    triangles,
+                    closed: self.closed,
+                    ..Mesh::default()
+                },
+            });
+        }
+        let keep_vertices = usize::try_from(union_vertices).unwrap_or(usize::MAX);
+        let keep_triangles = usize::try_from(union_triangles).unwrap_or(usize::MAX);
+        if self.triangles[..keep_triangles.min(self.triangles.len())]
+            .iter()
+            .any(|t| t.iter().any(|&i| i as usize >= keep_vertices))
+        {
+            return Err(MeshError::Parts(
+                "the union's triangles name the parts' vertices".into(),
+            ));
+        }
+        self.vertices.truncate(keep_vertices);
+        self.triangles.truncate(keep_triangles);
+        self.parts = parts;
+        Ok(())
+    }
+
+    /// Writes each part's binary STL into `dir` under [`part_file_names`].
+    pub fn write_part_stls(&self, dir: &Path) -> Result<(), MeshError> {
+        let names = part_file_names(self.parts.iter().map(|p| p.name.as_str()));
+        for (part, file) in self.parts.iter().zip(names) {
+            part.mesh.write_stl(&dir.join(file))?;
+        }
+        Ok(())
     }
 
     /// Writes a binary STL with per-facet normals.
@@ -269,6 +386,7 @@ mod tests {
             triangles: vec![[0, 1, 2], [0, 2, 3]],
             closed: false,
             marked: Vec::new(),
+            parts: Vec::new(),
         }
     }
 

@@ -267,6 +267,7 @@ fn read_reference(path: &std::path::Path) -> cadloop::mesh::Mesh {
             .collect(),
         closed: false,
         marked: Vec::new(),
+        parts: Vec::new(),
     }
 }
 
@@ -297,6 +298,7 @@ fn box_mesh(lo: [f32; 3], hi: [f32; 3]) -> cadloop::mesh::Mesh {
         triangles,
         closed: true,
         marked: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

@@ -41,7 +41,14 @@ pub const LIBRARY: &[Signature] = &[
     ),
     sig("wall", &["thickness", "at", "direction", "tol"], 2),
     sig("symmetric", &["plane", "at", "rel"], 1),
+    between("clearance", &["part_a", "part_b", "min"], 3),
+    between("interference", &["part_a", "part_b", "max"], 2),
 ];
+
+/// The keyword that turns a check onto one named part of a result of
+/// several (`bbox(30, 30, 4, part="lid")`); every check but those between
+/// two parts takes it.
+pub const PART: &str = "part";
 
 /// More checks than this in one list is not a reading of a request.
 pub const MAX_CHECKS: usize = 40;
@@ -52,6 +59,8 @@ pub struct Signature {
     pub name: &'static str,
     pub params: &'static [&'static str],
     pub required: usize,
+    /// It takes [`PART`] by keyword.
+    pub on_part: bool,
 }
 
 const fn sig(name: &'static str, params: &'static [&'static str], required: usize) -> Signature {
@@ -59,6 +68,21 @@ const fn sig(name: &'static str, params: &'static [&'static str], required: usiz
         name,
         params,
         required,
+        on_part: true,
+    }
+}
+
+/// A check between two named parts.
+const fn between(
+    name: &'static str,
+    params: &'static [&'static str],
+    required: usize,
+) -> Signature {
+    Signature {
+        name,
+        params,
+        required,
+        on_part: false,
     }
 }
 

@@ -276,7 +276,12 @@ impl Parser<'_> {
         while !self.eat(')') {
             let at = self.peek().clone();
             let param = match self.keyword() {
-                Some(word) if signature.params.contains(&word.as_str()) => word,
+                Some(word)
+                    if signature.params.contains(&word.as_str())
+                        || (signature.on_part && word == super::PART) =>
+                {
+                    word
+                }
                 Some(word) => {
                     return self.error(
                         &at,
@@ -462,11 +467,11 @@ fn names() -> String {
 }
 
 fn params(signature: &Signature) -> String {
-    if signature.params.is_empty() {
-        "none".into()
-    } else {
-        signature.params.join(", ")
+    let mut names: Vec<String> = signature.params.iter().map(|p| p.to_string()).collect();
+    if signature.on_part {
+        names.push(format!("{}= (by name)", super::PART));
     }
+    names.join(", ")
 }
 
 #[cfg(test)]

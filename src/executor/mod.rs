@@ -427,6 +427,74 @@ pub struct GeometryFacts {
     pub face_types: BTreeMap<String, u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tessellation: Option<Tessellation>,
+    /// The named parts of a result of several (`result = {"box": box, "lid":
+    /// lid}`), in the code's order; empty for a single part. The facts
+    /// above are of their union.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartFacts>,
+    /// Every two parts: the gap between them and the volume they share
+    /// (none past 24 parts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PartPair>,
+}
+
+impl GeometryFacts {
+    /// Where each part's mesh lies in the job's mesh, for
+    /// [`Mesh::split_parts`]: name, colour, vertices and triangles.
+    pub fn part_layout(&self) -> Vec<(String, [u8; 3], [u64; 2], [u64; 2])> {
+        self.parts
+            .iter()
+            .filter_map(|p| {
+                p.mesh
+                    .map(|m| (p.name.clone(), p.rgb(), m.vertices, m.triangles))
+            })
+            .collect()
+    }
+}
+
+/// One named part of the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartFacts {
+    pub name: String,
+    /// sRGB, `#rrggbb`: the colour the code gave it, else one of cadloop's.
+    pub color: String,
+    pub valid: bool,
+    pub solids: u32,
+    pub volume: f64,
+    pub bbox: BoundingBox,
+    pub center_of_mass: [f64; 3],
+    /// Where its own mesh lies in the job's mesh, after the union's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<PartMesh>,
+}
+
+impl PartFacts {
+    /// Its colour as sRGB bytes; cadloop's grey-blue when it cannot be read.
+    pub fn rgb(&self) -> [u8; 3] {
+        let hex = self.color.trim_start_matches('#');
+        let channel = |i: usize| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (hex.len(), channel(0), channel(2), channel(4)) {
+            (6, Some(r), Some(g), Some(b)) => [r, g, b],
+            _ => [150, 172, 205],
+        }
+    }
+}
+
+/// A part's vertices and triangles in the job's mesh, each `[first, count]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PartMesh {
+    pub vertices: [u64; 2],
+    pub triangles: [u64; 2],
+}
+
+/// Two parts: how far apart they are and how much they overlap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartPair {
+    pub parts: [String; 2],
+    /// mm between them; 0 when they touch or overlap.
+    pub gap: f64,
+    /// mm³ they share; 0 when they only touch or are apart.
+    pub overlap: f64,
 }
 
 /// An axis-aligned bounding box, in mm.

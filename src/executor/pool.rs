@@ -16,7 +16,7 @@ use super::{
     CapturedOutput, ErrorKind, ExecReport, ExecutorError, ExecutorSettings, Job, JobOutput,
     Outcome, CODE_FILE, MODEL_FILES, OUTPUT_FILE,
 };
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, PARTS_DIR};
 
 /// A pool of FreeCAD worker processes. Cheap to share behind an `Arc`.
 pub struct Pool {
@@ -131,6 +131,9 @@ impl Pool {
                         Mesh::from_le_bytes(&vertices, &indices).map_err(ExecutorError::Mesh)?;
                     // An ok report means a valid solid, tessellated with outward normals.
                     mesh.closed = true;
+                    let layout = report.facts().map(|f| f.part_layout()).unwrap_or_default();
+                    mesh.split_parts(&layout).map_err(ExecutorError::Mesh)?;
+                    write_part_files(&job.dir, &mesh)?;
                     (Some(mesh), None)
                 } else {
                     (None, refused_mesh(&report, &vertices, &indices))
@@ -205,7 +208,24 @@ fn prepare_dir(job: &Job) -> Result<(), ExecutorError> {
     for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
         crate::files::remove_file_if_present(&job.dir.join(name)).map_err(err)?;
     }
+    match std::fs::remove_dir_all(job.dir.join(PARTS_DIR)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
     std::fs::write(job.dir.join(CODE_FILE), &job.code).map_err(err)
+}
+
+/// A result of several parts: each part's STL in the job's `parts/` folder.
+fn write_part_files(dir: &Path, mesh: &Mesh) -> Result<(), ExecutorError> {
+    if mesh.parts.is_empty() {
+        return Ok(());
+    }
+    let parts = dir.join(PARTS_DIR);
+    std::fs::create_dir_all(&parts).map_err(|source| ExecutorError::JobDir {
+        dir: parts.clone(),
+        source,
+    })?;
+    mesh.write_part_stls(&parts).map_err(ExecutorError::Mesh)
 }
 
 /// Empties a worker's job area before a job. The folder itself stays: it is

@@ -237,6 +237,8 @@ mod tests {
                     center_of_mass: [0.5; 3],
                     face_types: Default::default(),
                     tessellation: None,
+                    parts: Vec::new(),
+                    pairs: Vec::new(),
                 },
             }
         } else {

@@ -244,7 +244,14 @@ pub fn render(mesh: &Mesh, settings: &RenderSettings) -> Result<Views, RenderErr
     {
         return Err(RenderError::Supersample(settings.supersample));
     }
-    let prepared = Prepared::new(mesh)?;
+    // A result of named parts is drawn part by part, each in its colour.
+    let (joined, colors);
+    let prepared = if mesh.parts.is_empty() {
+        Prepared::new(mesh, Vec::new())?
+    } else {
+        (joined, colors) = join_parts(mesh);
+        Prepared::new(&joined, colors)?
+    };
     let images = View::ALL
         .par_iter()
         .map(|&view| (view, render_view(&prepared, view, settings)))
@@ -255,16 +262,38 @@ pub fn render(mesh: &Mesh, settings: &RenderSettings) -> Result<Views, RenderErr
     })
 }
 
+/// The parts of `mesh` as one mesh, and each triangle's part index and colour.
+fn join_parts(mesh: &Mesh) -> (Mesh, Vec<(u32, [f32; 3])>) {
+    let mut joined = Mesh {
+        closed: mesh.parts.iter().all(|p| p.mesh.closed),
+        marked: mesh.marked.clone(),
+        ..Mesh::default()
+    };
+    let mut colors = Vec::new();
+    for (index, part) in mesh.parts.iter().enumerate() {
+        let base = joined.vertices.len() as u32;
+        joined.vertices.extend_from_slice(&part.mesh.vertices);
+        joined
+            .triangles
+            .extend(part.mesh.triangles.iter().map(|t| t.map(|i| i + base)));
+        let color = part.color.map(f32::from);
+        colors.extend(std::iter::repeat_n((index as u32, color), part.mesh.triangles.len()));
+    }
+    (joined, colors)
+}
+
 /// A checked mesh with unit face normals (zero for a triangle without area,
-/// which is never drawn).
+/// which is never drawn), and for a mesh of parts each triangle's part and
+/// colour (empty: one part, in [`BASE`]).
 struct Prepared<'a> {
     mesh: &'a Mesh,
     normals: Vec<[f32; 3]>,
     used: Vec<bool>,
+    colors: Vec<(u32, [f32; 3])>,
 }
 
 impl<'a> Prepared<'a> {
-    fn new(mesh: &'a Mesh) -> Result<Prepared<'a>, RenderError> {
+    fn new(mesh: &'a Mesh, colors: Vec<(u32, [f32; 3])>) -> Result<Prepared<'a>, RenderError> {
         if mesh.triangles.is_empty() {
             return Err(RenderError::Empty);
         }
@@ -310,6 +339,7 @@ impl<'a> Prepared<'a> {
             mesh,
             normals,
             used,
+            colors,
         })
     }
 }
@@ -377,7 +407,12 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
     }
 
     let lights = Lights::new(&camera);
-    let shades: Vec<[u8; 3]> = prepared.normals.iter().map(|&n| lights.shade(n)).collect();
+    let shades: Vec<[u8; 3]> = prepared
+        .normals
+        .iter()
+        .enumerate()
+        .map(|(t, &n)| lights.shade(n, prepared.colors.get(t).map_or(BASE, |c| c.1)))
+        .collect();
     let depth_jump = DEPTH_JUMP_SAMPLES / pixels_per_unit;
     let crease_cos = CREASE_DEGREES.to_radians().cos();
     let lines = feature_lines(&samples, |i, j, t, u| {
@@ -386,6 +421,15 @@ fn render_view(prepared: &Prepared<'_>, view: View, settings: &RenderSettings) -
         }
         if (samples.depth[i] - samples.depth[j]).abs() > depth_jump {
             return true;
+        }
+        // Where one part meets another.
+        if let (Some(a), Some(b)) = (
+            prepared.colors.get(t as usize),
+            prepared.colors.get(u as usize),
+        ) {
+            if a.0 != b.0 {
+                return true;
+            }
         }
         dot(prepared.normals[t as usize], prepared.normals[u as usize]) < crease_cos
     });
@@ -541,8 +585,9 @@ impl Lights {
         }
     }
 
-    /// The colour of a face with this unit normal (either side faces the viewer).
-    fn shade(&self, normal: [f32; 3]) -> [u8; 3] {
+    /// The colour of a face of colour `base` with this unit normal (either
+    /// side faces the viewer).
+    fn shade(&self, normal: [f32; 3], base: [f32; 3]) -> [u8; 3] {
         let facing = dot(normal, self.towards_viewer);
         let n = if facing < 0.0 {
             scale(normal, -1.0)
@@ -551,7 +596,7 @@ impl Lights {
         };
         let light = 0.45 + 0.35 * dot(n, self.key).max(0.0) + 0.25 * facing.abs();
         // Non-negative, so adding ½ and truncating rounds.
-        BASE.map(|c| (c * light + 0.5).min(255.0) as u8)
+        base.map(|c| (c * light + 0.5).min(255.0) as u8)
     }
 }
 
@@ -724,6 +769,7 @@ mod tests {
             triangles,
             closed: true,
             marked: Vec::new(),
+            parts: Vec::new(),
         }
     }
 
@@ -995,6 +1041,7 @@ mod tests {
             triangles: vec![[0, 1, 2], [0, 0, 1]],
             closed: false,
             marked: Vec::new(),
+            parts: Vec::new(),
         };
         assert!(matches!(
             render(&flat, &settings),

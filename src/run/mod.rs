@@ -5,6 +5,7 @@
 //! ```text
 //! run.json  report.html  transcript.jsonl
 //! model.step  model.stl  model.FCStd  views/*.png  sheet.png   (the result)
+//! parts/NAME.stl                     (a result of several named parts)
 //! attempts/NN/   code.py, result.json, models, views/, sheet.png, captions.json, feedback.md
 //! ```
 //!
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::executor::MODEL_FILES;
+use crate::mesh::PARTS_DIR;
 use crate::files;
 use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 use crate::report::{html, read_run, Exchange, RunFileError, RunRecord, RUN_FILE, TRANSCRIPT_FILE};
@@ -271,6 +273,16 @@ impl RunDir {
             files::remove_file_if_present(&path)
                 .map_err(|source| RunDirError::Write { path, source })?;
         }
+        let parts = self.path.join(PARTS_DIR);
+        match std::fs::remove_dir_all(&parts) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RunDirError::Write {
+                    path: parts,
+                    source,
+                })
+            }
+            _ => {}
+        }
         let Some(number) = attempt else {
             return Ok(());
         };
@@ -282,6 +294,19 @@ impl RunDir {
         })?;
         for (relative, to) in self.result_relative().iter().zip(self.result_files()) {
             files::copy_atomically(&from.join(relative), &to)
+                .map_err(|source| RunDirError::Write { path: to, source })?;
+        }
+        // A result of several parts: their STLs.
+        let Ok(entries) = std::fs::read_dir(from.join(PARTS_DIR)) else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&parts).map_err(|source| RunDirError::Write {
+            path: parts.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let to = parts.join(entry.file_name());
+            files::copy_atomically(&entry.path(), &to)
                 .map_err(|source| RunDirError::Write { path: to, source })?;
         }
         Ok(())

@@ -1,0 +1,306 @@
+"""A result of several named parts: a box and its lid, a hinge's leaves and
+its pin. The code gives them as a mapping, `result = {"box": box, "lid":
+lid}` (shapes or document objects), with colours in `COLORS = {"lid":
+"#c0392b"}` or through `obj.ViewObject.ShapeColor`; a document left with
+several visible end products gives each as a part, named by its label.
+
+The model stays their union (facts, checks and benchmarks see it as before);
+the parts add their own facts, the gaps and overlaps between them, one mesh
+each after the union's, one STEP product each and one FCStd object each.
+"""
+
+import array
+import sys
+
+import FreeCAD
+import Part
+
+import cadloop_diagnose
+import cadloop_macro
+from cadloop_job import NO_SOLID, JobFailure
+
+# At most this many parts; more is not an assembly a person asked for in words.
+MAX_PARTS = 64
+# Gaps and overlaps are measured between every two parts up to this many parts
+# (each pair is a distance and perhaps a boolean).
+MAX_PAIRED = 24
+# Two parts this close (mm) touch.
+TOUCH_MM = 1e-4
+# An overlap smaller than this (mm³) is the booleans' noise, not an interference.
+OVERLAP_MM3 = 1e-3
+# The colours of parts the code gave none, in order: distinct and readable
+# on white, in sRGB 0-255.
+PALETTE = [
+    (150, 172, 205), (214, 133, 68), (104, 168, 112), (196, 96, 110),
+    (142, 118, 188), (196, 178, 84), (84, 170, 178), (160, 132, 100),
+]
+# The names the code may give the parts' colours under.
+COLOR_NAMES = ("COLORS", "COLOURS", "colors", "colours")
+
+
+class PartOfResult:
+    """One named part: its shape, colour (sRGB 0-255) and the document
+    object it came from, if any."""
+
+    def __init__(self, name, shape, color, source=None):
+        self.name = name
+        self.shape = shape
+        self.color = color
+        self.source = source
+
+
+def from_mapping(value, namespace):
+    """The parts of a `result` mapping, in its order; refuses a part that is
+    not a shape, or has no solid, naming it."""
+    if not value:
+        raise JobFailure(NO_SOLID, "`result` is an empty mapping: give each part a name and its shape, "
+                         "e.g. result = {\"box\": box, \"lid\": lid}")
+    if len(value) > MAX_PARTS:
+        raise JobFailure(NO_SOLID, f"`result` has {len(value)} parts; at most {MAX_PARTS} are kept apart: "
+                         "fuse the small ones (bolts of one kind, say) into one part each")
+    colors = given_colors(namespace)
+    parts = []
+    for key, item in value.items():
+        name = part_name(key)
+        source = None
+        if isinstance(getattr(item, "Shape", None), Part.Shape) and hasattr(item, "TypeId"):
+            source = item
+            shape = item.Shape
+        elif isinstance(item, Part.Shape):
+            shape = item
+        else:
+            raise JobFailure(NO_SOLID, f"part {name!r} of `result` is a {type(item).__name__}: "
+                             "give each part a Part.Shape (a solid) or a document object with a Shape")
+        if shape.isNull() or not shape.Solids:
+            raise JobFailure(NO_SOLID, f"part {name!r} of `result` has no solid: extrude or revolve a closed "
+                             "profile, or make a solid from a closed shell")
+        color = color_value(colors.get(key, colors.get(name)))
+        if color is None and source is not None:
+            color = view_color(source)
+        parts.append(PartOfResult(name, shape, color, source))
+    return unique(parts)
+
+
+def from_objects(objects):
+    """Several visible end products of a document, each a part named by its label."""
+    parts = [PartOfResult(part_name(o.Label or o.Name), o.Shape, view_color(o), o) for o in objects[:MAX_PARTS]]
+    return unique(parts)
+
+
+def part_name(key):
+    name = " ".join(str(key).split())[:64]
+    return name or "part"
+
+
+def unique(parts):
+    """Names made unique (`leaf`, `leaf 2`), colours filled in from the palette."""
+    seen = set()
+    for index, part in enumerate(parts):
+        name, n = part.name, 1
+        while name.lower() in seen:
+            n += 1
+            name = f"{part.name} {n}"
+        part.name = name
+        seen.add(name.lower())
+        if part.color is None:
+            part.color = PALETTE[index % len(PALETTE)]
+    return parts
+
+
+def given_colors(namespace):
+    for name in COLOR_NAMES:
+        value = namespace.get(name)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def view_color(obj):
+    """The colour the code gave the object's view (`ViewObject.ShapeColor`)."""
+    job = cadloop_macro.RUNNING.job
+    if job is None:
+        return None
+    return color_value(job.colors.get(obj.Name))
+
+
+def color_value(value):
+    """sRGB 0-255 from "#rrggbb", (r, g, b) in 0-1 (FreeCAD's way) or 0-255,
+    with or without alpha, or the first of a list of them (`DiffuseColor`, a
+    colour per face); None for anything else."""
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], (tuple, list)):
+        value = value[0]
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if len(text) == 6:
+            try:
+                return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+            except ValueError:
+                return None
+        return None
+    if isinstance(value, (tuple, list)) and len(value) in (3, 4):
+        rgb = value[:3]
+        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in rgb):
+            return None
+        # FreeCAD's colours run 0-1; anything above 1 is on the 0-255 scale.
+        scale = 255.0 if all(0 <= c <= 1 for c in rgb) else 1.0
+        return tuple(max(0, min(255, int(round(c * scale)))) for c in rgb)
+    return None
+
+
+def union(parts):
+    """The parts as one shape: fused where they meet, a compound if the fuse fails."""
+    shapes = [p.shape for p in parts]
+    if len(shapes) == 1:
+        return shapes[0].copy()
+    try:
+        return shapes[0].fuse(shapes[1:]).removeSplitter()
+    except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
+        return Part.makeCompound(shapes)
+
+
+def hex_color(rgb):
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def facts(parts, measure):
+    """Each part's facts (`measure`: the model's own measuring) and, between
+    every two parts, the gap and the overlap."""
+    listed = []
+    for part in parts:
+        measured = measure(part.shape)
+        listed.append({
+            "name": part.name,
+            "color": hex_color(part.color),
+            "valid": measured["valid"],
+            "solids": measured["solids"],
+            "volume": measured["volume"],
+            "bbox": measured["bbox"],
+            "center_of_mass": measured["center_of_mass"],
+        })
+    return listed, pairs(parts)
+
+
+def pairs(parts):
+    """The gap (mm, 0 when they touch or overlap) and the overlap (mm³)
+    between every two parts; none past MAX_PAIRED parts."""
+    if len(parts) > MAX_PAIRED:
+        return []
+    found = []
+    for i, a in enumerate(parts):
+        for b in parts[i + 1:]:
+            gap = distance(a.shape, b.shape)
+            found.append({"parts": [a.name, b.name], "gap": gap, "overlap": overlap(a.shape, b.shape) if gap <= TOUCH_MM else 0.0})
+    return found
+
+
+def distance(a, b):
+    try:
+        return max(0.0, float(a.distToShape(b)[0]))
+    except Exception:  # noqa: BLE001 - an unmeasurable pair is taken as touching
+        return 0.0
+
+
+def overlap(a, b):
+    """The volume two shapes share, in mm³."""
+    if not a.BoundBox.intersect(b.BoundBox):
+        return 0.0
+    try:
+        common = a.common(b)
+    except Exception:  # noqa: BLE001 - an overlap that cannot be computed is not reported
+        return 0.0
+    volume = common.Volume if not common.isNull() else 0.0
+    return volume if volume > OVERLAP_MM3 else 0.0
+
+
+def notes(parts, part_facts, pair_facts, diagonal):
+    """What is worth saying of the parts: overlaps (interference), a part far
+    from every other, and a part that is itself several pieces apart."""
+    by_name = {p.name: p for p in parts}
+    found = []
+    for pair in pair_facts:
+        if pair["overlap"] > 0:
+            a, b = pair["parts"]
+            common = None
+            try:
+                common = by_name[a].shape.common(by_name[b].shape)
+            except Exception:  # noqa: BLE001 - the region is a help, never a failure
+                pass
+            found.append(cadloop_diagnose.defect(
+                "interference",
+                f"parts {a!r} and {b!r} overlap by {pair['overlap']:.4g} mm^3",
+                "parts that fit together must only touch: move one, make it smaller, or cut the "
+                "other's room out of it (e.g. a hole with clearance for a pin)",
+                where=cadloop_diagnose.region([common]) if common is not None and common.Vertexes else None,
+                severity=cadloop_diagnose.NOTE,
+            ))
+    if pair_facts and len(parts) > 1:
+        far = max(1.0, 0.05 * diagonal)
+        for part in parts:
+            gaps = [(p["gap"], p["parts"][1] if p["parts"][0] == part.name else p["parts"][0])
+                    for p in pair_facts if part.name in p["parts"]]
+            gap, nearest = min(gaps)
+            if gap > far:
+                found.append(cadloop_diagnose.defect(
+                    "part-apart",
+                    f"part {part.name!r} is {gap:.4g} mm from the nearest other part ({nearest!r})",
+                    "if it rests on, fits in or is fixed to another part, move it there; parts of an "
+                    "assembly are placed where they go together, unless an exploded view was asked for",
+                    where=cadloop_diagnose.region([part.shape]), severity=cadloop_diagnose.NOTE,
+                ))
+    for part, measured in zip(parts, part_facts):
+        if measured["solids"] > 1:
+            for note in cadloop_diagnose.notes(part.shape):
+                note["message"] = f"part {part.name!r}: " + note["message"]
+                found.append(note)
+    return found
+
+
+def tessellate(parts, deflection, vertex_start, triangle_start):
+    """Each part's mesh after the model's, with its place among the vertices
+    and triangles as [first, count]; the bytes to append."""
+    import MeshPart
+
+    points_out = array.array("f")
+    index_out = array.array("I")
+    ranges = []
+    first_vertex, first_triangle = vertex_start, triangle_start
+    for part in parts:
+        mesh = MeshPart.meshFromShape(Shape=part.shape, LinearDeflection=deflection, AngularDeflection=0.3,
+                                      Relative=False)
+        points, triangles = mesh.Topology
+        for p in points:
+            points_out.extend((p.x, p.y, p.z))
+        for tri in triangles:
+            index_out.extend(first_vertex + i for i in tri)
+        ranges.append({"vertices": [first_vertex, len(points)], "triangles": [first_triangle, len(triangles)]})
+        first_vertex += len(points)
+        first_triangle += len(triangles)
+    if sys.byteorder != "little":
+        points_out.byteswap()
+        index_out.byteswap()
+    return points_out.tobytes(), index_out.tobytes(), ranges
+
+
+def assembly_document(parts):
+    """A document with one Part::Feature per part, labelled with its name,
+    grouped under an App::Part named `cadloop`: what model.step and
+    model.FCStd are written from."""
+    doc = FreeCAD.newDocument("cadloop_parts")
+    group = doc.addObject("App::Part", "Assembly")
+    group.Label = "cadloop"
+    for part in parts:
+        feature = doc.addObject("Part::Feature", "Part")
+        feature.Label = part.name
+        feature.Shape = part.shape
+        feature.addProperty("App::PropertyColor", "Color", "cadloop", "the part's colour")
+        feature.Color = tuple(c / 255.0 for c in part.color)
+        group.addObject(feature)
+    doc.recompute()
+    return doc, group
+
+
+def export_step(group, path):
+    """model.step as an assembly: one product per part, with its name."""
+    import Import
+
+    Import.export([group], path)
