@@ -91,6 +91,10 @@ def run_job(code, job_dir, checks_json="[]"):
                 source = None
                 diagnosis.append(healed)
                 facts = cadloop_measure.measure(shape)
+        if parts:
+            cadloop_parts.check_each(
+                parts, lambda part, measured: cadloop_measure.check_shape(part, measured, lines, namespace),
+                cadloop_measure.measure)
         cadloop_measure.check_shape(shape, facts, lines, namespace)
         if parts:
             facts["parts"], facts["pairs"] = cadloop_parts.facts(parts, cadloop_measure.measure)

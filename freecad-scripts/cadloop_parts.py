@@ -148,14 +148,31 @@ def color_value(value):
 
 
 def union(parts):
-    """The parts as one shape: fused where they meet, a compound if the fuse fails."""
+    """The parts as one shape: fused where they meet; their compound if the
+    fuse fails or is not valid (parts that fit closely, such as a pin in its
+    hole, can leave OpenCASCADE a fusion it cannot orient, while each part
+    is sound)."""
     shapes = [p.shape for p in parts]
     if len(shapes) == 1:
         return shapes[0].copy()
     try:
-        return shapes[0].fuse(shapes[1:]).removeSplitter()
+        fused = shapes[0].fuse(shapes[1:]).removeSplitter()
+        if fused.isValid():
+            return fused
     except Exception:  # noqa: BLE001 - a failed fuse still leaves a usable compound
-        return Part.makeCompound(shapes)
+        pass
+    return Part.makeCompound(shapes)
+
+
+def check_each(parts, check, measure):
+    """Refuses a part that is not a valid solid (`check`: the model's own
+    refusal), naming it."""
+    for part in parts:
+        try:
+            check(part.shape, measure(part.shape))
+        except JobFailure as failure:
+            failure.message = f"part {part.name!r}: " + failure.message
+            raise
 
 
 def hex_color(rgb):
