@@ -199,6 +199,8 @@ pub struct RunState {
     pub facts: Option<Facts>,
     pub parameters: Vec<ParameterRow>,
     pub checks: Vec<crate::checks::CheckResult>,
+    /// The result's named parts, when it has several.
+    pub parts: Vec<PartRow>,
     /// The result's glTF model and contact sheet, as studio URLs.
     pub model: Option<String>,
     pub sheet: Option<String>,
@@ -243,6 +245,20 @@ pub struct Facts {
     pub valid: bool,
 }
 
+/// One named part of the result, as the run page's parts list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartRow {
+    pub name: String,
+    /// `#rrggbb`.
+    pub color: String,
+    pub size: [f64; 3],
+    pub volume: f64,
+    /// Its STL, as a studio URL.
+    pub stl: String,
+    /// The parts it overlaps, "lid (12.5 mm³)".
+    pub overlaps: Vec<String>,
+}
+
 /// A named parameter as the run page's tweak form shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParameterRow {
@@ -274,6 +290,7 @@ impl RunState {
             facts: None,
             parameters: Vec::new(),
             checks: Vec::new(),
+            parts: Vec::new(),
             model: None,
             sheet: None,
             report: report_url(id),
@@ -306,6 +323,40 @@ impl RunState {
                 count: p.count.clone(),
             })
             .collect();
+        let parts = chosen
+            .and_then(|a| a.result.facts().map(|f| (a, f)))
+            .map(|(a, f)| {
+                let files = crate::mesh::part_file_names(f.parts.iter().map(|p| p.name.as_str()));
+                f.parts
+                    .iter()
+                    .zip(files)
+                    .map(|(p, file)| PartRow {
+                        name: p.name.clone(),
+                        color: p.color.clone(),
+                        size: p.bbox.size,
+                        volume: p.volume,
+                        stl: format!(
+                            "/runs/{id}/files/{}/{}/{file}",
+                            a.dir,
+                            crate::mesh::PARTS_DIR
+                        ),
+                        overlaps: f
+                            .pairs
+                            .iter()
+                            .filter(|pair| pair.overlap > 0.0 && pair.parts.contains(&p.name))
+                            .map(|pair| {
+                                let other = if pair.parts[0] == p.name {
+                                    &pair.parts[1]
+                                } else {
+                                    &pair.parts[0]
+                                };
+                                format!("{other} ({:.1} mm³)", pair.overlap)
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let history = record
             .attempts
             .iter()
@@ -327,6 +378,7 @@ impl RunState {
             facts,
             parameters,
             checks: chosen.map(|a| a.result.checks.clone()).unwrap_or_default(),
+            parts,
             model: chosen.map(|a| format!("/runs/{id}/files/{}/model.glb", a.dir)),
             sheet: chosen.map(|a| sheet_url(id, &a.dir)),
             report: report_url(id),

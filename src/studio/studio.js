@@ -90,7 +90,80 @@ async function loadModel(url) {
     mesh.add(lines);
   }
   scene.add(part);
+  showParts();
   look(currentView);
+}
+
+// A result of named parts: model.glb's root node holds a node for each, in
+// the order of state.parts. Hidden parts stay hidden across rebuilds.
+const hidden = new Set();
+let isolated = null;
+function partNodes() {
+  const root = part && part.children.length === 1 ? part.children[0] : null;
+  if (!root || !state.parts || root.children.length !== state.parts.length) return [];
+  return root.children;
+}
+
+function applyVisibility() {
+  const nodes = partNodes();
+  state.parts.forEach((p, i) => {
+    if (!nodes[i]) return;
+    nodes[i].visible = isolated === null ? !hidden.has(p.name) : isolated === p.name;
+  });
+  for (const item of document.querySelectorAll("#parts li")) {
+    const name = item.dataset.part;
+    item.querySelector("input").checked = isolated === null ? !hidden.has(name) : isolated === name;
+    item.classList.toggle("isolated", isolated === name);
+  }
+  draw();
+}
+
+function showParts() {
+  const box = document.getElementById("parts-box");
+  const list = document.getElementById("parts");
+  const parts = state.parts || [];
+  box.hidden = parts.length === 0;
+  list.replaceChildren();
+  if (isolated !== null && !parts.some((p) => p.name === isolated)) isolated = null;
+  const mm = (v) => v.toFixed(1);
+  for (const p of parts) {
+    const item = document.createElement("li");
+    item.dataset.part = p.name;
+    const show = document.createElement("input");
+    show.type = "checkbox";
+    show.title = "show or hide";
+    show.addEventListener("change", () => {
+      isolated = null;
+      if (show.checked) hidden.delete(p.name); else hidden.add(p.name);
+      applyVisibility();
+    });
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = p.color;
+    const name = document.createElement("span");
+    name.className = "part-name";
+    name.textContent = p.name;
+    const isolate = document.createElement("button");
+    isolate.type = "button";
+    isolate.className = "isolate";
+    isolate.textContent = "isolate";
+    isolate.addEventListener("click", () => {
+      isolated = isolated === p.name ? null : p.name;
+      applyVisibility();
+    });
+    const stl = document.createElement("a");
+    stl.className = "part-stl";
+    stl.href = p.stl;
+    stl.textContent = "STL";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = `${p.size.map(mm).join(" × ")} mm · ${mm(p.volume)} mm³` +
+      (p.overlaps.length ? ` · overlaps ${p.overlaps.join(", ")}` : "");
+    if (p.overlaps.length) meta.classList.add("error");
+    item.append(show, " ", swatch, " ", name, " ", isolate, " ", stl, meta);
+    list.appendChild(item);
+  }
+  applyVisibility();
 }
 
 function showFacts() {
@@ -220,6 +293,11 @@ for (const button of document.querySelectorAll("[data-view]")) {
   button.addEventListener("click", () => look(button.dataset.view));
 }
 document.getElementById("fit").addEventListener("click", () => look(currentView));
+document.getElementById("show-all").addEventListener("click", () => {
+  hidden.clear();
+  isolated = null;
+  applyVisibility();
+});
 document.getElementById("edges").addEventListener("click", () => {
   showEdges = !showEdges;
   if (part) part.traverse((node) => { if (node.isLineSegments) node.visible = showEdges; });
