@@ -403,7 +403,8 @@ fn finish_exports(
     parts: &[(String, [u8; 3], [u64; 2], [u64; 2])],
 ) -> Result<(), String> {
     let mut mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
-    mesh.split_parts(parts).map_err(|e| format!("bad mesh: {e}"))?;
+    mesh.split_parts(parts)
+        .map_err(|e| format!("bad mesh: {e}"))?;
     mesh.write_stl(&staging.join("model.stl"))
         .map_err(|e| crate::error_chain(&e))?;
     crate::glb::write(&mesh, &staging.join("model.glb")).map_err(|e| crate::error_chain(&e))?;

@@ -100,8 +100,10 @@ pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
             max[axis] = max[axis].max(hi[axis]);
         }
         for (data, bounds) in [(positions, Some((lo, hi))), (normals, None)] {
-            views.push(json!({"buffer": 0, "byteOffset": bin.len(), "byteLength": data.len(),
-                              "target": ARRAY_BUFFER}));
+            views.push(
+                json!({"buffer": 0, "byteOffset": bin.len(), "byteLength": data.len(),
+                              "target": ARRAY_BUFFER}),
+            );
             let mut accessor = json!({"bufferView": views.len() - 1, "componentType": FLOAT,
                                       "count": corners, "type": "VEC3"});
             if let Some((lo, hi)) = bounds {

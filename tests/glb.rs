@@ -72,20 +72,62 @@ fn every_example_part_has_a_valid_glb_that_matches_its_stl() {
         assert_eq!(issues["numErrors"], 0, "{name}: {issues:#}");
         assert_eq!(issues["numWarnings"], 0, "{name}: {issues:#}");
 
-        let (triangles, min, max) = stl_facts(&out_dir.join("model.stl"));
+        // One mesh, the STL's; for a result of named parts, a mesh for each,
+        // each part's STL.
+        let result: Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
+        let parts: Vec<&str> = result["facts"]["parts"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p["name"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let stls: Vec<PathBuf> = if parts.is_empty() {
+            vec![out_dir.join("model.stl")]
+        } else {
+            cadloop::mesh::part_file_names(parts.iter().copied())
+                .iter()
+                .map(|f| out_dir.join("parts").join(f))
+                .collect()
+        };
+        let json = glb_json(&glb);
+        let mut triangles = 0;
+        let (mut min, mut max) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+        for (index, stl) in stls.iter().enumerate() {
+            let (count, lo, hi) = stl_facts(stl);
+            triangles += count;
+            let position = &json["accessors"][2 * index];
+            for axis in 0..3 {
+                assert_eq!(
+                    position["min"][axis].as_f64().unwrap() as f32,
+                    lo[axis],
+                    "{name}"
+                );
+                assert_eq!(
+                    position["max"][axis].as_f64().unwrap() as f32,
+                    hi[axis],
+                    "{name}"
+                );
+                min[axis] = min[axis].min(lo[axis]);
+                max[axis] = max[axis].max(hi[axis]);
+            }
+        }
         assert_eq!(report["info"]["totalTriangleCount"], triangles, "{name}");
         assert_eq!(report["info"]["totalVertexCount"], triangles * 3, "{name}");
-        let json = glb_json(&glb);
-        let position = &json["accessors"][0];
-        for axis in 0..3 {
+        if !parts.is_empty() {
+            // A node for each part, named, with its own coloured material.
+            let names: Vec<&str> = json["nodes"][0]["children"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    json["nodes"][i.as_u64().unwrap() as usize]["name"]
+                        .as_str()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(names, parts, "{name}");
             assert_eq!(
-                position["min"][axis].as_f64().unwrap() as f32,
-                min[axis],
-                "{name}"
-            );
-            assert_eq!(
-                position["max"][axis].as_f64().unwrap() as f32,
-                max[axis],
+                json["materials"].as_array().unwrap().len(),
+                parts.len(),
                 "{name}"
             );
         }

@@ -472,7 +472,10 @@ impl PartFacts {
     /// Its colour as sRGB bytes; cadloop's grey-blue when it cannot be read.
     pub fn rgb(&self) -> [u8; 3] {
         let hex = self.color.trim_start_matches('#');
-        let channel = |i: usize| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let channel = |i: usize| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        };
         match (hex.len(), channel(0), channel(2), channel(4)) {
             (6, Some(r), Some(g), Some(b)) => [r, g, b],
             _ => [150, 172, 205],

@@ -277,7 +277,10 @@ fn join_parts(mesh: &Mesh) -> (Mesh, Vec<(u32, [f32; 3])>) {
             .triangles
             .extend(part.mesh.triangles.iter().map(|t| t.map(|i| i + base)));
         let color = part.color.map(f32::from);
-        colors.extend(std::iter::repeat_n((index as u32, color), part.mesh.triangles.len()));
+        colors.extend(std::iter::repeat_n(
+            (index as u32, color),
+            part.mesh.triangles.len(),
+        ));
     }
     (joined, colors)
 }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::executor::MODEL_FILES;
-use crate::mesh::PARTS_DIR;
 use crate::files;
+use crate::mesh::PARTS_DIR;
 use crate::render::{View, SHEET_FILE, VIEWS_DIR};
 use crate::report::{html, read_run, Exchange, RunFileError, RunRecord, RUN_FILE, TRANSCRIPT_FILE};
 
