@@ -237,10 +237,30 @@ fn write_facts(text: &mut String, facts: &GeometryFacts) {
         facts.edges,
         facts.vertices
     );
+    for part in &facts.parts {
+        let [x, y, z] = part.bbox.size;
+        let _ = writeln!(
+            text,
+            "  part        {:?} {}: {x:.2} × {y:.2} × {z:.2} mm, volume {:.2} mm³",
+            part.name, part.color, part.volume
+        );
+    }
+    for pair in facts.pairs.iter().filter(|p| p.overlap > 0.0) {
+        let _ = writeln!(
+            text,
+            "  OVERLAP     {:?} and {:?} share {:.2} mm³",
+            pair.parts[0], pair.parts[1], pair.overlap
+        );
+    }
     let triangles = facts.tessellation.as_ref().map_or(0, |t| t.triangles);
     let _ = writeln!(
         text,
-        "  files       {} ({triangles} triangles), result.json, views/, sheet.png",
-        MODEL_FILES.join(", ")
+        "  files       {} ({triangles} triangles), result.json, views/, sheet.png{}",
+        MODEL_FILES.join(", "),
+        if facts.parts.is_empty() {
+            ""
+        } else {
+            ", parts/*.stl"
+        }
     );
 }
