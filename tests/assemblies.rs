@@ -230,7 +230,11 @@ fn a_box_and_its_lid_come_out_as_named_coloured_parts_in_every_file_and_tweak_as
     // A tweak rebuilds every part and runs their checks again.
     let out = cadloop(dir.path(), &["tweak", "run", "LID_T=6"]);
     assert_exit(&out, 0);
-    assert!(text(&out.stdout).contains("checks: 3/5"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("checks: 3/5"),
+        "{}",
+        text(&out.stdout)
+    );
     let record = run_json(&run);
     let tweaked = &record["attempts"][1];
     assert_eq!(tweaked["stage"], "tweak");

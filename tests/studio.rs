@@ -680,3 +680,93 @@ async fn in_a_browser_the_stop_button_stops_a_run_waiting_on_the_llm() {
     assert_eq!(record["status"], "stopped", "{record}");
     assert_eq!(record["attempts"].as_array().unwrap().len(), 0, "{record}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_result_of_parts_lists_them_to_hide_isolate_and_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = start(dir.path(), &[]);
+    let opened = post(&studio, "/api/examples/box_with_lid", "");
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let state = opened.json();
+    let names: Vec<&str> = state["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["box", "lid"]);
+    // Each part's STL downloads.
+    let stl = get(&studio, state["parts"][1]["stl"].as_str().unwrap());
+    assert_eq!(stl.status, 200);
+    let triangles = u32::from_le_bytes(stl.body[80..84].try_into().unwrap());
+    assert!(triangles >= 12 && stl.body.len() == 84 + 50 * triangles as usize);
+
+    let driver = chromedriver();
+    let client = browser(&driver).await;
+    client
+        .goto(&format!("{}runs/box_with_lid/", studio.url))
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.querySelectorAll('#parts li').length === 2",
+    )
+    .await;
+    let listed = until(
+        &client,
+        "[...document.querySelectorAll('#parts li .part-name')].map(e => e.textContent).join(',')",
+    )
+    .await;
+    assert_eq!(listed, "box,lid");
+    // The viewer shows the lid in its red, the box in its grey.
+    let red = |image: &image::RgbImage| {
+        image
+            .pixels()
+            .filter(|p| {
+                i32::from(p.0[0]) > i32::from(p.0[1]) + 60
+                    && i32::from(p.0[0]) > i32::from(p.0[2]) + 60
+            })
+            .count()
+    };
+    let drawn = |image: &image::RgbImage| {
+        image
+            .pixels()
+            .filter(|p| p.0.iter().any(|&c| c < 200))
+            .count()
+    };
+    let both = canvas_until(&client, "the red lid in the viewer", |i| red(i) > 2_000).await;
+    let click = |css: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .execute(
+                    &format!("document.querySelector(\"{css}\").click(); return true;"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Isolating the box hides the lid.
+    click("#parts li[data-part=box] .isolate").await;
+    let boxed = canvas_until(&client, "the lid hidden", |i| red(i) < 50).await;
+    assert!(drawn(&boxed) > 2_000, "the box stays drawn");
+    assert_eq!(
+        until(
+            &client,
+            "String(document.querySelector('#parts li[data-part=lid] input').checked === false)"
+        )
+        .await,
+        "true"
+    );
+    // Show all brings it back; unticking the box leaves the lid alone.
+    click("#show-all").await;
+    canvas_until(&client, "the lid shown again", |i| red(i) > 2_000).await;
+    click("#parts li[data-part=box] input").await;
+    let lid = canvas_until(&client, "the box hidden", |i| {
+        drawn(i) < drawn(&both) * 8 / 10 && red(i) > 2_000
+    })
+    .await;
+    assert!(red(&lid) > 2_000);
+    client.close().await.unwrap();
+}
