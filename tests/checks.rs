@@ -313,3 +313,43 @@ fn exec_runs_a_checks_file_and_refuses_a_bad_one_with_its_line() {
     );
     assert!(!dir.path().join("o2").exists(), "nothing is written");
 }
+
+#[tokio::test]
+async fn checks_on_parts_find_them_by_name_and_say_which_parts_there_are() {
+    let pool = common::pool(1).await;
+    let parts = "import FreeCAD as App
+import Part
+V = App.Vector
+result = {'Base': Part.makeBox(40, 40, 10), 'peg': Part.makeCylinder(3, 20, V(20, 20, 10)),
+          'ring': Part.makeCylinder(8, 2, V(20, 20, 30)).cut(Part.makeCylinder(4, 2, V(20, 20, 30)))}
+";
+    let results = check(
+        &pool,
+        parts,
+        "CHECKS = [bbox(40, 40, 10, part='base'), bbox(6, 6, 20, part='peg'), holes(8, count=1, part='ring'), \
+         holes(8, part='base'), clearance('peg', 'ring', 0.5), interference('base', 'peg'), \
+         clearance('base', 'peg', 0.1), bbox(1, part='handle'), interference('peg', 'lid')]",
+    )
+    .await;
+    assert_eq!(
+        statuses(&results),
+        [Pass, Pass, Pass, Fail, Pass, Pass, Fail, Error, Error]
+    );
+    says(&results[4], "the gap between 'peg' and 'ring' is 1 mm");
+    says(&results[6], "is 0 mm; it must be at least 0.1 mm");
+    says(
+        &results[7],
+        "there is no part named 'handle'; the parts are 'Base', 'peg', 'ring'",
+    );
+    says(&results[8], "there is no part named 'lid'");
+    // A single part has no parts to name.
+    let results = check(
+        &pool,
+        CUBE_10,
+        "CHECKS = [bbox(10, part='lid'), interference('a', 'b')]",
+    )
+    .await;
+    assert_eq!(statuses(&results), [Error, Error]);
+    says(&results[0], "the result has no named parts");
+    pool.shutdown().await;
+}

@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn any_check_may_name_a_part_by_keyword_and_the_checks_between_parts_take_two() {
+        let source = "CHECKS = [bbox(60, 40, 5, part=\"lid\"), holes(4, part='leaf a'),\n  clearance('pin', 'leaf a', 0.15), interference(part_a='box', part_b='lid')]";
+        let calls = Checks::parse(source).unwrap().calls;
+        assert_eq!(calls[0].args["part"], json!("lid"));
+        assert_eq!(calls[0].args["z"], json!(5));
+        assert_eq!(calls[1].args["part"], json!("leaf a"));
+        assert_eq!(calls[2].args["part_b"], json!("leaf a"));
+        assert_eq!(calls[2].args["min"], json!(0.15));
+        assert_eq!(calls[3].args.len(), 2);
+        for (source, said) in [
+            // A part is named, never given by position.
+            (
+                "[valid('lid')]",
+                "valid() takes at most 0 values; its arguments are part= (by name)",
+            ),
+            (
+                "[clearance('a', 'b', 1, part='a')]",
+                "clearance() has no argument `part`",
+            ),
+            ("[interference('a')]", "interference() needs `part_b`"),
+        ] {
+            let err = Checks::parse(source).unwrap_err().to_string();
+            assert!(err.contains(said), "{source}: {err}");
+        }
+    }
+
+    #[test]
     fn anything_but_literal_calls_of_the_library_is_refused_with_its_line() {
         let cases = [
             (
