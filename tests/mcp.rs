@@ -666,3 +666,50 @@ fn hostile_arguments_are_refused_or_kept_inside_the_runs_folder() {
     let made: Vec<_> = std::fs::read_dir(&runs).unwrap().collect();
     assert_eq!(made.len(), 1, "{made:?}");
 }
+
+#[test]
+fn an_agent_building_parts_is_told_each_part_and_where_two_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let hinge = include_str!("../freecad-scripts/examples/hinge.py")
+        .replace("CLEARANCE = 0.2  #", "CLEARANCE = -0.1  #");
+    let seen = session(
+        stdio(&runs, &[]),
+        json!([
+            ["build", {"code": hinge, "description": "a hinge",
+                       "checks": "CHECKS = [clearance('pin', 'leaf a', 0.15), bbox(4, 40, 4, part='pin')]"}],
+            ["tweak", {"run": "a-hinge", "values": {"CLEARANCE": 0.2}}],
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    let built = &calls[0]["structured"];
+    let names: Vec<&str> = built["facts"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["leaf a", "leaf b", "pin"], "{built}");
+    assert_eq!(built["facts"]["parts"][2]["size"], json!([4.0, 40.0, 4.0]));
+    let overlapping = built["facts"]["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["overlap"].as_f64().unwrap() > 0.0)
+        .count();
+    assert_eq!(overlapping, 2, "{built}");
+    assert_eq!(built["checks"]["passed"], 1, "{built}");
+    let said = calls[0]["texts"][0].as_str().unwrap();
+    assert!(
+        said.contains("part \"pin\" #d9a621: 4.00 × 40.00 × 4.00 mm"),
+        "{said}"
+    );
+    assert!(
+        said.contains("noticed: interference: parts 'leaf a' and 'pin' overlap"),
+        "{said}"
+    );
+    // The clearance given back: no overlap, the check passes.
+    let tweaked = &calls[1]["structured"];
+    assert_eq!(tweaked["checks"]["passed"], 2, "{tweaked}");
+    assert!(tweaked["notes"].is_null(), "{tweaked}");
+}

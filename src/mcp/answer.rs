@@ -43,6 +43,27 @@ pub(super) fn summary(id: &str, record: &RunRecord, code: bool) -> Value {
             "face_types": facts.face_types,
             "valid": facts.valid,
         });
+        if !facts.parts.is_empty() {
+            out["facts"]["parts"] = facts
+                .parts
+                .iter()
+                .map(|p| {
+                    json!({"name": p.name, "color": p.color, "size": p.bbox.size,
+                           "min": p.bbox.min, "max": p.bbox.max, "volume": p.volume})
+                })
+                .collect();
+            out["facts"]["pairs"] = json!(facts.pairs);
+        }
+        let notes: Vec<String> = attempt
+            .result
+            .diagnosis
+            .iter()
+            .filter(|d| d.severity == crate::executor::Severity::Note)
+            .map(crate::executor::Defect::with_fix)
+            .collect();
+        if attempt.result.is_ok() && !notes.is_empty() {
+            out["notes"] = json!(notes);
+        }
     }
     out["parameters"] = attempt
         .result
@@ -107,6 +128,26 @@ pub(super) fn describe(summary: &Value) -> String {
                 "not valid"
             }
         ));
+    }
+    if let Some(facts) = summary.get("facts") {
+        for part in facts["parts"].as_array().into_iter().flatten() {
+            let size: Vec<String> = part["size"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("{:.2}", v.as_f64().unwrap_or(0.0)))
+                .collect();
+            lines.push(format!(
+                "part {} {}: {} mm, volume {:.1} mm³",
+                part["name"],
+                part["color"].as_str().unwrap_or(""),
+                size.join(" × "),
+                part["volume"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
+    for note in summary["notes"].as_array().into_iter().flatten() {
+        lines.push(format!("noticed: {}", note.as_str().unwrap_or("")));
     }
     if let Some(error) = summary.get("error") {
         let at = error["line"]
