@@ -83,7 +83,7 @@ def from_mapping(value, namespace):
 
 def from_objects(objects):
     """Several visible end products of a document, each a part named by its label."""
-    parts = [PartOfResult(part_name(o.Label or o.Name), o.Shape, view_color(o), o) for o in objects[:MAX_PARTS]]
+    parts = [PartOfResult(part_name(o.Label or o.Name), o.Shape, view_color(o), o) for o in objects]
     return unique(parts)
 
 
@@ -252,11 +252,14 @@ def notes(parts, part_facts, pair_facts, diagonal):
             ))
     if pair_facts and len(parts) > 1:
         far = max(1.0, 0.05 * diagonal)
+        said = set()
         for part in parts:
             gaps = [(p["gap"], p["parts"][1] if p["parts"][0] == part.name else p["parts"][0])
                     for p in pair_facts if part.name in p["parts"]]
             gap, nearest = min(gaps)
-            if gap > far:
+            # Two parts each nearest the other are one note.
+            if gap > far and frozenset((part.name, nearest)) not in said:
+                said.add(frozenset((part.name, nearest)))
                 found.append(cadloop_diagnose.defect(
                     "part-apart",
                     f"part {part.name!r} is {gap:.4g} mm from the nearest other part ({nearest!r})",

@@ -89,7 +89,9 @@ def resolve_result(documents, namespace, lines):
     if len(leaves) == 1:
         return leaves[0].Shape, leaves[0].Document, []
     parts = cadloop_parts.from_objects(leaves)
-    return cadloop_parts.union(parts), None, parts
+    union = cadloop_parts.union(parts)
+    # Past MAX_PARTS the objects are one part: their union, not kept apart.
+    return union, None, parts if len(leaves) <= cadloop_parts.MAX_PARTS else []
 
 
 def has_solid(obj):

@@ -350,3 +350,41 @@ fn a_pin_tighter_than_its_bores_is_found_to_interfere_and_the_fix_keeps_its_clea
     let golden = count(&front, |[r, g, b]| r > 150 && g > 100 && b < 80);
     assert!(golden > 100, "pin pixels in the front view: {golden}");
 }
+
+#[test]
+fn a_lid_left_floating_above_its_box_is_noted_with_the_gap_and_the_page_lists_the_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let raised = BOX_WITH_LID.replace(
+        "result = {",
+        "lid.translate(App.Vector(0, 0, 20))\nresult = {",
+    );
+    assert_ne!(raised, BOX_WITH_LID);
+    let script = dir.path().join("raised.py");
+    std::fs::write(&script, raised).unwrap();
+    let result = common::exec_script(dir.path(), &script, &dir.path().join("out"), &[]);
+    assert_eq!(result["outcome"], "ok", "{result}");
+    // The lip hangs 2 mm below the plate: 18 mm of air between them.
+    assert_eq!(
+        result["facts"]["pairs"][0]["gap"].as_f64().unwrap().round(),
+        18.0
+    );
+    let notes: Vec<(&str, &str)> = result["diagnosis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap(), d["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        notes,
+        [(
+            "part-apart",
+            "part 'box' is 18 mm from the nearest other part ('lid')"
+        )]
+    );
+    // The report's facts list each part with its colour.
+    let page = std::fs::read_to_string(dir.path().join("out/report.html")).unwrap();
+    assert!(
+        page.contains("background: #c0392b\"></span> part lid</th><td>60.00 × 40.00 × 5.00 mm"),
+        "{page}"
+    );
+}

@@ -140,6 +140,18 @@ struct FactsView {
     valid: bool,
     faces: u32,
     face_types: String,
+    /// A result of named parts: "name (#rrggbb): size, volume".
+    parts: Vec<PartView>,
+    /// Pairs of parts that overlap, with by how much.
+    overlaps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartView {
+    name: String,
+    color: String,
+    size: String,
+    volume: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -605,6 +617,27 @@ fn facts_view(f: &GeometryFacts) -> FactsView {
             .map(|(k, v)| format!("{v} {k}"))
             .collect::<Vec<_>>()
             .join(", "),
+        parts: f
+            .parts
+            .iter()
+            .map(|p| {
+                let [x, y, z] = p.bbox.size;
+                let [r, g, b] = p.rgb();
+                PartView {
+                    name: p.name.clone(),
+                    // From the bytes, so the page holds only a colour there.
+                    color: format!("#{r:02x}{g:02x}{b:02x}"),
+                    size: format!("{x:.2} × {y:.2} × {z:.2}"),
+                    volume: format!("{:.2}", p.volume),
+                }
+            })
+            .collect(),
+        overlaps: f
+            .pairs
+            .iter()
+            .filter(|p| p.overlap > 0.0)
+            .map(|p| format!("{} and {}: {:.2} mm³", p.parts[0], p.parts[1], p.overlap))
+            .collect(),
     }
 }
 
