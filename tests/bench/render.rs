@@ -36,6 +36,7 @@ fn torus(n: u32) -> Mesh {
         triangles,
         closed: true,
         marked: Vec::new(),
+        parts: Vec::new(),
     }
 }
 
