@@ -170,8 +170,15 @@ class ViewProvider(StandIn):
         if name == "Visibility":
             self._object.Visibility = bool(value)
         elif name in COLOR_PROPERTIES and RUNNING.job is not None:
-            # Kept as the part's colour (cadloop_parts).
-            RUNNING.job.colors[self._object.Name] = value
+            # Kept as the part's colour (cadloop_parts); noted as ignored
+            # when the result is not several parts.
+            job = RUNNING.job
+            job.colors[self._object.Name] = value
+            if len(job.color_notes) < MAX_NOTES:
+                job.color_notes.setdefault(self._object.Name, {
+                    "kind": "gui", "line": code_line(), "call": f"{self._path}.{name} = ...",
+                    "detail": "ignored: a colour is kept only for a result of several parts",
+                })
         else:
             super().__setattr__(name, value)
 
@@ -324,8 +331,11 @@ class Job:
         self.dir = os.path.realpath(job_dir)
         self.notes = Notes()
         self.unsaved = set()
-        # Colours the code gave objects' views, by object name.
+        # Colours the code gave objects' views, by object name; the notes
+        # for those no part took; the names of those a part took.
         self.colors = {}
+        self.color_notes = {}
+        self.colors_used = set()
 
     def inside(self, path):
         """Whether `path` (relative paths are taken from the working directory,
@@ -411,7 +421,10 @@ def leave():
     for name in [n for n in sys.modules if isinstance(sys.modules[n], GuiModule)]:
         del sys.modules[name]
     job, RUNNING.job = RUNNING.job, None
-    return job.notes.as_list() if job is not None else []
+    if job is None:
+        return []
+    unused = [note for name, note in job.color_notes.items() if name not in job.colors_used]
+    return job.notes.as_list() + [{k: v for k, v in n.items() if v is not None} for n in unused]
 
 
 # ---------------------------------------------------------------- view objects and writes

@@ -118,9 +118,10 @@ def given_colors(namespace):
 def view_color(obj):
     """The colour the code gave the object's view (`ViewObject.ShapeColor`)."""
     job = cadloop_macro.RUNNING.job
-    if job is None:
+    if job is None or obj.Name not in job.colors:
         return None
-    return color_value(job.colors.get(obj.Name))
+    job.colors_used.add(obj.Name)
+    return color_value(job.colors[obj.Name])
 
 
 def color_value(value):

@@ -119,6 +119,15 @@ pub enum Command {
     /// train and validation by model id. Images already there are kept, so a
     /// stopped run resumes.
     CaptionsDataset(CaptionsDatasetArgs),
+    /// Turn runs into training data for code models: each request's dialogue
+    /// with the LLM, kept when execution verified its final script.
+    ///
+    /// Reads run folders, batch and bench output folders (their items) and
+    /// folders of runs. Writes FILE (JSON lines, one record per request) and
+    /// FILE.stats.json (what was read, kept and left out, and why), and
+    /// prints the summary on stderr.
+    /// Exit status: 0 written (even with no records), 2 usage or read errors.
+    ExportData(ExportDataArgs),
     /// Caption images with the BLIP model in --captioner DIR.
     ///
     /// Prints one caption per image, in the order given; --json prints a list of
@@ -158,6 +167,34 @@ pub struct ExecArgs {
     /// loop uses) to run on the solid the script builds.
     #[arg(long, value_name = "FILE")]
     pub checks: Option<PathBuf>,
+}
+
+/// `cadloop export-data`'s arguments.
+#[derive(Debug, Args)]
+pub struct ExportDataArgs {
+    /// Run folders, batch or bench output folders, or folders of runs.
+    #[arg(value_name = "RUNS_OR_BATCH", required = true)]
+    pub sources: Vec<PathBuf>,
+    /// The JSON lines file to write (replaced whole, never left half-written).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// openai: {"messages": [...]}, as OpenAI fine-tuning takes it;
+    /// sharegpt: {"conversations": [{"from", "value"}]}.
+    #[arg(long, value_enum, default_value = "openai")]
+    pub format: crate::export::Format,
+    /// all: every exchange that led to the final script; final: the
+    /// request and the final script, one pair.
+    #[arg(long, value_enum, default_value = "all")]
+    pub turns: crate::export::Turns,
+    /// What execution must have verified: match (a valid solid, every
+    /// check passed, judged MATCH), passed (a valid solid, checks that all
+    /// passed, any verdict), any (a valid solid).
+    #[arg(long, value_enum, default_value = "match")]
+    pub only: crate::export::Only,
+    /// A file of source ids to leave out (one a line, or a JSON list), such
+    /// as a benchmark's case ids, so no test case is trained on.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_ids: Option<PathBuf>,
 }
 
 /// `cadloop captions-dataset`'s arguments.

@@ -400,7 +400,7 @@ fn finish_exports(
     dir: &Path,
     vertices: &[u8],
     indices: &[u8],
-    parts: &[(String, [u8; 3], [u64; 2], [u64; 2])],
+    parts: &[crate::mesh::PartLayout],
 ) -> Result<(), String> {
     let mut mesh = Mesh::from_le_bytes(vertices, indices).map_err(|e| format!("bad mesh: {e}"))?;
     mesh.split_parts(parts)

@@ -37,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod critique;
 pub mod executor;
+pub mod export;
 pub mod files;
 pub mod freecad;
 pub mod glb;

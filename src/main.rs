@@ -44,6 +44,7 @@ fn main() -> ExitCode {
                 commands::captions_dataset::captions_dataset(&cli.global, args).await
             }
             Command::Caption(args) => commands::caption::caption(&cli.global, args),
+            Command::ExportData(args) => commands::export_data::export_data(args),
             Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
             Command::Worker => unreachable!("served above"),
         }

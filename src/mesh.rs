@@ -31,6 +31,18 @@ pub struct MeshPart {
     pub mesh: Mesh,
 }
 
+/// Where one part's mesh lies in a job's mesh, after the union's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartLayout {
+    pub name: String,
+    /// sRGB.
+    pub color: [u8; 3],
+    /// `[first, count]`.
+    pub vertices: [u64; 2],
+    /// `[first, count]`.
+    pub triangles: [u64; 2],
+}
+
 /// The folder of a result's per-part STL files, in a run or attempt folder.
 pub const PARTS_DIR: &str = "parts";
 
@@ -191,19 +203,22 @@ impl Mesh {
         })
     }
 
-    /// Splits off the parts that follow the union in a job's mesh: each
-    /// `(name, colour, [first vertex, count], [first triangle, count])`.
+    /// Splits off the parts that follow the union in a job's mesh.
     /// This mesh keeps what comes before the first part; each part's
     /// triangles must name only its own vertices.
-    pub fn split_parts(
-        &mut self,
-        layout: &[(String, [u8; 3], [u64; 2], [u64; 2])],
-    ) -> Result<(), MeshError> {
-        let Some(&(_, _, [union_vertices, _], [union_triangles, _])) = layout.first() else {
+    pub fn split_parts(&mut self, layout: &[PartLayout]) -> Result<(), MeshError> {
+        let Some(first) = layout.first() else {
             return Ok(());
         };
+        let (union_vertices, union_triangles) = (first.vertices[0], first.triangles[0]);
         let mut parts = Vec::with_capacity(layout.len());
-        for (name, color, [v0, vn], [t0, tn]) in layout {
+        for PartLayout {
+            name,
+            color,
+            vertices: [v0, vn],
+            triangles: [t0, tn],
+        } in layout
+        {
             let bad = |what: &str| MeshError::Parts(format!("part {name:?}: {what}"));
             let vertices = usize::try_from(*v0)
                 .ok()
@@ -388,6 +403,45 @@ mod tests {
             marked: Vec::new(),
             parts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_parts_after_the_union_are_split_off_each_on_its_own_vertices() {
+        let cube = |x: f32| Mesh::cuboid([x, 0.0, 0.0], [x + 1.0, 1.0, 1.0]);
+        let mut joined = cube(0.0);
+        let union_vertices = joined.vertices.len() as u64;
+        let mut layout = Vec::new();
+        for (k, x) in [0.0f32, 2.0].into_iter().enumerate() {
+            let part = cube(x);
+            let base = joined.vertices.len() as u32;
+            layout.push(PartLayout {
+                name: format!("p{k}"),
+                color: [k as u8, 0, 0],
+                vertices: [u64::from(base), part.vertices.len() as u64],
+                triangles: [joined.triangles.len() as u64, part.triangles.len() as u64],
+            });
+            joined.vertices.extend(&part.vertices);
+            joined.triangles.extend(part.triangles.iter().map(|t| t.map(|i| i + base)));
+        }
+        let mut mesh = joined.clone();
+        mesh.split_parts(&layout).unwrap();
+        assert_eq!(mesh.vertices.len() as u64, union_vertices);
+        assert_eq!(mesh.triangles, cube(0.0).triangles);
+        assert_eq!(mesh.parts.len(), 2);
+        assert_eq!(mesh.parts[1].mesh.vertices, cube(2.0).vertices);
+        assert_eq!(mesh.parts[1].mesh.triangles, cube(2.0).triangles);
+        assert_eq!(mesh.parts[1].color, [1, 0, 0]);
+        // A part whose triangles reach another's vertices, or past the mesh, is refused.
+        let mut bad = layout.clone();
+        bad[1].vertices = [bad[1].vertices[0] + 1, 7];
+        assert!(joined.clone().split_parts(&bad).is_err());
+        let mut bad = layout;
+        bad[0].triangles[1] = 10_000;
+        assert!(joined.clone().split_parts(&bad).is_err());
+        assert_eq!(
+            part_file_names(["Leaf A", "leaf-a", "", "Ø"]),
+            ["leaf-a.stl", "leaf-a-2.stl", "part-3.stl", "part-4.stl"]
+        );
     }
 
     #[test]

@@ -269,6 +269,7 @@ fn help_lists_every_command_with_its_own_help_but_not_the_internal_worker() {
             "exec",
             "render",
             "captions-dataset",
+            "export-data",
             "caption",
             "doctor",
             "help"

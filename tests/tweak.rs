@@ -330,7 +330,7 @@ fn every_example_in_the_system_prompt_builds_and_names_its_dimensions() {
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap())
         .collect();
-    assert_eq!(examples.len(), 4, "the system prompt's examples");
+    assert_eq!(examples.len(), 5, "the system prompt's examples");
     for (i, code) in examples.iter().enumerate() {
         let script = dir.path().join(format!("example{i}.py"));
         std::fs::write(&script, code).unwrap();
@@ -343,6 +343,14 @@ fn every_example_in_the_system_prompt_builds_and_names_its_dimensions() {
             parameters.len() >= 3,
             "example {i} names {parameters:?}:\n{code}"
         );
+        // The assembly example is a result of named parts.
+        if code.contains("result = {") {
+            assert_eq!(
+                result["facts"]["parts"].as_array().map(Vec::len),
+                Some(2),
+                "{result}"
+            );
+        }
     }
 }
 

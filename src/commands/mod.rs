@@ -6,6 +6,7 @@
 //! - [`generate`], [`refine`]: one run of the loop, new or continued;
 //!   [`tweak`]: new parameter values for a run, no LLM.
 //! - [`batch`], [`bench`]: many runs (bench also scores them).
+//! - [`export_data`]: training data from runs.
 //! - [`serve`]: the studio, a local web app over a runs folder.
 //! - [`doctor`]: the environment, checked.
 //! - [`settings`]: each command family's settings, resolved once.
@@ -16,6 +17,7 @@ pub mod caption;
 pub mod captions_dataset;
 pub mod doctor;
 pub mod exec;
+pub mod export_data;
 pub mod generate;
 pub mod mcp;
 pub mod refine;

@@ -441,12 +441,16 @@ pub struct GeometryFacts {
 impl GeometryFacts {
     /// Where each part's mesh lies in the job's mesh, for
     /// [`Mesh::split_parts`]: name, colour, vertices and triangles.
-    pub fn part_layout(&self) -> Vec<(String, [u8; 3], [u64; 2], [u64; 2])> {
+    pub fn part_layout(&self) -> Vec<crate::mesh::PartLayout> {
         self.parts
             .iter()
             .filter_map(|p| {
-                p.mesh
-                    .map(|m| (p.name.clone(), p.rgb(), m.vertices, m.triangles))
+                p.mesh.map(|m| crate::mesh::PartLayout {
+                    name: p.name.clone(),
+                    color: p.rgb(),
+                    vertices: m.vertices,
+                    triangles: m.triangles,
+                })
             })
             .collect()
     }
