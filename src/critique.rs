@@ -120,23 +120,9 @@ fn verdict_of(rest: &str) -> Option<Verdict> {
 /// The geometry facts as the critique prompt and the record put them: one
 /// "- " line per fact, sizes in mm to 0.01.
 pub fn describe_facts(facts: &GeometryFacts) -> String {
-    let [x, y, z] = facts.bbox.size;
-    let [x0, y0, z0] = facts.bbox.min;
-    let [x1, y1, z1] = facts.bbox.max;
     let [cx, cy, cz] = facts.center_of_mass;
     let mut lines = vec![
-        format!(
-            "- bounding box: {} × {} × {} mm (X × Y × Z), from ({}, {}, {}) to ({}, {}, {})",
-            mm(x),
-            mm(y),
-            mm(z),
-            mm(x0),
-            mm(y0),
-            mm(z0),
-            mm(x1),
-            mm(y1),
-            mm(z1)
-        ),
+        format!("- bounding box: {}", extent(&facts.bbox, " (X × Y × Z)")),
         format!(
             "- volume: {} mm³; surface area: {} mm²",
             mm(facts.volume),
@@ -181,22 +167,11 @@ pub fn describe_facts(facts: &GeometryFacts) -> String {
             facts.parts.len()
         ));
         for part in &facts.parts {
-            let [x, y, z] = part.bbox.size;
-            let [x0, y0, z0] = part.bbox.min;
-            let [x1, y1, z1] = part.bbox.max;
             lines.push(format!(
-                "  - {:?} ({}): {} × {} × {} mm, from ({}, {}, {}) to ({}, {}, {}); volume {} mm³{}",
+                "  - {:?} ({}): {}; volume {} mm³{}",
                 part.name,
                 part.color,
-                mm(x),
-                mm(y),
-                mm(z),
-                mm(x0),
-                mm(y0),
-                mm(z0),
-                mm(x1),
-                mm(y1),
-                mm(z1),
+                extent(&part.bbox, ""),
                 mm(part.volume),
                 if part.solids == 1 {
                     String::new()
@@ -220,6 +195,14 @@ pub fn describe_facts(facts: &GeometryFacts) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// "40 × 20 × 10 mm`axes`, from (0, 0, 0) to (40, 20, 10)".
+fn extent(bbox: &crate::executor::BoundingBox, axes: &str) -> String {
+    let [x, y, z] = bbox.size.map(mm);
+    let [x0, y0, z0] = bbox.min.map(mm);
+    let [x1, y1, z1] = bbox.max.map(mm);
+    format!("{x} × {y} × {z} mm{axes}, from ({x0}, {y0}, {z0}) to ({x1}, {y1}, {z1})")
 }
 
 /// A length to 0.01 mm, without trailing zeros and without "-0".

@@ -421,7 +421,9 @@ mod tests {
                 triangles: [joined.triangles.len() as u64, part.triangles.len() as u64],
             });
             joined.vertices.extend(&part.vertices);
-            joined.triangles.extend(part.triangles.iter().map(|t| t.map(|i| i + base)));
+            joined
+                .triangles
+                .extend(part.triangles.iter().map(|t| t.map(|i| i + base)));
         }
         let mut mesh = joined.clone();
         mesh.split_parts(&layout).unwrap();

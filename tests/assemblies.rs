@@ -8,11 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use cadloop::executor::Job;
+use common::gltf::{glb_json, validate};
 use common::llm_server::{reply, ScriptedLlm};
-use common::parts::{fenced, generate_with};
+use common::parts::{fenced, generate_with, read_in_freecad};
 use common::{assert_exit, cadloop, run_json, text};
 use serde_json::Value;
 
@@ -23,14 +22,7 @@ const BOX_CHECKS: &str = "```checks\nCHECKS = [\n    bbox(60, 40, 33),\n    bbox
 
 const HINGE_CHECKS: &str = "```checks\nCHECKS = [\n    clearance(\"pin\", \"leaf a\", 0.15),\n    clearance(\"pin\", \"leaf b\", 0.15),\n    interference(\"leaf a\", \"leaf b\"),\n    bbox(4, 40, 4, part=\"pin\"),\n]\n```";
 
-fn statuses(attempt: &Value) -> Vec<String> {
-    attempt["result"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["status"].as_str().unwrap().to_string())
-        .collect()
-}
+use common::parts::check_statuses as statuses;
 
 fn part_names(facts: &Value) -> Vec<String> {
     facts["parts"]
@@ -44,46 +36,6 @@ fn part_names(facts: &Value) -> Vec<String> {
 /// Pixels of `image` for which `pick` holds.
 fn count(image: &image::RgbImage, pick: impl Fn([u8; 3]) -> bool) -> usize {
     image.pixels().filter(|p| pick(p.0)).count()
-}
-
-/// Reads `file` (model.step or model.FCStd) in a worker with `code`, which
-/// leaves what it read as `result`; the job's report.
-fn read_in_freecad(file: &Path, code: &str) -> cadloop::executor::ExecReport {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let pool = common::pool(1).await;
-        let scratch = tempfile::tempdir().unwrap();
-        let output = pool
-            .run(Job {
-                code: code.into(),
-                dir: scratch.path().to_path_buf(),
-                timeout: None,
-                inputs: vec![file.to_path_buf()],
-                checks: Vec::new(),
-            })
-            .await
-            .unwrap();
-        pool.shutdown().await;
-        output.report
-    })
-}
-
-/// The Khronos validator's report on `glb`.
-fn validate(glb: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gltf/validate.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(glb)
-        .output()
-        .expect("node runs (scripts/dev setup installs it)");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn glb_json(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let length = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    serde_json::from_slice(&bytes[20..20 + length]).unwrap()
 }
 
 fn part_stl(run: &Path, file: &str) -> cadloop::mesh::Mesh {

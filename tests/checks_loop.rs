@@ -22,14 +22,7 @@ fn cube_with_hole(d: u32) -> String {
     )
 }
 
-fn statuses(attempt: &Value) -> Vec<String> {
-    attempt["result"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["status"].as_str().unwrap().to_string())
-        .collect()
-}
+use common::parts::check_statuses as statuses;
 
 #[test]
 fn a_failing_check_reaches_the_critique_overrules_a_match_and_the_fixed_attempt_is_the_result() {

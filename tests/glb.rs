@@ -5,29 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::gltf::{glb_json, validate};
 use common::{assert_exit, cadloop, text};
 use serde_json::Value;
 
 fn examples() -> Vec<PathBuf> {
     common::files_in("freecad-scripts/examples", "py")
-}
-
-/// The validator's report on `glb`.
-fn validate(glb: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gltf/validate.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(glb)
-        .output()
-        .expect("node runs (scripts/dev setup installs it)");
-    assert!(
-        out.status.success(),
-        "the validator failed: {}",
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the validator prints JSON")
 }
 
 /// Triangle count and bounds of a binary STL.
@@ -50,13 +34,6 @@ fn stl_facts(path: &Path) -> (u64, [f32; 3], [f32; 3]) {
 }
 
 /// The JSON chunk of a GLB.
-fn glb_json(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let length = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    assert_eq!(&bytes[16..20], b"JSON");
-    serde_json::from_slice(&bytes[20..20 + length]).unwrap()
-}
-
 #[test]
 fn every_example_part_has_a_valid_glb_that_matches_its_stl() {
     let dir = tempfile::tempdir().unwrap();

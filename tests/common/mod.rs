@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod cpu;
+pub mod gltf;
 pub mod http;
 pub mod llm_server;
 pub mod local_model;

@@ -43,24 +43,46 @@ pub fn tiny_captioner() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-blip")
 }
 
+/// The statuses of a run.json attempt's checks, in order.
+pub fn check_statuses(attempt: &serde_json::Value) -> Vec<String> {
+    attempt["result"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The volume of a STEP file, measured by FreeCAD in a worker.
 pub fn step_volume(step: &Path) -> f64 {
+    read_in_freecad(
+        step,
+        "import FreeCAD\nimport Part\nresult = Part.read('model.step')\n",
+    )
+    .facts()
+    .expect("the STEP file reads")
+    .volume
+}
+
+/// Runs `code` in a worker with `file` in its folder (code that reads it
+/// and leaves what it read as `result`); the job's report.
+pub fn read_in_freecad(file: &Path, code: &str) -> cadloop::executor::ExecReport {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let pool = super::pool(1).await;
         let scratch = tempfile::tempdir().unwrap();
         let output = pool
             .run(Job {
-                code: "import FreeCAD\nimport Part\nresult = Part.read('model.step')\n".into(),
+                code: code.into(),
                 dir: scratch.path().to_path_buf(),
                 timeout: None,
-                inputs: vec![step.to_path_buf()],
+                inputs: vec![file.to_path_buf()],
                 checks: Vec::new(),
             })
             .await
             .unwrap();
         pool.shutdown().await;
-        output.report.facts().expect("the STEP file reads").volume
+        output.report
     })
 }
 
