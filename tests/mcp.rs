@@ -679,6 +679,10 @@ fn an_agent_building_parts_is_told_each_part_and_where_two_overlap() {
             ["build", {"code": hinge, "description": "a hinge",
                        "checks": "CHECKS = [clearance('pin', 'leaf a', 0.15), bbox(4, 40, 4, part='pin')]"}],
             ["tweak", {"run": "a-hinge", "values": {"CLEARANCE": 0.2}}],
+            {"resources": true},
+            {"read": "cadloop://runs/a-hinge/parts/pin.stl"},
+            {"read": "cadloop://runs/a-hinge/parts/../run.json"},
+            {"read": "cadloop://runs/a-hinge/parts/handle.stl"},
         ]),
     );
     let calls = seen["calls"].as_array().unwrap();
@@ -712,4 +716,24 @@ fn an_agent_building_parts_is_told_each_part_and_where_two_overlap() {
     let tweaked = &calls[1]["structured"];
     assert_eq!(tweaked["checks"]["passed"], 2, "{tweaked}");
     assert!(tweaked["notes"].is_null(), "{tweaked}");
+    // Each part's STL is a resource.
+    let uris: Vec<&str> = calls[2]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    for part in ["leaf-a", "leaf-b", "pin"] {
+        let uri = format!("cadloop://runs/a-hinge/parts/{part}.stl");
+        assert!(uris.contains(&uri.as_str()), "{uri}: {uris:?}");
+    }
+    let pin = &calls[3]["contents"][0];
+    assert_eq!(
+        pin["blob_bytes"].as_u64().unwrap(),
+        std::fs::metadata(runs.join("a-hinge/parts/pin.stl")).unwrap().len(),
+        "{pin}"
+    );
+    for refused in &calls[4..6] {
+        assert!(refused["raised"].is_string(), "{refused}");
+    }
 }

@@ -27,6 +27,32 @@ fn run_files() -> impl Iterator<Item = &'static str> {
         .chain([crate::report::RUN_FILE, crate::report::html::REPORT_FILE])
 }
 
+/// A run's per-part STL files (a result of named parts), as
+/// `parts/NAME.stl`: only plain files whose names cadloop gives
+/// (lower-case letters, digits and `-`).
+fn part_files(folder: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(folder.join(crate::mesh::PARTS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| is_part_file(name))
+        .map(|name| format!("{}/{name}", crate::mesh::PARTS_DIR))
+        .collect();
+    files.sort();
+    files
+}
+
+fn is_part_file(name: &str) -> bool {
+    name.strip_suffix(".stl").is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
+
 /// What comes before the system prompt's text in the guide.
 const GUIDE_HEAD: &str = "# Writing parts for cadloop\n\n\
 cadloop runs your FreeCAD Python headless, in a sandbox, and answers with the \
@@ -47,7 +73,8 @@ impl Cadloop {
             let Ok(folder) = self.run_folder(&row.id) else {
                 continue;
             };
-            for file in run_files() {
+            for file in run_files().map(String::from).chain(part_files(&folder)) {
+                let file = file.as_str();
                 let Ok(meta) = std::fs::metadata(folder.join(file)) else {
                     continue;
                 };
@@ -68,7 +95,8 @@ impl Cadloop {
             "run file",
         )
         .with_description(format!(
-            "A file of a run (the id `build`, `generate` or `runs` gave): {}",
+            "A file of a run (the id `build`, `generate` or `runs` gave): {}; and for a \
+             result of named parts, parts/NAME.stl for each",
             run_files().collect::<Vec<_>>().join(", ")
         ))])
     }
@@ -97,9 +125,14 @@ impl Cadloop {
                 "{uri:?} is not a cadloop resource: use {GUIDE_URI} or {RUNS_PREFIX}RUN/FILE"
             )));
         };
-        if !run_files().any(|f| f == file) {
+        let part = file
+            .strip_prefix(crate::mesh::PARTS_DIR)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(is_part_file);
+        if !part && !run_files().any(|f| f == file) {
             return Err(not_found(format!(
-                "a run has no resource {file:?}; its files are {}",
+                "a run has no resource {file:?}; its files are {}, and parts/NAME.stl for each \
+                 named part",
                 run_files().collect::<Vec<_>>().join(", ")
             )));
         }
@@ -107,6 +140,10 @@ impl Cadloop {
             .run_folder(id)
             .map_err(|_| not_found(format!("there is no run {id}; the `runs` tool lists them")))?;
         let path = folder.join(file);
+        // A part's STL only as the plain file cadloop wrote, never through a link.
+        if part && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Err(not_found(format!("run {id} has no {file}")));
+        }
         let bytes = tokio::fs::read(&path).await.map_err(|_| {
             not_found(format!(
                 "run {id} has no {file} (a run that built no solid has no model files)"
