@@ -730,7 +730,9 @@ fn an_agent_building_parts_is_told_each_part_and_where_two_overlap() {
     let pin = &calls[3]["contents"][0];
     assert_eq!(
         pin["blob_bytes"].as_u64().unwrap(),
-        std::fs::metadata(runs.join("a-hinge/parts/pin.stl")).unwrap().len(),
+        std::fs::metadata(runs.join("a-hinge/parts/pin.stl"))
+            .unwrap()
+            .len(),
         "{pin}"
     );
     for refused in &calls[4..6] {
