@@ -18,6 +18,8 @@ import time
 import FreeCAD
 import Part
 
+import cadloop_parts
+
 _sorted = sorted  # `bbox` has an argument named sorted
 
 V = FreeCAD.Vector
@@ -620,10 +622,8 @@ def interference(shape, part_a, part_b, max=0, *, parts):
 
 
 def _shared_volume(a, b):
-    if not a.BoundBox.intersect(b.BoundBox):
-        return 0.0
-    common = a.common(b)
-    return 0.0 if common.isNull() else common.Volume
+    common = cadloop_parts.common_shape(a, b)
+    return 0.0 if common is None else common.Volume
 
 
 def _part(parts, name):

@@ -91,14 +91,12 @@ def run_job(code, job_dir, checks_json="[]"):
                 source = None
                 diagnosis.append(healed)
                 facts = cadloop_measure.measure(shape)
-        if parts:
-            cadloop_parts.check_each(
-                parts, lambda part, measured: cadloop_measure.check_shape(part, measured, lines, namespace),
-                cadloop_measure.measure)
+        measured = cadloop_parts.measure_each(parts, lines, namespace)
         cadloop_measure.check_shape(shape, facts, lines, namespace)
         if parts:
-            facts["parts"], facts["pairs"] = cadloop_parts.facts(parts, cadloop_measure.measure)
-            diagnosis += cadloop_parts.notes(parts, facts["parts"], facts["pairs"], shape.BoundBox.DiagonalLength)
+            facts["parts"], facts["pairs"], shared = cadloop_parts.facts(parts, measured)
+            diagnosis += cadloop_parts.notes(parts, facts["parts"], facts["pairs"], shared,
+                                             shape.BoundBox.DiagonalLength)
         elif facts["solids"] > 1:
             diagnosis += cadloop_diagnose.notes(shape)
         checks = json.loads(checks_json)

@@ -119,6 +119,14 @@ def check_shape(shape, facts, lines, names=None):
 def tessellate(shape, facts):
     diagonal = shape.BoundBox.DiagonalLength
     deflection = max(diagonal * RELATIVE_DEFLECTION, MIN_DEFLECTION)
+    vertices, indices, _, _ = mesh_bytes(shape, deflection)
+    return vertices, indices, deflection
+
+
+def mesh_bytes(shape, deflection, first_vertex=0):
+    """`shape` tessellated with this chord deviation, as packed little-endian
+    arrays (f32 xyz, u32 triangle indices counted from `first_vertex`), and
+    how many vertices and triangles they hold."""
     mesh = MeshPart.meshFromShape(
         Shape=shape, LinearDeflection=deflection, AngularDeflection=ANGULAR_DEFLECTION, Relative=False
     )
@@ -128,8 +136,8 @@ def tessellate(shape, facts):
         flat.extend((p.x, p.y, p.z))
     idx = array.array("I")
     for tri in triangles:
-        idx.extend(tri)
+        idx.extend(first_vertex + i for i in tri)
     if sys.byteorder != "little":
         flat.byteswap()
         idx.byteswap()
-    return flat.tobytes(), idx.tobytes(), deflection
+    return flat.tobytes(), idx.tobytes(), len(points), len(triangles)

@@ -9,14 +9,12 @@ the parts add their own facts, the gaps and overlaps between them, one mesh
 each after the union's, one STEP product each and one FCStd object each.
 """
 
-import array
-import sys
-
 import FreeCAD
 import Part
 
 import cadloop_diagnose
 import cadloop_macro
+import cadloop_measure
 from cadloop_job import NO_SOLID, JobFailure
 
 # At most this many parts; more is not an assembly a person asked for in words.
@@ -165,50 +163,57 @@ def union(parts):
     return Part.makeCompound(shapes)
 
 
-def check_each(parts, check, measure):
-    """Refuses a part that is not a valid solid (`check`: the model's own
-    refusal), naming it."""
+def measure_each(parts, lines, names):
+    """Each part's geometry facts; refuses a part that is not a valid solid
+    (the model's own refusal), naming it."""
+    measured = []
     for part in parts:
+        facts = cadloop_measure.measure(part.shape)
         try:
-            check(part.shape, measure(part.shape))
+            cadloop_measure.check_shape(part.shape, facts, lines, names)
         except JobFailure as failure:
             failure.message = f"part {part.name!r}: " + failure.message
             raise
+        measured.append(facts)
+    return measured
 
 
 def hex_color(rgb):
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def facts(parts, measure):
-    """Each part's facts (`measure`: the model's own measuring) and, between
-    every two parts, the gap and the overlap."""
-    listed = []
-    for part in parts:
-        measured = measure(part.shape)
-        listed.append({
-            "name": part.name,
-            "color": hex_color(part.color),
-            "valid": measured["valid"],
-            "solids": measured["solids"],
-            "volume": measured["volume"],
-            "bbox": measured["bbox"],
-            "center_of_mass": measured["center_of_mass"],
-        })
-    return listed, pairs(parts)
+def facts(parts, measured):
+    """Each part's facts (`measured`: their geometry facts, measure_each)
+    and, between every two parts, the gap and the overlap; with the shapes
+    the overlapping pairs share (None for the others), for where they meet."""
+    listed = [{
+        "name": part.name,
+        "color": hex_color(part.color),
+        "valid": facts["valid"],
+        "solids": facts["solids"],
+        "volume": facts["volume"],
+        "bbox": facts["bbox"],
+        "center_of_mass": facts["center_of_mass"],
+    } for part, facts in zip(parts, measured)]
+    pair_facts, shared = pairs(parts)
+    return listed, pair_facts, shared
 
 
 def pairs(parts):
     """The gap (mm, 0 when they touch or overlap) and the overlap (mm³)
-    between every two parts; none past MAX_PAIRED parts."""
+    between every two parts, none past MAX_PAIRED parts; and the shape each
+    overlapping pair shares (None for the others)."""
     if len(parts) > MAX_PAIRED:
-        return []
-    found = []
+        return [], []
+    found, shared = [], []
     for i, a in enumerate(parts):
         for b in parts[i + 1:]:
             gap = distance(a.shape, b.shape)
-            found.append({"parts": [a.name, b.name], "gap": gap, "overlap": overlap(a.shape, b.shape) if gap <= TOUCH_MM else 0.0})
-    return found
+            common = overlap(a.shape, b.shape) if gap <= TOUCH_MM else None
+            found.append({"parts": [a.name, b.name], "gap": gap,
+                          "overlap": common.Volume if common is not None else 0.0})
+            shared.append(common)
+    return found, shared
 
 
 def distance(a, b):
@@ -218,37 +223,39 @@ def distance(a, b):
         return 0.0
 
 
-def overlap(a, b):
-    """The volume two shapes share, in mm³."""
+def common_shape(a, b):
+    """The shape two shapes share; None when their boxes do not meet or
+    nothing is shared. OpenCASCADE's errors reach the caller."""
     if not a.BoundBox.intersect(b.BoundBox):
-        return 0.0
+        return None
+    common = a.common(b)
+    return None if common.isNull() else common
+
+
+def overlap(a, b):
+    """The shape two parts share, when it is more than the booleans' noise
+    (OVERLAP_MM3) and can be computed; else None."""
     try:
-        common = a.common(b)
+        common = common_shape(a, b)
     except Exception:  # noqa: BLE001 - an overlap that cannot be computed is not reported
-        return 0.0
-    volume = common.Volume if not common.isNull() else 0.0
-    return volume if volume > OVERLAP_MM3 else 0.0
+        return None
+    return common if common is not None and common.Volume > OVERLAP_MM3 else None
 
 
-def notes(parts, part_facts, pair_facts, diagonal):
-    """What is worth saying of the parts: overlaps (interference), a part far
-    from every other, and a part that is itself several pieces apart."""
-    by_name = {p.name: p for p in parts}
+def notes(parts, part_facts, pair_facts, shared, diagonal):
+    """What is worth saying of the parts: overlaps (interference, where the
+    `shared` shape lies), a part far from every other, and a part that is
+    itself several pieces apart."""
     found = []
-    for pair in pair_facts:
-        if pair["overlap"] > 0:
+    for pair, common in zip(pair_facts, shared):
+        if common is not None:
             a, b = pair["parts"]
-            common = None
-            try:
-                common = by_name[a].shape.common(by_name[b].shape)
-            except Exception:  # noqa: BLE001 - the region is a help, never a failure
-                pass
             found.append(cadloop_diagnose.defect(
                 "interference",
                 f"parts {a!r} and {b!r} overlap by {pair['overlap']:.4g} mm^3",
                 "parts that fit together must only touch: move one, make it smaller, or cut the "
                 "other's room out of it (e.g. a hole with clearance for a pin)",
-                where=cadloop_diagnose.region([common]) if common is not None and common.Vertexes else None,
+                where=cadloop_diagnose.region([common]) if common.Vertexes else None,
                 severity=cadloop_diagnose.NOTE,
             ))
     if pair_facts and len(parts) > 1:
@@ -279,27 +286,16 @@ def notes(parts, part_facts, pair_facts, diagonal):
 def tessellate(parts, deflection, vertex_start, triangle_start):
     """Each part's mesh after the model's, with its place among the vertices
     and triangles as [first, count]; the bytes to append."""
-    import MeshPart
-
-    points_out = array.array("f")
-    index_out = array.array("I")
-    ranges = []
+    vertices, indices, ranges = [], [], []
     first_vertex, first_triangle = vertex_start, triangle_start
     for part in parts:
-        mesh = MeshPart.meshFromShape(Shape=part.shape, LinearDeflection=deflection, AngularDeflection=0.3,
-                                      Relative=False)
-        points, triangles = mesh.Topology
-        for p in points:
-            points_out.extend((p.x, p.y, p.z))
-        for tri in triangles:
-            index_out.extend(first_vertex + i for i in tri)
-        ranges.append({"vertices": [first_vertex, len(points)], "triangles": [first_triangle, len(triangles)]})
-        first_vertex += len(points)
-        first_triangle += len(triangles)
-    if sys.byteorder != "little":
-        points_out.byteswap()
-        index_out.byteswap()
-    return points_out.tobytes(), index_out.tobytes(), ranges
+        points, triangles, n_points, n_triangles = cadloop_measure.mesh_bytes(part.shape, deflection, first_vertex)
+        vertices.append(points)
+        indices.append(triangles)
+        ranges.append({"vertices": [first_vertex, n_points], "triangles": [first_triangle, n_triangles]})
+        first_vertex += n_points
+        first_triangle += n_triangles
+    return b"".join(vertices), b"".join(indices), ranges
 
 
 def assembly_document(parts):

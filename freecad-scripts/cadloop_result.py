@@ -62,15 +62,12 @@ def resolve_result(documents, namespace, lines):
         if errors:
             raise_recompute(errors, lines)
         return value.Shape, value.Document, []
-    if isinstance(value, dict):
-        errors = [e for d in documents for e in recompute_errors(d)]
-        if errors:
-            raise_recompute(errors, lines)
-        parts = cadloop_parts.from_mapping(value, namespace)
-        return cadloop_parts.union(parts), None, parts
     errors = [e for d in documents for e in recompute_errors(d)]
     if errors:
         raise_recompute(errors, lines)
+    if isinstance(value, dict):
+        parts = cadloop_parts.from_mapping(value, namespace)
+        return cadloop_parts.union(parts), None, parts
     # What FreeCAD's window would show: the visible end products of every
     # document the code made or used, whichever of them is active. A macro's
     # own `result` of another type (say, a count) does not hide them.

@@ -38,6 +38,15 @@ pub fn remove_file_if_present(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Removes the folder `path` and all it holds; a folder that is not there
+/// is no error.
+pub fn remove_dir_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
 /// Copies `from` to `to` atomically (through a temporary file beside `to`).
 pub fn copy_atomically(from: &Path, to: &Path) -> std::io::Result<()> {
     write_atomically(to, &std::fs::read(from)?)

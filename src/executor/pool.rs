@@ -208,10 +208,7 @@ fn prepare_dir(job: &Job) -> Result<(), ExecutorError> {
     for name in MODEL_FILES.iter().chain([&OUTPUT_FILE]) {
         crate::files::remove_file_if_present(&job.dir.join(name)).map_err(err)?;
     }
-    match std::fs::remove_dir_all(job.dir.join(PARTS_DIR)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
-        _ => {}
-    }
+    crate::files::remove_dir_if_present(&job.dir.join(PARTS_DIR)).map_err(err)?;
     std::fs::write(job.dir.join(CODE_FILE), &job.code).map_err(err)
 }
 

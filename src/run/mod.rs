@@ -257,13 +257,8 @@ impl RunDir {
     /// Removes an attempt's folder (one cut short before it was recorded).
     pub fn remove_attempt(&self, number: u32) -> Result<(), RunDirError> {
         let dir = self.attempt_dir(number);
-        match std::fs::remove_dir_all(&dir) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(RunDirError::Write {
-                path: dir,
-                source: err,
-            }),
-            _ => Ok(()),
-        }
+        files::remove_dir_if_present(&dir)
+            .map_err(|source| RunDirError::Write { path: dir, source })
     }
 
     /// Makes `attempt`'s models, views and sheet the run's result (the top
@@ -274,15 +269,10 @@ impl RunDir {
                 .map_err(|source| RunDirError::Write { path, source })?;
         }
         let parts = self.path.join(PARTS_DIR);
-        match std::fs::remove_dir_all(&parts) {
-            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(RunDirError::Write {
-                    path: parts,
-                    source,
-                })
-            }
-            _ => {}
-        }
+        files::remove_dir_if_present(&parts).map_err(|source| RunDirError::Write {
+            path: parts.clone(),
+            source,
+        })?;
         let Some(number) = attempt else {
             return Ok(());
         };
