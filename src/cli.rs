@@ -720,12 +720,23 @@ pub struct MetricArgs {
     /// Seed of the sampling.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+    /// How points are drawn: evenly spaced (Poisson disk) or independent
+    /// and uniform by area [default: the protocol's].
+    #[arg(long, value_enum)]
+    pub sampling: Option<SamplingArg>,
     /// Align the result to the reference before measuring [default: the protocol's].
     #[arg(long, value_enum)]
     pub align: Option<AlignArg>,
     /// Voxel cells along each side for the IoU.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub voxels: usize,
+}
+
+/// How points are drawn on a surface for scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplingArg {
+    Poisson,
+    Uniform,
 }
 
 /// How a result is aligned with its reference before scoring.

@@ -88,12 +88,16 @@ pub fn score_case(
 ) -> CaseScore {
     let compiled = model.is_some() && record.is_none_or(|r| r.outcome.has_model());
     let failed = || settings.protocol.failed();
-    let scores = reference.map(|reference| match model {
-        Some(model) if compiled => {
-            metrics::score(model, reference, settings).unwrap_or_else(|err| {
-                tracing::warn!(case = %case.item.id, "cannot score: {err}");
-                failed()
-            })
+    // The reference is sampled once for the result and the baselines.
+    let prepared = reference.map(|r| metrics::Reference::new(r, settings));
+    let scores = prepared.as_ref().map(|prepared| match (model, prepared) {
+        (Some(model), Ok(prepared)) if compiled => prepared.score(model).unwrap_or_else(|err| {
+            tracing::warn!(case = %case.item.id, "cannot score: {err}");
+            failed()
+        }),
+        (Some(_), Err(err)) if compiled => {
+            tracing::warn!(case = %case.item.id, "cannot score: {err}");
+            failed()
         }
         _ => failed(),
     });
@@ -101,7 +105,7 @@ pub fn score_case(
         (Some(model), Some(reference)) if compiled => metrics::absolute(model, reference).ok(),
         _ => None,
     };
-    let baselines = reference.and_then(|r| match metrics::baselines(r, settings) {
+    let baselines = prepared.and_then(|r| match r.and_then(|r| r.baselines()) {
         Ok(b) => Some(b),
         Err(err) => {
             tracing::warn!(case = %case.item.id, "no baselines: {err}");

@@ -19,13 +19,13 @@ use anyhow::bail;
 use crate::caption::CaptionSettings;
 use crate::cli::{
     AlignArg, CaptionArgs, EndpointArgs, GlobalArgs, LimitArgs, LlmArgs, LoopArgs, MetricArgs,
-    OnOff, ProtocolArg, RunFlags,
+    OnOff, ProtocolArg, RunFlags, SamplingArg,
 };
 use crate::config::{self, ExecutorFlags, FileConfig, LlmFlags};
 use crate::executor::ExecutorSettings;
 use crate::interrupt::{Cause, Interrupt};
 use crate::llm::{LlmSettings, Recording};
-use crate::metrics::{Align, MetricSettings, Protocol};
+use crate::metrics::{Align, MetricSettings, Protocol, Sampling};
 use crate::pipeline::{Engine, EngineSettings};
 use crate::prompts::Prompts;
 use crate::render::RenderSettings;
@@ -274,6 +274,11 @@ fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
     Ok(MetricSettings {
         samples,
         seed: args.seed,
+        sampling: match args.sampling {
+            Some(SamplingArg::Poisson) => Sampling::Poisson,
+            Some(SamplingArg::Uniform) => Sampling::Uniform,
+            None => own.sampling,
+        },
         align: match args.align {
             Some(AlignArg::Icp) => Align::Icp,
             Some(AlignArg::None) => Align::None,

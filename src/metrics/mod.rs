@@ -6,10 +6,12 @@
 //! against the case's reference with [`score`], measures [`absolute`]
 //! errors, and scores the [`baselines`] the same way.
 //!
-//! The protocols ([`Protocol`]; the README says where each comes from):
+//! The protocols ([`Protocol`]; the README says where each comes from, and
+//! [`Protocol::version`] which revision of each scored a bench folder):
 //!
-//! - **cadprompt** (CADPrompt's published evaluation): 1,000 points sampled
-//!   on each surface, each cloud normalised on its own (its mean to the
+//! - **cadprompt** (CADPrompt's published evaluation): 1,000 evenly spaced
+//!   points on each surface (Poisson disk, as Open3D draws them: see
+//!   [`poisson`]), each cloud normalised on its own (its mean to the
 //!   origin, its farthest point at distance 1), the result's cloud aligned
 //!   to the reference's by ICP from the identity (at most 2,000 rounds,
 //!   until the mean distance changes by less than 0.001); **pcd** = mean
@@ -18,25 +20,27 @@
 //!   **iogt** as the published code computes it (see [`published_iogt`]).
 //!   A case without a model scores pcd 1.73, hausdorff 1.73, iogt 0, and
 //!   counts in the medians.
-//! - **text2cad** (the DeepCAD evaluation Text2CAD reuses): each mesh
-//!   normalised into the unit cube (bounding-box centre to the origin,
-//!   longest side 1), 2,000 points on each surface, no alignment; **cd** =
-//!   (mean squared distance reference → result + mean squared distance
-//!   result → reference) × 10³. A case without a valid model has no score:
-//!   it is left out of the medians and counted in the invalidity ratio.
+//! - **text2cad** (the DeepCAD evaluation Text2CAD reuses): 2,000 points
+//!   drawn uniformly by area on each surface, in the mesh's own frame (the
+//!   frame DeepCAD's models and outputs share); a mesh with a coordinate
+//!   beyond ±2 is divided by its largest coordinate, as DeepCAD's
+//!   evaluation does to out-of-bounds outputs; no alignment; **cd** = (mean
+//!   squared distance reference → result + mean squared distance result →
+//!   reference) × 10³. A case without a valid model has no score: it is
+//!   left out of the medians and counted in the invalidity ratio.
 //! - **cadloop** (before the published protocols were pinned): each mesh
 //!   normalised into the unit cube, 1,000 points, ICP from each of the 24
 //!   axis rotations; **pcd** = the mean of the two directed mean distances,
 //!   **hausdorff**, **iogt** = intersection of the aligned bounding boxes ÷
 //!   the reference's box, **iou** on a voxel grid. A failure scores √3, √3, 0, 0.
 //!
-//! Points are drawn area-weighted and uniformly from a generator seeded
-//! per mesh, so the same settings always give the same scores. Under
-//! cadprompt and text2cad the result's points and the reference's come
-//! from different seeds, as two independent samplings do in the published
-//! code; under cadloop they share one.
+//! Points come from a generator seeded per mesh, so the same settings
+//! always give the same scores. Under cadprompt and text2cad the result's
+//! points and the reference's come from different seeds, as two independent
+//! samplings do in the published code; under cadloop they share one.
 
 mod icp;
+mod poisson;
 mod voxel;
 
 use std::collections::BTreeMap;
@@ -63,6 +67,31 @@ impl Protocol {
             Protocol::Text2cad => "text2cad",
             Protocol::Cadloop => "cadloop",
         }
+    }
+
+    /// The protocol's revision. Scores of different revisions do not
+    /// compare: cadprompt 2 draws its points by Poisson disk, as the
+    /// published code does (1 drew them uniformly); text2cad 2 keeps each
+    /// mesh in its own frame with DeepCAD's out-of-bounds rule (1 moved
+    /// each into the unit cube). A bench.json without one was scored by 1.
+    pub fn version(self) -> u32 {
+        match self {
+            Protocol::Cadprompt | Protocol::Text2cad => 2,
+            Protocol::Cadloop => 1,
+        }
+    }
+
+    /// What changed in the protocol's current revision, for a report that
+    /// rescores a folder scored by an earlier one.
+    pub fn changes_since(self, version: u32) -> Option<&'static str> {
+        if version >= self.version() {
+            return None;
+        }
+        Some(match self {
+            Protocol::Cadprompt => "points are now drawn by Poisson disk, as the published code draws them, not uniformly",
+            Protocol::Text2cad => "meshes now keep their own frame, divided by their largest coordinate only beyond ±2 as DeepCAD's evaluation does, not moved into the unit cube",
+            Protocol::Cadloop => "nothing",
+        })
     }
 
     /// The metrics the protocol reports, the headline first.
@@ -159,12 +188,38 @@ pub enum Align {
     Icp,
 }
 
+/// How points are drawn on a surface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// Independent points, uniform by area (what cadloop drew before
+    /// version 2 of cadprompt, so what a settings record without the field
+    /// means).
+    #[default]
+    Uniform,
+    /// Evenly spaced points: Poisson disk by weighted sample elimination.
+    Poisson,
+}
+
+impl Sampling {
+    /// The word `--sampling` and the reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampling::Uniform => "uniform",
+            Sampling::Poisson => "poisson",
+        }
+    }
+}
+
 /// How to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricSettings {
     pub protocol: Protocol,
     pub samples: usize,
     pub seed: u64,
+    /// How the points are drawn.
+    #[serde(default)]
+    pub sampling: Sampling,
     pub align: Align,
     /// Voxel cells along each side for the IoU (cadloop's protocol).
     pub voxels: usize,
@@ -173,15 +228,16 @@ pub struct MetricSettings {
 impl MetricSettings {
     /// The protocol's own settings.
     pub fn of(protocol: Protocol) -> MetricSettings {
-        let (samples, align) = match protocol {
-            Protocol::Cadprompt => (1000, Align::Icp),
-            Protocol::Text2cad => (2000, Align::None),
-            Protocol::Cadloop => (1000, Align::Icp),
+        let (samples, sampling, align) = match protocol {
+            Protocol::Cadprompt => (1000, Sampling::Poisson, Align::Icp),
+            Protocol::Text2cad => (2000, Sampling::Uniform, Align::None),
+            Protocol::Cadloop => (1000, Sampling::Uniform, Align::Icp),
         };
         MetricSettings {
             protocol,
             samples,
             seed: 0,
+            sampling,
             align,
             voxels: 64,
         }
@@ -190,7 +246,7 @@ impl MetricSettings {
     /// Whether a setting differs from the protocol's own.
     pub fn modified(&self) -> bool {
         let own = MetricSettings::of(self.protocol);
-        (self.samples, self.align) != (own.samples, own.align)
+        (self.samples, self.sampling, self.align) != (own.samples, own.sampling, own.align)
             || (self.protocol == Protocol::Cadloop && self.voxels != own.voxels)
     }
 
@@ -305,33 +361,71 @@ pub fn score(
     reference: &Mesh,
     settings: &MetricSettings,
 ) -> Result<Scores, MetricError> {
-    score_seeded(result, reference, settings, settings.result_seed())
+    Reference::new(reference, settings)?.score(result)
 }
 
-fn score_seeded(
-    result: &Mesh,
-    reference: &Mesh,
-    settings: &MetricSettings,
-    result_seed: u64,
-) -> Result<Scores, MetricError> {
-    let reference = Shape::of(reference, "reference")?;
-    let result = Shape::of(result, "result")?;
-    Ok(match settings.protocol {
-        Protocol::Cadprompt => cadprompt(&result, &reference, settings, result_seed),
-        Protocol::Text2cad => text2cad(&result, &reference, settings, result_seed),
-        Protocol::Cadloop => cadloop(&result, &reference, settings, result_seed),
-    })
+/// A reference made ready once for every score against it: its surface,
+/// and its points drawn and normalised as the protocol does.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    shape: Shape,
+    settings: MetricSettings,
+    truth: Vec<Point>,
 }
 
-/// The cadprompt protocol (module docs).
-fn cadprompt(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
-    let truth = unit_sphere(sample_surface(reference, s.samples, s.seed));
-    let mut made = unit_sphere(sample_surface(result, s.samples, result_seed));
-    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&truth);
-    if s.align == Align::Icp {
-        made = icp::icp_from_identity(&made, &truth_tree, &truth, 2000, 0.001);
+impl Reference {
+    pub fn new(mesh: &Mesh, settings: &MetricSettings) -> Result<Reference, MetricError> {
+        let shape = Shape::of(mesh, "reference")?;
+        let truth = match settings.protocol {
+            Protocol::Cadprompt => unit_sphere(settings.draw(&shape, settings.seed)),
+            Protocol::Text2cad => deepcad_frame(settings.draw(&shape, settings.seed)),
+            Protocol::Cadloop => settings.draw(&shape.normalised(), settings.seed),
+        };
+        Ok(Reference {
+            shape,
+            settings: *settings,
+            truth,
+        })
     }
-    cadprompt_points(&truth, &made)
+
+    /// Scores `result` against this reference.
+    pub fn score(&self, result: &Mesh) -> Result<Scores, MetricError> {
+        let result = Shape::of(result, "result")?;
+        Ok(self.score_shape(&result, self.settings.result_seed()))
+    }
+
+    fn score_shape(&self, result: &Shape, result_seed: u64) -> Scores {
+        let s = &self.settings;
+        match s.protocol {
+            Protocol::Cadprompt => cadprompt(result, &self.truth, s, result_seed),
+            Protocol::Text2cad => text2cad(result, &self.truth, s, result_seed),
+            Protocol::Cadloop => cadloop(result, &self.shape, &self.truth, s, result_seed),
+        }
+    }
+
+    /// What the shape-agnostic answers score against this reference.
+    pub fn baselines(&self) -> Result<Baselines, MetricError> {
+        let (lo, hi) = self.shape.bbox();
+        let boxed = Mesh::cuboid(lo.map(|v| v as f32), hi.map(|v| v as f32));
+        Ok(Baselines {
+            cube: self.score(&Mesh::cuboid([0.0; 3], [1.0; 3]))?,
+            bbox: self.score(&boxed)?,
+            noise: self.score_shape(
+                &self.shape,
+                self.settings.result_seed().wrapping_add(NOISE_STREAM),
+            ),
+        })
+    }
+}
+
+/// The cadprompt protocol (module docs); `truth` is the reference's cloud.
+fn cadprompt(result: &Shape, truth: &[Point], s: &MetricSettings, result_seed: u64) -> Scores {
+    let mut made = unit_sphere(s.draw(result, result_seed));
+    if s.align == Align::Icp {
+        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+        made = icp::icp_from_identity(&made, &truth_tree, truth, 2000, 0.001);
+    }
+    cadprompt_points(truth, &made)
 }
 
 /// CADPrompt's scores of two normalised, aligned point clouds.
@@ -348,18 +442,14 @@ fn cadprompt_points(truth: &[Point], made: &[Point]) -> Scores {
 }
 
 /// The text2cad protocol (module docs).
-fn text2cad(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
-    let reference = reference.normalised();
-    let truth = sample_surface(&reference, s.samples, s.seed);
-    let mut result = result.normalised();
+fn text2cad(result: &Shape, truth: &[Point], s: &MetricSettings, result_seed: u64) -> Scores {
+    let mut made = deepcad_frame(s.draw(result, result_seed));
     if s.align == Align::Icp {
-        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&truth);
-        let points = sample_surface(&result, s.samples, result_seed);
-        let motion = icp::icp(&points, &truth_tree, &truth);
-        result = result.map(|p| motion.apply(p));
+        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+        let motion = icp::icp(&made, &truth_tree, truth);
+        made = made.into_iter().map(|p| motion.apply(p)).collect();
     }
-    let made = sample_surface(&result, s.samples, result_seed);
-    Scores(BTreeMap::from([(Metric::Cd, chamfer(&truth, &made) * 1e3)]))
+    Scores(BTreeMap::from([(Metric::Cd, chamfer(truth, &made) * 1e3)]))
 }
 
 /// DeepCAD's Chamfer distance: the two directed mean squared distances, summed.
@@ -369,28 +459,47 @@ fn chamfer(truth: &[Point], made: &[Point]) -> f64 {
     mean_squared(truth, &made_tree) + mean_squared(made, &truth_tree)
 }
 
-/// The cadloop protocol (module docs).
-fn cadloop(result: &Shape, reference: &Shape, s: &MetricSettings, result_seed: u64) -> Scores {
+/// The cadloop protocol (module docs); `reference_points` are drawn on
+/// the normalised reference.
+fn cadloop(
+    result: &Shape,
+    reference: &Shape,
+    reference_points: &[Point],
+    s: &MetricSettings,
+    result_seed: u64,
+) -> Scores {
     let reference = reference.normalised();
     let mut result = result.normalised();
-    let reference_points = sample_surface(&reference, s.samples, s.seed);
-    let reference_tree: ImmutableKdTree<f64, 3> =
-        ImmutableKdTree::new_from_slice(&reference_points);
+    let reference_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(reference_points);
     if s.align == Align::Icp {
-        let result_points = sample_surface(&result, s.samples, result_seed);
-        let motion = icp::icp(&result_points, &reference_tree, &reference_points);
+        let result_points = s.draw(&result, result_seed);
+        let motion = icp::icp(&result_points, &reference_tree, reference_points);
         result = result.map(|p| motion.apply(p));
     }
-    let result_points = sample_surface(&result, s.samples, result_seed);
+    let result_points = s.draw(&result, result_seed);
     let result_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&result_points);
     let (to_reference_mean, to_reference_max) = directed(&result_points, &reference_tree);
-    let (to_result_mean, to_result_max) = directed(&reference_points, &result_tree);
+    let (to_result_mean, to_result_max) = directed(reference_points, &result_tree);
     Scores(BTreeMap::from([
         (Metric::Pcd, (to_reference_mean + to_result_mean) / 2.0),
         (Metric::Hausdorff, to_reference_max.max(to_result_max)),
         (Metric::Iogt, iogt(result.bbox(), reference.bbox())),
         (Metric::Iou, voxel::voxel_iou(&result, &reference, s.voxels)),
     ]))
+}
+
+/// DeepCAD's evaluation keeps points in their frame (its models lie within
+/// ±0.75) unless a coordinate lies beyond ±2; then every coordinate is
+/// divided by the largest in size.
+fn deepcad_frame(mut points: Vec<Point>) -> Vec<Point> {
+    const BOUND: f64 = 2.0;
+    let largest = points.iter().flatten().fold(0.0f64, |m, c| m.max(c.abs()));
+    if largest > BOUND {
+        for p in &mut points {
+            *p = p.map(|c| c / largest);
+        }
+    }
+    points
 }
 
 /// Points moved so their mean is the origin and the farthest lies at distance 1.
@@ -498,18 +607,7 @@ impl Baselines {
 
 /// The scores of the baselines against `reference`, so a result's scores have a scale.
 pub fn baselines(reference: &Mesh, settings: &MetricSettings) -> Result<Baselines, MetricError> {
-    let (lo, hi) = Shape::of(reference, "reference")?.bbox();
-    let boxed = Mesh::cuboid(lo.map(|v| v as f32), hi.map(|v| v as f32));
-    Ok(Baselines {
-        cube: score(&Mesh::cuboid([0.0; 3], [1.0; 3]), reference, settings)?,
-        bbox: score(&boxed, reference, settings)?,
-        noise: score_seeded(
-            reference,
-            reference,
-            settings,
-            settings.result_seed().wrapping_add(NOISE_STREAM),
-        )?,
-    })
+    Reference::new(reference, settings)?.baselines()
 }
 
 /// Sets the noise floor's second sampling apart from both others.
@@ -534,6 +632,16 @@ fn mean_squared(points: &[Point], tree: &ImmutableKdTree<f64, 3>) -> f64 {
         .map(|p| tree.nearest_one::<SquaredEuclidean>(p).distance)
         .sum();
     sum / points.len().max(1) as f64
+}
+
+impl MetricSettings {
+    /// `samples` points on `shape` by the settings' sampling.
+    fn draw(&self, shape: &Shape, seed: u64) -> Vec<Point> {
+        match self.sampling {
+            Sampling::Uniform => sample_surface(shape, self.samples, seed),
+            Sampling::Poisson => poisson::poisson_disk(shape, self.samples, seed),
+        }
+    }
 }
 
 /// `n` points on the surface, area weighted: a triangle is picked with

@@ -61,10 +61,23 @@ fn a_box_stretched_by_a_known_factor_under_cadloop() {
     );
 }
 
+/// Whether `sc` scores what two samplings of one surface score (`floor`).
+fn at_noise_floor(protocol: Protocol, sc: &Scores, floor: &Scores) -> bool {
+    protocol.metrics().iter().all(|&m| {
+        let (got, noise) = (get(sc, m), get(floor, m));
+        let spread = match m {
+            Metric::Iogt | Metric::Iou => 0.05,
+            Metric::Cd => 0.5 * noise.max(0.5),
+            _ => 0.5 * noise.max(0.01),
+        };
+        (got - noise).abs() <= spread
+    })
+}
+
 #[test]
-fn offset_and_scaled_copies_score_the_noise_floor_under_every_protocol() {
-    // Every protocol normalises each mesh on its own: a copy moved by a
-    // known offset, or scaled by 10, is the same shape, and scores what
+fn offset_and_scaled_copies_score_the_noise_floor_where_the_protocol_normalises() {
+    // cadprompt and cadloop normalise each mesh on its own: a copy moved by
+    // a known offset, or scaled by 10, is the same shape, and scores what
     // two samplings of one surface score (the noise floor), not 0 where
     // the two samplings are independent.
     let reference = cuboid([0.0; 3], [3.0, 2.0, 1.0]);
@@ -80,23 +93,67 @@ fn offset_and_scaled_copies_score_the_noise_floor_under_every_protocol() {
                 assert!(get(&sc, Metric::Pcd) < 1e-6, "{sc:?}");
                 continue;
             }
-            for &m in protocol.metrics() {
-                let (got, noise) = (get(&sc, m), get(&floor, m));
-                let spread = match m {
-                    Metric::Iogt | Metric::Iou => 0.05,
-                    Metric::Cd => 0.5 * noise.max(0.5),
-                    _ => 0.5 * noise.max(0.01),
-                };
-                assert!(
-                    (got - noise).abs() <= spread,
-                    "{protocol:?} {m:?}: {got} vs floor {noise}"
-                );
-            }
+            // text2cad keeps DeepCAD's frame: a move counts, while both
+            // meshes, beyond ±2, are divided by their largest coordinate,
+            // which undoes the scale about the origin.
+            let expected = protocol != Protocol::Text2cad || std::ptr::eq(copy, &scaled);
+            assert_eq!(
+                at_noise_floor(protocol, &sc, &floor),
+                expected,
+                "{protocol:?}: {sc:?} vs floor {floor:?}"
+            );
         }
         // Two samplings with different seeds never coincide.
         let first = protocol.metrics()[0];
         assert!(get(&floor, first) > 0.0, "{protocol:?}: {floor:?}");
     }
+}
+
+#[test]
+fn text2cad_keeps_deepcads_frame_and_divides_only_beyond_two() {
+    // DeepCAD's models lie within ±0.75: kept as they are.
+    let inside = vec![[0.75, -0.5, 0.0], [-0.2, 0.1, 1.9]];
+    assert_eq!(deepcad_frame(inside.clone()), inside);
+    // Out of bounds: every coordinate divided by the largest in size.
+    let outside = deepcad_frame(vec![[40.0, -5.0, 0.0], [10.0, 20.0, -80.0]]);
+    assert_eq!(outside, vec![[0.5, -0.0625, 0.0], [0.125, 0.25, -1.0]]);
+    // So a result 0.1 off in DeepCAD's units scores the offset's square,
+    // twice (both directions), × 10³: 20.
+    let reference = cuboid([0.0; 3], [0.75, 0.5, 0.25]);
+    let moved = cuboid([0.1, 0.0, 0.0], [0.85, 0.5, 0.25]);
+    let s = MetricSettings {
+        samples: 20_000,
+        ..MetricSettings::of(Protocol::Text2cad)
+    };
+    let cd = get(&score(&moved, &reference, &s).unwrap(), Metric::Cd);
+    // The faces across the move are 0.1 apart; the rest of the surface
+    // slides along itself, so the CD lies below 2 × 0.01 × 10³.
+    assert!(cd > 2.0 && cd < 20.0, "{cd}");
+}
+
+#[test]
+fn protocol_versions_say_what_changed_and_old_settings_read_as_uniform() {
+    assert_eq!(Protocol::Cadprompt.version(), 2);
+    assert!(Protocol::Cadprompt
+        .changes_since(1)
+        .unwrap()
+        .contains("Poisson disk"));
+    assert_eq!(Protocol::Cadprompt.changes_since(2), None);
+    assert_eq!(Protocol::Cadloop.changes_since(1), None);
+    assert_eq!(
+        MetricSettings::of(Protocol::Cadprompt).sampling,
+        Sampling::Poisson
+    );
+    // A settings record from before the field: what cadloop then drew.
+    let old: MetricSettings = serde_json::from_str(
+        r#"{"protocol":"cadprompt","samples":1000,"seed":0,"align":"icp","voxels":64}"#,
+    )
+    .unwrap();
+    assert_eq!(old.sampling, Sampling::Uniform);
+    assert!(
+        old.modified(),
+        "uniform points are not the protocol's own now"
+    );
 }
 
 #[test]
