@@ -49,6 +49,8 @@ pub struct Comparison {
     pub a: String,
     pub b: String,
     pub protocol: Protocol,
+    #[serde(default = "super::table::first_version")]
+    pub protocol_version: u32,
     pub paired: usize,
     pub only_a: Vec<String>,
     pub only_b: Vec<String>,
@@ -71,6 +73,16 @@ pub enum CompareError {
         pa: &'static str,
         pb: &'static str,
     },
+    #[error("{a} was scored with {pa} and {b} with {pb}: their numbers do not compare; score {older} again with `cadloop bench` (or `cadloop bench score`), which scores with this cadloop's protocols")]
+    Version {
+        a: String,
+        b: String,
+        pa: String,
+        pb: String,
+        older: String,
+    },
+    #[error("{a} and {b} were scored with different settings ({what}): their numbers do not compare; score both with the same --samples, --sampling and --align")]
+    Settings { a: String, b: String, what: String },
     #[error("{a} and {b} have no case in common (cases are paired by id)")]
     NoCommonCase { a: String, b: String },
 }
@@ -88,6 +100,34 @@ pub fn compare(
             b: b_name.into(),
             pa: a.protocol.as_str(),
             pb: b.protocol.as_str(),
+        });
+    }
+    if a.protocol_version != b.protocol_version {
+        let named = |r: &BenchReport| format!("{} version {}", r.protocol.as_str(), r.protocol_version);
+        return Err(CompareError::Version {
+            a: a_name.into(),
+            b: b_name.into(),
+            pa: named(a),
+            pb: named(b),
+            older: if a.protocol_version < b.protocol_version { a_name } else { b_name }.into(),
+        });
+    }
+    let (sa, sb) = (&a.settings, &b.settings);
+    let mut differ = Vec::new();
+    if sa.samples != sb.samples {
+        differ.push(format!("{} and {} points", sa.samples, sb.samples));
+    }
+    if sa.sampling != sb.sampling {
+        differ.push(format!("{} and {} sampling", sa.sampling.as_str(), sb.sampling.as_str()));
+    }
+    if sa.align != sb.align {
+        differ.push("one aligned, one not".to_string());
+    }
+    if !differ.is_empty() {
+        return Err(CompareError::Settings {
+            a: a_name.into(),
+            b: b_name.into(),
+            what: differ.join(", "),
         });
     }
     let in_b: HashMap<&str, &CaseScore> = b.cases.iter().map(|c| (c.id.as_str(), c)).collect();
@@ -128,6 +168,7 @@ pub fn compare(
         a: a_name.into(),
         b: b_name.into(),
         protocol: a.protocol,
+        protocol_version: a.protocol_version,
         paired: pairs.len(),
         only_a: a
             .cases
@@ -193,10 +234,11 @@ fn most_changed(pairs: &[(&CaseScore, &CaseScore)], metric: Metric) -> Vec<Chang
 /// The comparison as Markdown; `a_dir` and `b_dir` prefix the links to the case pages.
 pub fn markdown(c: &Comparison, a_dir: &str, b_dir: &str) -> String {
     let mut md = format!(
-        "# cadloop bench compare\n\nA = {}, B = {}; protocol {}; {} cases paired by id",
+        "# cadloop bench compare\n\nA = {}, B = {}; protocol {} version {}; {} cases paired by id",
         c.a,
         c.b,
         c.protocol.as_str(),
+        c.protocol_version,
         c.paired
     );
     if !c.only_a.is_empty() || !c.only_b.is_empty() {
@@ -372,5 +414,27 @@ mod tests {
         );
         let other = bench(vec![case(2, 0.1)]);
         assert!(compare(&a, &other, "A", "B").is_err());
+    }
+
+    #[test]
+    fn other_revisions_or_settings_of_one_protocol_are_refused() {
+        let a = bench(vec![case(1, 0.1)]);
+        // A folder scored by an earlier cadloop, read from its bench.json.
+        let mut text = serde_json::to_value(&a).unwrap();
+        text.as_object_mut().unwrap().remove("protocol_version");
+        let old: BenchReport = serde_json::from_value(text).unwrap();
+        assert_eq!(old.protocol_version, 1);
+        let err = compare(&old, &a, "old", "new").unwrap_err().to_string();
+        assert!(
+            err.contains("cadprompt version 1")
+                && err.contains("cadprompt version 2")
+                && err.contains("score old again"),
+            "{err}"
+        );
+        let mut uniform = a.clone();
+        uniform.settings.sampling = crate::metrics::Sampling::Uniform;
+        let err = compare(&a, &uniform, "A", "B").unwrap_err().to_string();
+        assert!(err.contains("poisson and uniform sampling"), "{err}");
+        assert!(compare(&a, &a.clone(), "A", "B").is_ok());
     }
 }

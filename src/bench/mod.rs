@@ -45,7 +45,7 @@ pub use compare::{compare, Comparison};
 pub use pages::{index, markdown};
 pub use score::{score_case, CaseScore, Cost};
 pub use sources::caption_sources;
-pub use table::{report, BenchReport, Price, Table};
+pub use table::{report, BenchReport, Price, ScoredBy, Table};
 
 /// A CADPrompt case's prompt file.
 pub const PROMPT_FILE: &str = "Natural_Language_Descriptions_Prompt.txt";

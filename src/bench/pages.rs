@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::batch;
-use crate::metrics::{Metric, Protocol, BASELINES};
+use crate::metrics::{Metric, Protocol, Sampling, BASELINES};
 use crate::report::index;
 
 use super::stats::Estimate;
@@ -25,14 +25,26 @@ fn protocol_line(report: &BenchReport) -> String {
         (Protocol::Cadprompt, _) => "ICP from the identity",
         _ => "ICP from the 24 axis rotations",
     };
+    let sampling = match s.sampling {
+        Sampling::Poisson => "evenly spaced (Poisson disk)",
+        Sampling::Uniform => "uniform by area",
+    };
     let modified = if report.modified {
         " — **modified**: a setting differs from the protocol's own, so these numbers do not sit beside published ones"
     } else {
         ""
     };
+    let rescored = report.rescored_from.map_or(String::new(), |before| {
+        format!(
+            " This folder was scored before with {} version {}; those numbers do not compare with these.",
+            before.protocol.as_str(),
+            before.version
+        )
+    });
     format!(
-        "Protocol **{}** ({what}){modified}: {} points per surface (seed {}), {align}. Intervals: 95 % percentile bootstrap over cases ({} resamples, seed {}).",
+        "Protocol **{} version {}** ({what}){modified}: {} points per surface, {sampling} (seed {}), {align}. Intervals: 95 % percentile bootstrap over cases ({} resamples, seed {}).{rescored}",
         report.protocol.as_str(),
+        report.protocol_version,
         s.samples,
         s.seed,
         report.bootstrap.resamples,

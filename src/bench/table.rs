@@ -209,6 +209,14 @@ fn cost_summary(cases: &[&CaseScore], price: Option<Price>) -> Option<CostSummar
 pub struct BenchReport {
     pub dataset: String,
     pub protocol: Protocol,
+    /// The protocol's revision that scored the cases ([`Protocol::version`]);
+    /// a bench.json without one was scored by revision 1.
+    #[serde(default = "first_version")]
+    pub protocol_version: u32,
+    /// What scored this folder before, when it was scored again under
+    /// another protocol or revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescored_from: Option<ScoredBy>,
     /// Every metric setting; `modified` when one differs from the protocol's own.
     pub settings: MetricSettings,
     pub modified: bool,
@@ -220,6 +228,32 @@ pub struct BenchReport {
     /// Per stratification column, per stratum.
     pub strata: BTreeMap<String, BTreeMap<String, Table>>,
     pub cases: Vec<CaseScore>,
+}
+
+pub(super) fn first_version() -> u32 {
+    1
+}
+
+/// A protocol and its revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoredBy {
+    pub protocol: Protocol,
+    pub version: u32,
+}
+
+impl ScoredBy {
+    /// What scored a bench.json, read field by field so that any earlier
+    /// cadloop's file reads; `None` when it is not a bench.json.
+    pub fn of_json(report: &serde_json::Value) -> Option<ScoredBy> {
+        let protocol = serde_json::from_value(report.get("protocol")?.clone()).ok()?;
+        let version = report
+            .get("protocol_version")
+            .map_or(Some(1), |v| v.as_u64())?;
+        Some(ScoredBy {
+            protocol,
+            version: u32::try_from(version).ok()?,
+        })
+    }
 }
 
 /// The bootstrap's settings, recorded with the intervals they made.
@@ -253,6 +287,8 @@ pub fn report(
     BenchReport {
         dataset: dataset.to_string(),
         protocol,
+        protocol_version: protocol.version(),
+        rescored_from: None,
         settings: *settings,
         modified: settings.modified(),
         bootstrap: Bootstrap {

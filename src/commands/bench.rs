@@ -92,6 +92,37 @@ pub async fn bench(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Exit
     finish_bench(dataset, &settings.metrics, price, &cases, scored, out)
 }
 
+/// What scored `out` before, when it was another protocol or revision
+/// than `report`'s; says so on stderr, and what changed.
+fn earlier_scoring(out: &Path, report: &bench::BenchReport) -> Option<bench::ScoredBy> {
+    let path = out.join("bench.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let before = bench::ScoredBy::of_json(&serde_json::from_str(&text).ok()?)?;
+    let now = bench::ScoredBy {
+        protocol: report.protocol,
+        version: report.protocol_version,
+    };
+    if before == now {
+        return None;
+    }
+    let change = if before.protocol == now.protocol {
+        now.protocol
+            .changes_since(before.version)
+            .map_or(String::new(), |c| format!(" ({c})"))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "note: {} was scored with {} version {}; it is now scored with {} version {}{change}, so its numbers change",
+        path.display(),
+        before.protocol.as_str(),
+        before.version,
+        now.protocol.as_str(),
+        now.version,
+    );
+    Some(before)
+}
+
 /// `--price-in` and `--price-out`, checked.
 fn price(args: &BenchArgs) -> anyhow::Result<Option<bench::Price>> {
     match (args.price_in, args.price_out) {
@@ -349,7 +380,8 @@ fn finish_bench(
     scored: Vec<bench::CaseScore>,
     out: &Path,
 ) -> anyhow::Result<ExitStatus> {
-    let report = bench::report(&dataset.display().to_string(), settings, price, scored);
+    let mut report = bench::report(&dataset.display().to_string(), settings, price, scored);
+    report.rescored_from = earlier_scoring(out, &report);
     write_json_atomically(&out.join("bench.json"), &report)?;
     index::write_index(out, &bench::index(out, &report, cases))
         .with_context(|| format!("cannot write {}", out.join(index::INDEX_FILE).display()))?;
