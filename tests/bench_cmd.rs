@@ -133,7 +133,7 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         "{cost}"
     );
     let md = std::fs::read_to_string(dir.path().join("bench/bench.md")).unwrap();
-    assert!(md.contains("Protocol **cadloop**"), "{md}");
+    assert!(md.contains("Protocol **cadloop version 1**"), "{md}");
     assert!(md.contains("| a fixed cube |"), "{md}");
     assert!(md.contains("At the given prices"), "{md}");
     let index = std::fs::read_to_string(dir.path().join("bench/index.html"))
@@ -241,6 +241,63 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         "{}",
         common::text(&out.stderr)
     );
+
+    // A folder an earlier cadloop scored under cadprompt's first revision
+    // (its bench.json has no protocol_version): scoring it again says so.
+    let old = dir.path().join("scored-cadprompt/bench.json");
+    let mut earlier = read_json(&old);
+    assert_eq!(earlier["protocol_version"], 2);
+    assert_eq!(earlier["settings"]["sampling"], "poisson");
+    earlier.as_object_mut().unwrap().remove("protocol_version");
+    std::fs::write(&old, earlier.to_string()).unwrap();
+    let out = cadloop(
+        dir.path(),
+        &[
+            "bench",
+            "score",
+            "theirs",
+            "--references",
+            "dataset.jsonl",
+            "--out",
+            "scored-cadprompt",
+        ],
+    );
+    assert_exit(&out, 0);
+    let said = common::text(&out.stderr);
+    assert!(
+        said.contains("was scored with cadprompt version 1")
+            && said.contains("now scored with cadprompt version 2")
+            && said.contains("Poisson disk"),
+        "{said}"
+    );
+    let rescored = read_json(&old);
+    assert_eq!(
+        rescored["rescored_from"],
+        serde_json::json!({"protocol": "cadprompt", "version": 1})
+    );
+    let md = std::fs::read_to_string(dir.path().join("scored-cadprompt/bench.md")).unwrap();
+    assert!(
+        md.contains("Protocol **cadprompt version 2**")
+            && md.contains("evenly spaced (Poisson disk)")
+            && md.contains("scored before with cadprompt version 1"),
+        "{md}"
+    );
+    // Scored again with the same revision: nothing to say.
+    let out = cadloop(
+        dir.path(),
+        &[
+            "bench",
+            "score",
+            "theirs",
+            "--references",
+            "dataset.jsonl",
+            "--out",
+            "scored-cadprompt",
+        ],
+    );
+    assert_exit(&out, 0);
+    assert!(!common::text(&out.stderr).contains("was scored with"));
+    assert!(read_json(&old).get("rescored_from").is_none());
 }
 
 /// The case with this id in a bench.json.
