@@ -279,7 +279,8 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     assert!(
         md.contains("Protocol **cadprompt version 2**")
             && md.contains("evenly spaced (Poisson disk)")
-            && md.contains("scored before with cadprompt version 1"),
+            && md.contains("scored before with cadprompt version 1")
+            && md.contains("Against the published procedure"),
         "{md}"
     );
     // Scored again with the same revision: nothing to say.

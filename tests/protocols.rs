@@ -51,7 +51,10 @@ fn agree(protocol: &str, metrics: &[&str]) {
         let ours = cadloop_medians(dir.path(), protocol, answer);
         let theirs = published_medians(dir.path(), protocol, answer, &ids);
         for &metric in metrics {
-            let (a, b) = (ours[metric].as_f64().unwrap(), theirs[metric].as_f64().unwrap());
+            let (a, b) = (
+                ours[metric].as_f64().unwrap(),
+                theirs[metric].as_f64().unwrap(),
+            );
             let off = if metric == "iogt" {
                 (a - b).abs()
             } else {
@@ -106,7 +109,9 @@ fn make_cases(dir: &Path) -> Vec<String> {
         let stl = |folder: &str| dir.join(folder).join(format!("{id}.stl"));
         reference.write_stl(&stl("refs")).unwrap();
         reference.write_stl(&stl("exact")).unwrap();
-        turned_and_moved(&reference).write_stl(&stl("near")).unwrap();
+        turned_and_moved(&reference)
+            .write_stl(&stl("near"))
+            .unwrap();
         block.write_stl(&stl("far")).unwrap();
         dataset += &format!(
             "{}\n",

@@ -103,13 +103,19 @@ pub fn compare(
         });
     }
     if a.protocol_version != b.protocol_version {
-        let named = |r: &BenchReport| format!("{} version {}", r.protocol.as_str(), r.protocol_version);
+        let named =
+            |r: &BenchReport| format!("{} version {}", r.protocol.as_str(), r.protocol_version);
         return Err(CompareError::Version {
             a: a_name.into(),
             b: b_name.into(),
             pa: named(a),
             pb: named(b),
-            older: if a.protocol_version < b.protocol_version { a_name } else { b_name }.into(),
+            older: if a.protocol_version < b.protocol_version {
+                a_name
+            } else {
+                b_name
+            }
+            .into(),
         });
     }
     let (sa, sb) = (&a.settings, &b.settings);
@@ -118,7 +124,11 @@ pub fn compare(
         differ.push(format!("{} and {} points", sa.samples, sb.samples));
     }
     if sa.sampling != sb.sampling {
-        differ.push(format!("{} and {} sampling", sa.sampling.as_str(), sb.sampling.as_str()));
+        differ.push(format!(
+            "{} and {} sampling",
+            sa.sampling.as_str(),
+            sb.sampling.as_str()
+        ));
     }
     if sa.align != sb.align {
         differ.push("one aligned, one not".to_string());

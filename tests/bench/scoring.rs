@@ -44,7 +44,10 @@ fn example_parts(dir: &Path) -> Vec<Mesh> {
         .enumerate()
         .map(|(i, script)| {
             let out = format!("part-{i}");
-            cadloop(dir, &["exec", script.to_str().unwrap(), "--out", &out, "--quiet"]);
+            cadloop(
+                dir,
+                &["exec", script.to_str().unwrap(), "--out", &out, "--quiet"],
+            );
             read_stl(&dir.join(out).join("model.stl")).unwrap()
         })
         .collect()
@@ -122,8 +125,5 @@ fn main() {
         "  Poisson-disk points:       {poisson:6.2} s, {:.2} s per 20 cases",
         poisson / CASES as f64 * 20.0
     );
-    println!(
-        "  ratio {:.2}× the baseline (goal ≤ 2×)",
-        poisson / uniform
-    );
+    println!("  ratio {:.2}× the baseline (goal ≤ 2×)", poisson / uniform);
 }
