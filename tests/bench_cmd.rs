@@ -459,3 +459,59 @@ fn the_cube_and_bounding_box_baselines_match_an_independent_computation() {
         "noise {noise}, box {bbox}, block {system}, cube {cube}"
     );
 }
+
+#[test]
+fn metric_settings_out_of_range_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("theirs")).unwrap();
+    std::fs::write(
+        dir.path().join("dataset.jsonl"),
+        "{\"id\": \"a\", \"prompt\": \"a box\"}\n",
+    )
+    .unwrap();
+    for (flags, says) in [
+        (&["--samples", "5"][..], "use 10 to 1000000"),
+        (
+            &["--samples", "200000"][..],
+            "too many for Poisson-disk points (at most 100000); use fewer, or --sampling uniform",
+        ),
+        (&["--voxels", "300"][..], "use 8 to 256"),
+    ] {
+        let mut args = vec![
+            "bench",
+            "score",
+            "theirs",
+            "--references",
+            "dataset.jsonl",
+            "--out",
+            "scored",
+        ];
+        args.extend_from_slice(flags);
+        let out = cadloop(dir.path(), &args);
+        assert_exit(&out, 2);
+        assert!(
+            common::text(&out.stderr).contains(says),
+            "{flags:?}: {}",
+            common::text(&out.stderr)
+        );
+        assert!(!dir.path().join("scored").exists(), "{flags:?}");
+    }
+    // Uniform points may be that many.
+    let out = cadloop(
+        dir.path(),
+        &[
+            "bench",
+            "score",
+            "theirs",
+            "--references",
+            "dataset.jsonl",
+            "--out",
+            "scored",
+            "--samples",
+            "200000",
+            "--sampling",
+            "uniform",
+        ],
+    );
+    assert_exit(&out, 0);
+}

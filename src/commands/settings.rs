@@ -257,6 +257,9 @@ fn endpoint_flags(endpoint: &EndpointArgs) -> LlmFlags {
     }
 }
 
+/// The most points `--sampling poisson` draws per surface (about 300 MB at work).
+const MAX_POISSON_SAMPLES: usize = 100_000;
+
 /// Checked metric settings from the flags.
 fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
     let own = MetricSettings::of(match args.protocol {
@@ -271,14 +274,21 @@ fn metric_settings(args: &MetricArgs) -> anyhow::Result<MetricSettings> {
     if !(8..=256).contains(&args.voxels) {
         bail!("--voxels {} is out of range; use 8 to 256", args.voxels);
     }
+    let sampling = match args.sampling {
+        Some(SamplingArg::Poisson) => Sampling::Poisson,
+        Some(SamplingArg::Uniform) => Sampling::Uniform,
+        None => own.sampling,
+    };
+    // Poisson disk keeps five candidates per point and their neighbours in memory.
+    if sampling == Sampling::Poisson && samples > MAX_POISSON_SAMPLES {
+        bail!(
+            "--samples {samples} is too many for Poisson-disk points (at most {MAX_POISSON_SAMPLES}); use fewer, or --sampling uniform"
+        );
+    }
     Ok(MetricSettings {
         samples,
         seed: args.seed,
-        sampling: match args.sampling {
-            Some(SamplingArg::Poisson) => Sampling::Poisson,
-            Some(SamplingArg::Uniform) => Sampling::Uniform,
-            None => own.sampling,
-        },
+        sampling,
         align: match args.align {
             Some(AlignArg::Icp) => Align::Icp,
             Some(AlignArg::None) => Align::None,
