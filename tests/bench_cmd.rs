@@ -182,6 +182,7 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
             ],
         );
         assert_exit(&out, 0);
+        out
     };
     score("scored", "cadloop");
     let again = read_json(&dir.path().join("scored/bench.json"));
@@ -250,19 +251,7 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     assert_eq!(earlier["settings"]["sampling"], "poisson");
     earlier.as_object_mut().unwrap().remove("protocol_version");
     std::fs::write(&old, earlier.to_string()).unwrap();
-    let out = cadloop(
-        dir.path(),
-        &[
-            "bench",
-            "score",
-            "theirs",
-            "--references",
-            "dataset.jsonl",
-            "--out",
-            "scored-cadprompt",
-        ],
-    );
-    assert_exit(&out, 0);
+    let out = score("scored-cadprompt", "cadprompt");
     let said = common::text(&out.stderr);
     assert!(
         said.contains("was scored with cadprompt version 1")
@@ -284,19 +273,7 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         "{md}"
     );
     // Scored again with the same revision: nothing to say.
-    let out = cadloop(
-        dir.path(),
-        &[
-            "bench",
-            "score",
-            "theirs",
-            "--references",
-            "dataset.jsonl",
-            "--out",
-            "scored-cadprompt",
-        ],
-    );
-    assert_exit(&out, 0);
+    let out = score("scored-cadprompt", "cadprompt");
     assert!(!common::text(&out.stderr).contains("was scored with"));
     assert!(read_json(&old).get("rescored_from").is_none());
 }

@@ -225,15 +225,17 @@ fn published_medians(dir: &Path, protocol: &str, answer: &str, ids: &[String]) -
     let file = dir.join(format!("cases-{answer}.json"));
     std::fs::write(&file, serde_json::to_string(&cases).unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protocols/published.py");
-    let output = Command::new(reference_python())
-        .current_dir(dir)
-        .env("OMP_NUM_THREADS", "1")
-        .arg(script)
-        .arg(protocol)
-        .arg(&file)
-        .args(SEEDS.map(|s| s.to_string()))
-        .output()
-        .unwrap();
+    let output = Command::new(common::python::venv_python_with(&[
+        "open3d", "sklearn", "scipy",
+    ]))
+    .current_dir(dir)
+    .env("OMP_NUM_THREADS", "1")
+    .arg(script)
+    .arg(protocol)
+    .arg(&file)
+    .args(SEEDS.map(|s| s.to_string()))
+    .output()
+    .unwrap();
     assert!(
         output.status.success(),
         "published.py failed: {}",
@@ -252,19 +254,4 @@ fn published_medians(dir: &Path, protocol: &str, answer: &str, ids: &[String]) -
         means.insert(metric.clone(), json!(mean));
     }
     Value::Object(means)
-}
-
-/// The venv's interpreter, checked for the reference's libraries.
-fn reference_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import open3d, sklearn, scipy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "{} lacks open3d, scikit-learn or scipy: run scripts/dev setup",
-        python.display()
-    );
-    python
 }

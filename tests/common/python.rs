@@ -5,15 +5,21 @@ use std::process::{Command, Output};
 
 /// The venv's interpreter, checked for the packages the captioner's scripts need.
 pub fn python() -> PathBuf {
+    venv_python_with(&["torch", "transformers", "sacrebleu", "onnxruntime"])
+}
+
+/// The venv's interpreter, checked for `modules` (which scripts/dev setup installs).
+pub fn venv_python_with(modules: &[&str]) -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let ready = Command::new(&python)
-        .args(["-c", "import torch, transformers, sacrebleu, onnxruntime"])
+        .args(["-c", &format!("import {}", modules.join(", "))])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ready,
-        "{} lacks torch, transformers, sacrebleu or onnxruntime: run scripts/dev setup",
-        python.display()
+        "{} lacks one of {}: run scripts/dev setup",
+        python.display(),
+        modules.join(", ")
     );
     python
 }
