@@ -87,11 +87,12 @@ impl Protocol {
         if version >= self.version() {
             return None;
         }
-        Some(match self {
-            Protocol::Cadprompt => "points are now drawn by Poisson disk, as the published code draws them, not uniformly",
-            Protocol::Text2cad => "meshes now keep their own frame, divided by their largest coordinate only beyond ±2 as DeepCAD's evaluation does, not moved into the unit cube",
-            Protocol::Cadloop => "nothing",
-        })
+        match self {
+            Protocol::Cadprompt => Some("points are now drawn by Poisson disk, as the published code draws them, not uniformly"),
+            Protocol::Text2cad => Some("meshes now keep their own frame, divided by their largest coordinate only beyond ±2 as DeepCAD's evaluation does, not moved into the unit cube"),
+            // Still at its first revision.
+            Protocol::Cadloop => None,
+        }
     }
 
     /// The metrics the protocol reports, the headline first.

@@ -46,32 +46,22 @@ fn eliminate(candidates: Vec<Point>, n: usize, area: f64) -> Vec<Point> {
     let weight_of = |d2: f64| (1.0 - d2.sqrt().max(r_min) / r_max).max(0.0).powi(ALPHA);
 
     // The candidates never move, so each one's neighbours within r_max and
-    // what each adds to the other's crowding are found once, and kept in
-    // one list: candidate i's are near[first[i]..first[i + 1]].
+    // what each adds to the other's crowding are found once.
     let pairs = close_pairs(&candidates, r_max);
-    let mut first = vec![0usize; m + 1];
-    for &(i, j, _) in &pairs {
-        first[i as usize + 1] += 1;
-        first[j as usize + 1] += 1;
-    }
-    for i in 1..=m {
-        first[i] += first[i - 1];
-    }
-    let mut near = vec![(0u32, 0.0f64); first[m]];
-    let mut next = first.clone();
-    let mut weights = vec![0.0; m];
-    for (i, j, d2) in pairs {
-        let w = weight_of(d2);
-        for (a, b) in [(i, j), (j, i)] {
-            near[next[a as usize]] = (b, w);
-            next[a as usize] += 1;
-            weights[a as usize] += w;
-        }
-    }
+    let near = Groups::of(
+        m,
+        pairs.iter().flat_map(|&(i, j, d2)| {
+            let w = weight_of(d2);
+            [(i as usize, (j, w)), (j as usize, (i, w))]
+        }),
+    );
+    let weights: Vec<f64> = (0..m)
+        .map(|i| near.of_key(i).iter().map(|&(_, w)| w).sum())
+        .collect();
     let mut queue = Crowding::new(weights);
     for _ in n..m {
         let gone = queue.pop_most_crowded();
-        for &(j, w) in &near[first[gone]..first[gone + 1]] {
+        for &(j, w) in near.of_key(gone) {
             queue.lessen(j as usize, w);
         }
     }
@@ -112,22 +102,11 @@ fn close_pairs(points: &[Point], radius: f64) -> Vec<(u32, u32, f64)> {
     let cell_of =
         |p: &Point| [0, 1, 2].map(|k| (((p[k] - lo[k]) / side) as usize).min(dims[k] - 1));
     let slot = |c: [usize; 3]| (c[0] * dims[1] + c[1]) * dims[2] + c[2];
-    // The points ordered by cube (a counting sort): cube c holds
-    // order[first[c]..first[c + 1]].
     let cells: Vec<[usize; 3]> = points.iter().map(cell_of).collect();
-    let mut first = vec![0usize; dims.iter().product::<usize>() + 1];
-    for &c in &cells {
-        first[slot(c) + 1] += 1;
-    }
-    for s in 1..first.len() {
-        first[s] += first[s - 1];
-    }
-    let mut order = vec![0u32; points.len()];
-    let mut next = first.clone();
-    for (i, &c) in cells.iter().enumerate() {
-        order[next[slot(c)]] = i as u32;
-        next[slot(c)] += 1;
-    }
+    let cubes = Groups::of(
+        dims.iter().product(),
+        cells.iter().enumerate().map(|(i, &c)| (slot(c), i as u32)),
+    );
     let ahead: Vec<[isize; 3]> = (-1..=1)
         .flat_map(|x| (-1..=1).flat_map(move |y| (-1..=1).map(move |z| [x, y, z])))
         .filter(|&d| d > [0, 0, 0])
@@ -141,11 +120,7 @@ fn close_pairs(points: &[Point], radius: f64) -> Vec<(u32, u32, f64)> {
         }
     };
     for (i, &c) in cells.iter().enumerate() {
-        let own = slot(c);
-        for &j in order[first[own]..first[own + 1]]
-            .iter()
-            .filter(|&&j| j as usize > i)
-        {
+        for &j in cubes.of_key(slot(c)).iter().filter(|&&j| j as usize > i) {
             test(i, j, &mut pairs);
         }
         for d in &ahead {
@@ -153,13 +128,45 @@ fn close_pairs(points: &[Point], radius: f64) -> Vec<(u32, u32, f64)> {
             let [Some(x), Some(y), Some(z)] = near else {
                 continue;
             };
-            let s = slot([x, y, z]);
-            for &j in &order[first[s]..first[s + 1]] {
+            for &j in cubes.of_key(slot([x, y, z])) {
                 test(i, j, &mut pairs);
             }
         }
     }
     pairs
+}
+
+/// Values grouped by a key below a known bound (a counting sort): each
+/// group holds its values in the order they came.
+struct Groups<T> {
+    /// Group k is `values[first[k]..first[k + 1]]`.
+    first: Vec<usize>,
+    values: Vec<T>,
+}
+
+impl<T: Copy + Default> Groups<T> {
+    /// `items` (key, value), every key below `keys`; read twice, to count
+    /// and to place.
+    fn of(keys: usize, items: impl Iterator<Item = (usize, T)> + Clone) -> Groups<T> {
+        let mut first = vec![0usize; keys + 1];
+        for (key, _) in items.clone() {
+            first[key + 1] += 1;
+        }
+        for k in 1..first.len() {
+            first[k] += first[k - 1];
+        }
+        let mut values = vec![T::default(); first[keys]];
+        let mut next = first.clone();
+        for (key, value) in items {
+            values[next[key]] = value;
+            next[key] += 1;
+        }
+        Groups { first, values }
+    }
+
+    fn of_key(&self, key: usize) -> &[T] {
+        &self.values[self.first[key]..self.first[key + 1]]
+    }
 }
 
 fn squared_distance(a: &Point, b: &Point) -> f64 {
