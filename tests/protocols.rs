@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cadloop::mesh::{read_stl, Mesh};
@@ -84,13 +84,7 @@ fn agree(protocol: &str, metrics: &[&str]) {
 /// The references (refs/ID.stl), the three answer sets (ANSWER/ID.stl) and
 /// dataset.jsonl in `dir`; gives the case ids.
 fn make_cases(dir: &Path) -> Vec<String> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&examples)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .collect();
-    scripts.sort();
+    let scripts = common::files_in("freecad-scripts/examples", "py");
     assert!(scripts.len() >= 20, "{} examples", scripts.len());
     for folder in ["refs", "far", "near", "exact"] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();

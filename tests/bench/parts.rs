@@ -2,6 +2,9 @@
 //! first parameter, and that parameter's value made 10 % larger; and the
 //! median of their times.
 
+// Each benchmark uses some of these.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -8,11 +8,14 @@
 //!
 //! Run with `cargo bench --bench scoring` (or `scripts/dev bench`).
 
-use std::path::{Path, PathBuf};
+mod parts;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use cadloop::mesh::{read_stl, Mesh};
+use parts::{examples, median};
 
 const CASES: usize = 200;
 const ROUNDS: usize = 3;
@@ -32,18 +35,12 @@ fn cadloop(dir: &Path, args: &[&str]) {
 
 /// The example parts' meshes.
 fn example_parts(dir: &Path) -> Vec<Mesh> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("freecad-scripts/examples");
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(examples)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .collect();
-    scripts.sort();
-    scripts
-        .iter()
-        .enumerate()
-        .map(|(i, script)| {
-            let out = format!("part-{i}");
+    examples()
+        .into_iter()
+        .map(|(name, code)| {
+            let script = dir.join(format!("{name}.py"));
+            std::fs::write(&script, code).unwrap();
+            let out = format!("part-{name}");
             cadloop(
                 dir,
                 &["exec", script.to_str().unwrap(), "--out", &out, "--quiet"],
@@ -68,7 +65,7 @@ fn turned(mesh: &Mesh, degrees: f32, shift: f32) -> Mesh {
 
 /// Median seconds of `rounds` runs of `bench score` with `extra` flags.
 fn time_scoring(dir: &Path, extra: &[&str], rounds: usize) -> f64 {
-    let mut runs: Vec<f64> = (0..rounds)
+    let runs: Vec<f64> = (0..rounds)
         .map(|round| {
             let out = format!("scored-{}-{round}", extra.join("-"));
             let mut args = vec![
@@ -87,8 +84,7 @@ fn time_scoring(dir: &Path, extra: &[&str], rounds: usize) -> f64 {
             start.elapsed().as_secs_f64()
         })
         .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
+    median(runs)
 }
 
 fn main() {
