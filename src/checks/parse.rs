@@ -110,9 +110,11 @@ fn lex(source: &str) -> Result<Vec<Token>, ChecksError> {
             end: i,
         });
     }
+    // The end is placed on the last line that holds anything: a trailing
+    // newline or blank lines would otherwise name a line past the text.
     tokens.push(Token {
         tok: Tok::End,
-        line,
+        line: tokens.last().map_or(1, |t| t.line),
         start: source.len(),
         end: source.len(),
     });
@@ -571,6 +573,8 @@ mod tests {
             ("CHECKS = [bbox(1) $ 2]", 1, "unexpected `$`"),
             ("CHECKS = [bbox('open)]", 1, "not closed"),
             ("CHECKS = [bbox(1)", 1, "to close the list"),
+            ("CHECKS = [\n  bbox(1),\n\n\n", 2, "found the end"),
+            ("\n", 1, "to open the list"),
         ];
         for (source, line, words) in cases {
             let err = Checks::parse(source).unwrap_err();
