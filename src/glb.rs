@@ -69,9 +69,6 @@ pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
             .map(|p| (p.name.as_str(), Some(p.color), &p.mesh))
             .collect()
     };
-    if pieces.iter().any(|(_, _, m)| m.triangles.is_empty()) {
-        return Err(GlbError::Empty);
-    }
     let mut bin = Vec::new();
     let (mut views, mut accessors, mut meshes, mut materials) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -81,15 +78,12 @@ pub fn to_bytes(mesh: &Mesh, generator: &str) -> Result<Vec<u8>, GlbError> {
         let corners = piece.triangles.len() * 3;
         let mut positions = Vec::with_capacity(corners * 12);
         let mut normals = Vec::with_capacity(corners * 12);
-        let mut lo = [f32::INFINITY; 3];
-        let mut hi = [f32::NEG_INFINITY; 3];
+        let (lo, hi) = piece.bounds().ok_or(GlbError::Empty)?;
         for triangle in &piece.triangles {
             let [a, b, c] = triangle.map(|i| piece.vertices[i as usize]);
             let normal = unit_normal(a, b, c);
             for point in [a, b, c] {
                 for axis in 0..3 {
-                    lo[axis] = lo[axis].min(point[axis]);
-                    hi[axis] = hi[axis].max(point[axis]);
                     positions.extend_from_slice(&point[axis].to_le_bytes());
                     normals.extend_from_slice(&normal[axis].to_le_bytes());
                 }

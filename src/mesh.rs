@@ -133,6 +133,23 @@ impl Mesh {
         }
     }
 
+    /// The box around the corners of the triangles, `(lo, hi)`; `None`
+    /// when there are no triangles.
+    pub fn bounds(&self) -> Option<([f32; 3], [f32; 3])> {
+        let mut corners = self
+            .triangles
+            .iter()
+            .flatten()
+            .map(|&i| self.vertices[i as usize]);
+        let first = corners.next()?;
+        Some(corners.fold((first, first), |(lo, hi), p| {
+            (
+                [0, 1, 2].map(|k| lo[k].min(p[k])),
+                [0, 1, 2].map(|k| hi[k].max(p[k])),
+            )
+        }))
+    }
+
     /// The volume the triangles enclose (the divergence theorem; its sign
     /// says whether they face outwards). Meaningful only for a watertight mesh.
     pub fn signed_volume(&self) -> f64 {
@@ -444,6 +461,15 @@ mod tests {
             part_file_names(["Leaf A", "leaf-a", "", "Ø"]),
             ["leaf-a.stl", "leaf-a-2.stl", "part-3.stl", "part-4.stl"]
         );
+    }
+
+    #[test]
+    fn bounds_cover_the_triangles_corners_only() {
+        let mut mesh = Mesh::cuboid([-1.0, 2.0, 0.5], [3.0, 4.0, 0.75]);
+        // A vertex no triangle uses does not widen the box.
+        mesh.vertices.push([100.0, -100.0, 100.0]);
+        assert_eq!(mesh.bounds(), Some(([-1.0, 2.0, 0.5], [3.0, 4.0, 0.75])));
+        assert_eq!(Mesh::default().bounds(), None);
     }
 
     #[test]

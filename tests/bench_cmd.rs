@@ -383,13 +383,7 @@ fn the_cube_and_bounding_box_baselines_match_an_independent_computation() {
     let settings = MetricSettings::of(Protocol::Cadprompt);
     for case in &cases {
         let reference = read_reference(case.reference.as_ref().unwrap());
-        let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
-        for v in &reference.vertices {
-            for k in 0..3 {
-                lo[k] = lo[k].min(v[k]);
-                hi[k] = hi[k].max(v[k]);
-            }
-        }
+        let (lo, hi) = reference.bounds().unwrap();
         let recorded = case_of(&report, &case.item.id);
         for (name, lo, hi) in [("cube", [0.0; 3], [1.0; 3]), ("bbox", lo, hi)] {
             // Boxes triangulated as cadloop's: the same points, the same scores.

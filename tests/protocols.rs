@@ -130,7 +130,8 @@ fn deepcad_frame(mesh: &Mesh) -> Mesh {
 /// Turned 5° about a slanted axis through its box's centre, then moved by
 /// 3 % of its longest side.
 fn turned_and_moved(mesh: &Mesh) -> Mesh {
-    let (lo, hi) = bounds(mesh);
+    let (lo, hi) = mesh.bounds().unwrap();
+    let (lo, hi) = (lo.map(f64::from), hi.map(f64::from));
     let centre = [0, 1, 2].map(|k| (lo[k] + hi[k]) / 2.0);
     let longest = (0..3).map(|k| hi[k] - lo[k]).fold(0.0, f64::max);
     let axis = nalgebra::Unit::new_normalize(nalgebra::Vector3::new(1.0, 2.0, 3.0));
@@ -141,18 +142,6 @@ fn turned_and_moved(mesh: &Mesh) -> Mesh {
         let q = turn * (nalgebra::Vector3::from(p) - c) + c + shift;
         [q.x, q.y, q.z]
     })
-}
-
-fn bounds(mesh: &Mesh) -> ([f64; 3], [f64; 3]) {
-    let mut lo = [f64::INFINITY; 3];
-    let mut hi = [f64::NEG_INFINITY; 3];
-    for v in &mesh.vertices {
-        for k in 0..3 {
-            lo[k] = lo[k].min(f64::from(v[k]));
-            hi[k] = hi[k].max(f64::from(v[k]));
-        }
-    }
-    (lo, hi)
 }
 
 fn map(mesh: &Mesh, f: impl Fn([f64; 3]) -> [f64; 3]) -> Mesh {
