@@ -8,7 +8,9 @@ mod common;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::chromium;
 use common::http::request;
@@ -149,6 +151,72 @@ fn an_example_opens_as_a_run_and_its_parameters_rebuild_it_without_an_llm() {
         .filter(|p| p.0.iter().any(|&c| c < 200))
         .count();
     assert!(drawn > 5_000, "the viewer drew {drawn} dark pixels");
+}
+
+#[test]
+fn tweaks_coming_faster_than_rebuilds_still_show_results_and_end_on_the_newest() {
+    // A slider dragged: four senders, each posting its next value within
+    // 20 ms of its last answer, for 15 s. A rebuild (FreeCAD, the mesh,
+    // seven views, the checks) takes far longer than the gaps between
+    // changes, so if every change stopped the rebuild going on, none would
+    // be shown until the dragging stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let studio = Arc::new(start(dir.path(), &[]));
+    assert_eq!(post(&studio, "/api/examples/washer", "").status, 200);
+    let counter = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(15);
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (studio, counter) = (studio.clone(), counter.clone());
+            std::thread::spawn(move || {
+                // (when answered, the thickness) of each change applied.
+                let mut applied = Vec::new();
+                while Instant::now() < until {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let thickness = 2.0 + n as f64 * 0.001;
+                    let body = format!(r#"{{"values": {{"THICKNESS": {thickness}}}}}"#);
+                    let reply = post(&studio, "/api/runs/washer/tweak", &body);
+                    match reply.status {
+                        200 => {
+                            assert!(reply.json()["error"].is_null(), "{}", reply.text());
+                            applied.push((Instant::now(), thickness));
+                        }
+                        409 => assert!(reply.text().contains("superseded"), "{}", reply.text()),
+                        other => panic!("{other}: {}", reply.text()),
+                    }
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(0..20)));
+                }
+                applied
+            })
+        })
+        .collect();
+    let mut applied: Vec<(Instant, f64)> = senders
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    applied.sort_by_key(|&(at, _)| at);
+    let sent = counter.load(Ordering::Relaxed);
+    println!("{} of {sent} changes applied", applied.len());
+    assert!(
+        applied.len() >= 5,
+        "only {} of {sent} changes were shown while they kept coming",
+        applied.len()
+    );
+    // The run ends on the newest change applied.
+    let state = get(&studio, "/api/runs/washer").json();
+    let newest = applied.last().unwrap().1;
+    let shown = state["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "THICKNESS")
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (shown - newest).abs() < 1e-9,
+        "shown {shown}, newest applied {newest}"
+    );
 }
 
 #[test]

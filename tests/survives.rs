@@ -249,7 +249,7 @@ fn the_studio_under_load_answers_everyone_and_the_newest_tweak_wins() {
     // its page and state (each every 0 to 200 ms: about 1700 requests a
     // second in all), and 10 tweaking it, each every 0.5 to 1.5 s (about
     // ten tweaks a second; one that arrives while an older one builds
-    // supersedes it).
+    // supersedes it, unless changes have waited longer than a rebuild takes).
     for n in 0..200 {
         let (studio, stop, answers, applied, counter) = (
             studio.clone(),
@@ -342,7 +342,9 @@ fn the_studio_under_load_answers_everyone_and_the_newest_tweak_wins() {
         "tweaks applied: {}, superseded: {superseded}; peak memory, server and workers: {peak_mib:.0} MiB",
         applied.len()
     );
-    // Many were built, and the run ends on the newest of them.
+    // Many were built (studio.rs `tweaks_coming_faster_than_rebuilds…`
+    // holds the studio to showing results under a stream of changes), and
+    // the run ends on the newest of them.
     assert!(applied.len() >= 2, "{} applied", applied.len());
     let newest = applied
         .iter()

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
@@ -65,8 +66,30 @@ struct Studio {
 struct TweakQueue {
     newest: AtomicU64,
     running: tokio::sync::Mutex<()>,
-    /// The stop of the rebuild going on, which a newer change raises.
-    current: Mutex<Option<Interrupt>>,
+    rebuilds: Mutex<Rebuilds>,
+}
+
+/// What a newer change needs to know to decide whether it stops the
+/// rebuild going on (`stops_rebuild`).
+#[derive(Default)]
+struct Rebuilds {
+    /// The stop of the rebuild going on.
+    current: Option<Interrupt>,
+    /// How long the last rebuild that finished took.
+    last_took: Option<Duration>,
+    /// Since when changes have come with none of them shown.
+    unshown_since: Option<Instant>,
+}
+
+/// Whether a newer change stops the rebuild going on, when changes have
+/// come for `unshown` with none shown. Once that is longer than the last
+/// rebuild took, the one going on is let finish and the newer change
+/// waits: changes that keep coming faster than the part rebuilds (a slider
+/// dragged) still show a result every two rebuilds or so, where stopping
+/// every rebuild would show none until they pause. A run's first rebuild
+/// in this studio, untimed, is let finish.
+fn stops_rebuild(unshown: Duration, last_took: Option<Duration>) -> bool {
+    last_took.is_some_and(|took| unshown < took)
 }
 
 type Shared = State<Arc<Studio>>;
@@ -241,7 +264,9 @@ struct TweakBody {
 }
 
 /// Rebuilds a run's result with new parameter values; the newest request
-/// for a run wins (an older one still waiting is dropped).
+/// for a run wins: an older one still waiting is dropped, and one building
+/// is stopped unless changes have waited longer than a rebuild takes
+/// (`stops_rebuild`).
 async fn tweak(
     State(studio): Shared,
     UrlPath(id): UrlPath<String>,
@@ -256,16 +281,26 @@ async fn tweak(
         .or_default()
         .clone();
     let mine = queue.newest.fetch_add(1, Ordering::SeqCst) + 1;
-    // A rebuild still running for an older value is stopped.
-    if let Some(older) = queue.current.lock().expect("tweak stop").as_ref() {
-        older.raise(Cause::Asked);
+    // A rebuild still running for an older value is stopped, as a rule.
+    {
+        let mut rebuilds = queue.rebuilds.lock().expect("tweak rebuilds");
+        let unshown = rebuilds
+            .unshown_since
+            .get_or_insert_with(Instant::now)
+            .elapsed();
+        if let Some(older) = &rebuilds.current {
+            if stops_rebuild(unshown, rebuilds.last_took) {
+                older.raise(Cause::Asked);
+            }
+        }
     }
     let _turn = queue.running.lock().await;
     if queue.newest.load(Ordering::SeqCst) != mine {
         return Err(superseded());
     }
     let watch = Watch::showing(&ProgressBar::hidden());
-    *queue.current.lock().expect("tweak stop") = Some(watch.stop.clone());
+    let began = Instant::now();
+    queue.rebuilds.lock().expect("tweak rebuilds").current = Some(watch.stop.clone());
     let (run_dir, record) =
         RunDir::open(&dir).map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
     let from = crate::pipeline::start_attempt(&record, None)
@@ -279,6 +314,11 @@ async fn tweak(
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(&e)))?;
     if result.interrupted.is_some() {
         return Err(superseded());
+    }
+    {
+        let mut rebuilds = queue.rebuilds.lock().expect("tweak rebuilds");
+        rebuilds.last_took = Some(began.elapsed());
+        rebuilds.unshown_since = None;
     }
     let record = result.record;
     let mut state = pages::RunState::of(&id, &record);
@@ -337,4 +377,21 @@ fn new_run_folder(studio: &Studio, name: &str) -> Result<(String, RunDir), Failu
     let dir = RunDir::create(&folder)
         .map_err(|e| Failure(StatusCode::CONFLICT, crate::error_chain(&e)))?;
     Ok((id, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_is_let_finish_once_changes_waited_longer_than_one_takes() {
+        let ms = Duration::from_millis;
+        // Rebuilds take 400 ms: stopped while changes waited less.
+        assert!(stops_rebuild(ms(0), Some(ms(400))));
+        assert!(stops_rebuild(ms(399), Some(ms(400))));
+        assert!(!stops_rebuild(ms(400), Some(ms(400))));
+        assert!(!stops_rebuild(ms(5000), Some(ms(400))));
+        // Untimed, the first is let finish.
+        assert!(!stops_rebuild(ms(0), None));
+    }
 }
