@@ -220,6 +220,64 @@ fn tweaks_coming_faster_than_rebuilds_still_show_results_and_end_on_the_newest()
 }
 
 #[test]
+fn servers_whose_stdout_reader_left_keep_serving() {
+    // Each server prints its address on stdout; the reader is gone before
+    // it does (a pipe closed at once), so the print meets a broken pipe.
+    for (args, path) in [
+        (vec!["serve", "--runs", "runs", "--port"], "/"),
+        (vec!["mcp", "--runs", "runs", "--http"], "/mcp"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let at = if args[0] == "serve" {
+            port.to_string()
+        } else {
+            addr.clone()
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cadloop"))
+            .arg("-q")
+            .args(&args)
+            .arg(&at)
+            .current_dir(dir.path())
+            .env_remove("CADLOOP_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let began = Instant::now();
+        let answered = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut said = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said)
+                    .unwrap();
+                panic!("{args:?} ended ({status}): {said}");
+            }
+            if TcpStream::connect(&addr).is_ok() {
+                break request(&addr, "GET", path, &[], b"").status;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "{args:?} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Answered at all (the MCP endpoint wants a session: 4xx is fine),
+        // and still running afterwards.
+        assert!(answered < 500, "{args:?}: {answered}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "{args:?} ended");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
 fn foreign_hosts_origins_paths_bodies_and_tokenless_remote_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let studio = start(dir.path(), &[]);

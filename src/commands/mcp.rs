@@ -91,10 +91,11 @@ async fn serve_http(
         axum::middleware::from_fn_with_state(guard, crate::studio::guard::middleware),
     );
     let url = super::serve::served_url(addr, "/mcp", token.as_deref());
-    println!("cadloop mcp: {url}  (Ctrl-C stops it)");
+    let mut said = format!("cadloop mcp: {url}  (Ctrl-C stops it)");
     if let Some(token) = &token {
-        println!("  or send the header  Authorization: Bearer {token}");
+        said += &format!("\n  or send the header  Authorization: Bearer {token}");
     }
+    super::serve::announce(&said);
     let interrupt = interrupt.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {

@@ -47,10 +47,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Exit
     let router = studio::router(config, engine, settings, guard)
         .with_context(|| format!("cannot use the runs folder {}", args.runs.display()))?;
     let url = served_url(addr, "/", token.as_deref());
-    println!(
+    announce(&format!(
         "cadloop studio: {url}  (runs in {}; Ctrl-C stops it)",
         args.runs.display()
-    );
+    ));
     if args.open {
         let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
     }
@@ -79,6 +79,15 @@ pub(super) fn served_url(addr: SocketAddr, path: &str, token: Option<&str>) -> S
         Some(token) => format!("http://{host}{path}?token={token}"),
         None => format!("http://{host}{path}"),
     }
+}
+
+/// Prints a server's address on stdout. A stdout closed or gone (started
+/// with `>&-`, or piped to a reader that left) must not stop the server,
+/// as `println!` would by panicking; the lines are only lost.
+pub(super) fn announce(lines: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{lines}").and_then(|()| out.flush());
 }
 
 /// 128 random bits as hex, from the kernel.
