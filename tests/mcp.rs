@@ -610,6 +610,67 @@ fn over_http_the_tools_work_behind_the_studios_guard() {
 }
 
 #[test]
+fn resources_come_in_pages_that_list_every_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let seen = session(
+        stdio(&runs, &[]),
+        json!([["build", {"code": BLOCK, "description": "a block"}]]),
+    );
+    let built = &seen["calls"][0];
+    assert_eq!(built["error"], false, "{built}");
+    let id = built["structured"]["run"].as_str().unwrap().to_string();
+    // A runs folder used for a while: 64 more runs, copies of the first.
+    for n in 0..64 {
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(runs.join(&id))
+            .arg(runs.join(format!("copy-{n}")))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let seen = session(
+        stdio(&runs, &[]),
+        json!([
+            {"resources": true},
+            {"resources_from": "runs-from-many"},
+            {"resources_from": "a cursor from elsewhere"},
+        ]),
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    let listed = &calls[0];
+    let uris: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    // Fifty runs a page: two pages for 65; the guide on the first.
+    let pages = listed["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(uris[0], "cadloop://guide");
+    let files_per_run = (uris.len() - 1) / 65;
+    assert!(files_per_run >= 6, "{files_per_run}: {uris:?}");
+    assert_eq!(pages[0], 1 + 50 * files_per_run);
+    assert_eq!(pages[1], 15 * files_per_run);
+    // Each run's record exactly once, no URI twice.
+    let records: Vec<&&str> = uris.iter().filter(|u| u.ends_with("/run.json")).collect();
+    assert_eq!(records.len(), 65);
+    let mut unique = uris.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), uris.len());
+    for bad in &calls[1..3] {
+        let raised = bad["raised"].as_str().unwrap_or_else(|| panic!("{bad}"));
+        assert!(
+            raised.contains("is not a cursor of resources/list"),
+            "{raised}"
+        );
+    }
+}
+
+#[test]
 fn hostile_arguments_are_refused_or_kept_inside_the_runs_folder() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");

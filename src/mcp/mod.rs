@@ -479,10 +479,10 @@ impl ServerHandler for Cadloop {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(self.list_resources_now())
+        self.list_resources_now(request.as_ref().and_then(|r| r.cursor.as_deref()))
     }
 
     async fn list_resource_templates(

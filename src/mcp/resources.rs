@@ -64,12 +64,51 @@ checks without a rebuild. Each build is a run whose files are resources \
 (`cadloop://runs/ID/model.step`, `.stl`, `.glb`, `.FCStd`, `run.json`, \
 `report.html`).\n\nWhat follows is what cadloop's own LLM is told.\n\n";
 
+/// Runs whose files one page of `resources/list` holds.
+const RUNS_PER_PAGE: usize = 50;
+
+/// The cursor of the page that starts at run `skip` (newest first).
+fn cursor_at(skip: usize) -> String {
+    format!("runs-from-{skip}")
+}
+
+/// The run a cursor this server gave starts at.
+fn cursor_start(cursor: &str) -> Result<usize, ErrorData> {
+    cursor
+        .strip_prefix("runs-from-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ErrorData::invalid_params(
+                format!(
+                    "{cursor:?} is not a cursor of resources/list; send the nextCursor of \
+                     the page before, or none for the first page"
+                ),
+                None,
+            )
+        })
+}
+
 impl Cadloop {
-    pub(super) fn list_resources_now(&self) -> ListResourcesResult {
-        let mut resources = vec![Resource::new(GUIDE_URI, "guide")
-            .with_title("How to write FreeCAD Python and checks for cadloop")
-            .with_mime_type("text/markdown")];
-        for row in crate::studio::list_runs(&self.runs) {
+    /// One page of resources: the first holds the guide; each holds the
+    /// files of up to `RUNS_PER_PAGE` runs, newest first, and the cursor of
+    /// the next page while runs are left. A run made between pages moves
+    /// the others down, so a client may see one twice; none is skipped.
+    pub(super) fn list_resources_now(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let skip = cursor.map_or(Ok(0), cursor_start)?;
+        let mut resources = Vec::new();
+        if skip == 0 {
+            resources.push(
+                Resource::new(GUIDE_URI, "guide")
+                    .with_title("How to write FreeCAD Python and checks for cadloop")
+                    .with_mime_type("text/markdown"),
+            );
+        }
+        let rows = crate::studio::list_runs(&self.runs);
+        let more = rows.len() > skip + RUNS_PER_PAGE;
+        for row in rows.into_iter().skip(skip).take(RUNS_PER_PAGE) {
             let Ok(folder) = self.run_folder(&row.id) else {
                 continue;
             };
@@ -86,7 +125,9 @@ impl Cadloop {
                 );
             }
         }
-        ListResourcesResult::with_all_items(resources)
+        let mut page = ListResourcesResult::with_all_items(resources);
+        page.next_cursor = more.then(|| cursor_at(skip + RUNS_PER_PAGE));
+        Ok(page)
     }
 
     pub(super) fn resource_templates() -> ListResourceTemplatesResult {

@@ -9,7 +9,10 @@ STEPS_JSON: a list, in order, of
   [TOOL, ARGUMENTS]                         a tool call;
   {"tool", "arguments", "cancel_after"}     a call abandoned (and cancelled)
                                             after that many seconds;
-  {"resources": true}                       the resources and templates;
+  {"resources": true}                       the resources, every page of
+                                            them in turn, and the templates;
+  {"resources_from": CURSOR}                one page of resources from a
+                                            cursor the test makes;
   {"read": URI}                             a resource read;
   {"wait_for": PATH, "contains": TEXT}      waits (up to 60 s) until the
                                             file holds TEXT.
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 
 from mcp import ClientSession
+from mcp.types import PaginatedRequestParams
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -126,15 +130,30 @@ async def main(how, steps):
                     out["calls"].append(
                         await call(session, step["tool"], step.get("arguments", {}), step.get("cancel_after")))
                 elif "resources" in step:
-                    listed = await session.list_resources()
-                    templates = await session.list_resource_templates()
-                    out["calls"].append({
-                        "resources": [
+                    pages, cursor = [], None
+                    while True:
+                        params = PaginatedRequestParams(cursor=cursor) if cursor else None
+                        listed = await session.list_resources(params=params)
+                        pages.append([
                             {"uri": str(r.uri), "name": r.name, "mime": r.mime_type, "size": r.size}
                             for r in listed.resources
-                        ],
+                        ])
+                        cursor = listed.next_cursor
+                        if not cursor or len(pages) > 1000:
+                            break
+                    templates = await session.list_resource_templates()
+                    out["calls"].append({
+                        "resources": [r for page in pages for r in page],
+                        "pages": [len(page) for page in pages],
                         "templates": [t.uri_template for t in templates.resource_templates],
                     })
+                elif "resources_from" in step:
+                    try:
+                        params = PaginatedRequestParams(cursor=step["resources_from"])
+                        listed = await session.list_resources(params=params)
+                        out["calls"].append({"resources": [str(r.uri) for r in listed.resources]})
+                    except Exception as err:
+                        out["calls"].append({"raised": str(err)})
                 elif "read" in step:
                     out["calls"].append(await read(session, step["read"]))
                 elif "wait_for" in step:
