@@ -630,11 +630,21 @@ fn resources_come_in_pages_that_list_every_run_once() {
             .unwrap();
         assert!(copied.success());
     }
+    // The first page's cursor names the 50th run by id; a run made before
+    // the second page is asked for (its id sorts first) changes nothing there.
+    let mut ids: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    let second_page = format!("after:{}", ids[49]);
     let seen = session(
         stdio(&runs, &[]),
         json!([
             {"resources": true},
-            {"resources_from": "runs-from-many"},
+            ["build", {"code": BLOCK, "description": "a 0 new block"}],
+            {"resources_from": second_page},
+            {"resources_from": "50"},
             {"resources_from": "a cursor from elsewhere"},
         ]),
     );
@@ -646,7 +656,7 @@ fn resources_come_in_pages_that_list_every_run_once() {
         .iter()
         .map(|r| r["uri"].as_str().unwrap())
         .collect();
-    // Fifty runs a page: two pages for 65; the guide on the first.
+    // Fifty runs a page, by id: two pages for 65; the guide on the first.
     let pages = listed["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2, "{pages:?}");
     assert_eq!(uris[0], "cadloop://guide");
@@ -661,7 +671,16 @@ fn resources_come_in_pages_that_list_every_run_once() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), uris.len());
-    for bad in &calls[1..3] {
+    let later = &calls[2];
+    let later_uris: Vec<&str> = later["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(later_uris, uris[1 + 50 * files_per_run..], "{later}");
+    assert!(later["next"].is_null(), "{later}");
+    for bad in &calls[3..5] {
         let raised = bad["raised"].as_str().unwrap_or_else(|| panic!("{bad}"));
         assert!(
             raised.contains("is not a cursor of resources/list"),

@@ -66,49 +66,47 @@ checks without a rebuild. Each build is a run whose files are resources \
 
 /// Runs whose files one page of `resources/list` holds.
 const RUNS_PER_PAGE: usize = 50;
+/// How a cursor starts: the rest is the id of the last run listed.
+const AFTER: &str = "after:";
 
-/// The cursor of the page that starts at run `skip` (newest first).
-fn cursor_at(skip: usize) -> String {
-    format!("runs-from-{skip}")
-}
-
-/// The run a cursor this server gave starts at.
-fn cursor_start(cursor: &str) -> Result<usize, ErrorData> {
-    cursor
-        .strip_prefix("runs-from-")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            ErrorData::invalid_params(
-                format!(
-                    "{cursor:?} is not a cursor of resources/list; send the nextCursor of \
-                     the page before, or none for the first page"
-                ),
-                None,
-            )
-        })
+/// The id of the run a cursor this server gave lists after.
+fn cursor_after(cursor: &str) -> Result<&str, ErrorData> {
+    cursor.strip_prefix(AFTER).ok_or_else(|| {
+        ErrorData::invalid_params(
+            format!(
+                "{cursor:?} is not a cursor of resources/list; send the nextCursor of the \
+                 page before, or none for the first page"
+            ),
+            None,
+        )
+    })
 }
 
 impl Cadloop {
     /// One page of resources: the first holds the guide; each holds the
-    /// files of up to `RUNS_PER_PAGE` runs, newest first, and the cursor of
-    /// the next page while runs are left. A run made between pages moves
-    /// the others down, so a client may see one twice; none is skipped.
+    /// files of up to `RUNS_PER_PAGE` runs in the order of their ids, and
+    /// while runs are left, a cursor naming the last one. Paged by id, a
+    /// run made or changed between pages neither repeats nor hides another.
     pub(super) fn list_resources_now(
         &self,
         cursor: Option<&str>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let skip = cursor.map_or(Ok(0), cursor_start)?;
+        let after = cursor.map(cursor_after).transpose()?;
         let mut resources = Vec::new();
-        if skip == 0 {
+        if after.is_none() {
             resources.push(
                 Resource::new(GUIDE_URI, "guide")
                     .with_title("How to write FreeCAD Python and checks for cadloop")
                     .with_mime_type("text/markdown"),
             );
         }
-        let rows = crate::studio::list_runs(&self.runs);
-        let more = rows.len() > skip + RUNS_PER_PAGE;
-        for row in rows.into_iter().skip(skip).take(RUNS_PER_PAGE) {
+        let mut rows = crate::studio::list_runs(&self.runs);
+        rows.retain(|row| after.is_none_or(|after| row.id.as_str() > after));
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        let more = rows.len() > RUNS_PER_PAGE;
+        rows.truncate(RUNS_PER_PAGE);
+        let next_cursor = more.then(|| rows.last().map(|row| format!("{AFTER}{}", row.id)));
+        for row in rows {
             let Ok(folder) = self.run_folder(&row.id) else {
                 continue;
             };
@@ -126,7 +124,7 @@ impl Cadloop {
             }
         }
         let mut page = ListResourcesResult::with_all_items(resources);
-        page.next_cursor = more.then(|| cursor_at(skip + RUNS_PER_PAGE));
+        page.next_cursor = next_cursor.flatten();
         Ok(page)
     }
 

@@ -151,7 +151,10 @@ async def main(how, steps):
                     try:
                         params = PaginatedRequestParams(cursor=step["resources_from"])
                         listed = await session.list_resources(params=params)
-                        out["calls"].append({"resources": [str(r.uri) for r in listed.resources]})
+                        out["calls"].append({
+                            "resources": [str(r.uri) for r in listed.resources],
+                            "next": listed.next_cursor,
+                        })
                     except Exception as err:
                         out["calls"].append({"raised": str(err)})
                 elif "read" in step:
