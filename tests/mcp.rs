@@ -56,6 +56,16 @@ fn session(connect: Value, steps: Value) -> Value {
 
 const BLOCK: &str = "import FreeCAD as App\nimport Part\n\nWIDTH = 40  # block length, mm\nHOLE_D = 6  # hole diameter, mm\n\nblock = Part.makeBox(WIDTH, 20, 10)\nhole = Part.makeCylinder(HOLE_D / 2, 10, App.Vector(WIDTH / 2, 10, 0))\nresult = block.cut(hole)\n";
 
+/// The URIs of a `{"resources": true}` step's answer.
+fn listed_uris(listed: &Value) -> Vec<&str> {
+    listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect()
+}
+
 fn is_png(image: &Value) {
     assert_eq!(image["mime"], "image/png", "{image}");
     assert_eq!(image["head"], "89504e470d0a1a0a", "{image}");
@@ -235,12 +245,7 @@ fn an_agent_builds_tweaks_and_looks_at_a_part_over_stdio() {
 
     // Resources: the guide, and the run's files, each with its type.
     let listed = &calls[9];
-    let uris: Vec<&str> = listed["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["uri"].as_str().unwrap())
-        .collect();
+    let uris = listed_uris(listed);
     for uri in [
         "cadloop://guide",
         "cadloop://runs/a-block-with-a-hole/model.step",
@@ -650,12 +655,7 @@ fn resources_come_in_pages_that_list_every_run_once() {
     );
     let calls = seen["calls"].as_array().unwrap();
     let listed = &calls[0];
-    let uris: Vec<&str> = listed["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["uri"].as_str().unwrap())
-        .collect();
+    let uris = listed_uris(listed);
     // Fifty runs a page, by id: two pages for 65; the guide on the first.
     let pages = listed["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2, "{pages:?}");
@@ -797,12 +797,7 @@ fn an_agent_building_parts_is_told_each_part_and_where_two_overlap() {
     assert_eq!(tweaked["checks"]["passed"], 2, "{tweaked}");
     assert!(tweaked["notes"].is_null(), "{tweaked}");
     // Each part's STL is a resource.
-    let uris: Vec<&str> = calls[2]["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["uri"].as_str().unwrap())
-        .collect();
+    let uris = listed_uris(&calls[2]);
     for part in ["leaf-a", "leaf-b", "pin"] {
         let uri = format!("cadloop://runs/a-hinge/parts/{part}.stl");
         assert!(uris.contains(&uri.as_str()), "{uri}: {uris:?}");
