@@ -258,6 +258,14 @@ impl MetricSettings {
             _ => self.seed ^ RESULT_STREAM,
         }
     }
+
+    /// `samples` points on `shape` by the settings' sampling.
+    fn draw(&self, shape: &Shape, seed: u64) -> Vec<Point> {
+        match self.sampling {
+            Sampling::Uniform => sample_surface(shape, self.samples, seed),
+            Sampling::Poisson => poisson::poisson_disk(shape, self.samples, seed),
+        }
+    }
 }
 
 /// Sets the result's sampling apart from the reference's.
@@ -371,7 +379,21 @@ pub fn score(
 pub struct Reference {
     shape: Shape,
     settings: MetricSettings,
-    truth: Vec<Point>,
+    truth: Cloud,
+}
+
+/// Points with their k-d tree, built once for every search against them.
+#[derive(Debug, Clone)]
+struct Cloud {
+    points: Vec<Point>,
+    tree: ImmutableKdTree<f64, 3>,
+}
+
+impl Cloud {
+    fn new(points: Vec<Point>) -> Cloud {
+        let tree = ImmutableKdTree::new_from_slice(&points);
+        Cloud { points, tree }
+    }
 }
 
 impl Reference {
@@ -385,7 +407,7 @@ impl Reference {
         Ok(Reference {
             shape,
             settings: *settings,
-            truth,
+            truth: Cloud::new(truth),
         })
     }
 
@@ -420,67 +442,62 @@ impl Reference {
 }
 
 /// The cadprompt protocol (module docs); `truth` is the reference's cloud.
-fn cadprompt(result: &Shape, truth: &[Point], s: &MetricSettings, result_seed: u64) -> Scores {
+fn cadprompt(result: &Shape, truth: &Cloud, s: &MetricSettings, result_seed: u64) -> Scores {
     let mut made = unit_sphere(s.draw(result, result_seed));
     if s.align == Align::Icp {
-        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
-        made = icp::icp_from_identity(&made, &truth_tree, truth, 2000, 0.001);
+        made = icp::icp_from_identity(&made, &truth.tree, &truth.points, 2000, 0.001);
     }
     cadprompt_points(truth, &made)
 }
 
 /// CADPrompt's scores of two normalised, aligned point clouds.
-fn cadprompt_points(truth: &[Point], made: &[Point]) -> Scores {
-    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+fn cadprompt_points(truth: &Cloud, made: &[Point]) -> Scores {
     let made_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(made);
-    let (truth_to_made, truth_max) = directed(truth, &made_tree);
-    let (_, made_max) = directed(made, &truth_tree);
+    let (truth_to_made, truth_max) = directed(&truth.points, &made_tree);
+    let (_, made_max) = directed(made, &truth.tree);
     Scores(BTreeMap::from([
         (Metric::Pcd, truth_to_made),
         (Metric::Hausdorff, truth_max.max(made_max)),
-        (Metric::Iogt, published_iogt(truth, made)),
+        (Metric::Iogt, published_iogt(&truth.points, made)),
     ]))
 }
 
 /// The text2cad protocol (module docs).
-fn text2cad(result: &Shape, truth: &[Point], s: &MetricSettings, result_seed: u64) -> Scores {
+fn text2cad(result: &Shape, truth: &Cloud, s: &MetricSettings, result_seed: u64) -> Scores {
     let mut made = deepcad_frame(s.draw(result, result_seed));
     if s.align == Align::Icp {
-        let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
-        let motion = icp::icp(&made, &truth_tree, truth);
+        let motion = icp::icp(&made, &truth.tree, &truth.points);
         made = made.into_iter().map(|p| motion.apply(p)).collect();
     }
     Scores(BTreeMap::from([(Metric::Cd, chamfer(truth, &made) * 1e3)]))
 }
 
 /// DeepCAD's Chamfer distance: the two directed mean squared distances, summed.
-fn chamfer(truth: &[Point], made: &[Point]) -> f64 {
-    let truth_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(truth);
+fn chamfer(truth: &Cloud, made: &[Point]) -> f64 {
     let made_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(made);
-    mean_squared(truth, &made_tree) + mean_squared(made, &truth_tree)
+    mean_squared(&truth.points, &made_tree) + mean_squared(made, &truth.tree)
 }
 
-/// The cadloop protocol (module docs); `reference_points` are drawn on
-/// the normalised reference.
+/// The cadloop protocol (module docs); `truth` is drawn on the normalised
+/// reference.
 fn cadloop(
     result: &Shape,
     reference: &Shape,
-    reference_points: &[Point],
+    truth: &Cloud,
     s: &MetricSettings,
     result_seed: u64,
 ) -> Scores {
     let reference = reference.normalised();
     let mut result = result.normalised();
-    let reference_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(reference_points);
     if s.align == Align::Icp {
         let result_points = s.draw(&result, result_seed);
-        let motion = icp::icp(&result_points, &reference_tree, reference_points);
+        let motion = icp::icp(&result_points, &truth.tree, &truth.points);
         result = result.map(|p| motion.apply(p));
     }
     let result_points = s.draw(&result, result_seed);
     let result_tree: ImmutableKdTree<f64, 3> = ImmutableKdTree::new_from_slice(&result_points);
-    let (to_reference_mean, to_reference_max) = directed(&result_points, &reference_tree);
-    let (to_result_mean, to_result_max) = directed(reference_points, &result_tree);
+    let (to_reference_mean, to_reference_max) = directed(&result_points, &truth.tree);
+    let (to_result_mean, to_result_max) = directed(&truth.points, &result_tree);
     Scores(BTreeMap::from([
         (Metric::Pcd, (to_reference_mean + to_result_mean) / 2.0),
         (Metric::Hausdorff, to_reference_max.max(to_result_max)),
@@ -633,16 +650,6 @@ fn mean_squared(points: &[Point], tree: &ImmutableKdTree<f64, 3>) -> f64 {
         .map(|p| tree.nearest_one::<SquaredEuclidean>(p).distance)
         .sum();
     sum / points.len().max(1) as f64
-}
-
-impl MetricSettings {
-    /// `samples` points on `shape` by the settings' sampling.
-    fn draw(&self, shape: &Shape, seed: u64) -> Vec<Point> {
-        match self.sampling {
-            Sampling::Uniform => sample_surface(shape, self.samples, seed),
-            Sampling::Poisson => poisson::poisson_disk(shape, self.samples, seed),
-        }
-    }
 }
 
 /// `n` points on the surface, area weighted: a triangle is picked with

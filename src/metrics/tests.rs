@@ -160,11 +160,11 @@ fn protocol_versions_say_what_changed_and_old_settings_read_as_uniform() {
 fn cadprompt_distances_are_one_way_from_the_reference_and_not_squared() {
     let truth = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]];
     let made = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]];
-    let sc = cadprompt_points(&truth, &made);
+    let sc = cadprompt_points(&Cloud::new(truth.to_vec()), &made);
     // Reference → result: 0 and 1, mean ½; result → reference: 0 and 0.
     assert_eq!(get(&sc, Metric::Pcd), 0.5);
     assert_eq!(get(&sc, Metric::Hausdorff), 1.0);
-    let swapped = cadprompt_points(&made, &truth);
+    let swapped = cadprompt_points(&Cloud::new(made.to_vec()), &truth);
     assert_eq!(get(&swapped, Metric::Pcd), 0.0, "one way only");
 }
 
@@ -193,7 +193,7 @@ fn text2cads_chamfer_sums_the_two_mean_squared_distances() {
     let truth = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]];
     let made = [[0.0, 0.1, 0.0]];
     // Reference → result: 0.01 and 1.01, mean 0.51; result → reference: 0.01.
-    assert!((chamfer(&truth, &made) - 0.52).abs() < 1e-12);
+    assert!((chamfer(&Cloud::new(truth.to_vec()), &made) - 0.52).abs() < 1e-12);
 }
 
 #[test]
