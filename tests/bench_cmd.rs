@@ -167,19 +167,10 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
         .unwrap();
     }
     let score = |out: &str, protocol: &str| {
-        let out = cadloop(
+        let out = bench_score(
             dir.path(),
-            &[
-                "bench",
-                "score",
-                "theirs",
-                "--references",
-                "dataset.jsonl",
-                "--out",
-                out,
-                "--protocol",
-                protocol,
-            ],
+            ["theirs", "dataset.jsonl", out],
+            &["--protocol", protocol],
         );
         assert_exit(&out, 0);
         out
@@ -278,6 +269,25 @@ fn each_protocol_scores_the_cases_beside_its_baselines_and_compare_pairs_them() 
     assert!(read_json(&old).get("rescored_from").is_none());
 }
 
+/// `cadloop bench score RESULTS --references DATASET --out OUT FLAGS…` in `dir`.
+fn bench_score(
+    dir: &std::path::Path,
+    [results, dataset, out]: [&str; 3],
+    flags: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "bench",
+        "score",
+        results,
+        "--references",
+        dataset,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(flags);
+    cadloop(dir, &args)
+}
+
 /// The case with this id in a bench.json.
 fn case_of(report: &Value, id: &str) -> Value {
     report["cases"]
@@ -362,17 +372,10 @@ fn the_cube_and_bounding_box_baselines_match_an_independent_computation() {
         )
         .unwrap();
     }
-    let out = cadloop(
+    let out = bench_score(
         dir.path(),
-        &[
-            "bench",
-            "score",
-            "constant",
-            "--references",
-            dataset.to_str().unwrap(),
-            "--out",
-            "scored",
-        ],
+        ["constant", dataset.to_str().unwrap(), "scored"],
+        &[],
     );
     assert_exit(&out, 0);
     let report = read_json(&dir.path().join("scored/bench.json"));
@@ -448,17 +451,7 @@ fn metric_settings_out_of_range_are_refused_before_anything_is_written() {
         ),
         (&["--voxels", "300"][..], "use 8 to 256"),
     ] {
-        let mut args = vec![
-            "bench",
-            "score",
-            "theirs",
-            "--references",
-            "dataset.jsonl",
-            "--out",
-            "scored",
-        ];
-        args.extend_from_slice(flags);
-        let out = cadloop(dir.path(), &args);
+        let out = bench_score(dir.path(), ["theirs", "dataset.jsonl", "scored"], flags);
         assert_exit(&out, 2);
         assert!(
             common::text(&out.stderr).contains(says),
@@ -468,21 +461,10 @@ fn metric_settings_out_of_range_are_refused_before_anything_is_written() {
         assert!(!dir.path().join("scored").exists(), "{flags:?}");
     }
     // Uniform points may be that many.
-    let out = cadloop(
+    let out = bench_score(
         dir.path(),
-        &[
-            "bench",
-            "score",
-            "theirs",
-            "--references",
-            "dataset.jsonl",
-            "--out",
-            "scored",
-            "--samples",
-            "200000",
-            "--sampling",
-            "uniform",
-        ],
+        ["theirs", "dataset.jsonl", "scored"],
+        &["--samples", "200000", "--sampling", "uniform"],
     );
     assert_exit(&out, 0);
 }

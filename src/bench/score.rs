@@ -90,15 +90,15 @@ pub fn score_case(
     let failed = || settings.protocol.failed();
     // The reference is sampled once for the result and the baselines.
     let prepared = reference.map(|r| metrics::Reference::new(r, settings));
-    let scores = prepared.as_ref().map(|prepared| match (model, prepared) {
-        (Some(model), Ok(prepared)) if compiled => prepared.score(model).unwrap_or_else(|err| {
-            tracing::warn!(case = %case.item.id, "cannot score: {err}");
-            failed()
-        }),
-        (Some(_), Err(err)) if compiled => {
-            tracing::warn!(case = %case.item.id, "cannot score: {err}");
-            failed()
-        }
+    let scores = prepared.as_ref().map(|prepared| match model {
+        Some(model) if compiled => prepared
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|prepared| prepared.score(model))
+            .unwrap_or_else(|err| {
+                tracing::warn!(case = %case.item.id, "cannot score: {err}");
+                failed()
+            }),
         _ => failed(),
     });
     let absolute = match (model, reference) {

@@ -285,7 +285,7 @@ impl Scores {
 
 /// A mesh could not be scored: no triangle with an area, or a point that is
 /// not finite.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetricError {
     #[error("the {0} mesh has no triangle with an area")]
     Empty(&'static str),
