@@ -103,13 +103,11 @@ pub fn compare(
         });
     }
     if a.protocol_version != b.protocol_version {
-        let named =
-            |r: &BenchReport| format!("{} version {}", r.protocol.as_str(), r.protocol_version);
         return Err(CompareError::Version {
             a: a_name.into(),
             b: b_name.into(),
-            pa: named(a),
-            pb: named(b),
+            pa: a.scored_by().to_string(),
+            pb: b.scored_by().to_string(),
             older: if a.protocol_version < b.protocol_version {
                 a_name
             } else {

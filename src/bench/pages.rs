@@ -35,16 +35,11 @@ fn protocol_line(report: &BenchReport) -> String {
         ""
     };
     let rescored = report.rescored_from.map_or(String::new(), |before| {
-        format!(
-            " This folder was scored before with {} version {}; those numbers do not compare with these.",
-            before.protocol.as_str(),
-            before.version
-        )
+        format!(" This folder was scored before with {before}; those numbers do not compare with these.")
     });
     format!(
-        "Protocol **{} version {}** ({what}){modified}: {} points per surface, {sampling} (seed {}), {align}. Intervals: 95 % percentile bootstrap over cases ({} resamples, seed {}).{rescored}",
-        report.protocol.as_str(),
-        report.protocol_version,
+        "Protocol **{}** ({what}){modified}: {} points per surface, {sampling} (seed {}), {align}. Intervals: 95 % percentile bootstrap over cases ({} resamples, seed {}).{rescored}",
+        report.scored_by(),
         s.samples,
         s.seed,
         report.bootstrap.resamples,

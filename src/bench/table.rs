@@ -241,6 +241,23 @@ pub struct ScoredBy {
     pub version: u32,
 }
 
+impl std::fmt::Display for ScoredBy {
+    /// "cadprompt version 2".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} version {}", self.protocol.as_str(), self.version)
+    }
+}
+
+impl BenchReport {
+    /// The protocol and revision that scored the cases.
+    pub fn scored_by(&self) -> ScoredBy {
+        ScoredBy {
+            protocol: self.protocol,
+            version: self.protocol_version,
+        }
+    }
+}
+
 impl ScoredBy {
     /// What scored a bench.json, read field by field so that any earlier
     /// cadloop's file reads; `None` when it is not a bench.json.

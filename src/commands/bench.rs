@@ -98,10 +98,7 @@ fn earlier_scoring(out: &Path, report: &bench::BenchReport) -> Option<bench::Sco
     let path = out.join("bench.json");
     let text = std::fs::read_to_string(&path).ok()?;
     let before = bench::ScoredBy::of_json(&serde_json::from_str(&text).ok()?)?;
-    let now = bench::ScoredBy {
-        protocol: report.protocol,
-        version: report.protocol_version,
-    };
+    let now = report.scored_by();
     if before == now {
         return None;
     }
@@ -113,12 +110,8 @@ fn earlier_scoring(out: &Path, report: &bench::BenchReport) -> Option<bench::Sco
         String::new()
     };
     eprintln!(
-        "note: {} was scored with {} version {}; it is now scored with {} version {}{change}, so its numbers change",
+        "note: {} was scored with {before}; it is now scored with {now}{change}, so its numbers change",
         path.display(),
-        before.protocol.as_str(),
-        before.version,
-        now.protocol.as_str(),
-        now.version,
     );
     Some(before)
 }
